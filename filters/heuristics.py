@@ -1,0 +1,167 @@
+"""Cheap rule-based checks on instructions and outputs.
+
+Instruction checks (`length`, `blocklist`, `instruction_form`) apply as soon as an instruction
+exists; instance checks (`instance`, `truncated`) look at the generated input/output and belong in
+the chain that runs after responses are generated.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from filters.base import KEEP, Filter, Verdict, drop
+from generator.records import Record
+
+
+class LengthFilter(Filter):
+    """Instruction word count within bounds."""
+
+    name = "length"
+
+    def __init__(self, min_words: int = 3, max_words: int = 150):
+        if min_words < 0 or max_words < min_words:
+            raise ValueError(f"length: need 0 <= min_words <= max_words, got {min_words}, {max_words}")
+        self.min_words = min_words
+        self.max_words = max_words
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        out = []
+        for r in records:
+            n = len(r.instruction.split())
+            if n < self.min_words:
+                out.append(drop("too_short", words=n))
+            elif n > self.max_words:
+                out.append(drop("too_long", words=n))
+            else:
+                out.append(KEEP)
+        return out
+
+
+# What a text-only model cannot see or do. Narrower than the self-instruct list (Wang et al. 2023),
+# which also blocks "file", "graph", "map", "plot" and "music" and so drops "summarize the plot of
+# Hamlet" or "read a CSV file in Python"; pass `words` to use that list.
+DEFAULT_BLOCKLIST = (
+    "image", "images", "picture", "pictures", "photo", "photos", "photograph", "screenshot",
+    "draw", "drawing", "sketch", "diagram", "flowchart", "video", "videos", "audio", "recording",
+    "listen to", "attached", "attachment", "upload", "download", "browse", "website", "web page",
+    "url", "go to",
+)
+
+
+def _word_alternation(words: Iterable[str]) -> re.Pattern[str]:
+    escaped = sorted((re.escape(w.strip()) for w in words if w.strip()), key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(escaped) + r")\b", re.IGNORECASE)
+
+
+class BlocklistFilter(Filter):
+    """Drops instructions that ask for something a text model cannot do (see DEFAULT_BLOCKLIST)."""
+
+    name = "blocklist"
+
+    def __init__(self, words: list[str] | None = None, extra_words: list[str] | None = None):
+        chosen = list(DEFAULT_BLOCKLIST if words is None else words) + list(extra_words or [])
+        if not any(w.strip() for w in chosen):
+            raise ValueError(f"blocklist: need at least one non-empty word, got words={words!r}; "
+                             "remove the filter from the chain to block nothing")
+        self.pattern = _word_alternation(chosen)
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        search = self.pattern.search
+        out = []
+        for r in records:
+            m = search(r.instruction)
+            out.append(drop("blocked_keyword", keyword=m.group(0).lower()) if m else KEEP)
+        return out
+
+
+# A fragment stops on a word that cannot end an English sentence (an article or a conjunction), on
+# a connector mark or an ellipsis, or leaves a bracket or quote open. A final ":" is fine: "Sort the
+# following list:" introduces its input.
+_DANGLING = re.compile(
+    r"(?:[,;(\[{&]|\s[-–]|\b(?:a|an|the|and|or|but|because|such as|e\.g\.?|i\.e\.?)|\.\.\.|…)\s*\Z",
+    re.IGNORECASE,
+)
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _unbalanced(text: str) -> bool:
+    return (text.count("(") != text.count(")") or text.count("[") != text.count("]")
+            or text.count('"') % 2 == 1)
+
+
+class InstructionFormFilter(Filter):
+    """Drops instructions that start with punctuation or (optionally) a non-ASCII character, and
+    instructions that are only a fragment (no letters, a dangling last word, an open bracket)."""
+
+    name = "instruction_form"
+
+    def __init__(self, ascii_start: bool = True, check_fragments: bool = True):
+        self.ascii_start = ascii_start
+        self.check_fragments = check_fragments
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        out = []
+        for r in records:
+            text = r.instruction.strip()
+            if not text or not _HAS_LETTER.search(text):
+                out.append(drop("fragment", why="no letters"))
+                continue
+            first = text[0]
+            if unicodedata.category(first).startswith(("P", "S")):
+                out.append(drop("starts_with_punctuation", char=first))
+            elif self.ascii_start and not first.isascii():
+                out.append(drop("starts_non_ascii", char=first))
+            elif self.check_fragments and _DANGLING.search(text):
+                out.append(drop("fragment", why="dangling end"))
+            elif self.check_fragments and _unbalanced(text):
+                out.append(drop("fragment", why="unbalanced brackets or quotes"))
+            else:
+                out.append(KEEP)
+        return out
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def _norm(text: str) -> str:
+    return _NON_WORD.sub(" ", text.casefold()).strip()
+
+
+class InstanceFilter(Filter):
+    """Checks a generated instance: an output exists, differs from the input, and does more than
+    restate the instruction (its normalized words are not all contained in the instruction)."""
+
+    name = "instance"
+
+    def __init__(self, min_output_chars: int = 1):
+        if min_output_chars < 1:
+            raise ValueError(f"instance: min_output_chars must be >= 1, got {min_output_chars}")
+        self.min_output_chars = min_output_chars
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        out = []
+        for r in records:
+            output = r.output.strip()
+            if len(output) < self.min_output_chars:
+                out.append(drop("empty_output", chars=len(output)))
+                continue
+            norm_out = _norm(output)
+            if r.input.strip() and norm_out == _norm(r.input):
+                out.append(drop("output_equals_input"))
+            elif norm_out and norm_out in _norm(r.instruction):
+                out.append(drop("restates_instruction"))
+            else:
+                out.append(KEEP)
+        return out
+
+
+class TruncatedFilter(Filter):
+    """Drops records whose generation stopped at the token limit (`meta["finish_reason"] ==
+    "length"`): the output is cut off mid-way."""
+
+    name = "truncated"
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        return [drop("truncated") if r.meta.get("finish_reason") == "length" else KEEP for r in records]

