@@ -76,12 +76,16 @@ class Drop:
 
 @dataclass
 class Funnel:
-    """Candidates in, drops per filter and reason, kept out, with a few examples of each drop."""
+    """Candidates in, drops per filter and reason, kept out, with a few examples of each drop.
+
+    `redactions` counts spans that a filter rewrote in records it kept, per filter and kind
+    (a kept verdict reports them as `detail["redactions"] = {kind: count}`)."""
 
     candidates: int = 0
     kept: int = 0
     drops: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    redactions: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     @property
     def dropped(self) -> int:
@@ -97,8 +101,14 @@ class Funnel:
     def merge(self, other: Funnel) -> None:
         self.candidates += other.candidates
         self.kept += other.kept
+        self.merge_drops(other)
+
+    def merge_drops(self, other: Funnel) -> None:
+        """Add another funnel's drops and examples, not its candidates or kept counts."""
         for name, reasons in other.drops.items():
             self.drops[name].update(reasons)
+        for name, kinds in other.redactions.items():
+            self.redactions[name].update(kinds)
         for key, examples in other.examples.items():
             room = KEEP_EXAMPLES - len(self.examples[key])
             self.examples[key].extend(examples[:max(room, 0)])
@@ -110,6 +120,7 @@ class Funnel:
             "dropped": self.dropped,
             "drops": {name: dict(reasons) for name, reasons in self.drops.items()},
             "examples": dict(self.examples),
+            "redactions": {name: dict(kinds) for name, kinds in self.redactions.items()},
         }
 
     @classmethod
@@ -119,6 +130,8 @@ class Funnel:
             funnel.drops[name].update(reasons)
         for key, examples in data.get("examples", {}).items():
             funnel.examples[key].extend(examples)
+        for name, kinds in data.get("redactions", {}).items():
+            funnel.redactions[name].update(kinds)
         return funnel
 
     def write(self, path: Path) -> None:
@@ -157,6 +170,8 @@ class Chain:
             for record, verdict in zip(alive, verdicts):
                 if verdict.keep:
                     kept = verdict.record or record
+                    if verdict.detail.get("redactions"):
+                        self.funnel.redactions[flt.name].update(verdict.detail["redactions"])
                     if verdict.scores:
                         kept = kept.with_meta(scores={**kept.meta.get("scores", {}),
                                                       **verdict.scores})

@@ -123,26 +123,123 @@ class EngineConfig(Section):
     )
 
 
+class TemplatesConfig(Section):
+    """Which template plays each role: a built-in name or a path (relative to the config file)."""
+
+    instructions: str = Field("self_instruct", description="New instructions from demonstrations.")
+    batch: str = Field("alpaca_batch", description="Complete tasks, many per call (alpaca_batch).")
+    evol_depth: str = Field("evol_deepen", description="Evol-Instruct: make an instruction harder.")
+    evol_breadth: str = Field("evol_broaden", description="Evol-Instruct: a new task in the same domain.")
+    custom: str = Field("custom", description="Instructions for a topic, persona, difficulty, directive.")
+    classify: str = Field("classify", description="Is an instruction a classification task?")
+    instance_input_first: str = Field("instance_input_first", description="Input, then output.")
+    instance_output_first: str = Field("instance_output_first",
+                                       description="Label first, then input (classification).")
+    response: str = Field("response", description="Answer an instruction (and its input).")
+
+
+class EvolConfig(Section):
+    operations: list[Literal["add_constraints", "deepen", "concretize", "add_reasoning", "broaden"]] = Field(
+        default_factory=lambda: ["add_constraints", "deepen", "concretize", "add_reasoning", "broaden"],
+        min_length=1, description="Evolutions applied in turn (`broaden` is in-breadth).")
+
+
+class CustomConfig(Section):
+    topics: list[str] = Field(default_factory=lambda: ["everyday life"], min_length=1,
+                              description="Subjects the tasks are about.")
+    personas: list[str] = Field(default_factory=lambda: ["a curious adult"], min_length=1,
+                                description="Who asks the tasks.")
+    difficulties: list[str] = Field(default_factory=lambda: ["easy", "intermediate", "expert"],
+                                    min_length=1, description="How hard the tasks are.")
+    directives: list[str] = Field(default_factory=list,
+                                  description="Edge cases or special requirements, crossed with the rest.")
+
+
 class GenerationConfig(Section):
-    method: Literal["self_instruct"] = Field("self_instruct", description="How instructions are made.")
+    method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom"] = Field(
+        "self_instruct", description="How instructions are made.")
     seeds: str = Field(
-        "builtin", description="`builtin` for the bundled seed tasks, or a JSONL file of seed tasks."
+        "builtin",
+        description="`builtin` for the bundled seed tasks; a JSONL or CSV file; or a Hugging Face "
+        "dataset (local folder or repo id) read with `load_dataset`.",
     )
+    seed_columns: dict[str, str] | None = Field(
+        None, description="Column mapping for CSV or dataset seeds, e.g. {instruction: prompt, output: answer}.")
     num_instructions: int = Field(30, ge=1, description="Instructions to generate.")
-    num_demonstrations: int = Field(
-        4, ge=1, description="Example tasks shown in each instruction-generation prompt."
+    instructions_per_prompt: int = Field(8, ge=1, description="Instructions (or tasks) asked for per request.")
+    num_demonstrations: int = Field(6, ge=1, description="Example tasks shown in each prompt.")
+    machine_ratio: float = Field(
+        0.25, ge=0, le=1, description="Share of demonstrations drawn from the generated pool once it has "
+        "some (self-instruct uses 2 of 8).")
+    overgenerate: float = Field(2.0, ge=1, description="Candidates asked for per instruction still needed.")
+    max_rounds: int = Field(20, ge=1, description="Stop after this many rounds.")
+    min_acceptance: float = Field(0.05, ge=0, le=1, description="A round accepting fewer than this share of "
+                                  "its candidates counts as stalled.")
+    stall_rounds: int = Field(3, ge=1, description="Stop after this many stalled rounds in a row.")
+    instances: Literal["self_instruct", "response"] = Field(
+        "self_instruct", description="How outputs are made: `self_instruct` classifies each instruction "
+        "and writes an instance output-first (classification) or input-first; `response` answers it.")
+    instances_per_task: int = Field(2, ge=1, description="Instances asked for per instruction; the first "
+                                    "valid one becomes the record.")
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    evol: EvolConfig = Field(default_factory=EvolConfig)
+    custom: CustomConfig = Field(default_factory=CustomConfig)
+
+
+class FiltersConfig(Section):
+    instructions: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "length"}, {"name": "exact_dedup"}],
+        description="Filters every candidate instruction passes, in order, before it joins the pool: "
+        "each `{name: ..., <parameter>: ...}`.",
     )
-    instruction_template: str = Field(
-        "instruction.jinja", description="Template that asks for new instructions."
+    records: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Filters every finished record (instruction, input, output) passes, in order.",
     )
-    response_template: str = Field(
-        "response.jinja", description="Template that asks for the response to an instruction."
+    write_rejected: bool = Field(True, description="Write every dropped record to rejected.jsonl.")
+
+    @field_validator("instructions", "records")
+    @classmethod
+    def _known_filters(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from filters.registry import check_spec
+
+        for spec in specs:
+            check_spec(spec)
+        return specs
+
+
+class PushConfig(Section):
+    repo: str = Field(
+        ..., description="Hub dataset repository, `user/name`; created on the first push if missing."
+    )
+    private: bool = Field(False, description="Create the repository private.")
+    revision: str | None = Field(None, description="Branch to push to; `main` when null.")
+    checkpoint_every: int | None = Field(
+        None, ge=1,
+        description="Also push while generating, each time this many more records were kept; "
+        "only at the end when null.",
     )
 
 
 class DatasetConfig(Section):
     test_ratio: float = Field(0.0, ge=0, lt=1, description="Share of records in the test split.")
     split_seed: int = Field(0, description="Seed of the deterministic train/test split.")
+    name: str = Field("instructforge-dataset", description="Dataset name, used in the card.")
+    pretty_name: str | None = Field(None, description="Human-readable title of the card; `name` if null.")
+    license: str = Field(
+        "apache-2.0",
+        description="Hub license id of the generated data (check the generating model's license).",
+    )
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes.")
+    card_template: str | None = Field(
+        None, description="Jinja template of the dataset card; the built-in prompts/card.md.jinja if null."
+    )
+    save_to_disk: bool = Field(
+        True, description="Also write a `save_to_disk` copy under `hf/` for `datasets.load_from_disk`."
+    )
+    push: PushConfig | None = Field(
+        None, description="Push the dataset to the Hugging Face Hub at the end of `generate`."
+    )
 
 
 class Config(Section):
@@ -152,20 +249,8 @@ class Config(Section):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    filters: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "length"}, {"name": "exact_dedup"}],
-        description="Filters in order, each `{name: ..., <parameter>: ...}`.",
-    )
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-
-    @field_validator("filters")
-    @classmethod
-    def _known_filters(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from filters.registry import check_spec
-
-        for spec in specs:
-            check_spec(spec)
-        return specs
 
     # Where relative paths in the config file are resolved: the config file's folder.
     _base_dir: Path = PrivateAttr(default=Path("."))

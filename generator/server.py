@@ -206,18 +206,26 @@ def managed_server(config: Config, log_dir: Path, api_key: str | None = None) ->
     log_path = log_dir / "vllm.log"
     port = port or free_port()
     cmd = build_command(config, model_path, port, api_key, gpu)
-    with log_path.open("ab") as log:
-        # The key is not written to the log: the command line is logged with it masked.
-        shown = " ".join("***" if arg == api_key else arg for arg in cmd)
-        log.write(f"\n=== instructforge: starting {shown}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=build_env(config, gpu), start_new_session=True,
-                                preexec_fn=_die_with_parent)
-    try:
-        wait_ready(proc, f"http://{HOST}:{port}/health", log_path, config.server.startup_timeout_s)
+    shown = " ".join("***" if arg == api_key else arg for arg in cmd)  # the key stays out of logs
+    with supervised(cmd, build_env(config, gpu), log_path, f"http://{HOST}:{port}/health",
+                    config.server.startup_timeout_s, shown=shown) as proc:
         yield ServerInfo(base_urls=[f"http://{HOST}:{port}/v1"], model=served_name(config),
                          api_key=api_key, log_path=log_path, pid=proc.pid)
+
+
+@contextlib.contextmanager
+def supervised(cmd: list[str], env: dict[str, str], log_path: Path, health_url: str,
+               deadline_s: float, shown: str = "") -> Iterator[subprocess.Popen[bytes]]:
+    """Run `cmd` as a new process group logging to `log_path`; yield once `health_url` answers
+    200; stop the whole group on exit, whatever the exit."""
+    with log_path.open("ab") as log:
+        log.write(f"\n=== instructforge: starting {shown or ' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        wait_ready(proc, health_url, log_path, deadline_s)
+        yield proc
     finally:
         stop_group(proc)
 
