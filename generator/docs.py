@@ -74,9 +74,10 @@ SECTIONS = {"config-reference": config_reference, "cli-reference": cli_reference
 def render(text: str) -> str:
     for marker, make in SECTIONS.items():
         pattern = re.compile(rf"(<!-- BEGIN {marker} -->\n).*?(<!-- END {marker} -->)", re.DOTALL)
-        if not pattern.search(text):
+        m = pattern.search(text)
+        if m is None:
             raise SystemExit(f"README.md lacks the markers <!-- BEGIN {marker} --> ... <!-- END {marker} -->")
-        text = pattern.sub(lambda m, body=make(): m.group(1) + body + "\n" + m.group(2), text)
+        text = text[: m.end(1)] + make() + "\n" + text[m.start(2) :]
     return text
 
 
