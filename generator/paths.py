@@ -19,7 +19,7 @@ def builtin_dir(kind: str) -> Path:
 
 
 def builtin_path(kind: str, name: str) -> Path | None:
-    """A built-in file by name (`default.yaml`, `seeds/core.jsonl`), or None."""
+    """A built-in file by name (`default.yaml`, `seeds/writing.jsonl`), or None."""
     path = builtin_dir(kind) / name
     return path if path.is_file() else None
 
