@@ -1,0 +1,403 @@
+"""The finished dataset on disk: parquet shards per split, the dataset card, exports.
+
+Layout written by `write_dataset` (the folder is what `push_dataset` uploads):
+
+    out_dir/README.md                       the card (YAML metadata + generated documentation)
+    out_dir/data/{split}-00000-of-0000N.parquet
+    out_dir/hf/                             `DatasetDict.save_to_disk` copy, for `load_from_disk`
+
+`datasets.load_dataset(str(out_dir))` reads data/ through the card's `configs`; the same files on
+the Hub give the same rows and splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generator.errors import ConfigError, InstructforgeError
+from generator.paths import builtin_path
+from generator.records import Record
+
+DATA_DIR = "data"
+DISK_DIR = "hf"
+CARD = "README.md"
+REPO_PLACEHOLDER = "<repo_id>"  # the card's load snippet before the dataset has a Hub repo
+SHARD_BYTES = 256 * 2**20
+SPLITS = ("train", "test")
+EXPORT_FORMATS = ("alpaca", "sharegpt", "chat")
+# Known meta keys become typed columns; anything else is kept, JSON-encoded, in `meta.extra`.
+META_KEYS = ("task_type", "template", "model", "round", "seed_ids", "scores")
+
+
+def features() -> Any:
+    """The dataset's explicit schema.
+
+    `meta.scores` is a list of {name, value} rather than a struct keyed by score name: which
+    scores exist depends on the filters configured, and a struct would change the schema from one
+    run (or one checkpoint push) to the next, which breaks merging shards and pushing updates.
+    A list of pairs keeps one schema, stays typed (float64) and is queryable without parsing JSON.
+    """
+    from datasets import Features, List, Value
+
+    message = {"role": Value("string"), "content": Value("string")}
+    return Features({
+        "id": Value("string"),
+        "instruction": Value("string"),
+        "input": Value("string"),
+        "output": Value("string"),
+        "messages": List(message),
+        "meta": {
+            "task_type": Value("string"),
+            "template": Value("string"),
+            "model": Value("string"),
+            "round": Value("int32"),
+            "seed_ids": List(Value("string")),
+            "scores": List({"name": Value("string"), "value": Value("float64")}),
+            "extra": Value("string"),
+        },
+    })
+
+
+@dataclass
+class DatasetInfo:
+    """What the card says about how the dataset was made; the pipeline fills it."""
+
+    name: str
+    model: str
+    pretty_name: str | None = None
+    model_revision: str | None = None
+    method: str = "self_instruct"
+    templates: list[str] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    seed_source: str = "builtin"
+    funnel: dict[str, Any] = field(default_factory=dict)  # filters.base.Funnel.to_dict()
+    engine: dict[str, Any] = field(default_factory=dict)  # request/token counts, throughput
+    created_at: str = ""
+    version: str = ""
+    license: str = "apache-2.0"
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    repo_id: str | None = None
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+def record_to_row(record: Record) -> dict[str, Any]:
+    """A record as a row of `features()`: known meta keys typed, the rest JSON in `meta.extra`."""
+    row = record.to_row()
+    meta = dict(record.meta)
+    scores = meta.get("scores") or {}
+    rnd = meta.get("round")
+    extra = {k: v for k, v in meta.items() if k not in META_KEYS}
+    row["meta"] = {
+        "task_type": _opt_str(meta.get("task_type")),
+        "template": _opt_str(meta.get("template")),
+        "model": _opt_str(meta.get("model")),
+        "round": int(rnd) if rnd is not None else None,
+        "seed_ids": [str(s) for s in meta.get("seed_ids") or []],
+        "scores": [{"name": str(k), "value": float(v)} for k, v in sorted(scores.items())],
+        "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str) if extra else None,
+    }
+    return row
+
+
+def row_to_record(row: dict[str, Any]) -> Record:
+    """The inverse of `record_to_row` (what `Record.from_row` expects back as `meta`)."""
+    m = dict(row.get("meta") or {})
+    meta: dict[str, Any] = {k: m[k] for k in ("task_type", "template", "model", "round")
+                            if m.get(k) is not None}
+    if m.get("seed_ids"):
+        meta["seed_ids"] = list(m["seed_ids"])
+    if m.get("scores"):
+        meta["scores"] = {s["name"]: s["value"] for s in m["scores"]}
+    if m.get("extra"):
+        meta.update(json.loads(m["extra"]))
+    return Record.from_row({**row, "meta": meta})
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def split_of(record_id: str, test_ratio: float, split_seed: int) -> str:
+    """`test` or `train`, from a hash of the seed and the record id.
+
+    Hashing each id (rather than shuffling the list) keeps a record in the same split when the
+    dataset grows: checkpoint pushes and resumed runs never move a record from test to train.
+    """
+    if test_ratio <= 0:
+        return "train"
+    digest = hashlib.sha256(f"{split_seed}:{record_id}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_ratio else "train"
+
+
+def split_records(records: list[Record], test_ratio: float, split_seed: int) -> dict[str, list[Record]]:
+    """Deterministic train/test split; no test split when `test_ratio` is 0. Order is kept.
+
+    With a ratio above 0 and at least two records, neither split is left empty; a single record
+    goes to train (`load_dataset` refuses empty splits).
+    """
+    if not 0 <= test_ratio < 1:
+        raise ConfigError(f"dataset.test_ratio must be in [0, 1), got {test_ratio!r}")
+    if test_ratio == 0 or len(records) < 2:
+        return {"train": list(records)}
+    test_ids = {r.id for r in records if split_of(r.id, test_ratio, split_seed) == "test"}
+    if len(records) >= 2 and (not test_ids or len(test_ids) == len({r.id for r in records})):
+        # Tiny datasets: move the one record nearest the threshold so both splits exist.
+        def key(r: Record) -> bytes:
+            return hashlib.sha256(f"{split_seed}:{r.id}".encode()).digest()
+        ordered = sorted(records, key=key)
+        test_ids = {ordered[0].id} if not test_ids else test_ids - {ordered[-1].id}
+    return {
+        "train": [r for r in records if r.id not in test_ids],
+        "test": [r for r in records if r.id in test_ids],
+    }
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, test_ratio: float,
+                  split_seed: int, card_template: Path | None = None, save_to_disk: bool = True) -> Path:
+    """Write the dataset folder (see the module docstring) and return it.
+
+    The folder is built next to `out_dir` and swapped in at the end, so a crash leaves either the
+    old dataset or the new one, and shards of an earlier write never linger. `out_dir` belongs to
+    the dataset: anything else in it is replaced.
+    """
+    from datasets import Dataset, DatasetDict
+
+    if not records:
+        raise InstructforgeError("no records to write: every candidate was dropped or none was generated; "
+                                 "the run's funnel shows which filter dropped what")
+    out_dir = Path(out_dir)
+    template = _load_card_template(card_template)  # fail on a bad template before writing
+    splits = split_records(records, test_ratio, split_seed)
+    feats = features()
+    dsets = DatasetDict()
+    for name, recs in splits.items():
+        rows = [record_to_row(r) for r in recs]
+        # columns, not from_list: an empty split still gets every column
+        dsets[name] = Dataset.from_dict({col: [row[col] for row in rows] for col in feats}, features=feats)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / DATA_DIR).mkdir(parents=True)
+    shard_counts = {}
+    for name, ds in dsets.items():
+        n = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
+        shard_counts[name] = n
+        for i in range(n):
+            shard = ds.shard(num_shards=n, index=i, contiguous=True)
+            shard.to_parquet(str(tmp / DATA_DIR / f"{name}-{i:05d}-of-{n:05d}.parquet"))
+    if save_to_disk:
+        dsets.save_to_disk(str(tmp / DISK_DIR))
+    card = render_card(template, info, splits, dsets)
+    (tmp / CARD).write_text(card, encoding="utf-8")
+
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+# --- the card -------------------------------------------------------------------------------------
+
+def _load_card_template(path: Path | None) -> Any:
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    source = Path(path) if path is not None else builtin_path("prompts", "card.md.jinja")
+    if source is None or not source.is_file():
+        raise ConfigError(f"dataset card template not found: {path or 'prompts/card.md.jinja'}; "
+                          "give an existing .jinja file or leave dataset.card_template unset")
+    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
+                               trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    try:
+        return env.from_string(source.read_text(encoding="utf-8"))
+    except TemplateError as err:
+        raise ConfigError(f"{source}: not a valid Jinja template: {err}") from None
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` value for n rows."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+              (1_000_000_000, "100M<n<1B")]
+    for bound, name in bounds:
+        if n < bound:
+            return name
+    return "n>1T" if n >= 10**12 else "1B<n<10B"
+
+
+def card_metadata(info: DatasetInfo, dsets: Any) -> dict[str, Any]:
+    """The card's YAML header: what the Hub validates and `load_dataset` reads (`configs`)."""
+    from datasets import DatasetInfo as HFInfo
+
+    total = sum(len(d) for d in dsets.values())
+    hf_info = HFInfo(features=features())._to_yaml_dict()
+    hf_info["splits"] = [{"name": n, "num_bytes": int(d.data.nbytes), "num_examples": len(d)}
+                         for n, d in dsets.items()]
+    hf_info["dataset_size"] = int(sum(d.data.nbytes for d in dsets.values()))
+    meta: dict[str, Any] = {
+        "pretty_name": info.pretty_name or info.name,
+        "license": info.license,
+        "language": list(info.languages),
+        "task_categories": ["text-generation"],
+        "size_categories": [size_category(total)],
+        "tags": ["synthetic", "instruction-tuning", info.method.replace("_", "-"), "instructforge"],
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": n, "path": f"{DATA_DIR}/{n}-*"} for n in dsets],
+        }],
+        "dataset_info": hf_info,
+    }
+    return meta
+
+
+def _distribution(values: list[int]) -> dict[str, Any]:
+    if not values:
+        return {"min": 0, "median": 0, "mean": 0, "p90": 0, "max": 0}
+    ordered = sorted(values)
+    return {
+        "min": ordered[0],
+        "median": int(statistics.median(ordered)),
+        "mean": round(statistics.fmean(ordered), 1),
+        "p90": ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)],
+        "max": ordered[-1],
+    }
+
+
+def card_statistics(splits: dict[str, list[Record]]) -> dict[str, Any]:
+    records = [r for recs in splits.values() for r in recs]
+    task_types = Counter(str(r.meta.get("task_type") or "unspecified") for r in records)
+    return {
+        "total": len(records),
+        "splits": {n: len(recs) for n, recs in splits.items()},
+        "with_input": sum(1 for r in records if r.input),
+        "task_types": dict(task_types.most_common()),
+        "lengths": {  # in words
+            "instruction": _distribution([len(r.instruction.split()) for r in records]),
+            "input": _distribution([len(r.input.split()) for r in records if r.input]),
+            "output": _distribution([len(r.output.split()) for r in records]),
+        },
+    }
+
+
+def funnel_rows(funnel: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (filter, reason), in filter order, with its share of the candidates."""
+    candidates = funnel.get("candidates") or 0
+    rows = []
+    for name, reasons in (funnel.get("drops") or {}).items():
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            share = f"{100 * count / candidates:.1f}%" if candidates else "-"
+            rows.append({"filter": name, "reason": reason, "dropped": count, "share": share})
+    return rows
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
+
+def _fence(*texts: str) -> str:
+    """A code fence longer than any backtick run in the texts, so none closes it early."""
+    longest = max((len(run) for t in texts for run in re.findall(r"`+", t)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def render_card(template: Any, info: DatasetInfo, splits: dict[str, list[Record]], dsets: Any) -> str:
+    metadata = yaml.safe_dump(card_metadata(info, dsets), sort_keys=False, allow_unicode=True)
+    examples = [{"instruction": _clip(r.instruction), "input": _clip(r.input), "output": _clip(r.output),
+                 "task_type": r.meta.get("task_type") or "",
+                 "fence": _fence(r.instruction, r.input, r.output)} for r in splits["train"][:3]]
+    try:
+        return template.render(
+            metadata=metadata, info=asdict(info), stats=card_statistics(splits),
+            funnel=info.funnel, funnel_rows=funnel_rows(info.funnel), examples=examples,
+            repo_id=info.repo_id or REPO_PLACEHOLDER,
+            sampling_json=json.dumps(info.sampling, indent=2, sort_keys=True),
+        )
+    except Exception as err:  # a user template can fail in many ways; name it
+        raise ConfigError(f"the dataset card template failed to render: {type(err).__name__}: {err}") \
+            from None
+
+
+# --- reading and exporting ------------------------------------------------------------------------
+
+def resolve_dataset_dir(path: Path) -> Path:
+    """The dataset folder itself, or the `dataset/` folder of a run directory."""
+    path = Path(path)
+    for candidate in (path, path / "dataset"):
+        if (candidate / CARD).is_file() and (candidate / DATA_DIR).is_dir():
+            return candidate
+    raise ConfigError(f"{path} holds no dataset: expected {CARD} and {DATA_DIR}/*.parquet in it "
+                      "(or in its dataset/ folder); run `instructforge generate` first")
+
+
+def data_files(dataset_dir: Path) -> dict[str, list[Path]]:
+    """Parquet shards per split, in shard order."""
+    folder = resolve_dataset_dir(dataset_dir) / DATA_DIR
+    out: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.parquet")):
+        out.setdefault(path.name.split("-", 1)[0], []).append(path)
+    if not out:
+        raise ConfigError(f"{folder} holds no .parquet shards; write the dataset again")
+    return out
+
+
+def read_rows(dataset_dir: Path, split: str | None = "train") -> list[dict[str, Any]]:
+    """Rows of one split (all splits, train first, when `split` is None)."""
+    import pyarrow.parquet as pq
+
+    files = data_files(dataset_dir)
+    if split is not None and split not in files:
+        raise ConfigError(f"split {split!r} not in {dataset_dir}; it has {', '.join(sorted(files))}")
+    names = [split] if split is not None else sorted(files, key=lambda s: (s not in SPLITS, s))
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        for path in files[name]:
+            rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def export(dataset_dir: Path, fmt: str, out_path: Path, *, split: str | None = "train") -> int:
+    """Write one split in another trainer's format; returns the number of rows.
+
+    alpaca: JSON list of {instruction, input, output}; sharegpt: JSON list of
+    {conversations: [{from: human|gpt, value}]}; chat: JSONL of {messages: [{role, content}]}.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    rows = read_rows(dataset_dir, split)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        if fmt == "chat":
+            for row in rows:
+                f.write(json.dumps({"messages": row["messages"]}, ensure_ascii=False) + "\n")
+        elif fmt == "alpaca":
+            items = [{"instruction": r["instruction"], "input": r["input"], "output": r["output"]}
+                     for r in rows]
+            json.dump(items, f, ensure_ascii=False, indent=2)
+        else:
+            speaker = {"user": "human", "assistant": "gpt", "system": "system"}
+            items = [{"conversations": [{"from": speaker.get(m["role"], m["role"]), "value": m["content"]}
+                                        for m in r["messages"]]} for r in rows]
+            json.dump(items, f, ensure_ascii=False, indent=2)
+    tmp.replace(out_path)
+    return len(rows)

@@ -1,0 +1,262 @@
+"""The dataset folder: schema, splits, card, exports, and what `datasets` and a tokenizer make of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+
+from generator.dataset import (
+    DatasetInfo,
+    export,
+    features,
+    funnel_rows,
+    read_rows,
+    record_to_row,
+    row_to_record,
+    size_category,
+    split_records,
+    write_dataset,
+)
+from generator.errors import ConfigError, InstructforgeError
+from generator.records import Record
+
+FUNNEL = {"candidates": 40, "kept": 12, "dropped": 28,
+          "drops": {"length": {"too_short": 15, "too_long": 3}, "exact_dedup": {"duplicate": 10}},
+          "examples": {}}
+
+
+@pytest.fixture
+def records(tests_dir: Path) -> list[Record]:
+    lines = (tests_dir / "data" / "dataset_records.jsonl").read_text(encoding="utf-8").splitlines()
+    return [Record.from_row(json.loads(line)) for line in lines]
+
+
+@pytest.fixture
+def info() -> DatasetInfo:
+    return DatasetInfo(name="tiny-demo", pretty_name="Tiny demo", model="SmolLM2-135M-Instruct",
+                       model_revision="v1", templates=["self_instruct.jinja", "response.jinja"],
+                       sampling={"temperature": 0.7, "top_p": 0.95}, funnel=FUNNEL,
+                       engine={"requests": 80, "output_tokens": 5000}, created_at="2026-11-23",
+                       version="0.1.0")
+
+
+def _card_yaml(folder: Path) -> dict:
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_load_dataset_and_load_from_disk_give_the_written_rows(records, info, tmp_path):
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=1)
+    by_folder = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+    from_disk = datasets.load_from_disk(str(out / "hf"))
+    expected = split_records(records, 0.25, 1)
+
+    assert set(by_folder) == set(from_disk) == {"train", "test"}
+    for split, recs in expected.items():
+        assert by_folder[split].features == features()
+        assert by_folder[split].to_list() == from_disk[split].to_list()
+        assert [row_to_record(r) for r in by_folder[split]] == recs  # meta survives parquet
+        assert by_folder[split]["messages"] == [r.messages for r in recs]
+
+
+def test_meta_keeps_unknown_keys_and_types_scores():
+    rec = Record("Say hi.", "", "hi", {"task_type": "generation", "round": 2, "seed_ids": ["s1"],
+                                       "scores": {"judge": 4.0, "length": 0.5}, "order": "input_first"})
+    row = record_to_row(rec)
+    assert row["meta"]["scores"] == [{"name": "judge", "value": 4.0}, {"name": "length", "value": 0.5}]
+    assert json.loads(row["meta"]["extra"]) == {"order": "input_first"}
+    assert row_to_record(row) == rec
+
+
+@pytest.mark.parametrize(("ratio", "seed", "n", "expect_test"), [
+    (0.0, 0, 12, None),
+    (0.5, 0, 1, None),        # one record: train only, load_dataset refuses empty splits
+    (0.25, 0, 12, (1, 11)),
+    (0.5, 3, 2, (1, 1)),      # tiny: both splits exist
+    (0.01, 0, 2, (1, 1)),     # a ratio too small for the hash still yields a test row
+    (0.99, 0, 3, (1, 2)),     # and one too large still leaves a train row
+], ids=["no-test", "single-record", "quarter", "two-records", "tiny-ratio", "huge-ratio"])
+def test_split_sizes(records, ratio, seed, n, expect_test):
+    splits = split_records(records[:n], ratio, seed)
+    if expect_test is None:
+        assert list(splits) == ["train"]
+        return
+    low, high = expect_test
+    assert low <= len(splits["test"]) <= high
+    assert len(splits["train"]) + len(splits["test"]) == n
+
+
+def test_split_is_deterministic_and_stable_when_the_dataset_grows(records):
+    first = split_records(records[:8], 0.3, 7)
+    assert split_records(records[:8], 0.3, 7) == first
+    grown = split_records(records, 0.3, 7)
+    assert {r.id for r in first["test"]} <= {r.id for r in grown["test"]}
+    other_seed = split_records(records, 0.3, 8)
+    assert [r.id for r in other_seed["test"]] != [r.id for r in grown["test"]]
+
+
+def test_split_rejects_a_bad_ratio(records):
+    with pytest.raises(ConfigError, match=r"test_ratio must be in \[0, 1\), got 1.5"):
+        split_records(records, 1.5, 0)
+
+
+def test_no_records_is_an_error(info, tmp_path):
+    with pytest.raises(InstructforgeError, match="no records to write: every candidate was dropped"):
+        write_dataset([], tmp_path / "ds", info, test_ratio=0.0, split_seed=0)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_rewrite_removes_shards_of_the_previous_write(records, info, tmp_path):
+    out = tmp_path / "ds"
+    write_dataset(records, out, info, test_ratio=0.25, split_seed=0)
+    assert sorted(p.name.split("-")[0] for p in (out / "data").iterdir()) == ["test", "train"]
+    write_dataset(records[:5], out, info, test_ratio=0.0, split_seed=0)
+    assert [p.name for p in (out / "data").iterdir()] == ["train-00000-of-00001.parquet"]
+    assert [s["split"] for s in _card_yaml(out)["configs"][0]["data_files"]] == ["train"]
+    assert len(read_rows(out)) == 5
+    assert not list(tmp_path.glob(".ds.*"))  # no temporary folders left behind
+
+
+def test_card_metadata_and_sections(records, info, tmp_path):
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
+    meta = _card_yaml(out)
+    assert meta["license"] == "apache-2.0"
+    assert meta["language"] == ["en"]
+    assert meta["task_categories"] == ["text-generation"]
+    assert meta["size_categories"] == ["n<1K"]
+    assert "synthetic" in meta["tags"]
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
+                                                {"split": "test", "path": "data/test-*"}]
+    assert sum(s["num_examples"] for s in meta["dataset_info"]["splits"]) == len(records)
+
+    card = (out / "README.md").read_text(encoding="utf-8")
+    for needle in ["# Tiny demo", "`SmolLM2-135M-Instruct` @ `v1`", "`self_instruct.jinja`",
+                   "| length | `too_short` | 15 | 37.5% |", "| exact_dedup | `duplicate` | 10 | 25.0% |",
+                   "**40** candidates went in, **12** were kept", "## Limitations", '"temperature": 0.7',
+                   "| output tokens | 5,000 |", "## Examples", "| instruction |"]:
+        assert needle in card, needle
+    # the huggingface_hub card parser reads the same metadata
+    from huggingface_hub import DatasetCard
+    assert DatasetCard.load(out / "README.md").data.pretty_name == "Tiny demo"
+
+
+def test_card_example_with_backticks_keeps_its_fence(info, tmp_path):
+    rec = Record("Show a code block.", "", "Here:\n```\nprint(1)\n```\nDone.")
+    out = write_dataset([rec], tmp_path / "ds", info, test_ratio=0.0, split_seed=0)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "````text\nHere:\n```\nprint(1)\n```\nDone.\n````" in card
+
+
+def test_custom_card_template(records, info, tmp_path):
+    template = tmp_path / "card.jinja"
+    template.write_text("---\n{{ metadata }}---\n# {{ info.name }}: {{ stats.total }} rows\n")
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0,
+                        card_template=template)
+    assert (out / "README.md").read_text().endswith("# tiny-demo: 12 rows\n")
+
+
+@pytest.mark.parametrize(("source", "match"), [
+    ("{% for %}", "not a valid Jinja template"),
+    ("{{ nothing_here }}", "failed to render: UndefinedError: 'nothing_here' is undefined"),
+    ("{{ info.__class__.__mro__ }}", "failed to render: SecurityError"),
+], ids=["syntax", "undefined", "sandboxed"])
+def test_bad_card_template_fails_before_writing(records, info, tmp_path, source, match):
+    template = tmp_path / "card.jinja"
+    template.write_text(source)
+    with pytest.raises(ConfigError, match=match):
+        write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0, card_template=template)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_missing_card_template(records, info, tmp_path):
+    with pytest.raises(ConfigError, match="dataset card template not found: .*nope.jinja"):
+        write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0,
+                      card_template=tmp_path / "nope.jinja")
+
+
+@pytest.mark.parametrize(("n", "category"), [
+    (0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (54_321, "10K<n<100K"), (2_000_000, "1M<n<10M"),
+], ids=["empty", "999", "1k", "54k", "2M"])
+def test_size_category(n, category):
+    assert size_category(n) == category
+
+
+def test_funnel_rows_sorted_by_count_within_filter():
+    assert funnel_rows(FUNNEL) == [
+        {"filter": "length", "reason": "too_short", "dropped": 15, "share": "37.5%"},
+        {"filter": "length", "reason": "too_long", "dropped": 3, "share": "7.5%"},
+        {"filter": "exact_dedup", "reason": "duplicate", "dropped": 10, "share": "25.0%"},
+    ]
+
+
+@pytest.mark.parametrize(("fmt", "check"), [
+    ("alpaca", lambda items, r: items[0] == {"instruction": r.instruction, "input": r.input,
+                                             "output": r.output}),
+    ("sharegpt", lambda items, r: items[0]["conversations"] == [
+        {"from": "human", "value": r.messages[0]["content"]},
+        {"from": "gpt", "value": r.output}]),
+    ("chat", lambda items, r: items[0] == {"messages": r.messages}),
+], ids=["alpaca", "sharegpt", "chat"])
+def test_export_formats(records, info, tmp_path, fmt, check):
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
+    target = tmp_path / "export" / f"train.{fmt}"
+    count = export(out, fmt, target)
+    text = target.read_text(encoding="utf-8")
+    items = [json.loads(line) for line in text.splitlines()] if fmt == "chat" else json.loads(text)
+    train = split_records(records, 0.25, 0)["train"]
+    assert count == len(items) == len(train)
+    assert check(items, train[0])
+
+
+@pytest.mark.parametrize(("fmt", "split", "match"), [
+    ("csv", "train", "unknown export format 'csv'; expected one of alpaca, sharegpt, chat"),
+    ("chat", "validation", "split 'validation' not in .*; it has test, train"),
+], ids=["format", "split"])
+def test_export_errors(records, info, tmp_path, fmt, split, match):
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
+    with pytest.raises(ConfigError, match=match):
+        export(out, fmt, tmp_path / "x", split=split)
+
+
+def test_export_all_splits_and_run_dir(records, info, tmp_path):
+    write_dataset(records, tmp_path / "run" / "dataset", info, test_ratio=0.25, split_seed=0)
+    assert export(tmp_path / "run", "chat", tmp_path / "all.jsonl", split=None) == len(records)
+
+
+def test_export_without_dataset(tmp_path):
+    with pytest.raises(ConfigError, match=r"holds no dataset: expected README.md and data/\*.parquet"):
+        export(tmp_path, "chat", tmp_path / "x.jsonl")
+
+
+def _bundled_tokenizer():
+    from transformers import AutoTokenizer
+
+    from generator.model import _fingerprint, _is_complete, bundled_gguf, bundled_model_dir
+
+    gguf = bundled_gguf()
+    prepared = bundled_model_dir()
+    if _is_complete(prepared, _fingerprint(gguf)):  # fast path when `model prepare` already ran
+        return AutoTokenizer.from_pretrained(str(prepared))
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+@pytest.mark.slow
+def test_every_row_fits_the_bundled_models_chat_template(records, info, tmp_path):
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
+    tokenizer = _bundled_tokenizer()
+    rows = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+    n = 0
+    for split in rows.values():
+        for row in split:
+            text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+            ids = tokenizer.apply_chat_template(row["messages"], tokenize=True)
+            assert row["messages"][0]["content"] in text and row["output"] in text
+            assert text.rstrip().endswith("<|im_end|>")
+            assert len(ids) > 0
+            n += 1
+    assert n == len(records)
