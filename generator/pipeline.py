@@ -69,7 +69,6 @@ def _log(message: str) -> None:
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
     """Run `config` end to end; resume what its run directory holds."""
-    from generator.dataset import DatasetInfo, write_dataset  # heavy import (datasets, pyarrow)
     from generator.store import RunStore
 
     started = time.monotonic()
@@ -80,14 +79,20 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     instruction_filters = build_chain(config.filters.instructions)
     record_filters = build_chain(config.filters.records)
     run_dir = Path(config.run_dir)
+    push = config.dataset.push
+    if push is not None:
+        from generator.hub import preflight
+
+        preflight(push.repo)  # a missing or rejected token stops the run before any work
     store = RunStore(run_dir, fingerprint(config), fresh=fresh, force=force)
+    writer = DatasetWriter(config, run_dir / DATASET)
     rejected = run_dir / REJECTED
     rejected.unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
     with store, server_for(config, run_dir / "logs") as server:
         try:
             records, funnel, boot, engine_stats = asyncio.run(_run(
                 config, server, store, seeds, instruction_filters, record_filters,
-                rejected if config.filters.write_rejected else None, progress))
+                rejected if config.filters.write_rejected else None, progress, writer))
         except StopRequested:
             store.flush()
             raise Interrupted(
@@ -100,24 +105,58 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     (run_dir / ROUNDS).write_text(json.dumps(
         {"stop_reason": boot.stop_reason,
          "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in boot.rounds]}, indent=2))
-    info = DatasetInfo(
-        name=run_dir.resolve().name,
-        version=__version__,
-        model=server.model if config.model.name != "bundled" else "HuggingFaceTB/SmolLM2-135M-Instruct",
-        model_revision=config.model.revision,
-        method=config.generation.method,
-        templates=sorted({r.meta.get("template", "") for r in records} - {""}),
-        sampling=config.sampling.model_dump(),
-        seed_source=config.generation.seeds,
-        funnel=funnel.to_dict(),
-        engine=engine_stats,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    dataset_dir = write_dataset(records, run_dir / DATASET, info, test_ratio=config.dataset.test_ratio,
-                                split_seed=config.dataset.split_seed)
+    dataset_dir = writer.write(records, funnel, engine_stats, server.model)
+    if push is not None:
+        writer.push()
     return RunResult(run_dir, dataset_dir, len(records), funnel, boot,
                      {"splits": _split_counts(dataset_dir), "engine": engine_stats},
                      time.monotonic() - started)
+
+
+class DatasetWriter:
+    """Writes the run's dataset folder (and pushes it when the config says so)."""
+
+    def __init__(self, config: Config, out_dir: Path):
+        self.config = config
+        self.out_dir = out_dir
+
+    def info(self, records: list[Record], funnel: dict[str, Any], engine: dict[str, Any], model: str) -> Any:
+        from generator.dataset import DatasetInfo
+
+        c, d = self.config, self.config.dataset
+        return DatasetInfo(
+            name=d.name, pretty_name=d.pretty_name, license=d.license, languages=list(d.languages),
+            model=model if c.model.name != "bundled" else "HuggingFaceTB/SmolLM2-135M-Instruct",
+            model_revision=c.model.revision, method=c.generation.method,
+            templates=sorted({r.meta.get("template", "") for r in records} - {""}),
+            sampling=c.sampling.model_dump(), seed_source=c.generation.seeds, funnel=funnel, engine=engine,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), version=__version__,
+            repo_id=d.push.repo if d.push else None,
+        )
+
+    def write(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> Path:
+        from generator.dataset import write_dataset  # heavy import (datasets, pyarrow)
+
+        d = self.config.dataset
+        template = self.config.resolve(d.card_template) if d.card_template else None
+        return write_dataset(records, self.out_dir, self.info(records, funnel.to_dict(), engine, model),
+                             test_ratio=d.test_ratio, split_seed=d.split_seed, card_template=template,
+                             save_to_disk=d.save_to_disk)
+
+    def checkpoint(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> None:
+        """The records so far, written and pushed while the run goes on; tasks still waiting for
+        their output are not in the funnel yet."""
+        self.write(records, funnel, engine, model)
+        self.push(f"Checkpoint: {len(records)} records so far")
+        _log(f"checkpoint pushed: {len(records)} records")
+
+    def push(self, message: str | None = None) -> None:
+        from generator.hub import push_dataset
+
+        p = self.config.dataset.push
+        assert p is not None
+        result = push_dataset(self.out_dir, p.repo, private=p.private, revision=p.revision, message=message)
+        _log(result.summary())
 
 
 def _split_counts(dataset_dir: Path) -> dict[str, int]:
@@ -132,7 +171,7 @@ def _split_counts(dataset_dir: Path) -> dict[str, int]:
 
 async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
                instruction_filters: list[Any], record_filters: list[Any], rejected: Path | None,
-               progress: bool) -> tuple[list[Record], Funnel, BootstrapResult, dict[str, Any]]:
+               progress: bool, writer: DatasetWriter) -> tuple[list[Record], Funnel, BootstrapResult, dict[str, Any]]:
     endpoints = [Endpoint(url, server.api_key) for url in server.base_urls]
     loop = asyncio.get_running_loop()
     async with Engine(endpoints, server.model, config.engine, progress=progress) as engine:
@@ -146,21 +185,34 @@ async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
             ifunnel, rfunnel, funnel = Funnel(), Funnel(), Funnel()
             boot = Bootstrap(config, gen, seeds, Chain(instruction_filters, ifunnel, rejected), funnel, _log)
             result = await METHODS[config.generation.method](boot)
-            completed = await boot.complete(result.records)
-            final = await asyncio.to_thread(Chain(record_filters, rfunnel, rejected).run, completed)
-            records = [r.with_meta(model=server.model) for r in final.kept]
-            engine.add_kept(len(records))
+            record_chain = Chain(record_filters, rfunnel, rejected)
+            records: list[Record] = []
+            # Tasks are completed in chunks so that long runs can push checkpoints as they go.
+            push = config.dataset.push
+            chunk = (push.checkpoint_every if push and push.checkpoint_every else 0) or len(result.records) or 1
+            for start in range(0, len(result.records), chunk):
+                completed = await boot.complete(result.records[start:start + chunk])
+                final = await asyncio.to_thread(record_chain.run, completed)
+                records += [r.with_meta(model=server.model) for r in final.kept]
+                engine.add_kept(len(final.kept))
+                if start + chunk < len(result.records) and push is not None:
+                    snapshot = _combined(funnel, ifunnel, rfunnel, len(records))
+                    await asyncio.to_thread(writer.checkpoint, records, snapshot, engine.stats.to_dict(),
+                                            server.model)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         store.write_stats(engine.stats.to_dict())
-        # One funnel for the run: parse rejections, instruction filters, instance failures and
-        # record filters, so that candidates = kept + every drop.
-        funnel.candidates += ifunnel.candidates
-        funnel.merge_drops(ifunnel)
-        funnel.merge_drops(rfunnel)
-        funnel.kept = len(records)
-        return records, funnel, result, engine.stats.to_dict()
+        return records, _combined(funnel, ifunnel, rfunnel, len(records)), result, engine.stats.to_dict()
+
+
+def _combined(bootstrap: Funnel, instructions: Funnel, records: Funnel, kept: int) -> Funnel:
+    """One funnel for the run: parse rejections and instance failures (counted by the bootstrap),
+    instruction filters, record filters; at the end of a run, candidates = kept + every drop."""
+    out = Funnel(candidates=bootstrap.candidates + instructions.candidates, kept=kept)
+    for part in (bootstrap, instructions, records):
+        out.merge_drops(part)
+    return out
 
 
 def _batch_chat(gen: Generator, loop: asyncio.AbstractEventLoop) -> Any:

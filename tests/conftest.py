@@ -10,7 +10,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import datasets.config
+import huggingface_hub.constants
 import pytest
+from hub_server import BOB, TOKEN, HubServer
 
 from generator.config import parse_config
 from generator.server import ServerInfo, managed_server
@@ -33,3 +36,25 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
 @pytest.fixture
 def tests_dir() -> Path:
     return Path(__file__).parent
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
+    with HubServer({TOKEN: "alice", BOB: "bob"}) as server:
+        url = server.url
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        # the login cache: empty unless a test writes it
+        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
+        monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH",
+                            str(tmp_path / "hf_home" / "stored_tokens"))
+        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", url)
+        monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL",
+                            url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+        yield server

@@ -485,3 +485,8 @@ class HubServer:
 
     def repo(self, repo_id: str, type_: str = "dataset") -> Repo:
         return self.state.repos[(type_, repo_id)]
+
+
+# Tokens the test server knows (fake: they open nothing but this server).
+TOKEN = "hf_test_alice_0123456789abcdefghij"
+BOB = "hf_test_bob_0123456789abcdefghijkl"

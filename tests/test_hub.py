@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
@@ -15,38 +14,13 @@ import huggingface_hub
 import huggingface_hub.constants
 import huggingface_hub.errors
 import pytest
-from hub_server import HubServer
+from hub_server import BOB, TOKEN
 
 from generator.cli import main
 from generator.dataset import DatasetInfo, write_dataset
 from generator.errors import HubError
 from generator.hub import checkpoint_due, parse_repo_id, preflight, push_dataset
 from generator.records import Record
-
-TOKEN = "hf_test_alice_0123456789abcdefghij"
-BOB = "hf_test_bob_0123456789abcdefghijkl"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
-    with HubServer({TOKEN: "alice", BOB: "bob"}) as server:
-        url = server.url
-        monkeypatch.setenv("HF_ENDPOINT", url)
-        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
-        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-        # the login cache: empty unless a test writes it
-        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
-        monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH",
-                            str(tmp_path / "hf_home" / "stored_tokens"))
-        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", url)
-        monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL",
-                            url + "/datasets/{repo_id}/resolve/{revision}/{path}")
-        yield server
 
 
 @pytest.fixture

@@ -1,0 +1,64 @@
+"""`generate` with a `push:` section: the token is checked before any work, checkpoints are
+pushed while the run goes on, and the pushed dataset loads with `load_dataset` like the local one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import datasets
+import pytest
+from fake_openai import FakeOpenAI
+from hub_server import TOKEN
+
+from generator.config import parse_config
+from generator.errors import HubError
+from generator.pipeline import generate
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(delay_s=0.01)
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+def _config(tmp_path: Path, url: str, **push):
+    return parse_config({
+        "run_dir": str(tmp_path / "run"),
+        "model": {"name": "fake", "served_name": "fake-model"},
+        "server": {"endpoints": [url]},
+        "engine": {"concurrency": 8},
+        "generation": {"num_instructions": 12},
+        "dataset": {"test_ratio": 0.25, "push": {"repo": "alice/forged", **push}},
+    })
+
+
+def test_generate_pushes_checkpoints_and_the_final_dataset(hub, fake, tmp_path: Path) -> None:
+    result = generate(_config(tmp_path, fake.url, checkpoint_every=5), progress=False)
+    repo = hub.state.repos[("dataset", "alice/forged")]
+    summaries = [repo.commits[sha].summary for sha in repo.history]
+    remote = datasets.load_dataset("alice/forged", cache_dir=str(tmp_path / "cache"))
+    local = datasets.load_dataset(str(result.dataset_dir))
+    assert set(remote) == set(local)
+    for split in local:
+        assert sorted(remote[split]["id"]) == sorted(local[split]["id"])
+    assert sum(len(local[s]) for s in local) == result.records == 12
+    # the repo's initial commit, checkpoints after 5 and 10 kept records, then the final push
+    assert [s for s in summaries if s.startswith("Checkpoint")] == ["Checkpoint: 5 records so far",
+                                                                    "Checkpoint: 10 records so far"]
+    assert len(summaries) == 4
+    for f in (tmp_path / "run").rglob("*"):
+        if f.is_file():
+            assert TOKEN not in f.read_text(errors="ignore"), f
+
+
+def test_missing_token_stops_before_any_request(hub, fake, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubError, match="token"):
+        generate(_config(tmp_path, fake.url), progress=False)
+    assert sum(fake.served.values()) == 0
+    assert not (tmp_path / "run" / "results.jsonl").exists()
