@@ -7,6 +7,7 @@ and only here.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,78 @@ def _model_prepare(args: argparse.Namespace) -> int | None:
     path = prepare_bundled_model(force=args.force)
     print(path)
     return 0
+
+
+def _templates_list(args: argparse.Namespace) -> int | None:
+    from generator.prompts import list_templates
+
+    for t in list_templates():
+        needs = ", ".join(sorted(t.required)) or "-"
+        print(f"{t.name:<26} {t.meta.produces:<20} needs: {needs}")
+        print(f"{'':<26} {t.meta.description}")
+    return 0
+
+
+def _templates_show(args: argparse.Namespace) -> int | None:
+    import json
+
+    from generator.prompts import load_template
+
+    t = load_template(args.name)
+    print(f"name:        {t.name}\npath:        {t.path}\ndescription: {t.meta.description}")
+    print(f"produces:    {t.meta.produces}\nparser:      {t.meta.parser}")
+    print(f"sampling:    {json.dumps(t.sampling)}")
+    print(f"json schema: {json.dumps(t.meta.json_schema) if t.meta.json_schema else 'none'}")
+    print("variables:")
+    for v in sorted(t.variables):
+        default = f" (default: {json.dumps(t.meta.defaults[v])})" if v in t.meta.defaults else " (required)"
+        print(f"  {v}{default}: {t.meta.variables.get(v, '')}")
+    print("\n" + t.source.rstrip())
+    return 0
+
+
+def _templates_render(args: argparse.Namespace) -> int | None:
+    import json
+
+    from generator.prompts import preview
+
+    t, messages = preview(args.name, dict(args.var or []), seeds=args.seeds,
+                          num_demonstrations=args.num_demonstrations)
+    if args.json:
+        body: dict[str, object] = {"messages": messages, **t.sampling}
+        if t.response_format:
+            body["response_format"] = t.response_format
+        print(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        for m in messages:
+            print(f"--- {m['role']} ---\n{m['content']}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int | None:
+    from generator.hub import push_dataset
+
+    result = push_dataset(Path(args.run_dir), args.repo, private=args.private, revision=args.revision,
+                          message=args.message)
+    print(result.summary())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int | None:
+    from generator.dataset import export
+
+    split = None if args.split == "all" else args.split
+    count = export(Path(args.run_dir), args.format, Path(args.out), split=split)
+    print(f"wrote {count:,} rows ({args.format}) to {args.out}")
+    return 0
+
+
+def _string_var(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE (like instruction='Sort the list.'), got {text!r}")
+    return key, value
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -85,13 +158,56 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="convert again even if cached")
     mp.set_defaults(func=_model_prepare)
 
+    p = sub.add_parser("templates", help="list, show and preview the prompt templates")
+    tsub = p.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
+    tp = tsub.add_parser("list", help="the built-in templates, what they produce and need")
+    tp.set_defaults(func=_templates_list)
+    tp = tsub.add_parser("show", help="a template's metadata, variables and source")
+    tp.add_argument("name", help="built-in template name or path to a .jinja file")
+    tp.set_defaults(func=_templates_show)
+    tp = tsub.add_parser("render", help="print the chat messages exactly as they would be sent")
+    tp.add_argument("name", help="built-in template name or path to a .jinja file")
+    tp.add_argument("--var", action="append", type=_string_var, metavar="NAME=VALUE",
+                    help="a template variable, as text (repeatable)")
+    tp.add_argument("--seeds", metavar="SOURCE",
+                    help="fill `demonstrations` from seed tasks: `builtin` or a seed file")
+    tp.add_argument("--num-demonstrations", type=int, default=4, metavar="K",
+                    help="how many seed tasks --seeds puts in `demonstrations` (default: 4)")
+    tp.add_argument("--json", action="store_true",
+                    help="print the request body (messages, sampling, response_format) as JSON")
+    tp.set_defaults(func=_templates_render)
+
+    p = sub.add_parser("push", help="push a run's dataset to the Hugging Face Hub (one commit)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
+    p.add_argument("--repo", required=True, help="dataset repository, user/name (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", metavar="BRANCH", help="branch to push to (default: main)")
+    p.add_argument("--message", "-m", help="commit message (default: row counts per split)")
+    p.set_defaults(func=_push)
+
+    p = sub.add_parser("export", help="write a run's dataset as Alpaca JSON, ShareGPT JSON or chat JSONL")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
+    p.add_argument("--format", "-f", required=True, choices=["alpaca", "sharegpt", "chat"],
+                   help="alpaca: [{instruction, input, output}]; sharegpt: [{conversations: "
+                   "[{from, value}]}]; chat: one {messages} per line")
+    p.add_argument("--out", "-o", required=True, help="file to write")
+    p.add_argument("--split", default="train", help="split to export, or `all` (default: train)")
+    p.set_defaults(func=_export)
+
     return parser
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command = args.func
+    # SIGTERM (a batch scheduler's stop) unwinds like Ctrl-C, so servers are stopped and results
+    # flushed; during generation the engine installs its own graceful handlers.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return func(args) or 0
     except InstructforgeError as err:

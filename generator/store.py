@@ -1,0 +1,232 @@
+"""The run directory's append-only record of results, which makes a run resumable.
+
+Layout of `run_dir`:
+    fingerprint.json   what produced the results (the config parts that change them)
+    results.jsonl      one `Result` per line, appended in batches as results arrive
+    engine_stats.json  accounting per session (`write_stats`)
+    .lock              held while a process writes, so two runs cannot mix their lines
+
+Appends go to the kernel with one `write` per batch: a killed process loses at most the batch in
+its buffer (sent again on resume) and can leave a torn last line, which the next open cuts off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from generator.client import Result
+from generator.errors import ConfigError
+
+RESULTS = "results.jsonl"
+FINGERPRINT = "fingerprint.json"
+STATS = "engine_stats.json"
+LOCK = ".lock"
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): data}
+
+
+def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints, one `key: old -> new` per changed leaf."""
+    a, b = _flatten(old), _flatten(new)
+    missing = object()
+    return [
+        f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}".replace(repr(missing), "(unset)")
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key, missing) != b.get(key, missing)
+    ]
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """Results of one run directory. `done_ids` holds every request that succeeded; failed
+    results are stored too (for the record) but are not done, so a resumed run retries them.
+    Appending a result whose request is already done is a no-op, so nothing is stored twice."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        fingerprint: dict[str, Any],
+        *,
+        fresh: bool = False,
+        force: bool = False,
+        flush_every: int = 64,
+        flush_interval_s: float = 1.0,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / RESULTS
+        self._flush_every = flush_every
+        self._flush_interval_s = flush_interval_s
+        self._lock_fd = self._take_lock()
+        fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it will read back
+        fp_path = self.run_dir / FINGERPRINT
+        if fresh:
+            for name in (RESULTS, FINGERPRINT, STATS):
+                (self.run_dir / name).unlink(missing_ok=True)
+        elif fp_path.exists():
+            old = json.loads(fp_path.read_text(encoding="utf-8"))
+            changes = fingerprint_changes(old, fingerprint)
+            if changes and not force:
+                self._release_lock()
+                raise ConfigError(
+                    f"{self.run_dir} holds a run made with another config ({'; '.join(changes)}); "
+                    "pass --fresh to start over there, --force to continue anyway, or use another run_dir"
+                )
+        elif self.path.exists() and self.path.stat().st_size:
+            self._release_lock()
+            raise ConfigError(
+                f"{self.path} exists but {fp_path} does not: cannot tell what made these results; "
+                "pass --fresh to start over or --force to continue anyway"
+            )
+        _atomic_write_json(fp_path, fingerprint)
+        self.done_ids: set[str] = set()
+        self.failed_ids: set[str] = set()
+        self._repair_and_index()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._buffer: list[str] = []
+        self._last_flush = float("-inf")
+
+    # -- lock ----------------------------------------------------------------------------------
+
+    def _take_lock(self) -> int | None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            return None
+        fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"{self.run_dir} is in use by another instructforge process; wait for it to end "
+                "or use another run_dir"
+            ) from None
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _repair_and_index(self) -> None:
+        """Index what is stored, cutting off a torn last line left by a killed process."""
+        if not self.path.exists():
+            return
+        good_end = 0
+        with open(self.path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no end of line")
+                    data = json.loads(line)
+                except ValueError:
+                    if f.read(1):  # not the last line: the file was damaged, not just torn
+                        raise ConfigError(
+                            f"{self.path}, line {number}: not a stored result ({line[:80]!r}); "
+                            "delete that line, or pass --fresh to start over"
+                        ) from None
+                    break
+                good_end += len(line)
+                if data.get("error") is None:
+                    self.done_ids.add(data["request_id"])
+                    self.failed_ids.discard(data["request_id"])
+                elif data["request_id"] not in self.done_ids:
+                    self.failed_ids.add(data["request_id"])
+        if good_end != self.path.stat().st_size:
+            os.truncate(self.path, good_end)
+
+    def done(self) -> set[str]:
+        """Ids of the requests that succeeded: a resumed run skips these."""
+        return self.done_ids
+
+    def results(self, *, failed: bool = False) -> Iterator[Result]:
+        """Stored results, one per request: the successful ones, plus with `failed=True` the
+        last failure of each request that never succeeded. Buffered results are written first."""
+        self.flush()
+        seen: set[str] = set()
+        last_failure: dict[str, Result] = {}
+        with open(self.path, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                result = Result.from_dict(json.loads(line))
+                if result.ok:
+                    if result.request_id not in seen:
+                        seen.add(result.request_id)
+                        yield result
+                elif failed:
+                    last_failure[result.request_id] = result
+        for rid, result in last_failure.items():
+            if rid not in seen:
+                yield result
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, result: Result) -> None:
+        rid = result.request_id
+        if rid in self.done_ids:
+            return
+        if result.ok:
+            self.done_ids.add(rid)
+            self.failed_ids.discard(rid)
+        else:
+            self.failed_ids.add(rid)
+        self._buffer.append(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
+        # Batches when results stream in; each result at once when they trickle in (a slow
+        # server), so that none waits in the buffer for the next one.
+        if (
+            len(self._buffer) >= self._flush_every
+            or time.monotonic() - self._last_flush >= self._flush_interval_s
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._buffer:
+            data = "".join(self._buffer).encode()
+            self._buffer.clear()
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(self._fd, view) :]
+
+    def write_stats(self, stats: dict[str, Any]) -> None:
+        """Add one session's engine accounting to `engine_stats.json`."""
+        path = self.run_dir / STATS
+        sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if path.exists() else []
+        sessions.append(stats)
+        _atomic_write_json(path, {"sessions": sessions})
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        self.flush()
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None  # type: ignore[assignment]
+        self._release_lock()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,164 @@
+"""The run directory's result store: batching, torn lines, fingerprints, one writer."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from generator.client import Result
+from generator.errors import ConfigError
+from generator.store import RESULTS, RunStore, fingerprint_changes
+
+FP = {"model": "m", "sampling": {"temperature": 0.7, "stop": ["\n"]}, "template": "a.jinja"}
+
+
+def ok(rid: str, text: str = "t") -> Result:
+    return Result(rid, [text], ["stop"], prompt_tokens=3, completion_tokens=1, endpoint="e", meta={"k": rid})
+
+
+def bad(rid: str, kind: str = "timeout") -> Result:
+    return Result(rid, error=kind, error_message="x", endpoint="e")
+
+
+def lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / RESULTS).read_text().splitlines()]
+
+
+def test_results_read_back_equal_what_was_appended(tmp_path: Path) -> None:
+    written = [ok("a", "é ü"), ok("b"), bad("c")]
+    with RunStore(tmp_path, FP) as store:
+        for r in written:
+            store.append(r)
+    store = RunStore(tmp_path, FP)
+    assert store.done() == {"a", "b"}
+    assert store.failed_ids == {"c"}
+    assert list(store.results()) == written[:2]
+    assert list(store.results(failed=True)) == written
+    store.close()
+
+
+def test_result_dict_round_trip_covers_every_field() -> None:
+    result = Result("r", ["a", "b"], ["stop", "length"], 1, 2, None, "", "e", 3, 0.5, {"m": [1]})
+    assert set(result.to_dict()) == {f.name for f in fields(Result)}
+    assert Result.from_dict({**result.to_dict(), "added_later": 1}) == result
+
+
+def test_appends_are_batched_by_count_and_written_on_close(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, FP, flush_every=3, flush_interval_s=60)
+    store.flush()  # as if results had been streaming in
+    store.append(ok("a"))
+    store.append(ok("b"))
+    assert (tmp_path / RESULTS).read_text() == ""
+    store.append(ok("c"))
+    assert [d["request_id"] for d in lines(tmp_path)] == ["a", "b", "c"]
+    store.append(ok("d"))
+    assert len(lines(tmp_path)) == 3
+    store.close()
+    assert len(lines(tmp_path)) == 4
+
+
+def test_results_that_trickle_in_are_written_at_once(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, FP, flush_every=1000, flush_interval_s=0.3)
+    store.append(ok("a"))  # nothing written for a long time: write at once
+    store.append(ok("b"))  # just written: wait for more
+    assert len(lines(tmp_path)) == 1
+    time.sleep(0.35)
+    store.append(ok("c"))
+    assert len(lines(tmp_path)) == 3
+    store.close()
+
+
+def test_torn_last_line_is_cut_off_and_appends_continue(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(ok("a"))
+        store.append(ok("b"))
+    path = tmp_path / RESULTS
+    path.write_bytes(path.read_bytes() + b'{"request_id": "c", "texts": ["hal')
+    with RunStore(tmp_path, FP) as store:
+        assert store.done() == {"a", "b"}
+        store.append(ok("c"))
+    assert [d["request_id"] for d in lines(tmp_path)] == ["a", "b", "c"]
+
+
+def test_damaged_line_before_the_end_is_refused(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(ok("a"))
+    path = tmp_path / RESULTS
+    path.write_bytes(path.read_bytes() + b"garbage\n" + json.dumps(ok("b").to_dict()).encode() + b"\n")
+    with pytest.raises(ConfigError, match=r"results.jsonl, line 2: not a stored result \(b'garbage"):
+        RunStore(tmp_path, FP)
+
+
+def test_done_requests_are_never_stored_twice_and_failures_are_retried(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(bad("a", "http_5xx"))
+        store.append(bad("a", "timeout"))
+        store.append(ok("b"))
+        assert store.done() == {"b"}
+    with RunStore(tmp_path, FP) as store:
+        assert store.failed_ids == {"a"}
+        store.append(ok("a"))
+        store.append(ok("a", "again"))
+        store.append(ok("b", "again"))
+        store.append(bad("b"))
+        assert list(store.results(failed=True)) == [ok("b"), ok("a")]
+    assert [(d["request_id"], d["error"]) for d in lines(tmp_path)] == [
+        ("a", "http_5xx"), ("a", "timeout"), ("b", None), ("a", None)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("new", "named"),
+    [
+        ({**FP, "model": "other"}, "model: 'm' -> 'other'"),
+        ({**FP, "sampling": {"temperature": 0.9, "stop": ["\n"]}}, "sampling.temperature: 0.7 -> 0.9"),
+        ({**FP, "seed": 3}, "seed: (unset) -> 3"),
+        ({k: v for k, v in FP.items() if k != "template"}, "template: 'a.jinja' -> (unset)"),
+    ],
+    ids=["model", "nested", "added", "removed"],
+)
+def test_changed_fingerprint_is_refused_naming_the_change(tmp_path: Path, new: dict, named: str) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(ok("a"))
+    with pytest.raises(ConfigError, match="holds a run made with another config") as err:
+        RunStore(tmp_path, new)
+    assert named in str(err.value) and "--fresh" in str(err.value) and "--force" in str(err.value)
+    with RunStore(tmp_path, new, force=True) as store:
+        assert store.done() == {"a"}
+    with RunStore(tmp_path, new) as store:  # forced once: the new config is now the run's
+        assert store.done() == {"a"}
+    with RunStore(tmp_path, FP, fresh=True) as store:
+        assert store.done() == set()
+    assert (tmp_path / RESULTS).read_text() == ""
+
+
+def test_results_without_a_fingerprint_are_refused(tmp_path: Path) -> None:
+    (tmp_path / RESULTS).write_text(json.dumps(ok("a").to_dict()) + "\n")
+    with pytest.raises(ConfigError, match="fingerprint.json does not: cannot tell what made these results"):
+        RunStore(tmp_path, FP)
+
+
+def test_second_writer_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = RunStore(tmp_path, FP)
+    with pytest.raises(ConfigError, match="is in use by another instructforge process"):
+        RunStore(tmp_path, FP)
+    first.close()
+    RunStore(tmp_path, FP).close()
+
+
+def test_stats_sessions_accumulate(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.write_stats({"requests": 1})
+        store.write_stats({"requests": 2})
+    data = json.loads((tmp_path / "engine_stats.json").read_text())
+    assert data == {"sessions": [{"requests": 1}, {"requests": 2}]}
+
+
+def test_fingerprint_changes_lists_each_leaf() -> None:
+    assert fingerprint_changes({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 4}) == [
+        "a.c: 2 -> 3", "d: (unset) -> 4"
+    ]
