@@ -176,6 +176,9 @@ def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, te
     the dataset: anything else in it is replaced.
     """
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # a dataset of this size writes in a blink; the run has its own bar
 
     if not records:
         raise InstructforgeError("no records to write: every candidate was dropped or none was generated; "
