@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 
 from filters.base import KEEP, Filter, Verdict, drop
 from generator.records import Record
@@ -50,29 +49,28 @@ DEFAULT_BLOCKLIST = (
 )
 
 
-def _word_alternation(words: Iterable[str]) -> re.Pattern[str]:
-    escaped = sorted((re.escape(w.strip()) for w in words if w.strip()), key=len, reverse=True)
-    return re.compile(r"\b(?:" + "|".join(escaped) + r")\b", re.IGNORECASE)
-
-
 class BlocklistFilter(Filter):
-    """Drops instructions that ask for something a text model cannot do (see DEFAULT_BLOCKLIST)."""
+    """Drops instructions that ask for something a text model cannot do (see DEFAULT_BLOCKLIST).
+    Entries match whole words or phrases, case-insensitively."""
 
     name = "blocklist"
 
     def __init__(self, words: list[str] | None = None, extra_words: list[str] | None = None):
-        chosen = list(DEFAULT_BLOCKLIST if words is None else words) + list(extra_words or [])
-        if not any(w.strip() for w in chosen):
+        chosen = {w.strip().lower() for w in list(DEFAULT_BLOCKLIST if words is None else words)
+                  + list(extra_words or []) if w.strip()}
+        if not chosen:
             raise ValueError(f"blocklist: need at least one non-empty word, got words={words!r}; "
                              "remove the filter from the chain to block nothing")
-        self.pattern = _word_alternation(chosen)
+        # Matched against the lowercased text: an IGNORECASE alternation is about 4x slower.
+        self.pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, chosen), key=len, reverse=True))
+                                  + r")\b")
 
     def judge(self, records: list[Record]) -> list[Verdict]:
         search = self.pattern.search
         out = []
         for r in records:
-            m = search(r.instruction)
-            out.append(drop("blocked_keyword", keyword=m.group(0).lower()) if m else KEEP)
+            m = search(r.instruction.lower())
+            out.append(drop("blocked_keyword", keyword=m.group(0)) if m else KEEP)
         return out
 
 
@@ -87,8 +85,9 @@ _HAS_LETTER = re.compile(r"[^\W\d_]")
 
 
 def _unbalanced(text: str) -> bool:
-    return (text.count("(") != text.count(")") or text.count("[") != text.count("]")
-            or text.count('"') % 2 == 1)
+    return (("(" in text or ")" in text) and text.count("(") != text.count(")")
+            or ("[" in text or "]" in text) and text.count("[") != text.count("]")
+            or '"' in text and text.count('"') % 2 == 1)
 
 
 class InstructionFormFilter(Filter):
@@ -113,7 +112,7 @@ class InstructionFormFilter(Filter):
                 out.append(drop("starts_with_punctuation", char=first))
             elif self.ascii_start and not first.isascii():
                 out.append(drop("starts_non_ascii", char=first))
-            elif self.check_fragments and _DANGLING.search(text):
+            elif self.check_fragments and _DANGLING.search(text[-24:]):
                 out.append(drop("fragment", why="dangling end"))
             elif self.check_fragments and _unbalanced(text):
                 out.append(drop("fragment", why="unbalanced brackets or quotes"))
@@ -131,7 +130,11 @@ def _norm(text: str) -> str:
 
 class InstanceFilter(Filter):
     """Checks a generated instance: an output exists, differs from the input, and does more than
-    restate the instruction (its normalized words are not all contained in the instruction)."""
+    restate the instruction (its normalized text is not most of the instruction's; a label taken
+    from the instruction, "Positive" for "Classify as positive or negative", is an answer).
+
+    Normalizing (case, punctuation, spacing) only runs when the raw lengths make a match possible:
+    normalizing at most halves a text that is not mostly punctuation."""
 
     name = "instance"
 
@@ -144,13 +147,15 @@ class InstanceFilter(Filter):
         out = []
         for r in records:
             output = r.output.strip()
-            if len(output) < self.min_output_chars:
-                out.append(drop("empty_output", chars=len(output)))
+            n = len(output)
+            if n < self.min_output_chars:
+                out.append(drop("empty_output", chars=n))
                 continue
-            norm_out = _norm(output)
-            if r.input.strip() and norm_out == _norm(r.input):
+            n_in, n_ins = len(r.input), len(r.instruction)
+            if n_in and n <= 2 * n_in and n_in <= 2 * n and _norm(output) == _norm(r.input):
                 out.append(drop("output_equals_input"))
-            elif norm_out and norm_out in _norm(r.instruction):
+            elif (n <= 2 * n_ins and (norm := _norm(output)) and (ins := _norm(r.instruction))
+                  and 2 * len(norm) >= len(ins) and norm in ins):
                 out.append(drop("restates_instruction"))
             else:
                 out.append(KEEP)

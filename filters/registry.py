@@ -7,10 +7,30 @@ from typing import Any
 
 from filters.base import Filter
 from filters.dedup import ExactDedup
-from filters.heuristics import LengthFilter
+from filters.heuristics import (
+    BlocklistFilter,
+    InstanceFilter,
+    InstructionFormFilter,
+    LengthFilter,
+    TruncatedFilter,
+)
+from filters.judge import LLMJudge
+from filters.language import LanguageFilter
+from filters.pii import PIIFilter
+from filters.refusal import RefusalFilter
+from filters.repetition import RepetitionFilter
 
 FILTERS: dict[str, type[Filter]] = {
     "length": LengthFilter,
+    "blocklist": BlocklistFilter,
+    "instruction_form": InstructionFormFilter,
+    "instance": InstanceFilter,
+    "truncated": TruncatedFilter,
+    "repetition": RepetitionFilter,
+    "refusal": RefusalFilter,
+    "pii": PIIFilter,
+    "language": LanguageFilter,
+    "judge": LLMJudge,
     "exact_dedup": ExactDedup,
 }
 

@@ -1,0 +1,102 @@
+"""Language identification with lingua (`lingua-language-detector`), which ships its models: no
+download at run time. The slowest of the rule-based filters; see scripts/bench_filters.py."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from filters.base import KEEP, Filter, Verdict, drop
+from generator.records import Record
+
+_FIELDS = ("instruction", "input", "output")
+
+
+@lru_cache(maxsize=4)
+def _detector(codes: tuple[str, ...] | None, high_accuracy: bool) -> Any:
+    """One detector per setting and process: its models take seconds to load and hundreds of MB."""
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    builder = (LanguageDetectorBuilder.from_iso_codes_639_1(*(getattr(IsoCode639_1, c) for c in codes))
+               if codes is not None else LanguageDetectorBuilder.from_all_languages())
+    if not high_accuracy:
+        builder = builder.with_low_accuracy_mode()
+    # Models load lazily, on the first text that needs them.
+    return builder.build()
+
+
+# The languages a detector chooses among by default: the most used on the web and in instruction
+# data. Fewer candidates make lingua faster and lighter (about 300 MB of models for these, 1 GB for
+# all 75); a text in a language outside the list is assigned the nearest one, which is still not
+# one of `languages` unless they are close relatives.
+DEFAULT_CANDIDATES = ("en", "fr", "de", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko", "ar", "hi", "tr",
+                      "pl", "sv", "uk", "vi", "id", "fa")
+
+
+class LanguageFilter(Filter):
+    """Keeps records whose most likely language (ISO 639-1) is one of `languages`.
+
+    The text judged is the chosen fields joined, cut at `max_chars`; texts with fewer than
+    `min_chars` letters (numbers, code) are kept, since no detector can tell. The detector chooses
+    among `candidates` (default DEFAULT_CANDIDATES, plus `languages`; `["all"]` for every language
+    lingua knows). `high_accuracy: false` uses lingua's trigram-only mode: about 40 MB instead of
+    300, but unreliable on short texts (it calls "To convert Celsius to Fahrenheit, multiply by nine
+    fifths and add thirty-two." German).
+    """
+
+    name = "language"
+
+    def __init__(self, languages: list[str] | None = None, fields: list[str] | None = None,
+                 min_chars: int = 20, max_chars: int = 1000, high_accuracy: bool = True,
+                 candidates: list[str] | None = None):
+        from lingua import IsoCode639_1
+
+        self.languages = self._codes(IsoCode639_1, languages or ["en"], "languages")
+        if candidates == ["all"]:
+            self.candidates = None
+        else:
+            chosen = self._codes(IsoCode639_1, list(candidates or DEFAULT_CANDIDATES), "candidates")
+            self.candidates = chosen + [lang for lang in self.languages if lang not in chosen]
+        self.fields = tuple(fields or ("instruction", "output"))
+        unknown = [f for f in self.fields if f not in _FIELDS]
+        if unknown:
+            raise ValueError(f"language: unknown fields {unknown}; valid fields: {', '.join(_FIELDS)}")
+        if min_chars < 0 or max_chars < max(min_chars, 1):
+            raise ValueError(f"language: need 0 <= min_chars <= max_chars, got {min_chars}, {max_chars}")
+        self.min_chars = min_chars
+        self.max_chars = max_chars
+        self.high_accuracy = high_accuracy
+        self._detector: Any = None
+
+    @staticmethod
+    def _codes(iso: Any, codes: list[str] | None, what: str) -> list[Any]:
+        out = []
+        for code in codes or []:
+            try:
+                out.append(iso.from_str(code.lower()))
+            except ValueError:
+                raise ValueError(f"language: {what} has {code!r}, which is not an ISO 639-1 code "
+                                 "lingua knows; use two-letter codes such as 'en', 'fr', 'de'") from None
+        return out
+
+    def _build(self) -> Any:
+        codes = tuple(c.name for c in self.candidates) if self.candidates is not None else None
+        return _detector(codes, self.high_accuracy)
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        if self._detector is None:
+            self._detector = self._build()
+        detect = self._detector.detect_language_of
+        keep = {lang.name for lang in self.languages}
+        out = []
+        for r in records:
+            text = " ".join(t for t in (getattr(r, f) for f in self.fields) if t)[:self.max_chars]
+            if sum(c.isalpha() for c in text) < self.min_chars:
+                out.append(KEEP)
+                continue
+            lang = detect(text)
+            if lang is None or lang.iso_code_639_1.name in keep:
+                out.append(KEEP)
+            else:
+                out.append(drop("wrong_language", language=lang.iso_code_639_1.name.lower()))
+        return out

@@ -1,0 +1,177 @@
+"""Rule-based filters: each case names the record and the reason it must get ("" = kept)."""
+
+from __future__ import annotations
+
+import pytest
+
+from filters.base import Filter
+from filters.registry import FILTERS, build, check_spec
+from generator.records import Record
+
+LONG_OK = ("Photosynthesis turns light into chemical energy. Plants take in carbon dioxide through "
+           "their leaves and water through their roots. Inside the chloroplasts, chlorophyll absorbs "
+           "light, which splits water and releases oxygen. The energy is stored in molecules that "
+           "later drive the Calvin cycle, where carbon is fixed into sugars that feed the plant and, "
+           "through food chains, almost every other living thing on Earth.")
+
+
+def R(instruction: str = "Explain how photosynthesis works in plants.", input: str = "",
+      output: str = "Plants turn light, water and carbon dioxide into sugar and oxygen.", **meta) -> Record:
+    return Record(instruction, input, output, meta)
+
+
+def verdict_reason(flt: Filter, record: Record) -> str:
+    [v] = flt.judge([record])
+    assert v.keep == (v.reason == ""), v
+    return v.reason
+
+
+CASES = [
+    # length
+    ("length", {}, R("Sort this."), "too_short"),
+    ("length", {"max_words": 5}, R("Explain in detail how the immune system fights a virus."), "too_long"),
+    ("length", {}, R(), ""),
+    # blocklist
+    ("blocklist", {}, R("Describe the image above in two sentences."), "blocked_keyword"),
+    ("blocklist", {}, R("Go to the website and summarize its news."), "blocked_keyword"),
+    ("blocklist", {}, R("Summarize the plot of Hamlet in three sentences."), ""),
+    ("blocklist", {}, R("Write a Python function that reads a CSV file."), ""),
+    ("blocklist", {}, R("Explain why an imagery exercise helps athletes."), ""),  # whole words only
+    ("blocklist", {"words": ["poem"]}, R("Write a poem about the sea."), "blocked_keyword"),
+    ("blocklist", {"extra_words": ["web page"]}, R("Summarize this web page for me."), "blocked_keyword"),
+    # instruction_form
+    ("instruction_form", {}, R("- Explain how photosynthesis works."), "starts_with_punctuation"),
+    ("instruction_form", {}, R("¿Cómo funciona la fotosíntesis?"), "starts_with_punctuation"),
+    ("instruction_form", {}, R("Ébauche un plan pour la semaine."), "starts_non_ascii"),
+    ("instruction_form", {"ascii_start": False}, R("Ébauche un plan pour la semaine."), ""),
+    ("instruction_form", {}, R("Explain how photosynthesis works and"), "fragment"),
+    ("instruction_form", {}, R("Write a story about the"), "fragment"),
+    ("instruction_form", {}, R("List the planets (from the sun outwards"), "fragment"),
+    ("instruction_form", {}, R("12345 678"), "fragment"),
+    ("instruction_form", {}, R("Sort the following numbers:"), ""),
+    ("instruction_form", {}, R("What is a closure used for?"), ""),
+    # instance
+    ("instance", {}, R(output="   "), "empty_output"),
+    ("instance", {"min_output_chars": 10}, R(output="Yes."), "empty_output"),
+    ("instance", {}, R("Fix the grammar.", input="He go to school.", output="he go to school"),
+     "output_equals_input"),
+    ("instance", {}, R(output="Explain how photosynthesis works in plants"), "restates_instruction"),
+    ("instance", {}, R("Fix the grammar.", input="He go to school.", output="He goes to school."), ""),
+    ("instance", {}, R("Classify the review as positive or negative.", input="Loved it!", output="Positive"),
+     ""),
+    # truncated
+    ("truncated", {}, R(finish_reason="length"), "truncated"),
+    ("truncated", {}, R(finish_reason="stop"), ""),
+    ("truncated", {}, R(), ""),
+    # repetition
+    ("repetition", {}, R(output="The answer is: " + "and then the model said " * 6 + "and th"),
+     "degenerate_loop"),
+    ("repetition", {}, R(output="Sure! " + "ha" * 30), "degenerate_loop"),
+    ("repetition", {}, R(output="Section one\n" + "-" * 60), ""),  # separators are not loops
+    ("repetition", {}, R(output="Plants are green. " * 3 + "They need light."), ""),  # too short to loop
+    ("repetition", {}, R(output="\n".join(["Water the plants every morning before work."] * 4
+                                          + [LONG_OK])), "repeated_lines"),
+    ("repetition", {}, R(output=LONG_OK + " " + LONG_OK[:200] + " Finally, plants grow."),
+     "duplicate_ngrams"),
+    ("repetition", {}, R(output=" ".join(f"the cat sat on mat number {i}." for i in range(10))),
+     "repeated_ngrams"),
+    ("repetition", {}, R(output=LONG_OK), ""),
+    ("repetition", {"fields": ["instruction"]}, R(output="and then " * 20), ""),
+    # refusal
+    ("refusal", {}, R(output="I'm sorry, but I cannot help with that."), "refusal"),
+    ("refusal", {}, R(output="I’m sorry, I can’t do that."), "refusal"),  # typographic apostrophe
+    ("refusal", {}, R(output="Hmm. I cannot answer questions about the future."), "refusal"),
+    ("refusal", {}, R(output="Photosynthesis is a process. As an AI language model, I think..."),
+     "ai_boilerplate"),
+    ("refusal", {}, R(output="Great question! My knowledge cutoff prevents me from knowing that."),
+     "ai_boilerplate"),
+    ("refusal", {}, R(output="If I cannot find the key, the function returns None."), ""),
+    ("refusal", {}, R(output="An AI model such as a decision tree splits data on features."), ""),
+    ("refusal", {}, R(output="As an AI researcher, she studied computer vision."), ""),
+    ("refusal", {}, R(output="Photosynthesis... As an AI, I find it fascinating."), "ai_boilerplate"),
+    ("refusal", {"extra_refusals": ["no can do"]}, R(output="No can do, friend."), "refusal"),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "record", "reason"), CASES,
+                         ids=[f"{c[0]}-{c[3] or 'kept'}-{i}" for i, c in enumerate(CASES)])
+def test_filter_reasons(name: str, params: dict, record: Record, reason: str) -> None:
+    assert verdict_reason(build({"name": name, **params}), record) == reason
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"name": "length", "min_words": 10, "max_words": 5}, r"min_words <= max_words, got 10, 5"),
+    ({"name": "blocklist", "words": [" "]}, r"at least one non-empty word"),
+    ({"name": "instance", "min_output_chars": 0}, r"min_output_chars must be >= 1, got 0"),
+    ({"name": "repetition", "fields": ["title"]}, r"unknown fields \['title'\].*instruction, input, output"),
+    ({"name": "repetition", "ngram_scale": 0}, r"ngram_scale .* got 0"),
+    ({"name": "refusal", "extra_refusals": ["(unclosed"]}, r"not a valid regular expression"),
+    ({"name": "language", "languages": ["english"]}, r"'english', which is not an ISO 639-1 code"),
+    ({"name": "language", "min_chars": 50, "max_chars": 10}, r"min_chars <= max_chars, got 50, 10"),
+    ({"name": "pii", "action": "mask"}, r"action must be 'drop' or 'redact', got 'mask'"),
+    ({"name": "pii", "kinds": ["dna"]}, r"unknown or no kinds \['dna'\]; valid kinds: email"),
+    ({"name": "pii", "phone_region": "XX"}, r"phone_region 'XX'"),
+], ids=["length-bounds", "blocklist-empty", "instance-min", "repetition-field", "repetition-scale",
+        "refusal-regex", "language-code", "language-chars", "pii-action", "pii-kind", "pii-region"])
+def test_bad_parameters_name_the_value(spec: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build(spec)
+
+
+def test_unknown_parameter_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"'repetition' has no parameter 'min_chars'; valid parameters: "
+                                         r"fields, min_words"):
+        check_spec({"name": "repetition", "min_chars": 3})
+
+
+def test_every_registered_filter_builds_with_defaults() -> None:
+    for name, cls in FILTERS.items():
+        flt = build({"name": name})
+        assert isinstance(flt, cls) and flt.name == name
+
+
+FRENCH = R("Explique la différence entre un virus et une bactérie en quelques phrases.",
+           output="Un virus a besoin d'une cellule hôte pour se reproduire, une bactérie non.")
+LANG_CASES = [
+    (FRENCH, ["en"], "wrong_language"),
+    (FRENCH, ["en", "fr"], ""),
+    (R("Erkläre den Unterschied zwischen einem Virus und einem Bakterium.",
+       output="Ein Virus braucht eine Wirtszelle, um sich zu vermehren; ein Bakterium nicht."), ["en"],
+     "wrong_language"),
+    (R(), ["en"], ""),
+    (R("Name three fruits.", output="1, 2, 3"), ["de"], ""),  # under min_chars letters: kept
+]
+
+
+@pytest.mark.parametrize(("record", "languages", "reason"), LANG_CASES,
+                         ids=["fr-not-en", "fr-allowed", "de-not-en", "en-ok", "too-short-to-tell"])
+def test_language(record: Record, languages: list[str], reason: str) -> None:
+    assert verdict_reason(build({"name": "language", "languages": languages}), record) == reason
+
+
+def test_language_reports_detected_code() -> None:
+    flt = build({"name": "language", "candidates": ["en", "fr", "de"]})
+    [v] = flt.judge([FRENCH])
+    assert (v.reason, v.detail) == ("wrong_language", {"language": "fr"})
+
+
+def test_language_accuracy_modes_on_a_short_text() -> None:
+    text = R("To convert Celsius to Fahrenheit, multiply by nine fifths and add thirty-two.", output="")
+    assert verdict_reason(build({"name": "language"}), text) == ""
+    # lingua's low-accuracy (trigram-only) mode calls this plain English sentence German.
+    assert verdict_reason(build({"name": "language", "high_accuracy": False}), text) == "wrong_language"
+
+
+def test_configured_languages_join_the_candidates() -> None:
+    record = R("Eleza jinsi mvua inavyonyesha.", output="Mvua hunyesha wakati mawingu yanapojaa maji mengi.")
+    only_en = build({"name": "language", "languages": ["en"], "candidates": ["en", "id", "sw"]})
+    assert verdict_reason(only_en, record) == "wrong_language"
+    assert verdict_reason(build({"name": "language", "languages": ["sw"]}), record) == ""
+
+
+def test_verdict_detail_says_what_matched() -> None:
+    [v] = build({"name": "blocklist"}).judge([R("Draw a map of the city.")])
+    assert v.detail == {"keyword": "draw"}
+    [v] = build({"name": "repetition"}).judge([R(output="Sure. " + "again and again " * 8)])
+    assert v.reason == "degenerate_loop" and v.detail["field"] == "output"
+    assert sorted(v.detail["unit"].split()) == ["again", "again", "and"]  # one copy of the unit

@@ -1,0 +1,151 @@
+"""The LLM judge: rubric rendering, answer parsing and thresholds with a recorded fake chat client,
+then a real score from the real vLLM server."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filters.base import Chain, FilterContext
+from filters.judge import RESPONSE_FORMAT, LLMJudge, parse_scores
+from generator.records import Record
+
+RECORD = Record("Give the capital of France.", "", "The capital of France is Paris.")
+
+
+class FakeChat:
+    """Answers each request with the next canned text and records what it was asked."""
+
+    def __init__(self, answers: list[str | None]):
+        self.answers = answers
+        self.calls: list[tuple[list[list[dict[str, str]]], dict[str, Any]]] = []
+
+    def __call__(self, conversations: list[list[dict[str, str]]], extra: dict[str, Any]) -> list[str | None]:
+        self.calls.append((conversations, extra))
+        return self.answers[:len(conversations)]
+
+
+@pytest.mark.parametrize(("text", "scores"), [
+    ('{"helpfulness": 5, "correctness": 4, "clarity": 3}',
+     {"helpfulness": 5, "correctness": 4, "clarity": 3}),
+    ('Sure: {"helpfulness": 2, "correctness": 2, "clarity": 5} hope it helps',
+     {"helpfulness": 2, "correctness": 2, "clarity": 5}),
+    ('{"helpfulness": 5, "correctness": 4, "clar', None),  # cut off at max_tokens
+    ('{"helpfulness": 6, "correctness": 4, "clarity": 3}', None),  # out of range
+    ('{"helpfulness": true, "correctness": 4, "clarity": 3}', None),
+    ('{"helpfulness": 5, "correctness": 4}', None),
+    ("[1, 2, 3]", None),
+    ("", None),
+    (None, None),
+], ids=["json", "wrapped", "truncated", "out-of-range", "bool", "missing", "list", "empty", "failed"])
+def test_parse_scores(text: str | None, scores: dict[str, int] | None) -> None:
+    assert parse_scores(text) == scores
+
+
+def test_renders_rubric_and_asks_for_schema() -> None:
+    chat = FakeChat(['{"helpfulness": 5, "correctness": 5, "clarity": 4}'])
+    judge = LLMJudge(max_tokens=50)
+    judge.setup(FilterContext(chat=chat))
+    [v] = judge.judge([RECORD.with_(input="Europe")])
+    [(conversations, extra)] = chat.calls
+    prompt = conversations[0][0]["content"]
+    assert conversations[0][0]["role"] == "user"
+    assert "Give the capital of France." in prompt and "The capital of France is Paris." in prompt
+    assert "### Input\nEurope" in prompt
+    assert extra == {"response_format": RESPONSE_FORMAT, "max_tokens": 50, "temperature": 0.0}
+    assert v.keep and v.scores == {"judge": 4.667, "judge_helpfulness": 5.0, "judge_correctness": 5.0,
+                                   "judge_clarity": 4.0}
+
+
+def test_input_section_only_when_there_is_input() -> None:
+    assert "### Input" not in LLMJudge().prompt(RECORD)[0]["content"]
+
+
+@pytest.mark.parametrize(("answer", "on_error", "keep", "reason"), [
+    ('{"helpfulness": 3, "correctness": 4, "clarity": 4}', "drop", True, ""),     # mean 3.667 >= 3.5
+    ('{"helpfulness": 3, "correctness": 3, "clarity": 4}', "drop", False, "low_judge_score"),
+    ('{"helpfulness": 3', "drop", False, "judge_failed"),
+    (None, "keep", True, ""),
+], ids=["above", "below", "unreadable-drop", "failed-keep"])
+def test_threshold_and_errors(answer: str | None, on_error: str, keep: bool, reason: str) -> None:
+    judge = LLMJudge(threshold=3.5, on_error=on_error)
+    judge.setup(FilterContext(chat=FakeChat([answer])))
+    [v] = judge.judge([RECORD])
+    assert (v.keep, v.reason) == (keep, reason)
+
+
+def test_scores_land_in_record_meta_through_the_chain() -> None:
+    judge = LLMJudge()
+    judge.setup(FilterContext(chat=FakeChat(['{"helpfulness": 4, "correctness": 4, "clarity": 4}'])))
+    [kept] = Chain([judge]).run([RECORD]).kept
+    assert kept.meta["scores"]["judge"] == 4.0
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"threshold": 7}, r"1-5 scale, got 7"),
+    ({"on_error": "retry"}, r"'drop' or 'keep', got 'retry'"),
+    ({"max_tokens": 4}, r"max_tokens 4 cannot hold"),
+    ({"template": "no_such_rubric.jinja"}, r"'no_such_rubric.jinja' is neither a file nor a built-in"),
+], ids=["threshold", "on-error", "max-tokens", "missing-template"])
+def test_bad_parameters(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LLMJudge(**kwargs)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("Rate {{ instruction }} for {{ audience }}", r"uses \['audience'\].*can only use"),
+    ("Rate {{ instruction ", r"is not valid Jinja"),
+], ids=["unknown-variable", "syntax"])
+def test_template_checked_when_built(tmp_path: Path, source: str, message: str) -> None:
+    path = tmp_path / "rubric.jinja"
+    path.write_text(source)
+    with pytest.raises(ValueError, match=message):
+        LLMJudge(template=str(path))
+
+
+def test_template_is_sandboxed(tmp_path: Path) -> None:
+    path = tmp_path / "rubric.jinja"
+    path.write_text("{{ instruction.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(Exception, match="unsafe|access to attribute"):
+        LLMJudge(template=str(path)).prompt(RECORD)
+
+
+def test_judge_without_chat_says_how_to_wire_it() -> None:
+    with pytest.raises(RuntimeError, match=r"FilterContext\(chat=\.\.\.\)"):
+        LLMJudge().setup(FilterContext())
+
+
+def http_batch_chat(base_url: str, api_key: str | None, model: str):
+    """A BatchChat over the OpenAI-compatible API with the standard library (the pipeline passes its
+    engine's own)."""
+
+    def one(messages: list[dict[str, str]], extra: dict[str, Any]) -> str | None:
+        body = json.dumps({"model": model, "messages": messages, **extra}).encode()
+        req = urllib.request.Request(f"{base_url}/chat/completions", data=body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {api_key or 'none'}"})
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            return json.load(resp)["choices"][0]["message"]["content"]
+
+    def chat(conversations: list[list[dict[str, str]]], extra: dict[str, Any]) -> list[str | None]:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(lambda m: one(m, extra), conversations))
+
+    return chat
+
+
+@pytest.mark.vllm
+def test_judge_scores_with_real_server(vllm_server) -> None:
+    chat = http_batch_chat(vllm_server.base_url, vllm_server.api_key, vllm_server.model)
+    judge = LLMJudge(threshold=1.0, max_tokens=64)  # the tiny model's taste is not under test
+    judge.setup(FilterContext(chat=chat))
+    records = [RECORD, Record("List three primary colors.", "", "Red, blue and yellow.")]
+    verdicts = judge.judge(records)
+    for v in verdicts:
+        assert v.keep, v  # the schema-constrained answer parses into scores
+        assert 1.0 <= v.scores["judge"] <= 5.0
+        assert set(v.scores) == {"judge", "judge_helpfulness", "judge_correctness", "judge_clarity"}
