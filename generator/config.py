@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from generator.errors import ConfigError
 from generator.paths import builtin_path
@@ -155,6 +155,32 @@ class CustomConfig(Section):
                                   description="Edge cases or special requirements, crossed with the rest.")
 
 
+class ShardConfig(Section):
+    """One shard of a run split over many jobs (a Slurm array task, for instance)."""
+
+    index: int = Field(..., ge=0, description="This shard, from 0 (`$SLURM_ARRAY_TASK_ID`).")
+    count: int = Field(..., ge=1, description="Shards in all; the shard takes every `count`-th seed from "
+                       "`index` and adds `index` to `sampling.seed`.")
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} is not below count {self.count}; "
+                             "indexes run from 0 to count - 1")
+        return self
+
+    def select(self, seeds: list[Any]) -> list[Any]:
+        """This shard's seeds: every `count`-th one from `index`."""
+        picked = seeds[self.index::self.count]
+        if not picked:
+            raise ConfigError(f"generation.shard: shard {self.index} of {self.count} gets no seed tasks "
+                              f"from {len(seeds)}; use at most {len(seeds)} shards or more seed tasks")
+        return picked
+
+    def sampling_seed(self, base: int | None) -> int | None:
+        return None if base is None else base + self.index
+
+
 class GenerationConfig(Section):
     method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom"] = Field(
         "self_instruct", description="How instructions are made.")
@@ -181,6 +207,7 @@ class GenerationConfig(Section):
         "and writes an instance output-first (classification) or input-first; `response` answers it.")
     instances_per_task: int = Field(2, ge=1, description="Instances asked for per instruction; the first "
                                     "valid one becomes the record.")
+    shard: ShardConfig | None = Field(None, description="Generate one shard of the seeds (see `merge`).")
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     evol: EvolConfig = Field(default_factory=EvolConfig)
     custom: CustomConfig = Field(default_factory=CustomConfig)
@@ -188,12 +215,27 @@ class GenerationConfig(Section):
 
 class FiltersConfig(Section):
     instructions: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "length"}, {"name": "exact_dedup"}],
+        default_factory=lambda: [
+            {"name": "length", "min_words": 3, "max_words": 150},
+            {"name": "blocklist"},
+            {"name": "instruction_form"},
+            {"name": "repetition", "fields": ["instruction"]},
+            {"name": "pii", "action": "drop", "fields": ["instruction"]},
+            {"name": "language", "fields": ["instruction"]},
+            {"name": "exact_dedup"},
+        ],
         description="Filters every candidate instruction passes, in order, before it joins the pool: "
         "each `{name: ..., <parameter>: ...}`.",
     )
     records: list[dict[str, Any]] = Field(
-        default_factory=list,
+        default_factory=lambda: [
+            {"name": "truncated"},
+            {"name": "instance"},
+            {"name": "repetition"},
+            {"name": "refusal"},
+            {"name": "pii", "action": "redact"},
+            {"name": "language"},
+        ],
         description="Filters every finished record (instruction, input, output) passes, in order.",
     )
     write_rejected: bool = Field(True, description="Write every dropped record to rejected.jsonl.")
