@@ -303,6 +303,10 @@ def _str_field(obj: dict[str, Any], *names: str) -> str:
     return ""
 
 
+# Small models number the strings inside a JSON list too: ["1. Write a haiku."].
+_LEADING_NUMBER = re.compile(r"^\s*\d{1,3}[.)]\s+")
+
+
 def parse_json_instructions(text: str, finish_reason: str | None = None) -> ParseResult:
     """`{"instructions": [str, ...]}`, a bare list, or a list of `{"instruction": ...}` objects."""
     result = ParseResult()
@@ -315,7 +319,7 @@ def parse_json_instructions(text: str, finish_reason: str | None = None) -> Pars
             element = text_field
         if not isinstance(element, str):
             result.reject("wrong_json_shape", repr(element)[:200])
-        elif item := _clean_item(element):
+        elif item := _clean_item(_LEADING_NUMBER.sub("", element, count=1)):
             result.items.append({"instruction": item})
         else:
             result.reject("empty_item", element)
@@ -364,7 +368,7 @@ def parse_json_instances(text: str, finish_reason: str | None = None) -> ParseRe
 
 _FIELD = re.compile(
     r"^\s*(?:#+\s*)?(?:\d{1,3}\s*[.)]\s*)?(?:[-*]\s+)?(?:\*\*|__)?\s*"
-    r"(instruction|task|input|output|class label|label|response|answer)"
+    r"(instruction|task|input|output|class label|label|response|answer)s?"
     r"(?:\s*#?\d{1,3})?\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?",                # "Input 2:" too
     re.IGNORECASE,
 )
@@ -377,30 +381,45 @@ _FIELD_NAMES = {"instruction": "instruction", "task": "instruction", "input": "i
                 "response": "output", "answer": "output"}
 
 
+_UNLABELLED = "_unlabelled"
+
+
 def _split_blocks(text: str, fields: set[str]) -> list[dict[str, str]]:
     """Blocks of labelled fields. A new block starts at a separator line or when a field that the
-    current block already has appears again; unlabelled lines continue the field above them."""
-    blocks: list[dict[str, list[str]]] = []
+    current block already has appears again; unlabelled lines continue the field above them.
+
+    For instances, unlabelled text right after a separator ("Example 1:", a quoted review, then
+    "Output: Positive") is the block's input when the block has no `Input:` of its own.
+    """
+    blocks: list[dict[str, str]] = []
+
+    def close(block: dict[str, list[str]]) -> None:
+        done = {k: "\n".join(v).strip() for k, v in block.items()}
+        loose = done.pop(_UNLABELLED, "")
+        if not done:
+            return
+        if loose and fields == {"input", "output"} and "input" not in done:
+            done["input"] = loose
+        blocks.append(done)
+
     current: dict[str, list[str]] = {}
     last: str | None = None
     for line in text.splitlines():
         m = _FIELD.match(line)
         name = _FIELD_NAMES[m.group(1).lower()] if m else None
-        if name is not None and name in fields:
+        if m is not None and name in fields:
             if name in current:
-                blocks.append(current)
+                close(current)
                 current = {}
-            current[name] = [line[m.end():].strip()]  # type: ignore[union-attr]
+            current[name] = [line[m.end():].strip()]
             last = name
         elif _SEPARATOR.match(line):
-            if current:
-                blocks.append(current)
-            current, last = {}, None
+            close(current)
+            current, last = {_UNLABELLED: []}, _UNLABELLED
         elif last is not None:
             current[last].append(line.rstrip())
-    if current:
-        blocks.append(current)
-    return [{k: "\n".join(v).strip() for k, v in b.items()} for b in blocks]
+    close(current)
+    return blocks
 
 
 def _labelled(text: str, finish_reason: str | None, fields: set[str]) -> tuple[ParseResult, list[dict]]:
