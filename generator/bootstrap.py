@@ -327,14 +327,18 @@ class Bootstrap:
                                  {"stage": "instances"}) for r, tpl in zip(records, tpls)]
         results = await self.gen.run(reqs)
         out = []
-        for r, tpl, res in zip(records, tpls, results):
+        for r, tpl, req, res in zip(records, tpls, reqs, results):
             if res is None:
                 self._drop_task(r, "request_failed")
                 continue
             parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
-            good = [it for it in parsed.items if (it.get("output") or "").strip()]
+            prompt = "\n".join(m["content"] for m in req.messages or [])
+            # Small models copy the template's worked example instead of writing their own.
+            good = [it for it in parsed.items if (it.get("output") or "").strip()
+                    and not _copied(it, prompt)]
             if not good:
-                reason = parsed.rejections[0].reason if parsed.rejections else "no_instance"
+                reason = ("copied_from_prompt" if parsed.items else
+                          parsed.rejections[0].reason if parsed.rejections else "no_instance")
                 self._drop_task(r, reason)
                 continue
             first = good[0]
@@ -362,6 +366,15 @@ class Bootstrap:
 
     def _drop_task(self, record: Record, reason: str) -> None:
         self.funnel.add_drop(Drop(record, "instances", reason))
+
+
+def _copied(item: dict[str, str], prompt: str) -> bool:
+    """The instance stands in the prompt as it is: its input and output, or (with no input) an
+    output long enough not to be a short label or number that may well recur."""
+    output, input_ = item.get("output", "").strip(), (item.get("input") or "").strip()
+    if input_:
+        return input_ in prompt and output in prompt
+    return len(output) >= 20 and output in prompt
 
 
 METHODS: dict[str, Callable[[Bootstrap], Any]] = {
