@@ -9,6 +9,7 @@ the requests that are missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import zlib
@@ -87,13 +88,14 @@ class Generator:
         if missing:
             self.sent += len(missing)
             self.engine.set_total(self.sent)  # the bar counts over the whole run
-            async for result in self.engine.run(missing):
-                result.meta = {**by_id[result.request_id].meta, **result.meta}
-                self.store.append(result)
-                if result.ok:
-                    self.cached[result.request_id] = result
-                else:
-                    self.failed += 1
+            async with contextlib.aclosing(self.engine.run(missing)) as results:
+                async for result in results:
+                    result.meta = {**by_id[result.request_id].meta, **result.meta}
+                    self.store.append(result)
+                    if result.ok:
+                        self.cached[result.request_id] = result
+                    else:
+                        self.failed += 1
             self.store.flush()
         if self.engine.stopped:
             raise StopRequested()

@@ -75,6 +75,10 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     # Everything that can be wrong with the inputs is found before a server starts.
     seeds = load_seeds(config.generation.seeds, column_map=config.generation.seed_columns,
                        base_dir=config.base_dir)
+    if (shard := config.generation.shard) is not None:  # its own seeds and sampling seed
+        seeds = shard.select(seeds)
+        config = config.model_copy(update={"sampling": config.sampling.model_copy(
+            update={"seed": shard.sampling_seed(config.sampling.seed)})})
     load_templates(config)
     instruction_filters = build_chain(config.filters.instructions)
     record_filters = build_chain(config.filters.records)
@@ -84,29 +88,35 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
         from generator.hub import preflight
 
         preflight(push.repo)  # a missing or rejected token stops the run before any work
-    store = RunStore(run_dir, fingerprint(config), fresh=fresh, force=force)
+    store = RunStore(run_dir, fingerprint(config), fresh=fresh, force=force,
+                     flush_every=config.engine.flush_every, flush_interval_s=config.engine.flush_interval_s)
     writer = DatasetWriter(config, run_dir / DATASET)
     rejected = run_dir / REJECTED
     rejected.unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
-    with store, server_for(config, run_dir / "logs") as server:
-        try:
-            records, funnel, boot, engine_stats = asyncio.run(_run(
-                config, server, store, seeds, instruction_filters, record_filters,
-                rejected if config.filters.write_rejected else None, progress, writer))
-        except StopRequested:
-            store.flush()
-            raise Interrupted(
-                f"stopped; every finished request is saved in {run_dir}. Run the same command again "
-                "to resume where it stopped.") from None
-        finally:
-            for flt in (*instruction_filters, *record_filters):
-                flt.close()
+    try:
+        with store, server_for(config, run_dir / "logs") as server:
+            try:
+                records, funnel, boot, engine_stats = asyncio.run(_run(
+                    config, server, store, seeds, instruction_filters, record_filters,
+                    rejected if config.filters.write_rejected else None, progress, writer))
+            finally:
+                for flt in (*instruction_filters, *record_filters):
+                    flt.close()
+        return _finish(config, run_dir, writer, records, funnel, boot, engine_stats, server.model, started)
+    except (StopRequested, KeyboardInterrupt):
+        # The store was flushed and closed and the server stopped on the way out.
+        raise Interrupted(f"stopped; every finished request is saved in {run_dir}. Run the same command "
+                          "again to resume where it stopped.") from None
+
+
+def _finish(config: Config, run_dir: Path, writer: DatasetWriter, records: list[Record], funnel: Funnel,
+            boot: BootstrapResult, engine_stats: dict[str, Any], model: str, started: float) -> RunResult:
     funnel.write(run_dir / FUNNEL)
     (run_dir / ROUNDS).write_text(json.dumps(
         {"stop_reason": boot.stop_reason,
          "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in boot.rounds]}, indent=2))
-    dataset_dir = writer.write(records, funnel, engine_stats, server.model)
-    if push is not None:
+    dataset_dir = writer.write(records, funnel, engine_stats, model)
+    if config.dataset.push is not None:
         writer.push()
     return RunResult(run_dir, dataset_dir, len(records), funnel, boot,
                      {"splits": _split_counts(dataset_dir), "engine": engine_stats},
@@ -175,7 +185,10 @@ async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
     endpoints = [Endpoint(url, server.api_key) for url in server.base_urls]
     loop = asyncio.get_running_loop()
     async with Engine(endpoints, server.model, config.engine, progress=progress) as engine:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # Ctrl-C and SIGTERM stop the engine gracefully while it runs; asyncio resets a removed
+        # handler to the default (which kills at once), so the previous ones are put back after.
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
             loop.add_signal_handler(sig, engine.stop)
         try:
             gen = Generator(config, engine, store, server.model, _log)
@@ -200,8 +213,9 @@ async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
                     await asyncio.to_thread(writer.checkpoint, records, snapshot, engine.stats.to_dict(),
                                             server.model)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig, handler in previous.items():
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
         store.write_stats(engine.stats.to_dict())
         return records, _combined(funnel, ifunnel, rfunnel, len(records)), result, engine.stats.to_dict()
 

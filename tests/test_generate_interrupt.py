@@ -40,7 +40,9 @@ def _config(tmp_path: Path, url: str, name: str) -> Path:
         "model: {name: fake, served_name: fake-model}\n"
         f"server: {{endpoints: [{url}]}}\n"
         "engine: {concurrency: 4, stop_grace_s: 0.5}\n"
-        "generation: {num_instructions: 24}\n"
+        "generation: {num_instructions: 24, instances: response}\n"
+        # The fake server echoes prompts: keep the chains to what such text passes.
+        "filters: {instructions: [{name: length}, {name: exact_dedup}], records: [{name: truncated}]}\n"
     )
     return cfg
 
@@ -72,7 +74,7 @@ def reference(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> list[s
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"])
-@pytest.mark.parametrize("after", [3, 30], ids=["early", "late"])
+@pytest.mark.parametrize("after", [3, 18], ids=["early", "late"])
 def test_interrupted_run_resumes_to_the_same_dataset(tmp_path: Path, fake_url: str, reference: list[str],
                                                      sig: signal.Signals, after: int) -> None:
     cfg = _config(tmp_path, fake_url, "run")

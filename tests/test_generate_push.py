@@ -32,7 +32,10 @@ def _config(tmp_path: Path, url: str, **push):
         "model": {"name": "fake", "served_name": "fake-model"},
         "server": {"endpoints": [url]},
         "engine": {"concurrency": 8},
-        "generation": {"num_instructions": 12},
+        "generation": {"num_instructions": 12, "instances": "response"},
+        # The fake server echoes prompts: keep the chains to what such text passes.
+        "filters": {"instructions": [{"name": "length"}, {"name": "exact_dedup"}],
+                    "records": [{"name": "truncated"}]},
         "dataset": {"test_ratio": 0.25, "push": {"repo": "alice/forged", **push}},
     })
 
