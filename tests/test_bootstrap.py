@@ -1,0 +1,149 @@
+"""The bootstrap loop: rounds, stop conditions, deterministic requests, and (against the real
+vLLM server) a small self-instruct run and an output-first classification instance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from filters.base import Chain, Funnel
+from filters.dedup import normalize
+from filters.registry import build_chain
+from generator.bootstrap import Bootstrap, BootstrapResult, Generator
+from generator.client import Endpoint, Engine
+from generator.config import Config, parse_config
+from generator.records import Record
+from generator.seeds import load_seeds
+from generator.server import ServerInfo
+from generator.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+def _run(config: Config, url: str, key: str | None, model: str, method: str = "self_instruct",
+         instructions: list[Record] | None = None) -> tuple[BootstrapResult | list[Record], Funnel, list[str]]:
+    """One bootstrap method in a fresh run dir; with `instructions`, a completing stage (`method`)
+    given those instructions."""
+    seeds = load_seeds("builtin")
+    funnel = Funnel()
+    sent: list[str] = []
+
+    async def go() -> Any:
+        async with Engine([Endpoint(url, key)], model, config.engine, progress=False) as engine:
+            with RunStore(config.run_dir, {"test": 1}) as store:
+                gen = Generator(config, engine, store, model, lambda msg: None)
+                chain = Chain(build_chain(config.filters.instructions), Funnel())
+                boot = Bootstrap(config, gen, seeds, chain, funnel, lambda msg: None)
+                if instructions is not None:
+                    out = await getattr(boot, method)(instructions)
+                else:
+                    out = await getattr(boot, method)()
+                sent.extend(r.request_id for r in store.results())
+                return out
+
+    return asyncio.run(go()), funnel, sent
+
+
+def _config(tmp_path: Path, **generation: Any) -> Config:
+    config = parse_config({
+        "engine": {"concurrency": 8},
+        "generation": {"num_instructions": 10, **generation},
+        "filters": {"instructions": [{"name": "length"}, {"name": "exact_dedup"}]},
+    })
+    config.run_dir = tmp_path / "run"
+    return config
+
+
+def test_stalled_acceptance_ends_the_loop_with_a_reason(tmp_path: Path, fake: FakeOpenAI) -> None:
+    config = _config(tmp_path, stall_rounds=2, max_rounds=10)
+    config.filters.instructions = [{"name": "length", "min_words": 500, "max_words": 1000}]  # drops all
+    result, _, _ = _run(config, fake.url, None, "fake-model")
+    assert result.records == []
+    assert len(result.rounds) == 2
+    assert "acceptance below 5% for 2 rounds" in result.stop_reason
+
+
+def test_max_rounds_ends_the_loop(tmp_path: Path, fake: FakeOpenAI) -> None:
+    config = _config(tmp_path, num_instructions=10_000, max_rounds=2, stall_rounds=5)
+    result, _, _ = _run(config, fake.url, None, "fake-model")
+    assert len(result.rounds) == 2
+    assert result.stop_reason == "max_rounds (2) reached"
+    assert len(result.records) == sum(r.accepted for r in result.rounds) > 0
+
+
+def test_requests_are_the_same_in_every_run(tmp_path: Path, fake: FakeOpenAI) -> None:
+    first = _run(_config(tmp_path / "a", max_rounds=3), fake.url, None, "fake-model")
+    second = _run(_config(tmp_path / "b", max_rounds=3), fake.url, None, "fake-model")
+    assert sorted(first[2]) == sorted(second[2])
+    assert [r.instruction for r in first[0].records] == [r.instruction for r in second[0].records]
+
+
+def test_target_reached_and_not_exceeded(tmp_path: Path, fake: FakeOpenAI) -> None:
+    result, funnel, _ = _run(_config(tmp_path, num_instructions=5), fake.url, None, "fake-model")
+    assert result.stop_reason == "target reached"
+    assert len(result.records) == 5
+
+
+@pytest.mark.parametrize("method", ["alpaca_batch", "evol_instruct", "custom"])
+def test_every_method_runs_its_rounds(tmp_path: Path, fake: FakeOpenAI, method: str) -> None:
+    result, _, sent = _run(_config(tmp_path, method=method, max_rounds=2), fake.url, None, "fake-model", method)
+    assert result.rounds and sent
+    assert all(r.meta.get("template") for r in result.records)
+
+
+@pytest.mark.vllm
+def test_small_self_instruct_run_grows_a_pool_of_new_instructions(tmp_path: Path, vllm_server: ServerInfo) -> None:
+    config = _config(tmp_path, num_instructions=12, instructions_per_prompt=4, overgenerate=1.0, max_rounds=4)
+    config.filters.instructions = parse_config({}).filters.instructions  # the default chain
+    result, _, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model)
+    assert result.rounds, result.stop_reason
+    pool_sizes = []
+    total = 0
+    for r in result.rounds:
+        total += r.accepted
+        pool_sizes.append(total)
+    assert pool_sizes[-1] == len(result.records) > 0
+    assert len(result.rounds) >= 2 and pool_sizes[-1] > pool_sizes[0], "the pool did not grow across rounds"
+    seeds = {normalize(s.instruction) for s in load_seeds("builtin")}
+    assert not [r.instruction for r in result.records if normalize(r.instruction) in seeds]
+    assert {r.meta["round"] for r in result.records} >= {0} and all("seed_ids" in r.meta for r in result.records)
+
+
+@pytest.mark.vllm
+def test_classification_task_gets_an_output_first_instance(tmp_path: Path, vllm_server: ServerInfo) -> None:
+    config = _config(tmp_path, instances_per_task=3)
+    task = Record("Classify the sentiment of the following product review as positive or negative.",
+                  meta={"task_type": "classification"})
+    records, funnel, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model,
+                              method="_instances", instructions=[task])
+    with RunStore(config.run_dir, {"test": 1}) as store:
+        [result] = list(store.results())
+    assert result.meta["template"] == "instance_output_first"
+    assert result.texts[0].strip()
+    dropped = sum(sum(r.values()) for r in funnel.drops.values())
+    assert len(records) + dropped == 1  # a record, or a drop with its reason: never lost silently
+    if records:
+        assert records[0].output.strip() and records[0].meta["instance_template"] == "instance_output_first"
+
+
+@pytest.mark.vllm
+def test_classify_stage_flags_tasks(tmp_path: Path, vllm_server: ServerInfo) -> None:
+    config = _config(tmp_path)
+    tasks = [Record("Classify the sentiment of this review as positive or negative."),
+             Record("Write a short poem about the sea.")]
+    flagged, _, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model,
+                         method="_classify", instructions=tasks)
+    assert [r.meta["task_type"] in ("classification", "generation") for r in flagged] == [True, True]
