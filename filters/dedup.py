@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from filters.base import KEEP, Filter, Verdict, drop
-from generator.records import Record
+import numpy as np
+
+from filters.base import KEEP, Filter, FilterContext, Verdict, drop
+from filters.embed import Embedder, make_embedder
+from generator.records import Record, user_content
 
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")
+# Politeness and filler that open a request without changing the task; stripped repeatedly, so
+# "Hi! Could you please tell me ..." becomes "tell me ...".
+_POLITE = re.compile(
+    r"^(?:(?:hi|hello|hey|dear assistant|please|kindly|now|ok|okay|so)\b\s*"
+    r"|(?:can|could|would|will) you(?: please| kindly)?\b\s*"
+    r"|i (?:would like|want|need) you to\b\s*"
+    r"|i(?: would|d) like to (?:ask|know)\b\s*"
+    r"|(?:your task is|you are asked) to\b\s*)+"
+)
+
+_POLITE_END = re.compile(r"\s*\b(?:please|thanks|thank you)$")
 
 
 def normalize(text: str) -> str:
+    """Case-, width-, punctuation- and whitespace-insensitive form, polite prefixes removed."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+    text = _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+    return _POLITE_END.sub("", _POLITE.sub("", text))
 
 
 class ExactDedup(Filter):
@@ -35,3 +56,384 @@ class ExactDedup(Filter):
                 self.seen[key] = r.id
                 out.append(KEEP)
         return out
+
+
+# -- semantic dedup -----------------------------------------------------------------------------
+
+HIST_BINS = 20
+STATE_FILES = ("embeddings.npy", "state.json")
+
+
+def record_text(r: Record) -> str:
+    """What the encoder sees: the user turn (instruction, then input)."""
+    return user_content(r.instruction, r.input)
+
+
+class VectorIndex:
+    """Inner-product search over L2-normalized rows: exact (flat) while small, then HNSW.
+
+    Past `exact_until` rows the flat index is replaced by an HNSW graph built from the same rows
+    (flat search is linear per query, so a whole run is quadratic; HNSW is about logarithmic)."""
+
+    def __init__(self, dim: int, exact_until: int = 50_000, hnsw_m: int = 32, ef_construction: int = 80,
+                 ef_search: int = 64):
+        import faiss
+
+        if exact_until < 0 or hnsw_m < 4 or ef_search < 1:
+            raise ValueError(f"bad index parameters exact_until={exact_until}, hnsw_m={hnsw_m}, "
+                             f"ef_search={ef_search}: expected exact_until >= 0, hnsw_m >= 4, ef_search >= 1")
+        self.faiss = faiss
+        self.dim, self.exact_until = dim, exact_until
+        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
+        self.index = faiss.IndexFlatIP(dim)
+        self.kind = "flat"
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, x: np.ndarray) -> None:
+        if len(x) == 0:
+            return
+        if self.kind == "flat" and len(self) + len(x) > self.exact_until:
+            old = self.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), np.float32)
+            self.index = self._hnsw()
+            self.kind = "hnsw"
+            if len(old):
+                self.index.add(old)
+        self.index.add(np.ascontiguousarray(x, dtype=np.float32))
+
+    def _hnsw(self):
+        idx = self.faiss.IndexHNSWFlat(self.dim, self.hnsw_m, self.faiss.METRIC_INNER_PRODUCT)
+        idx.hnsw.efConstruction = self.ef_construction
+        idx.hnsw.efSearch = self.ef_search
+        return idx
+
+    def nearest(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity and row of each query's nearest neighbour (-1 and row -1 when empty)."""
+        if len(self) == 0 or len(x) == 0:
+            return np.full(len(x), -1.0, np.float32), np.full(len(x), -1, np.int64)
+        sims, rows = self.index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+        return sims[:, 0], rows[:, 0]
+
+
+@dataclass
+class DedupDrop:
+    record: Record
+    reason: str
+    kept_id: str
+    similarity: float
+
+
+class SemanticDedup(Filter):
+    """Drops a record whose embedding is within `threshold` cosine of one already kept.
+
+    Keep-first and order-preserving: records are compared with every earlier kept record, the
+    earlier ones in the same batch included, so of a near-duplicate group the first stays and a
+    dropped record always has a kept twin. With a `state_dir` the embeddings of every record seen
+    are saved, so a resumed run that replays the same records re-encodes nothing, and a record that
+    was kept before is kept again (not dropped as a duplicate of itself).
+
+    `threshold` 0.84 is where all-MiniLM-L6-v2 balances paraphrase recall (0.74) against hard
+    negatives kept (0.79) on tests/data/paraphrase_groups.jsonl (scripts/eval_dedup.py); cosine
+    alone reaches no point with both at 0.90. The index is exact (flat) up to `exact_until` kept
+    rows, then HNSW (`hnsw_m`, `ef_search`). `state_name` is the state subfolder: give two
+    instances in one run different names."""
+
+    name = "semantic_dedup"
+
+    def __init__(self, threshold: float = 0.84, encoder: str = "minilm", model: str | None = None,
+                 exact_until: int = 50_000, hnsw_m: int = 32, ef_search: int = 64,
+                 batch_size: int = 4096, state_name: str = "semantic_dedup",
+                 judge_band: list[float] | None = None, embedder: Embedder | None = None):
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"semantic_dedup threshold must be in (0, 1], got {threshold!r}; "
+                             "0.84 is the measured default for MiniLM")
+        if batch_size < 1:
+            raise ValueError(f"semantic_dedup batch_size must be >= 1, got {batch_size!r}")
+        self.threshold = threshold
+        self.embedder = embedder or make_embedder(encoder, model)
+        self.index_params = {"exact_until": exact_until, "hnsw_m": hnsw_m, "ef_search": ef_search}
+        self.batch_size = batch_size
+        self.state_name = state_name
+        if judge_band is not None and (len(judge_band) != 2 or not 0 < judge_band[0] < judge_band[1] <= 1):
+            raise ValueError(f"semantic_dedup judge_band must be [low, high] with 0 < low < high <= 1, "
+                             f"got {judge_band!r}; for example [0.76, 0.94]")
+        # Without a judge a record is a duplicate at `threshold`; with one, at `high` outright and
+        # between `low` and `high` when the served LLM says the two are the same task.
+        self.judge_band = judge_band
+        self.low, self.high = judge_band if judge_band else (threshold, threshold)
+        self.chat: Any = None
+        self.state_dir: Path | None = None
+        self.index: VectorIndex | None = None
+        self.kept_ids: list[str] = []
+        self.kept_text: list[str] = []
+        self.kept_pos: dict[str, int] = {}  # record id -> row in the index
+        self.cache: dict[str, np.ndarray] = {}  # record id -> embedding, for resume
+        self.restored: set[str] = set()  # kept in a previous session and not yet replayed
+        self.encoded = 0  # texts sent to the encoder in this session
+        self.drops: list[DedupDrop] = []
+        self.hist = np.zeros(HIST_BINS, dtype=np.int64)
+        self.counts = {"judged": 0, "kept": 0, "near_duplicate": 0, "in_batch": 0, "replayed": 0,
+                       "asked_judge": 0, "judge_same": 0, "judge_failed": 0}
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def setup(self, ctx: FilterContext) -> None:
+        self.chat = ctx.chat
+        if self.judge_band and self.chat is None:
+            raise ValueError("semantic_dedup judge_band needs the served LLM (FilterContext.chat), got "
+                             "none; remove judge_band or run it inside a generation run")
+        if ctx.state_dir is None:
+            return
+        self.state_dir = Path(ctx.state_dir) / self.state_name
+        meta_path = self.state_dir / "state.json"
+        if not meta_path.is_file():
+            return
+        meta = json.loads(meta_path.read_text())
+        if meta.get("encoder") != self.embedder.name:
+            return  # another encoder's vectors are not comparable: start over (re-encode)
+        emb = np.load(self.state_dir / "embeddings.npy")
+        self.cache = dict(zip(meta["ids"], emb))
+        kept = set(meta["kept"])
+        self.restored = set(kept)
+        texts = meta.get("kept_text", [])
+        rows = [i for i, rid in enumerate(meta["ids"]) if rid in kept]
+        self._ensure_index(emb.shape[1])
+        assert self.index is not None
+        self.index.add(emb[rows])
+        self.kept_ids = [meta["ids"][i] for i in rows]
+        self.kept_pos = {rid: pos for pos, rid in enumerate(self.kept_ids)}
+        self.kept_text = texts if len(texts) == len(rows) else [""] * len(rows)
+
+    def close(self) -> None:
+        if self.state_dir is None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ids = list(self.cache)
+        emb = np.stack([self.cache[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
+        tmp = self.state_dir / "embeddings.tmp.npy"
+        np.save(tmp, emb)
+        tmp.replace(self.state_dir / "embeddings.npy")
+        _write_json(self.state_dir / "state.json", {"encoder": self.embedder.name, "ids": ids,
+                                                    "kept": self.kept_ids, "kept_text": self.kept_text})
+        _write_json(self.state_dir / "report.json", self.report())
+
+    def report(self) -> dict[str, Any]:
+        """Counts per stage, the nearest-kept similarity histogram, and every drop with its twin."""
+        edges = np.linspace(0, 1, HIST_BINS + 1)
+        return {
+            "threshold": self.threshold,
+            "encoder": self.embedder.name,
+            "index": self.index.kind if self.index else "flat",
+            "counts": dict(self.counts),
+            "histogram": [{"from": round(float(a), 2), "to": round(float(b), 2), "count": int(c)}
+                          for a, b, c in zip(edges[:-1], edges[1:], self.hist)],
+            "dropped": [{"id": d.record.id, "instruction": d.record.instruction, "input": d.record.input,
+                         "kept_id": d.kept_id, "kept_text": self._text_of(d.kept_id),
+                         "similarity": round(d.similarity, 4)} for d in self.drops],
+        }
+
+    def _text_of(self, rid: str) -> str:
+        pos = self.kept_pos.get(rid)
+        return self.kept_text[pos] if pos is not None else ""
+
+    # -- judging ----------------------------------------------------------------------------------
+
+    def _ensure_index(self, dim: int) -> None:
+        if self.index is None:
+            self.index = VectorIndex(dim, **self.index_params)
+
+    def _embed(self, records: list[Record]) -> np.ndarray:
+        missing = [r for r in records if r.id not in self.cache]
+        if missing:
+            vecs = self.embedder.encode([record_text(r) for r in missing])
+            self.encoded += len(missing)
+            for r, v in zip(missing, vecs):
+                self.cache[r.id] = v
+        return np.stack([self.cache[r.id] for r in records]).astype(np.float32)
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        out: list[Verdict] = []
+        for start in range(0, len(records), self.batch_size):
+            out.extend(self._judge_batch(records[start:start + self.batch_size]))
+        return out
+
+    def _judge_batch(self, records: list[Record]) -> list[Verdict]:
+        if not records:
+            return []
+        x = self._embed(records)
+        self._ensure_index(x.shape[1])
+        assert self.index is not None
+        sims, rows = self.index.nearest(x)
+        # In-batch pairs: only j < i can make i a duplicate, and only if j was kept.
+        inner = np.tril(x @ x.T, -1)
+        earlier_best = inner.max(axis=1)
+        close = inner >= self.low - 1e-6
+        kept_mask = np.zeros(len(records), dtype=bool)
+        pending: list[tuple[int, str, float]] = []
+        verdicts: list[Verdict] = []
+        for i, r in enumerate(records):
+            self.counts["judged"] += 1
+            if r.id in self.restored:
+                self.restored.discard(r.id)
+                self.counts["replayed"] += 1
+                verdicts.append(KEEP)
+                continue
+            best, twin, in_batch = float(sims[i]), (self.kept_ids[rows[i]] if rows[i] >= 0 else ""), False
+            if close[i].any():
+                js = np.flatnonzero(close[i] & kept_mask)
+                if len(js):
+                    j = int(js[np.argmax(inner[i, js])])
+                    if inner[i, j] > best:
+                        best, twin, in_batch = float(inner[i, j]), records[j].id, True
+            shown = max(best, float(earlier_best[i])) if i else best  # nearest earlier record
+            if shown >= 0:
+                self.hist[min(HIST_BINS - 1, int(shown * HIST_BINS))] += 1
+            if best >= self.high - 1e-6:
+                self.counts["near_duplicate"] += 1
+                self.counts["in_batch"] += in_batch
+                self.drops.append(DedupDrop(r, "near_duplicate", twin, best))
+                verdicts.append(drop("near_duplicate", kept_id=twin, similarity=round(best, 4)))
+            else:
+                # In the judge band the record counts as kept for the rest of the batch until the
+                # judge has answered for the whole batch (one round of requests, not one per pair).
+                if best >= self.low - 1e-6:
+                    pending.append((i, twin, best))
+                kept_mask[i] = True
+                verdicts.append(KEEP)
+        if pending:
+            self._ask_judge(records, pending, kept_mask, verdicts)
+        new_rows = np.flatnonzero(kept_mask)
+        if len(new_rows):
+            self.index.add(x[new_rows])
+            for i in new_rows:
+                self.kept_pos[records[i].id] = len(self.kept_ids)
+                self.kept_ids.append(records[i].id)
+                self.kept_text.append(record_text(records[i]))
+        self.counts["kept"] += len(new_rows)
+        return verdicts
+
+    def _ask_judge(self, records: list[Record], pending: list[tuple[int, str, float]],
+                   kept_mask: np.ndarray, verdicts: list[Verdict]) -> None:
+        batch_text = {r.id: record_text(r) for r in records}
+        convs = [[{"role": "user", "content": JUDGE_PROMPT.format(
+            a=self._text_of(twin) or batch_text.get(twin, ""), b=record_text(records[i]))}]
+            for i, twin, _ in pending]
+        answers = self.chat(convs, {"max_tokens": 3, "temperature": 0.0})
+        self.counts["asked_judge"] += len(pending)
+        for (i, twin, best), answer in zip(pending, answers):
+            if answer is None:
+                self.counts["judge_failed"] += 1  # fail open: a lost request keeps the record
+                continue
+            if answer.strip().lower().startswith("yes"):
+                self.counts["judge_same"] += 1
+                self.counts["near_duplicate"] += 1
+                kept_mask[i] = False
+                self.drops.append(DedupDrop(records[i], "near_duplicate", twin, best))
+                verdicts[i] = drop("near_duplicate", kept_id=twin, similarity=round(best, 4), stage="judge")
+
+
+JUDGE_PROMPT = ("Two instructions from a dataset. Do they ask for the same task, so that a curator "
+                "would keep only one? Different numbers, languages, directions, formats or subjects "
+                "make different tasks.\nA: {a}\nB: {b}\nAnswer yes or no.")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
+    tmp.replace(path)
+
+
+# -- offline ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DedupResult:
+    """What offline dedup kept and dropped, in input order."""
+
+    kept: list[Record]
+    dropped: list[DedupDrop] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drop_ratio(self) -> float:
+        total = len(self.kept) + len(self.dropped)
+        return len(self.dropped) / total if total else 0.0
+
+    def summary(self) -> str:
+        reasons = Counter(d.reason for d in self.dropped)
+        per = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
+        return (f"kept {len(self.kept)} of {len(self.kept) + len(self.dropped)} "
+                f"(dropped {self.drop_ratio:.1%}: {per})")
+
+
+def dedup_records(records: list[Record], threshold: float = 0.84, encoder: str = "minilm",
+                  model: str | None = None, embedder: Embedder | None = None, semantic: bool = True,
+                  **index_params: Any) -> DedupResult:
+    """Exact dedup, then semantic dedup, over records in order (keep-first)."""
+    exact = ExactDedup()
+    kept: list[Record] = []
+    dropped: list[DedupDrop] = []
+    for r, v in zip(records, exact.judge(records)):
+        if v.keep:
+            kept.append(r)
+        else:
+            dropped.append(DedupDrop(r, v.reason, v.detail["kept_id"], 1.0))
+    report: dict[str, Any] = {"exact_duplicate": len(dropped)}
+    if semantic and kept:
+        sem = SemanticDedup(threshold=threshold, encoder=encoder, model=model, embedder=embedder,
+                            **index_params)
+        verdicts = sem.judge(kept)
+        kept = [r for r, v in zip(kept, verdicts) if v.keep]
+        dropped.extend(sem.drops)
+        report["semantic"] = sem.report()
+    return DedupResult(kept=kept, dropped=dropped, report=report)
+
+
+def read_records(paths: list[Path]) -> list[Record]:
+    """Rows of JSONL or parquet files, or of a dataset folder's `data/*.parquet`, in order."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted((p / "data").glob("*.parquet")) or sorted(p.glob("*.parquet")) \
+                or sorted(p.glob("*.jsonl"))
+            if not found:
+                raise ValueError(f"{p} holds no data/*.parquet, *.parquet or *.jsonl files; "
+                                 "give a dataset folder or the files themselves")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"{p} does not exist; give JSONL or parquet files or a dataset folder")
+    out: list[Record] = []
+    for f in files:
+        if f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(f).to_pylist()
+        elif f.suffix in (".jsonl", ".json"):
+            rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            raise ValueError(f"{f}: unknown format {f.suffix!r}; expected .jsonl or .parquet")
+        for i, row in enumerate(rows):
+            if "instruction" not in row:
+                raise ValueError(f"{f} row {i} has no 'instruction' field (keys: {sorted(row)})")
+            out.append(Record.from_row(row))
+    return out
+
+
+def dedup_files(paths: list[Path], out_dir: Path, **kwargs: Any) -> DedupResult:
+    """Offline dedup of finished datasets or shards (merged in the order given): writes
+    `kept.jsonl` and `dedup_report.json` into `out_dir`."""
+    result = dedup_records(read_records(paths), **kwargs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as f:
+        for r in result.kept:
+            f.write(json.dumps(r.to_row(), ensure_ascii=False) + "\n")
+    report = {"inputs": [str(p) for p in paths], "kept": len(result.kept), "dropped": len(result.dropped),
+              "drop_ratio": round(result.drop_ratio, 4), **result.report,
+              "exact_dropped": [{"id": d.record.id, "instruction": d.record.instruction,
+                                 "kept_id": d.kept_id} for d in result.dropped
+                                if d.reason == "exact_duplicate"]}
+    _write_json(out_dir / "dedup_report.json", report)
+    return result

@@ -6,7 +6,8 @@ import inspect
 from typing import Any
 
 from filters.base import Filter
-from filters.dedup import ExactDedup
+from filters.decontam import Decontaminate
+from filters.dedup import ExactDedup, SemanticDedup
 from filters.heuristics import (
     BlocklistFilter,
     InstanceFilter,
@@ -32,6 +33,8 @@ FILTERS: dict[str, type[Filter]] = {
     "language": LanguageFilter,
     "judge": LLMJudge,
     "exact_dedup": ExactDedup,
+    "semantic_dedup": SemanticDedup,
+    "decontaminate": Decontaminate,
 }
 
 

@@ -46,6 +46,19 @@ def _model_prepare(args: argparse.Namespace) -> int | None:
     return 0
 
 
+def _dedup(args: argparse.Namespace) -> int | None:
+    from filters.dedup import dedup_files
+    from generator.errors import ConfigError
+
+    try:
+        result = dedup_files(args.inputs, args.out, threshold=args.threshold, encoder=args.encoder,
+                             model=args.model, semantic=not args.exact_only)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    print(f"{result.summary()}\nwrote {args.out / 'kept.jsonl'} and {args.out / 'dedup_report.json'}")
+    return 0
+
+
 def _templates_list(args: argparse.Namespace) -> int | None:
     from generator.prompts import list_templates
 
@@ -110,6 +123,21 @@ def _export(args: argparse.Namespace) -> int | None:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int | None:
+    from generator.config import load_config
+    from generator.merge import merge_runs
+
+    config = load_config(args.config, overrides=dict(args.set or []))
+    dataset = config.dataset
+    if dataset.card_template:
+        dataset = dataset.model_copy(update={"card_template": str(config.resolve(dataset.card_template))})
+    dedup = [{"name": name} for name in args.dedup] if args.dedup else None
+    result = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), dataset=dataset, dedup=dedup,
+                        push=args.push)
+    print(result.summary())
+    return 0
+
+
 def _string_var(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -158,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="convert again even if cached")
     mp.set_defaults(func=_model_prepare)
 
+    p = sub.add_parser("dedup", help="deduplicate finished datasets or shards (exact, then semantic) "
+                       "and write the kept rows and a report")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="dataset folder, .jsonl or .parquet file; several are merged in the order given")
+    p.add_argument("--out", "-o", type=Path, required=True, help="folder for kept.jsonl and dedup_report.json")
+    p.add_argument("--threshold", type=float, default=0.84,
+                   help="cosine at or above which a later record is a near-duplicate (default: 0.84)")
+    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm",
+                   help="minilm: sentence-transformers (GPU if present); static: fast CPU token vectors")
+    p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--exact-only", action="store_true", help="only the exact (normalized text) stage")
+    p.set_defaults(func=_dedup)
+
     p = sub.add_parser("templates", help="list, show and preview the prompt templates")
     tsub = p.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
     tp = tsub.add_parser("list", help="the built-in templates, what they produce and need")
@@ -193,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="file to write")
     p.add_argument("--split", default="train", help="split to export, or `all` (default: train)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("merge", help="merge shard run directories into one deduplicated dataset")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="shard run directories, in order")
+    p.add_argument("--out", "-o", required=True,
+                   help="directory for the merged dataset/, funnel.json and merge.json")
+    p.add_argument("--config", "-c", default="default.yaml",
+                   help="config whose `dataset` section (split, card, push) applies (default: default.yaml)")
+    p.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="override one setting, like dataset.test_ratio=0.05 (repeatable)")
+    p.add_argument("--dedup", action="append", metavar="FILTER",
+                   help="dedup filter run over all shards, in order (repeatable; default: exact_dedup, "
+                   "then semantic_dedup when available)")
+    p.add_argument("--push", action="store_true", help="push the merged dataset to dataset.push.repo")
+    p.set_defaults(func=_merge)
 
     return parser
 

@@ -223,6 +223,7 @@ class FiltersConfig(Section):
             {"name": "pii", "action": "drop", "fields": ["instruction"]},
             {"name": "language", "fields": ["instruction"]},
             {"name": "exact_dedup"},
+            {"name": "semantic_dedup"},
         ],
         description="Filters every candidate instruction passes, in order, before it joins the pool: "
         "each `{name: ..., <parameter>: ...}`.",

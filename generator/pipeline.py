@@ -192,9 +192,13 @@ async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
             loop.add_signal_handler(sig, engine.stop)
         try:
             gen = Generator(config, engine, store, server.model, _log)
-            ctx = FilterContext(state_dir=Path(config.run_dir) / "state", chat=_batch_chat(gen, loop))
-            for flt in (*instruction_filters, *record_filters):
-                flt.setup(ctx)
+            chat = _batch_chat(gen, loop)
+            state = Path(config.run_dir) / "state"
+            # Each chain keeps its state apart: the same filter may stand in both.
+            for chain_name, flts in (("instructions", instruction_filters), ("records", record_filters)):
+                ctx = FilterContext(state_dir=state / chain_name, chat=chat)
+                for flt in flts:
+                    flt.setup(ctx)
             ifunnel, rfunnel, funnel = Funnel(), Funnel(), Funnel()
             boot = Bootstrap(config, gen, seeds, Chain(instruction_filters, ifunnel, rejected), funnel, _log)
             result = await METHODS[config.generation.method](boot)

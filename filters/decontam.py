@@ -1,0 +1,119 @@
+"""Decontamination: drop training records that leak a reference set (benchmark prompts, a previous
+dataset, a held-out split), by word n-gram overlap (GPT-3's 13-grams) and by embedding similarity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from filters.base import KEEP, Filter, FilterContext, Verdict, drop
+from filters.dedup import VectorIndex, normalize
+from filters.embed import Embedder, make_embedder
+from generator.records import Record, user_content
+
+TEXT_FIELDS = ("instruction", "prompt", "question", "text", "input")
+
+
+def ngrams(text: str, n: int) -> set[int]:
+    """Hashes of the word n-grams of the normalized text; the whole text when it is shorter."""
+    words = normalize(text).split()
+    if not words:
+        return set()
+    spans = [words] if len(words) < n else [words[i:i + n] for i in range(len(words) - n + 1)]
+    return {int.from_bytes(hashlib.blake2b(" ".join(s).encode(), digest_size=8).digest(), "big")
+            for s in spans}
+
+
+def _row_text(row: dict, source: str) -> str:
+    for key in TEXT_FIELDS:
+        if isinstance(row.get(key), str) and row[key].strip():
+            if key == "instruction":
+                return user_content(row["instruction"], row.get("input") or "")
+            return row[key]
+    raise ValueError(f"{source}: a reference row needs one of the fields {', '.join(TEXT_FIELDS)}; "
+                     f"got {sorted(row)}")
+
+
+def load_reference(spec: str) -> list[str]:
+    """Texts of a reference: a .txt (one per line), .jsonl or .parquet file, or a Hugging Face
+    dataset as `hf:NAME[:SPLIT]` (through `datasets.load_dataset`, so a local cache or the Hub)."""
+    if spec.startswith("hf:"):
+        import datasets
+
+        name, _, split = spec[3:].partition(":")
+        ds = datasets.load_dataset(name, split=split or "test")
+        return [_row_text(row, spec) for row in ds]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"reference {spec!r} is not a file; give a .txt, .jsonl or .parquet file "
+                         "or hf:DATASET[:SPLIT]")
+    if path.suffix == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [_row_text(json.loads(line), spec) for line in lines if line.strip()]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return [_row_text(row, spec) for row in pq.read_table(path).to_pylist()]
+    raise ValueError(f"reference {spec!r}: unknown format {path.suffix!r}; expected .txt, .jsonl, "
+                     ".parquet or hf:DATASET[:SPLIT]")
+
+
+class Decontaminate(Filter):
+    """Drops a record that shares a word n-gram with a reference text (`ngram_overlap`) or whose
+    embedding is within `threshold` cosine of one (`semantic_overlap`).
+
+    The n-grams are taken over the whole record (instruction, input and output), the embedding over
+    the user turn. `threshold: null` turns the semantic check off."""
+
+    name = "decontaminate"
+
+    def __init__(self, references: list[str] | None = None, ngram: int = 13,
+                 threshold: float | None = 0.9, encoder: str = "minilm", model: str | None = None,
+                 embedder: Embedder | None = None, texts: list[str] | None = None):
+        if not references and not texts:
+            raise ValueError("decontaminate needs `references`: files (.txt, .jsonl, .parquet) or "
+                             "hf:DATASET[:SPLIT] ids; got none")
+        if ngram < 1:
+            raise ValueError(f"decontaminate ngram must be >= 1, got {ngram!r} (13 as in GPT-3)")
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise ValueError(f"decontaminate threshold must be in (0, 1] or null, got {threshold!r}")
+        self.references = list(references or [])
+        self.ngram, self.threshold = ngram, threshold
+        self.embedder = embedder or (make_embedder(encoder, model) if threshold is not None else None)
+        self.texts = list(texts or [])
+        self.grams: set[int] | None = None
+        self.index: VectorIndex | None = None
+
+    def setup(self, ctx: FilterContext | None = None) -> None:
+        if self.grams is not None:
+            return
+        texts = self.texts + [t for spec in self.references for t in load_reference(spec)]
+        self.texts = texts
+        self.grams = set().union(*(ngrams(t, self.ngram) for t in texts)) if texts else set()
+        if self.embedder is not None and texts:
+            vecs = self.embedder.encode(texts)
+            self.index = VectorIndex(vecs.shape[1], exact_until=10**9)
+            self.index.add(vecs)
+
+    def judge(self, records: list[Record]) -> list[Verdict]:
+        self.setup()
+        assert self.grams is not None
+        out: list[Verdict | None] = [None] * len(records)
+        for i, r in enumerate(records):
+            if ngrams(f"{user_content(r.instruction, r.input)} {r.output}", self.ngram) & self.grams:
+                out[i] = drop("ngram_overlap", ngram=self.ngram)
+        rest = [i for i, v in enumerate(out) if v is None]
+        if self.index is not None and self.threshold is not None and rest:
+            assert self.embedder is not None
+            vecs = self.embedder.encode([user_content(records[i].instruction, records[i].input) for i in rest])
+            sims, rows = self.index.nearest(vecs)
+            for i, s, row in zip(rest, sims, rows):
+                if s >= self.threshold - 1e-6:
+                    out[i] = drop("semantic_overlap", similarity=round(float(s), 4),
+                                  reference=self.texts[int(row)][:200])
+        return [v if v is not None else KEEP for v in out]
+
+

