@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filters.base import Chain, Drop, Funnel
+from filters.dedup import normalize
 from generator.client import Engine, Request, Result, request_id
 from generator.config import Config
 from generator.errors import InstructforgeError
@@ -137,6 +138,7 @@ class Bootstrap:
         self.log = log
         self.pool: list[Record] = []
         self.templates = load_templates(config)
+        self.seed_texts = {normalize(s.instruction) for s in seeds}
 
     # -- shared pieces --------------------------------------------------------------------------
 
@@ -155,6 +157,10 @@ class Bootstrap:
                 for rej in parsed.rejections:
                     self._drop(Record(instruction=rej.text[:500]), "parse", rej.reason)
                 for item in parsed.items:
+                    if normalize(item["instruction"]) in self.seed_texts:
+                        # Small models copy their demonstrations; a seed is not new data.
+                        self._drop(Record(instruction=item["instruction"]), "bootstrap", "copies_seed")
+                        continue
                     out.append(Record(
                         instruction=item["instruction"].strip(),
                         input=item.get("input", "") or "",

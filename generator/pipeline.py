@@ -93,34 +93,71 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     writer = DatasetWriter(config, run_dir / DATASET)
     rejected = run_dir / REJECTED
     rejected.unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
+    deferred = Deferred()
     try:
         with store, server_for(config, run_dir / "logs") as server:
             try:
                 records, funnel, boot, engine_stats = asyncio.run(_run(
                     config, server, store, seeds, instruction_filters, record_filters,
-                    rejected if config.filters.write_rejected else None, progress, writer))
+                    rejected if config.filters.write_rejected else None, progress, writer, deferred))
             finally:
                 for flt in (*instruction_filters, *record_filters):
                     flt.close()
-        return _finish(config, run_dir, writer, records, funnel, boot, engine_stats, server.model, started)
+        deferred.check()
+        return _finish(config, run_dir, writer, records, funnel, boot, engine_stats, server.model, started,
+                       deferred)
     except (StopRequested, KeyboardInterrupt):
         # The store was flushed and closed and the server stopped on the way out.
         raise Interrupted(f"stopped; every finished request is saved in {run_dir}. Run the same command "
                           "again to resume where it stopped.") from None
+    finally:
+        deferred.restore()
 
 
 def _finish(config: Config, run_dir: Path, writer: DatasetWriter, records: list[Record], funnel: Funnel,
-            boot: BootstrapResult, engine_stats: dict[str, Any], model: str, started: float) -> RunResult:
+            boot: BootstrapResult, engine_stats: dict[str, Any], model: str, started: float,
+            deferred: Deferred) -> RunResult:
     funnel.write(run_dir / FUNNEL)
     (run_dir / ROUNDS).write_text(json.dumps(
         {"stop_reason": boot.stop_reason,
          "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in boot.rounds]}, indent=2))
     dataset_dir = writer.write(records, funnel, engine_stats, model)
+    deferred.check()
     if config.dataset.push is not None:
         writer.push()
     return RunResult(run_dir, dataset_dir, len(records), funnel, boot,
                      {"splits": _split_counts(dataset_dir), "engine": engine_stats},
                      time.monotonic() - started)
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Deferred:
+    """Ctrl-C and SIGTERM after the engine stopped: noted, then honoured between steps.
+
+    A KeyboardInterrupt raised at an arbitrary point there can land in a finalizer, where Python
+    ignores it and the run goes on as if nothing happened; a note checked at known points can't.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def install(self) -> None:
+        for sig in SIGNALS:
+            signal.signal(sig, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class DatasetWriter:
@@ -181,14 +218,14 @@ def _split_counts(dataset_dir: Path) -> dict[str, int]:
 
 async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
                instruction_filters: list[Any], record_filters: list[Any], rejected: Path | None,
-               progress: bool, writer: DatasetWriter) -> tuple[list[Record], Funnel, BootstrapResult, dict[str, Any]]:
+               progress: bool, writer: DatasetWriter, deferred: Deferred,
+               ) -> tuple[list[Record], Funnel, BootstrapResult, dict[str, Any]]:
     endpoints = [Endpoint(url, server.api_key) for url in server.base_urls]
     loop = asyncio.get_running_loop()
     async with Engine(endpoints, server.model, config.engine, progress=progress) as engine:
-        # Ctrl-C and SIGTERM stop the engine gracefully while it runs; asyncio resets a removed
-        # handler to the default (which kills at once), so the previous ones are put back after.
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
+        # Ctrl-C and SIGTERM stop the engine gracefully while it runs; after it, they are noted
+        # and honoured between steps (see Deferred).
+        for sig in SIGNALS:
             loop.add_signal_handler(sig, engine.stop)
         try:
             gen = Generator(config, engine, store, server.model, _log)
@@ -217,9 +254,9 @@ async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
                     await asyncio.to_thread(writer.checkpoint, records, snapshot, engine.stats.to_dict(),
                                             server.model)
         finally:
-            for sig, handler in previous.items():
+            for sig in SIGNALS:
                 loop.remove_signal_handler(sig)
-                signal.signal(sig, handler)
+            deferred.install()
         store.write_stats(engine.stats.to_dict())
         return records, _combined(funnel, ifunnel, rfunnel, len(records)), result, engine.stats.to_dict()
 

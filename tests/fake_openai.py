@@ -43,6 +43,7 @@ class FakeOpenAI:
         retry_after: str | None = "0.01",
         models: tuple[str, ...] = ("fake-model",),
         api_key: str | None = None,
+        variants: bool = False,
     ) -> None:
         self.rates = rates or {}
         self._rng = random.Random(seed)
@@ -51,6 +52,9 @@ class FakeOpenAI:
         self.retry_after = retry_after
         self.models = models
         self.api_key = api_key
+        # Mark every echoed line with a tag derived from the request, so that echoed example tasks
+        # read as new text (not copies of the prompt) yet stay the same on every run.
+        self.variants = variants
         self.served: Counter[str] = Counter()  # answers given, per fault name ("ok" included)
         self.attempts: Counter[str] = Counter()  # attempts per scripted prompt
         self.models_calls = 0
@@ -171,7 +175,7 @@ class FakeOpenAI:
         fault = self._fault(prompt)
         self.served[fault] += 1
         if fault == "ok":
-            return _ok(body, prompt, chat)
+            return _ok(body, _variant(body, prompt) if self.variants else prompt, chat)
         if fault == "hang":
             assert self._stopping is not None
             try:
@@ -192,6 +196,14 @@ class FakeOpenAI:
             headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
             return _error(429, "too many requests", headers)
         return _error(int(fault), f"injected {fault}")
+
+
+def _variant(body: dict[str, Any], prompt: str) -> str:
+    import hashlib
+
+    tag = hashlib.sha1(json.dumps([prompt, body.get("seed")]).encode()).hexdigest()[:6]
+    return "\n".join(f"{line} (variant {tag}{i})" if line.strip() else line
+                     for i, line in enumerate(prompt.split("\n")))
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -233,6 +245,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--rates", default="", help="fault rates, like 500=0.1,hang=0.01")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", action="store_true", help="tag each echoed line (see FakeOpenAI)")
     args = parser.parse_args()
     rates = {k: float(v) for k, v in (p.split("=") for p in args.rates.split(",") if p)}
     try:
@@ -243,7 +256,7 @@ def main() -> None:
         pass
 
     async def serve() -> None:
-        server = FakeOpenAI(rates=rates, seed=args.seed, delay_s=args.delay)
+        server = FakeOpenAI(rates=rates, seed=args.seed, delay_s=args.delay, variants=args.variants)
         print(await server.start(args.port), flush=True)
         await asyncio.Event().wait()
 

@@ -92,9 +92,12 @@ def test_requests_are_the_same_in_every_run(tmp_path: Path, fake: FakeOpenAI) ->
 
 
 def test_target_reached_and_not_exceeded(tmp_path: Path, fake: FakeOpenAI) -> None:
-    result, funnel, _ = _run(_config(tmp_path, num_instructions=5), fake.url, None, "fake-model")
+    # The fake server echoes the prompt: its numbered rules are the only items that are not copies
+    # of the seed demonstrations (dropped as copies_seed).
+    result, funnel, _ = _run(_config(tmp_path, num_instructions=3), fake.url, None, "fake-model")
     assert result.stop_reason == "target reached"
-    assert len(result.records) == 5
+    assert len(result.records) == 3
+    assert funnel.drops["bootstrap"]["copies_seed"] > 0
 
 
 @pytest.mark.parametrize("method", ["alpaca_batch", "evol_instruct", "custom"])

@@ -24,7 +24,7 @@ EXE = str(Path(sys.executable).parent / "instructforge")
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.3"],
+    proc = subprocess.Popen([sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.3", "--variants"],
                             stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()

@@ -18,7 +18,7 @@ from generator.pipeline import generate
 
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(delay_s=0.01)
+    server = FakeOpenAI(delay_s=0.01, variants=True)
     server.start_in_thread()
     try:
         yield server
