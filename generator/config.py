@@ -313,7 +313,8 @@ class Config(Section):
         return p if p.is_absolute() else self._base_dir / p
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def describe_errors(err: ValidationError) -> str:
+    """A pydantic error as one line naming each key and what was wrong with it."""
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -323,7 +324,7 @@ def _format_error(source: str, err: ValidationError) -> str:
             lines.append(f"missing key '{key}'")
         else:
             lines.append(f"key '{key}': {e['msg']} (got {e.get('input')!r})")
-    return f"{source}: " + "; ".join(lines)
+    return "; ".join(lines)
 
 
 def parse_config(data: Any, source: str = "<config>", base_dir: Path = Path(".")) -> Config:
@@ -334,7 +335,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path = Path(".")
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(source, err)) from None
+        raise ConfigError(f"{source}: {describe_errors(err)}") from None
     config._base_dir = base_dir
     return config
 

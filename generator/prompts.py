@@ -37,6 +37,7 @@ from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from generator.config import describe_errors
 from generator.errors import ConfigError
 from generator.parse import PARSERS
 from generator.paths import builtin_dir
@@ -141,16 +142,7 @@ def _read_meta(source: str, path: Path) -> TemplateMeta:
     try:
         info = TemplateMeta.model_validate(data)
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"])
-            if e["type"] == "extra_forbidden":
-                problems.append(f"unknown key '{key}'")
-            elif e["type"] == "missing":
-                problems.append(f"missing key '{key}'")
-            else:
-                problems.append(f"key '{key}': {e['msg']} (got {e.get('input')!r})")
-        raise ConfigError(f"{path}: template metadata: " + "; ".join(problems)) from None
+        raise ConfigError(f"{path}: template metadata: {describe_errors(err)}") from None
     if info.parser not in PARSERS:
         raise ConfigError(f"{path}: template metadata: unknown parser {info.parser!r}; "
                           f"valid parsers: {', '.join(PARSERS)}")
