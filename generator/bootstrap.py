@@ -88,7 +88,7 @@ class Generator:
         by_id = {r.id: r for r in missing}
         if missing:
             self.sent += len(missing)
-            self.engine.set_total(self.sent)  # the bar counts over the whole run
+            self.engine.set_total(len(missing))  # the bar counts this stage's requests
             async with contextlib.aclosing(self.engine.run(missing)) as results:
                 async for result in results:
                     result.meta = {**by_id[result.request_id].meta, **result.meta}
