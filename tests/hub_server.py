@@ -362,14 +362,20 @@ class _Handler(BaseHTTPRequestHandler):
             entry["lfs"] = {"oid": f.etag, "size": len(f.data), "pointerSize": 134}
         return entry
 
-    def tree(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, rev: str,
-             folder: str | None, head_only: bool = False) -> None:
+    def _commit_at(self, kind: str, repo_id: str, user: str | None, rev: str) -> Commit | None:
+        """The repo's commit at `rev`, or None after answering the 404 that says why."""
         repo = self._repo(TYPES[kind], repo_id, user)
         if repo is None:
-            return
+            return None
         commit = repo.resolve(rev)
         if commit is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        return commit
+
+    def tree(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, rev: str,
+             folder: str | None, head_only: bool = False) -> None:
+        commit = self._commit_at(kind, repo_id, user, rev)
+        if commit is None:
             return
         folder = (folder or "").strip("/")
         if folder and not any(p.startswith(folder + "/") for p in commit.files):
@@ -380,12 +386,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def paths_info(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str,
                    rev: str) -> None:
-        repo = self._repo(TYPES[kind], repo_id, user)
-        if repo is None:
-            return
-        commit = repo.resolve(rev)
+        commit = self._commit_at(kind, repo_id, user, rev)
         if commit is None:
-            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             return
         form = parse_qs(body.decode())
         paths = form.get("paths", [])
