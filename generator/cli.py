@@ -52,7 +52,8 @@ def _dedup(args: argparse.Namespace) -> int | None:
 
     try:
         result = dedup_files(args.inputs, args.out, threshold=args.threshold, encoder=args.encoder,
-                             model=args.model, semantic=not args.exact_only)
+                             model=args.model, semantic=not args.exact_only,
+                             pair_check=False if args.no_pair_check else None)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     print(f"{result.summary()}\nwrote {args.out / 'kept.jsonl'} and {args.out / 'dedup_report.json'}")
@@ -192,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder, .jsonl or .parquet file; several are merged in the order given")
     p.add_argument("--out", "-o", type=Path, required=True, help="folder for kept.jsonl and dedup_report.json")
     p.add_argument("--threshold", type=float, default=0.84,
-                   help="cosine at or above which a later record is a near-duplicate (default: 0.84)")
+                   help="without the pair check: cosine at or above which a later record is a "
+                   "near-duplicate (default: 0.84)")
+    p.add_argument("--no-pair-check", action="store_true",
+                   help="plain cosine --threshold instead of the learned pair check on neighbours at "
+                   "cosine >= 0.76 (the pair check is fitted for the default MiniLM encoder only)")
     p.add_argument("--encoder", choices=["minilm", "static"], default="minilm",
                    help="minilm: sentence-transformers (GPU if present); static: fast CPU token vectors")
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")

@@ -3,7 +3,7 @@ separately, peak RSS per size (each size runs in its own process), and SemHash o
 with the same encoder.
 
     .venv/bin/python scripts/bench_dedup.py --sizes 10000 100000 --encoder static --semhash
-    .venv/bin/python scripts/bench_dedup.py --sizes 10000 --encoder minilm
+    .venv/bin/python scripts/bench_dedup.py --sizes 10000 --encoder minilm [--no-pair-check]
 
 Rows: sentences from the labeled set with one word swapped for a random vocabulary word (distinct
 tasks), plus 10% re-worded copies (case, punctuation, a polite prefix) and 5% exact copies.
@@ -64,7 +64,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(n: int, encoder: str, tool: str, exact_until: int) -> dict[str, object]:
+def run_one(n: int, encoder: str, tool: str, exact_until: int, pair_check: bool | None) -> dict[str, object]:
     from filters.dedup import dedup_records
     from filters.embed import make_embedder
     from generator.records import Record
@@ -75,8 +75,10 @@ def run_one(n: int, encoder: str, tool: str, exact_until: int) -> dict[str, obje
     timed = Timed(emb)
     t0 = time.perf_counter()
     if tool == "ours":
-        result = dedup_records([Record(r) for r in rows], embedder=timed, exact_until=exact_until)
-        kept, index = len(result.kept), result.report["semantic"]["index"]
+        result = dedup_records([Record(r) for r in rows], embedder=timed, exact_until=exact_until,
+                               pair_check=pair_check)
+        sem = result.report["semantic"]
+        kept, index = len(result.kept), sem["index"] + (" +pair" if sem["pair_check"] else "")
     else:
         from semhash import SemHash
 
@@ -95,17 +97,21 @@ def main() -> None:
     ap.add_argument("--encoder", choices=["minilm", "static"], default="static")
     ap.add_argument("--semhash", action="store_true", help="also run SemHash on the largest size")
     ap.add_argument("--exact-until", type=int, default=50_000)
+    ap.add_argument("--no-pair-check", action="store_true", help="plain cosine 0.84 (the pair check is on "
+                    "by default where fitted: MiniLM)")
     ap.add_argument("--one", nargs=2, metavar=("N", "TOOL"), help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(int(args.one[0]), args.encoder, args.one[1], args.exact_until)))
+        print(json.dumps(run_one(int(args.one[0]), args.encoder, args.one[1], args.exact_until,
+                                 False if args.no_pair_check else None)))
         return
     jobs = [(n, "ours") for n in args.sizes] + ([(max(args.sizes), "semhash")] if args.semhash else [])
     results = []
     for n, tool in jobs:
         out = subprocess.run([sys.executable, __file__, "--one", str(n), tool, "--encoder", args.encoder,
-                              "--exact-until", str(args.exact_until)], capture_output=True, text=True)
+                              "--exact-until", str(args.exact_until)]
+                             + (["--no-pair-check"] if args.no_pair_check else []), capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(f"{tool} at {n} failed:\n{out.stderr[-2000:]}")
         r = json.loads(out.stdout.strip().splitlines()[-1])

@@ -148,22 +148,6 @@ def test_labeled_set_shape() -> None:
     assert len(para) >= 200 and len(neg) >= 200
 
 
-@pytest.mark.timeout(300)
-def test_minilm_default_on_labeled_set() -> None:
-    """The measured operating point of the default (see scripts/eval_dedup.py); a regression guard,
-    not the issue's 0.90/0.90 target, which cosine alone does not reach."""
-    para, neg = _pairs()
-    flt = SemanticDedup()
-    rate = {}
-    for name, pairs in (("para", para), ("neg", neg)):
-        texts = sorted({t for pair in pairs for t in pair})
-        vec = dict(zip(texts, flt.embedder.encode(texts)))
-        sims = np.array([float(vec[a] @ vec[b]) for a, b in pairs])
-        rate[name] = float((sims >= flt.threshold).mean())
-    assert rate["para"] >= 0.70
-    assert 1 - rate["neg"] >= 0.70
-
-
 def test_static_embedder_from_folder(tmp_path: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 

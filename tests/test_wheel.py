@@ -1,4 +1,5 @@
-"""A non-editable install (a built wheel) carries the built-in prompts, seeds and configs."""
+"""A non-editable install (a built wheel) carries the built-in prompts, seeds and configs, and the
+dedup pair check's lexicon and weights."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def test_wheel_lists_and_uses_builtin_templates_and_configs(tmp_path: Path) -> N
         "from generator.config import load_config\n"
         "print(builtin_dir('prompts'))\n"
         "print(len(list_templates()), len(load_seeds('builtin')), load_config('default.yaml').run_dir)\n"
+        "from filters.pairs import PairCheck, lexicon, LEXICON\n"
+        "print(LEXICON, PairCheck.fitted('st:all-MiniLM-L6-v2'), lexicon().opposite('ascending', 'descending'))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True,
@@ -34,3 +37,4 @@ def test_wheel_lists_and_uses_builtin_templates_and_configs(tmp_path: Path) -> N
     assert out[0] == str(target / "generator" / "_data" / "prompts")
     templates, seeds, run_dir = out[1].split()
     assert int(templates) >= 10 and int(seeds) >= 150 and run_dir == "runs/default"
+    assert out[2] == f"{target / 'filters' / 'data' / 'wordnet.json.gz'} True True"

@@ -1,0 +1,156 @@
+"""Pair check: is a near neighbour the same task, or a different task worded alike?
+
+Cosine over sentence embeddings cannot tell "Sort the list in ascending order" from "... descending
+order" (0.96), while a heavy rewording of the same task can sit at 0.7. What separates them is what
+changed between the two texts: a paraphrase changes many words and keeps the meaning (the cosine stays
+high for how much changed), a different task changes one or two words that matter (an opposite, a
+number, a swapped entity) and keeps the rest. The check scores a pair from these features:
+
+- `cosine`: the encoder's similarity;
+- `antonym`: a word that only one text has is the opposite of one only the other has (WordNet antonyms,
+  direct or through an adjective's head, and un-/in-/dis-/non- prefixes);
+- `numbers_differ`: the numbers differ (digits and number words);
+- `overlap`: Jaccard overlap of the content words (lemmas, framing verbs such as "write" or "list"
+  left out);
+- `changed`: the share of each text's words that the other lacks;
+- `cosine_x_changed`: their product (a high cosine despite many changed words marks a paraphrase).
+
+A logistic regression over them, fitted per encoder by `scripts/fit_pair_check.py` on
+`tests/data/paraphrase_groups_train.jsonl` (a labeled set kept apart from the evaluation sets), gives
+the probability that the pair is the same task; at or above the fitted threshold it is. Only pairs at
+cosine 0.76 or more are checked (`semantic_dedup`'s `candidates`): below it, unrelated instructions that
+share no words would look like heavy rewordings.
+
+The word relations come from WordNet 3.1 (`filters/data/wordnet.json.gz`, built by
+`scripts/build_lexicon.py`; license in `filters/data/WORDNET_LICENSE`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+LEXICON = DATA / "wordnet.json.gz"
+WEIGHTS = DATA / "pair_check.json"
+FEATURES = ("cosine", "antonym", "numbers_differ", "overlap", "changed", "cosine_x_changed")
+
+_TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
+STOP = frozenset(
+    "a an the of to in on for with and or by from at as is are was were be been this that these those it its "
+    "into about below above following given your my me i you we us our their them they what which how do does "
+    "did can could would will should please some any all every each than then there here so such just also very "
+    "using use used one".split())
+# Framing words: how an instruction asks, not what it asks for ("Write ..." vs "Compose ...").
+FRAMING = frozenset(
+    "write compose draft create generate make produce give provide share offer name list tell state show "
+    "describe explain find determine identify calculate compute return suggest recommend come up help need "
+    "want brief short quick sentence text".split())
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
+                      "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "million": "1000000"})
+# WordNet's detachment rules (morphy), most specific first.
+_SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
+             ("er", ""), ("est", ""), ("er", "e"), ("est", "e"), ("ly", ""))
+_PREFIXES = ("un", "in", "im", "dis", "non")
+
+
+class Lexicon:
+    """WordNet lemmas (for the lemmatizer) and antonym pairs, loaded once."""
+
+    def __init__(self, path: Path = LEXICON):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            data = json.load(f)
+        self.words = frozenset(data["words"])
+        self.antonyms = frozenset((a, b) for a, b in data["antonyms"])
+
+    def lemma(self, word: str) -> str:
+        """The word itself when WordNet has it ("numbers" is a lemma too), else its base form where an
+        inflection rule leads to a lemma ("countries" -> "country"), else the word. Trying the rules
+        first even for known words measured worse (scripts/fit_pair_check.py cross-validation)."""
+        if word in self.words:
+            return word
+        for suffix, repl in _SUFFIXES:
+            if word.endswith(suffix) and len(word) > len(suffix) + 2:
+                base = word[: -len(suffix)] + repl
+                if base in self.words:
+                    return base
+                if len(base) > 2 and base[-1] == base[-2] and base[:-1] in self.words:  # "bigger" -> "big"
+                    return base[:-1]
+        return word
+
+
+    def opposite(self, a: str, b: str) -> bool:
+        if (a, b) in self.antonyms or (b, a) in self.antonyms:
+            return True
+        return any(a == p + b or b == p + a for p in _PREFIXES)
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    return Lexicon()
+
+
+@lru_cache(maxsize=200_000)
+def analyze(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(numbers sorted, content lemmas without framing words, all lemmas without stop words)."""
+    lex = lexicon()
+    tokens = _TOKEN.findall(text.lower().replace("%", " percent "))
+    numbers = sorted(_NUMBER_WORDS.get(t, t) for t in tokens if t[0].isdigit() or t in _NUMBER_WORDS)
+    lemmas = [t if t[0].isdigit() else _NUMBER_WORDS.get(t) or lex.lemma(t) for t in tokens if t not in STOP]
+    content = [w for w, t in zip(lemmas, (t for t in tokens if t not in STOP))
+               if not t[0].isdigit() and t not in _NUMBER_WORDS and w not in FRAMING]
+    return tuple(numbers), tuple(content), tuple(lemmas)
+
+
+def features(cosine: float, a: str, b: str) -> list[float]:
+    """The features of FEATURES for the pair (a, b) at encoder similarity `cosine`."""
+    lex = lexicon()
+    num_a, content_a, all_a = analyze(a)
+    num_b, content_b, all_b = analyze(b)
+    ca, cb = set(content_a), set(content_b)
+    only_a, only_b = ca - cb, cb - ca
+    antonym = any(lex.opposite(x, y) for x in only_a for y in only_b)
+    overlap = len(ca & cb) / max(1, len(ca | cb))
+    la, lb = set(all_a), set(all_b)
+    changed = (sum(w not in lb for w in all_a) + sum(w not in la for w in all_b)) / max(1, len(all_a) + len(all_b))
+    return [float(cosine), float(antonym), float(num_a != num_b), overlap, changed, float(cosine) * changed]
+
+
+class PairCheck:
+    """The fitted logistic regression for one encoder; `same(cosine, a, b)` decides a pair."""
+
+    def __init__(self, encoder: str, path: Path = WEIGHTS):
+        fitted = json.loads(path.read_text()) if path.is_file() else {}
+        if encoder not in fitted:
+            known = ", ".join(sorted(fitted)) or "none"
+            raise ValueError(f"semantic_dedup pair_check has no weights for encoder {encoder!r} (fitted: {known}); "
+                             f"fit them with `scripts/fit_pair_check.py --model ...`, or set pair_check: false "
+                             f"to use the plain cosine threshold")
+        w = fitted[encoder]
+        if tuple(w["features"]) != FEATURES:
+            raise ValueError(f"{path}: weights for {encoder!r} are for features {w['features']}, not {FEATURES}; "
+                             "refit with scripts/fit_pair_check.py")
+        self.encoder = encoder
+        self.coef = [float(c) for c in w["coef"]]
+        self.intercept = float(w["intercept"])
+        self.threshold = float(w["threshold"])
+
+    @staticmethod
+    def fitted(encoder: str, path: Path = WEIGHTS) -> bool:
+        """Whether weights were fitted for this encoder."""
+        return path.is_file() and encoder in json.loads(path.read_text())
+
+    def probability(self, cosine: float, a: str, b: str) -> float:
+        z = self.intercept + sum(c * f for c, f in zip(self.coef, features(cosine, a, b)))
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def same(self, cosine: float, a: str, b: str) -> tuple[bool, float]:
+        p = self.probability(cosine, a, b)
+        return p >= self.threshold, p
