@@ -17,7 +17,9 @@ number, a swapped entity) and keeps the rest. The check scores a pair from these
 
 A logistic regression over them, fitted per encoder by `scripts/fit_pair_check.py` on
 `tests/data/paraphrase_groups_train.jsonl` (a labeled set kept apart from the evaluation sets), gives
-the probability that the pair is the same task; at or above the fitted threshold it is. Only pairs at
+the probability that the pair is the same task; at or above the fitted threshold it is. Two texts
+with the same words in the same order and the same numbers (they differ only in stop words, case,
+punctuation or inflection) are the same task without asking the regression. Only pairs at
 cosine 0.76 or more are checked (`semantic_dedup`'s `candidates`): below it, unrelated instructions that
 share no words would look like heavy rewordings.
 
@@ -102,7 +104,9 @@ def analyze(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     """(numbers sorted, content lemmas without framing words, all lemmas without stop words)."""
     lex = lexicon()
     tokens = _TOKEN.findall(text.lower().replace("%", " percent "))
-    numbers = sorted(_NUMBER_WORDS.get(t, t) for t in tokens if t[0].isdigit() or t in _NUMBER_WORDS)
+    # "one" and "1" read as the article as often as the number ("write one haiku" = "write a haiku").
+    numbers = sorted(n for n in (_NUMBER_WORDS.get(t, t) for t in tokens if t[0].isdigit() or t in _NUMBER_WORDS)
+                     if n != "1")
     lemmas = [t if t[0].isdigit() else _NUMBER_WORDS.get(t) or lex.lemma(t) for t in tokens if t not in STOP]
     content = [w for w, t in zip(lemmas, (t for t in tokens if t not in STOP))
                if not t[0].isdigit() and t not in _NUMBER_WORDS and w not in FRAMING]
@@ -148,6 +152,10 @@ class PairCheck:
         return path.is_file() and encoder in json.loads(path.read_text())
 
     def probability(self, cosine: float, a: str, b: str) -> float:
+        """1.0 when the two differ only in stop words, case, punctuation and inflection (same words in
+        the same order, same numbers); else the regression's probability."""
+        if analyze(a)[0] == analyze(b)[0] and analyze(a)[2] == analyze(b)[2]:
+            return 1.0
         z = self.intercept + sum(c * f for c, f in zip(self.coef, features(cosine, a, b)))
         return 1.0 / (1.0 + math.exp(-z))
 
