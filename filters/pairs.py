@@ -13,7 +13,10 @@ number, a swapped entity) and keeps the rest. The check scores a pair from these
 - `overlap`: Jaccard overlap of the content words (lemmas, framing verbs such as "write" or "list"
   left out);
 - `changed`: the share of each text's words that the other lacks;
-- `cosine_x_changed`: their product (a high cosine despite many changed words marks a paraphrase).
+- `cosine_x_changed`: their product (a high cosine despite many changed words marks a paraphrase);
+- `reordered`: the shared content words stand in another order and some word changed too ("In two
+  sentences, describe the story's protagonist"); a pure permutation ("Celsius to Fahrenheit" against
+  "Fahrenheit to Celsius") is a direction swap and does not count.
 
 A logistic regression over them, fitted per encoder by `scripts/fit_pair_check.py` on
 `tests/data/paraphrase_groups_train.jsonl` (a labeled set kept apart from the evaluation sets), gives
@@ -39,7 +42,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data"
 LEXICON = DATA / "wordnet.json.gz"
 WEIGHTS = DATA / "pair_check.json"
-FEATURES = ("cosine", "antonym", "numbers_differ", "overlap", "changed", "cosine_x_changed")
+FEATURES = ("cosine", "antonym", "numbers_differ", "overlap", "changed", "cosine_x_changed", "reordered")
 
 _TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
 STOP = frozenset(
@@ -124,7 +127,12 @@ def features(cosine: float, a: str, b: str) -> list[float]:
     overlap = len(ca & cb) / max(1, len(ca | cb))
     la, lb = set(all_a), set(all_b)
     changed = (sum(w not in lb for w in all_a) + sum(w not in la for w in all_b)) / max(1, len(all_a) + len(all_b))
-    return [float(cosine), float(antonym), float(num_a != num_b), overlap, changed, float(cosine) * changed]
+    shared_a, shared_b = [w for w in content_a if w in cb], [w for w in content_b if w in ca]
+    # A pure permutation ("Celsius to Fahrenheit" / "Fahrenheit to Celsius") is a direction swap, not a
+    # restructured paraphrase: reordering counts only when some word changed too.
+    reordered = shared_a != shared_b and sorted(shared_a) == sorted(shared_b) and sorted(all_a) != sorted(all_b)
+    return [float(cosine), float(antonym), float(num_a != num_b), overlap, changed, float(cosine) * changed,
+            float(reordered)]
 
 
 class PairCheck:

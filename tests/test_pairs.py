@@ -39,7 +39,7 @@ def test_opposites(a: str, b: str, opposite: bool) -> None:
 def test_features_of_identical_texts() -> None:
     f = feat("Sort the numbers.", "Sort the numbers.", cosine=1.0)
     assert f == {"cosine": 1.0, "antonym": 0.0, "numbers_differ": 0.0, "overlap": 1.0, "changed": 0.0,
-                 "cosine_x_changed": 0.0}
+                 "cosine_x_changed": 0.0, "reordered": 0.0}
 
 
 def test_features_of_a_swap() -> None:
@@ -50,6 +50,9 @@ def test_features_of_a_swap() -> None:
     # lemmas: sort list numbers ascending order (5 each), one changed on each side
     assert f["changed"] == pytest.approx(2 / 10)
     assert f["cosine_x_changed"] == pytest.approx(0.9 * 0.2)
+    assert f["reordered"] == 0.0
+    assert feat("Convert Celsius to Fahrenheit.", "Convert Fahrenheit to Celsius.")["reordered"] == 0.0
+    assert feat("Describe the history of Rome briefly.", "Briefly, what is Rome's history?")["reordered"] == 1.0
 
 
 def test_numbers_and_number_words() -> None:
@@ -64,7 +67,7 @@ def test_same_words_in_the_same_order_are_the_same_task() -> None:
     reads as the article, not as a number."""
     check = PairCheck("st:all-MiniLM-L6-v2")
     assert check.same(0.98, "Write a haiku about rain.", "Write one haiku about the RAIN!") == (True, 1.0)
-    assert check.probability(0.98, "Convert Celsius to Fahrenheit.", "Convert Fahrenheit to Celsius.") < 1.0
+    assert check.same(0.97, "Convert Celsius to Fahrenheit.", "Convert Fahrenheit to Celsius.")[0] is False
     assert check.probability(0.95, "Compute the factorial of 6.", "Compute the factorial of 8.") < 1.0
 
 
@@ -123,7 +126,7 @@ class _Cached:
 def test_pair_check_beats_cosine_on_labeled_sets(name: str) -> None:
     """The real MiniLM through the real filter, two records at a time: the default (pair check) drops
     more paraphrases and keeps more hard negatives than the plain cosine threshold, on the target's set
-    and on the blind held-out set (measured 0.860/0.818 vs 0.743/0.785, and 0.650/0.746 vs 0.546/0.483)."""
+    and on the blind held-out set (measured 0.883/0.841 vs 0.743/0.785, and 0.683/0.762 vs 0.546/0.483)."""
     from filters.embed import SentenceTransformerEmbedder
 
     para, neg = _pairs(name)
