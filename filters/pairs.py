@@ -19,7 +19,8 @@ number, a swapped entity) and keeps the rest. The check scores a pair from these
   "Fahrenheit to Celsius") is a direction swap and does not count.
 
 A logistic regression over them, fitted per encoder by `scripts/fit_pair_check.py` on
-`tests/data/paraphrase_groups_train.jsonl` (a labeled set kept apart from the evaluation sets), gives
+`tests/data/paraphrase_groups_train.jsonl` and `paraphrase_groups.jsonl` (never on the blind
+`paraphrase_groups_heldout.jsonl`), with ordinary neighbours as extra negatives, gives
 the probability that the pair is the same task; at or above the fitted threshold it is. Two texts
 with the same words in the same order and the same numbers (they differ only in stop words, case,
 punctuation or inflection) are the same task without asking the regression. Only pairs at
@@ -90,7 +91,6 @@ class Lexicon:
                     return base[:-1]
         return word
 
-
     def opposite(self, a: str, b: str) -> bool:
         if (a, b) in self.antonyms or (b, a) in self.antonyms:
             return True
@@ -110,9 +110,9 @@ def analyze(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     # "one" and "1" read as the article as often as the number ("write one haiku" = "write a haiku").
     numbers = sorted(n for n in (_NUMBER_WORDS.get(t, t) for t in tokens if t[0].isdigit() or t in _NUMBER_WORDS)
                      if n != "1")
-    lemmas = [t if t[0].isdigit() else _NUMBER_WORDS.get(t) or lex.lemma(t) for t in tokens if t not in STOP]
-    content = [w for w, t in zip(lemmas, (t for t in tokens if t not in STOP))
-               if not t[0].isdigit() and t not in _NUMBER_WORDS and w not in FRAMING]
+    kept = [t for t in tokens if t not in STOP]
+    lemmas = [t if t[0].isdigit() else _NUMBER_WORDS.get(t) or lex.lemma(t) for t in kept]
+    content = [w for w, t in zip(lemmas, kept) if not t[0].isdigit() and t not in _NUMBER_WORDS and w not in FRAMING]
     return tuple(numbers), tuple(content), tuple(lemmas)
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from filters.dedup import SemanticDedup
@@ -98,27 +97,14 @@ def test_judge_band_and_pair_check_together_are_refused() -> None:
         SemanticDedup(judge_band=[0.76, 0.94], pair_check=True)
 
 
-def _pairs(name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    groups = [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text().splitlines() if line.strip()]
-    return ([(g["instruction"], p) for g in groups for p in g["paraphrases"]],
-            [(g["instruction"], n) for g in groups for n in g["negatives"]])
+def _eval_script():
+    """scripts/eval_dedup.py as a module: the test measures with the same code the README numbers come from."""
+    import importlib.util
 
-
-def _dropped(flt_args: dict, pairs: list[tuple[str, str]], emb) -> np.ndarray:
-    out = []
-    for a, b in pairs:
-        flt = SemanticDedup(embedder=emb, **flt_args)
-        out.append(not flt.judge([Record(a), Record(b)])[1].keep)
-    return np.array(out)
-
-
-class _Cached:
-    def __init__(self, inner, texts: list[str]):
-        self.name = inner.name
-        self.vec = dict(zip(texts, inner.encode(texts)))
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.stack([self.vec[t] for t in texts])
+    spec = importlib.util.spec_from_file_location("eval_dedup", ROOT / "scripts" / "eval_dedup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.timeout(300)
@@ -129,11 +115,12 @@ def test_pair_check_beats_cosine_on_labeled_sets(name: str) -> None:
     and on the blind held-out set (measured 0.883/0.841 vs 0.743/0.785, and 0.683/0.762 vs 0.546/0.483)."""
     from filters.embed import SentenceTransformerEmbedder
 
-    para, neg = _pairs(name)
-    emb = _Cached(SentenceTransformerEmbedder(), sorted({t for pair in para + neg for t in pair}))
+    ev = _eval_script()
+    para, neg = ev.load_pairs(name)
+    emb = ev.Cached(SentenceTransformerEmbedder(), sorted({t for pair in para + neg for t in pair}))
     rates = {}
     for label, args in (("pair", {}), ("cosine", {"pair_check": False})):
-        rates[label] = (_dropped(args, para, emb).mean(), 1 - _dropped(args, neg, emb).mean())
+        rates[label] = (ev.filter_drops(emb, para, **args).mean(), 1 - ev.filter_drops(emb, neg, **args).mean())
     (rp, kp), (rc, kc) = rates["pair"], rates["cosine"]
     assert rp >= rc - 0.01 and kp >= kc + 0.03, rates
     assert rp >= 0.6 and kp >= 0.7, rates
