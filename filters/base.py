@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.records import Record
+from generator.core.records import Record
 
 KEEP_EXAMPLES = 3
 

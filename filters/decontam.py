@@ -10,7 +10,7 @@ from pathlib import Path
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.dedup import VectorIndex, normalize
 from filters.embed import Embedder, make_embedder
-from generator.records import Record, user_content
+from generator.core.records import Record, user_content
 
 TEXT_FIELDS = ("instruction", "prompt", "question", "text", "input")
 

@@ -15,7 +15,7 @@ import numpy as np
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
-from generator.records import Record, user_content
+from generator.core.records import Record, user_content
 
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")

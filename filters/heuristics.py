@@ -11,7 +11,7 @@ import re
 import unicodedata
 
 from filters.base import KEEP, Filter, Verdict, drop
-from generator.records import Record
+from generator.core.records import Record
 
 
 class LengthFilter(Filter):

@@ -12,7 +12,7 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from filters.base import KEEP, BatchChat, Filter, FilterContext, Verdict, drop
-from generator.records import Record
+from generator.core.records import Record
 
 CRITERIA = ("helpfulness", "correctness", "clarity")
 VARIABLES = frozenset({"instruction", "input", "output"})
@@ -25,7 +25,7 @@ SCHEMA: dict[str, Any] = {
 RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "judgement", "schema": SCHEMA}}
 _OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
 # Built-in prompts sit at the repository root in a source tree and inside the package in a wheel
-# (the same two places generator/paths.py looks; filters/ may not import it).
+# (the same two places generator/core/paths.py looks; filters/ may not import it).
 _PROMPT_DIRS = (Path(__file__).resolve().parents[1] / "prompts",
                 Path(__file__).resolve().parents[1] / "generator" / "_data" / "prompts")
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from filters.base import KEEP, Filter, Verdict, drop
-from generator.records import Record
+from generator.core.records import Record
 
 _FIELDS = ("instruction", "input", "output")
 

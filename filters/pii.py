@@ -21,7 +21,7 @@ from stdnum.in_ import aadhaar
 from stdnum.us import ssn
 
 from filters.base import KEEP, Filter, Verdict, drop
-from generator.records import Record
+from generator.core.records import Record
 
 KINDS = ("email", "phone", "credit_card", "iban", "ip_address", "national_id", "street_address")
 PLACEHOLDERS = {kind: f"<{kind.upper()}>" for kind in KINDS}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from filters.base import KEEP, Filter, Verdict, drop
-from generator.records import Record
+from generator.core.records import Record
 
 # A refusal opens the answer (perhaps after one short sentence: "Hmm. I cannot..."); the same words
 # later on ("if I cannot find the key, return None") are usually part of a real answer.

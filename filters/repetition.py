@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from filters.base import KEEP, Filter, Verdict, drop
-from generator.records import Record
+from generator.core.records import Record
 
 # Gopher thresholds: the share of characters covered by the most frequent n-gram (n = 2, 3, 4) and
 # by all repeated n-grams (n = 5..10).

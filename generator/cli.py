@@ -12,14 +12,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from generator.errors import InstructforgeError
+from generator.core.errors import InstructforgeError
 
 Command = Callable[[argparse.Namespace], int | None]
 
 
 def _generate(args: argparse.Namespace) -> int | None:
     from generator.config import load_config
-    from generator.pipeline import generate
+    from generator.run.pipeline import generate
 
     config = load_config(args.config, overrides=dict(args.set or []))
     if args.run_dir:
@@ -31,7 +31,7 @@ def _generate(args: argparse.Namespace) -> int | None:
 
 def _serve(args: argparse.Namespace) -> int | None:
     from generator.config import load_config
-    from generator.server import serve_forever
+    from generator.llm.server import serve_forever
 
     config = load_config(args.config)
     serve_forever(config)
@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int | None:
 
 
 def _model_prepare(args: argparse.Namespace) -> int | None:
-    from generator.model import prepare_bundled_model
+    from generator.llm.model import prepare_bundled_model
 
     path = prepare_bundled_model(force=args.force)
     print(path)
@@ -48,7 +48,7 @@ def _model_prepare(args: argparse.Namespace) -> int | None:
 
 def _dedup(args: argparse.Namespace) -> int | None:
     from filters.dedup import dedup_files
-    from generator.errors import ConfigError
+    from generator.core.errors import ConfigError
 
     try:
         result = dedup_files(args.inputs, args.out, threshold=args.threshold, encoder=args.encoder,
@@ -61,7 +61,7 @@ def _dedup(args: argparse.Namespace) -> int | None:
 
 
 def _templates_list(args: argparse.Namespace) -> int | None:
-    from generator.prompts import list_templates
+    from generator.prompting.templates import list_templates
 
     for t in list_templates():
         needs = ", ".join(sorted(t.required)) or "-"
@@ -73,7 +73,7 @@ def _templates_list(args: argparse.Namespace) -> int | None:
 def _templates_show(args: argparse.Namespace) -> int | None:
     import json
 
-    from generator.prompts import load_template
+    from generator.prompting.templates import load_template
 
     t = load_template(args.name)
     print(f"name:        {t.name}\npath:        {t.path}\ndescription: {t.meta.description}")
@@ -91,7 +91,7 @@ def _templates_show(args: argparse.Namespace) -> int | None:
 def _templates_render(args: argparse.Namespace) -> int | None:
     import json
 
-    from generator.prompts import preview
+    from generator.prompting.templates import preview
 
     t, messages = preview(args.name, dict(args.var or []), seeds=args.seeds,
                           num_demonstrations=args.num_demonstrations)
@@ -107,7 +107,7 @@ def _templates_render(args: argparse.Namespace) -> int | None:
 
 
 def _push(args: argparse.Namespace) -> int | None:
-    from generator.hub import push_dataset
+    from generator.publish.hub import push_dataset
 
     result = push_dataset(Path(args.run_dir), args.repo, private=args.private, revision=args.revision,
                           message=args.message)
@@ -116,7 +116,7 @@ def _push(args: argparse.Namespace) -> int | None:
 
 
 def _export(args: argparse.Namespace) -> int | None:
-    from generator.dataset import export
+    from generator.publish.dataset import export
 
     split = None if args.split == "all" else args.split
     count = export(Path(args.run_dir), args.format, Path(args.out), split=split)
@@ -126,7 +126,7 @@ def _export(args: argparse.Namespace) -> int | None:
 
 def _merge(args: argparse.Namespace) -> int | None:
     from generator.config import load_config
-    from generator.merge import merge_runs
+    from generator.run.merge import merge_runs
 
     config = load_config(args.config, overrides=dict(args.set or []))
     dataset = config.dataset

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from generator.errors import ConfigError
-from generator.paths import builtin_path
+from generator.core.errors import ConfigError
+from generator.core.paths import builtin_path
 
 
 class Section(BaseModel):

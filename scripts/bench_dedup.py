@@ -67,7 +67,7 @@ def peak_rss_mb() -> float:
 def run_one(n: int, encoder: str, tool: str, exact_until: int, pair_check: bool | None) -> dict[str, object]:
     from filters.dedup import dedup_records
     from filters.embed import make_embedder
-    from generator.records import Record
+    from generator.core.records import Record
 
     rows = make_rows(n)
     emb = make_embedder(encoder)

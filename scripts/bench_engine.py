@@ -1,4 +1,4 @@
-"""Benchmarks of the generation engine (generator/client.py + generator/store.py).
+"""Benchmarks of the generation engine (generator/llm/engine.py + generator/run/store.py).
 
 --stub   requests/s through the whole engine against a local fake server that answers at once
          (render a Jinja template, hash the request id, send, parse, a length filter, append to
@@ -29,9 +29,10 @@ from pathlib import Path
 
 import aiohttp
 
-from generator.client import Endpoint, Engine, Request, request_id
 from generator.config import EngineConfig
-from generator.store import RunStore
+from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.run.progress import Progress
+from generator.run.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path("/tmp/shared_vllm")
@@ -59,12 +60,14 @@ async def _stub_one(url: str, n: int, concurrency: int, run_dir: Path) -> dict[s
     config = EngineConfig(concurrency=concurrency)
     store = RunStore(run_dir, {"bench": n}, fresh=True, flush_every=config.flush_every)
     start, cpu = time.perf_counter(), time.process_time()
-    async with Engine([Endpoint(url)], model, config, progress=False) as engine:
-        engine.set_total(n)
+    async with Engine([Endpoint(url)], model, config) as engine:
+        bar = Progress(enabled=False)  # counted as a run counts, not drawn
+        bar.restart(n)
         async with aclosing(engine.run(requests())) as results:
             async for result in results:
+                bar.update(result)
                 if result.ok and len(result.texts[0]) > 10:  # stands for the filter chain
-                    engine.add_kept()
+                    bar.add_kept()
                 store.append(result)
     store.close()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -155,7 +158,7 @@ async def _engine(url: str, key: str | None, model: str, prompts: list[str], con
                         params=params) for p in prompts]
     with tempfile.TemporaryDirectory() as run_dir:
         store = RunStore(Path(run_dir), {"bench": "real"})
-        async with Engine([Endpoint(url, key)], model, EngineConfig(concurrency=concurrency), progress=False) as eng:
+        async with Engine([Endpoint(url, key)], model, EngineConfig(concurrency=concurrency)) as eng:
             async for result in eng.run(requests):
                 store.append(result)
         store.close()

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from filters.base import Chain  # noqa: E402
 from filters.registry import build_chain  # noqa: E402
-from generator.records import Record  # noqa: E402
+from generator.core.records import Record  # noqa: E402
 
 CHAIN = [
     {"name": "truncated"},

@@ -68,7 +68,7 @@ def filter_drops(emb: Cached, pairs: list[tuple[str, str]], **params: object) ->
     if not pairs:
         return np.zeros(0, bool)
     """The real filter on each pair (a fresh SemanticDedup per pair): was the second dropped?"""
-    from generator.records import Record
+    from generator.core.records import Record
 
     out = []
     for a, b in pairs:

@@ -72,12 +72,12 @@ HEAD_NODE=${HEAD_NODE:-$(hostname)}
 RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
 LOG_DIR=${LOG_DIR:-logs/ray-${SLURM_JOB_ID:-local}}
 
-# The exact vLLM command: the package's own (generator.server.build_command) plus the multi-node flags.
+# The exact vLLM command: the package's own (generator.llm.server.build_command) plus the multi-node flags.
 mapfile -d '' SERVE_ARGS < <("$PYTHON" - "$CONFIG" "$GPUS_PER_NODE" "$PORT" <<'PY'
 import sys
 from generator.config import load_config
-from generator.errors import InstructforgeError
-from generator.server import build_command
+from generator.core.errors import InstructforgeError
+from generator.llm.server import build_command
 try:
     c = load_config(sys.argv[1])
 except InstructforgeError as err:

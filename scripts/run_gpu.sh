@@ -60,13 +60,13 @@ done
 
 # What the config says, read by the package itself in one call (NUL-separated): tensor parallel
 # size, startup timeout, run_dir, push repo, private, then the vLLM command that
-# generator.server.build_command makes, less the interpreter, the key (it travels in
+# generator.llm.server.build_command makes, less the interpreter, the key (it travels in
 # VLLM_API_KEY, out of `ps` and the logs) and the parallel sizes (set below).
 mapfile -d '' CFG < <("$PYTHON" - "$CONFIG" "$PORT" <<'PY'
 import sys
 from generator.config import load_config
-from generator.errors import InstructforgeError
-from generator.server import build_command
+from generator.core.errors import InstructforgeError
+from generator.llm.server import build_command
 try:
     c = load_config(sys.argv[1])
 except InstructforgeError as err:

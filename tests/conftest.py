@@ -16,7 +16,7 @@ import pytest
 from hub_server import BOB, TOKEN, HubServer
 
 from generator.config import parse_config
-from generator.server import ServerInfo, managed_server
+from generator.llm.server import ServerInfo, managed_server
 
 
 @pytest.fixture(scope="session")

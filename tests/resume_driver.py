@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
 
-from generator.client import Endpoint, Engine, Request, request_id
 from generator.config import EngineConfig
-from generator.store import RunStore
+from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.run.store import RunStore
 
 MODEL = "fake-model"
 PARAMS = {"max_tokens": 16, "temperature": 0.0}
@@ -45,7 +45,7 @@ async def run(url: str, run_dir: Path, n: int, concurrency: int, flush_every: in
     print(f"ready: {len(done)} already done", flush=True)
     saved = 0
     try:
-        async with Engine([Endpoint(url)], MODEL, config, progress=False) as engine:
+        async with Engine([Endpoint(url)], MODEL, config) as engine:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, engine.stop)

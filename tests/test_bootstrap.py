@@ -14,13 +14,13 @@ from fake_openai import FakeOpenAI
 from filters.base import Chain, Funnel
 from filters.dedup import normalize
 from filters.registry import build_chain
-from generator.bootstrap import Bootstrap, BootstrapResult, Generator
-from generator.client import Endpoint, Engine
 from generator.config import Config, parse_config
-from generator.records import Record
-from generator.seeds import load_seeds
-from generator.server import ServerInfo
-from generator.store import RunStore
+from generator.core.records import Record
+from generator.llm.engine import Endpoint, Engine
+from generator.llm.server import ServerInfo
+from generator.prompting.seeds import load_seeds
+from generator.run.methods import Bootstrap, BootstrapResult, Generator
+from generator.run.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def _run(config: Config, url: str, key: str | None, model: str, method: str = "s
     sent: list[str] = []
 
     async def go() -> Any:
-        async with Engine([Endpoint(url, key)], model, config.engine, progress=False) as engine:
+        async with Engine([Endpoint(url, key)], model, config.engine) as engine:
             with RunStore(config.run_dir, {"test": 1}) as store:
                 gen = Generator(config, engine, store, model, lambda msg: None)
                 chain = Chain(build_chain(config.filters.instructions), Funnel())

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI
 
-from generator.client import Endpoint, Engine, Request, Result, request_id
 from generator.config import EngineConfig
-from generator.errors import EngineError
+from generator.core.errors import EngineError
+from generator.llm.engine import Endpoint, Engine, Request, Result, request_id
+from generator.run.progress import Progress
 
 MODEL = "fake-model"
 FAST = {"timeout_s": 5.0, "backoff_base_s": 0.01, "probe_interval_s": 0.05, "retry_budget": 10.0}
@@ -29,7 +30,7 @@ def chat(text: str, i: int = 0, **params: Any) -> Request:
 async def collect(
     urls: list[str], requests: Iterable[Request] | Any, model: str = MODEL, key: str | None = None, **config: Any
 ) -> tuple[list[Result], Engine]:
-    engine = Engine([Endpoint(u, key) for u in urls], model, EngineConfig(**{**FAST, **config}), progress=False)
+    engine = Engine([Endpoint(u, key) for u in urls], model, EngineConfig(**{**FAST, **config}))
     async with engine:
         results = [r async for r in engine.run(requests)]
     return results, engine
@@ -166,7 +167,7 @@ def test_fatal_answers_stop_the_run_at_once(server_kwargs: dict, model: str, key
 )
 def test_endpoint_list_is_checked(endpoints: list[str], match: str) -> None:
     with pytest.raises(EngineError, match=match):
-        Engine([Endpoint(u) for u in endpoints], MODEL, EngineConfig(), progress=False)
+        Engine([Endpoint(u) for u in endpoints], MODEL, EngineConfig())
 
 
 def test_refused_endpoint_is_taken_out_and_the_other_serves_everything() -> None:
@@ -225,7 +226,7 @@ def test_requests_are_drawn_lazily_from_an_endless_source() -> None:
 
     async def go() -> None:
         async with FakeOpenAI() as server:
-            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST, concurrency=8), progress=False)
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST, concurrency=8))
             async with engine, aclosing(engine.run(endless())) as results:
                 got = [r async for r in _take(results, 100)]
         assert len(got) == 100
@@ -275,7 +276,7 @@ def test_stop_lets_in_flight_finish_within_grace_then_ends() -> None:
     async def go() -> None:
         async with FakeOpenAI(delay_s=0.3) as server:
             config = EngineConfig(**{**FAST, "timeout_s": 5}, concurrency=4)
-            engine = Engine([Endpoint(server.url)], MODEL, config, progress=False)
+            engine = Engine([Endpoint(server.url)], MODEL, config)
             asyncio.get_running_loop().call_later(0.1, engine.stop, 5)
             async with engine:
                 results = [r async for r in engine.run(chat(f"s{i}", i) for i in range(40))]
@@ -288,7 +289,7 @@ def test_stop_lets_in_flight_finish_within_grace_then_ends() -> None:
 def test_stop_cancels_in_flight_after_grace() -> None:
     async def go() -> None:
         async with FakeOpenAI(delay_s=10) as server:
-            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**{**FAST, "timeout_s": 60}), progress=False)
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**{**FAST, "timeout_s": 60}))
             asyncio.get_running_loop().call_later(0.1, engine.stop, 0.2)
             start = time.monotonic()
             async with engine:
@@ -300,13 +301,14 @@ def test_stop_cancels_in_flight_after_grace() -> None:
 
 def test_progress_counts_what_caller_and_engine_report() -> None:
     async def go() -> None:
+        p = Progress(enabled=False)
         async with FakeOpenAI() as server:
-            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST), progress=False)
-            engine.set_total(10)
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST))
+            p.restart(10)
             async with engine:
                 async for r in engine.run([chat(f"k{i} #faults={'400' if i < 3 else 'ok'}", i) for i in range(10)]):
-                    engine.add_kept(r.ok)
-        p = engine.progress
+                    p.update(r)
+                    p.add_kept(r.ok)
         assert (p.total, p.done, p.failed, p.kept) == (10, 10, 3, 7)
         assert p.tokens == engine.stats.completion_tokens > 0
 
@@ -316,7 +318,7 @@ def test_progress_counts_what_caller_and_engine_report() -> None:
 def test_concurrency_bounds_concurrent_runs_together() -> None:
     async def go() -> None:
         async with FakeOpenAI(delay_s=0.05) as server:
-            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST, concurrency=5), progress=False)
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST, concurrency=5))
 
             async def one_run(tag: str) -> list[Result]:
                 return [r async for r in engine.run(chat(f"{tag}{i}", i) for i in range(30))]
@@ -332,11 +334,15 @@ def test_concurrency_bounds_concurrent_runs_together() -> None:
 def test_progress_bar_shows_counts(capsys: pytest.CaptureFixture[str]) -> None:
     async def go() -> None:
         async with FakeOpenAI() as server:
-            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST), progress=True)
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST))
+            bar = Progress(enabled=True)
+            bar.start()
             async with engine:
-                engine.set_total(5)
-                async for _ in engine.run([chat(f"p{i}", i) for i in range(5)]):
-                    engine.add_kept()
+                bar.restart(5)
+                async for r in engine.run([chat(f"p{i}", i) for i in range(5)]):
+                    bar.update(r)
+                    bar.add_kept()
+            bar.stop()
 
     asyncio.run(go())
     assert "5/5 done  5 kept  0 failed" in capsys.readouterr().err
@@ -378,7 +384,7 @@ def _real(vllm_server: Any, requests: list[Request]) -> list[Result]:
     endpoints = [Endpoint(vllm_server.base_urls[0], vllm_server.api_key)]
 
     async def go() -> list[Result]:
-        async with Engine(endpoints, vllm_server.model, EngineConfig(concurrency=8), progress=False) as engine:
+        async with Engine(endpoints, vllm_server.model, EngineConfig(concurrency=8)) as engine:
             return [r async for r in engine.run(requests)]
 
     results = asyncio.run(go())

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from generator.config import load_config, parse_config
-from generator.errors import ConfigError
-from generator.paths import builtin_dir
+from generator.core.errors import ConfigError
+from generator.core.paths import builtin_dir
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ import datasets
 import pytest
 import yaml
 
-from generator.dataset import (
+from generator.core.errors import ConfigError, InstructforgeError
+from generator.core.records import Record
+from generator.publish.dataset import (
     DatasetInfo,
     export,
     features,
@@ -21,8 +23,6 @@ from generator.dataset import (
     split_records,
     write_dataset,
 )
-from generator.errors import ConfigError, InstructforgeError
-from generator.records import Record
 
 FUNNEL = {"candidates": 40, "kept": 12, "dropped": 28,
           "drops": {"length": {"too_short": 15, "too_long": 3}, "exact_dedup": {"duplicate": 10}},
@@ -236,7 +236,7 @@ def test_export_without_dataset(tmp_path):
 def _bundled_tokenizer():
     from transformers import AutoTokenizer
 
-    from generator.model import _fingerprint, _is_complete, bundled_gguf, bundled_model_dir
+    from generator.llm.model import _fingerprint, _is_complete, bundled_gguf, bundled_model_dir
 
     gguf = bundled_gguf()
     prepared = bundled_model_dir()

@@ -9,7 +9,7 @@ import pytest
 
 from filters.decontam import Decontaminate, load_reference, ngrams
 from filters.embed import normalize_rows
-from generator.records import Record
+from generator.core.records import Record
 
 REF = Path(__file__).parent / "data" / "reference_prompts.jsonl"
 LEAK = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

@@ -11,7 +11,7 @@ import pytest
 from filters.base import FilterContext
 from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files, normalize
 from filters.embed import StaticEmbedder, normalize_rows
-from generator.records import Record
+from generator.core.records import Record
 
 DATA = Path(__file__).parent / "data"
 

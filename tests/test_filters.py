@@ -8,7 +8,7 @@ import pytest
 
 from filters.base import Filter
 from filters.registry import FILTERS, build, check_spec
-from generator.records import Record
+from generator.core.records import Record
 
 LONG_OK = ("Photosynthesis turns light into chemical energy. Plants take in carbon dioxide through "
            "their leaves and water through their roots. Inside the chloroplasts, chlorophyll absorbs "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from filters.base import Chain, Funnel
 from filters.registry import build_chain
-from generator.records import Record
+from generator.core.records import Record
 
 SPECS = [
     {"name": "truncated"},

@@ -9,8 +9,8 @@ import datasets
 import pytest
 
 from generator.config import load_config
-from generator.pipeline import generate
-from generator.server import ServerInfo
+from generator.llm.server import ServerInfo
+from generator.run.pipeline import generate
 
 pytestmark = pytest.mark.vllm
 
@@ -69,7 +69,7 @@ def test_rerun_resumes_without_new_requests(default_run, vllm_server, monkeypatc
 
 
 def test_changed_config_is_refused(default_run, vllm_server, monkeypatch) -> None:
-    from generator.errors import ConfigError
+    from generator.core.errors import ConfigError
 
     config, first = default_run
     changed = _config(first.run_dir.parent, vllm_server, monkeypatch, num_instructions=7)

@@ -12,8 +12,8 @@ from fake_openai import FakeOpenAI
 from hub_server import TOKEN
 
 from generator.config import parse_config
-from generator.errors import HubError
-from generator.pipeline import generate
+from generator.core.errors import HubError
+from generator.run.pipeline import generate
 
 
 @pytest.fixture

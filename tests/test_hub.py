@@ -17,10 +17,10 @@ import pytest
 from hub_server import BOB, TOKEN
 
 from generator.cli import main
-from generator.dataset import DatasetInfo, write_dataset
-from generator.errors import HubError
-from generator.hub import checkpoint_due, parse_repo_id, preflight, push_dataset
-from generator.records import Record
+from generator.core.errors import HubError
+from generator.core.records import Record
+from generator.publish.dataset import DatasetInfo, write_dataset
+from generator.publish.hub import checkpoint_due, parse_repo_id, preflight, push_dataset
 
 
 @pytest.fixture
@@ -210,7 +210,7 @@ def test_unreachable_hub(hub, dataset_dir, monkeypatch):
 
 
 def test_missing_dataset_folder(hub, tmp_path):
-    from generator.errors import ConfigError
+    from generator.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="holds no dataset"):
         push_dataset(tmp_path / "nothing", "alice/tiny")

@@ -13,7 +13,7 @@ import pytest
 
 from filters.base import Chain, FilterContext
 from filters.judge import RESPONSE_FORMAT, LLMJudge, parse_scores
-from generator.records import Record
+from generator.core.records import Record
 
 RECORD = Record("Give the capital of France.", "", "The capital of France is Paris.")
 

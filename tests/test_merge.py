@@ -15,11 +15,11 @@ import pytest
 from filters.base import Funnel
 from generator.cli import main
 from generator.config import DatasetConfig, PushConfig, load_config, parse_config
-from generator.dataset import DatasetInfo, write_dataset
-from generator.errors import ConfigError
-from generator.merge import MERGE_STAGE, merge_runs
-from generator.records import Record
-from generator.server import ServerInfo
+from generator.core.errors import ConfigError
+from generator.core.records import Record
+from generator.llm.server import ServerInfo
+from generator.publish.dataset import DatasetInfo, write_dataset
+from generator.run.merge import MERGE_STAGE, merge_runs
 
 
 def _shard(root: Path, name: str, instructions: list[str], drops: dict[str, dict[str, int]]) -> Path:
@@ -173,7 +173,7 @@ def test_shard_with_no_seed_left_is_refused() -> None:
 @pytest.mark.vllm
 def test_two_shards_generate_merge_and_load(vllm_server: ServerInfo, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from generator.pipeline import generate
+    from generator.run.pipeline import generate
 
     monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_RUN", vllm_server.api_key or "")
     runs = []

@@ -11,7 +11,7 @@ import pytest
 
 from filters.dedup import SemanticDedup
 from filters.pairs import FEATURES, WEIGHTS, PairCheck, analyze, features, lexicon
-from generator.records import Record
+from generator.core.records import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator.errors import ConfigError
-from generator.parse import PARSERS, REASONS, ParseResult, get_parser, parse
+from generator.core.errors import ConfigError
+from generator.prompting.parse import PARSERS, REASONS, ParseResult, get_parser, parse
 
 KEYS = {
     "instruction_list": {"instruction"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from filters.pii import KINDS, PIIFilter
-from generator.records import Record
+from generator.core.records import Record
 
 FOUND = [
     ("Write to jane.roe@gmail.com for details.", "Write to <EMAIL> for details."),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from generator.cli import main
-from generator.errors import ConfigError
-from generator.parse import PARSERS
-from generator.prompts import (
+from generator.core.errors import ConfigError
+from generator.prompting.parse import PARSERS
+from generator.prompting.templates import (
     PRODUCES,
     check_variables,
     list_templates,
@@ -32,7 +32,7 @@ EXPECTED_BUILTINS = {
 
 @dataclass
 class Seed:
-    """Shaped like generator.seeds.SeedTask: the instance lives in `instances`."""
+    """Shaped like generator.prompting.seeds.SeedTask: the instance lives in `instances`."""
 
     instruction: str
     instances: list[dict[str, str]]
@@ -101,7 +101,7 @@ def test_alpaca_batch_json_writes_unescaped_json_in_field_order():
 
 
 def test_response_user_turn_matches_the_record_layout():
-    from generator.records import user_content
+    from generator.core.records import user_content
 
     msgs = render(load_template("response"), {"instruction": "Translate to French.", "input": "Good night"})
     assert msgs[1]["content"] == user_content("Translate to French.", "Good night")
@@ -230,7 +230,7 @@ def test_cli_templates_render_missing_variable_exits_2(capsys):
 
 
 def test_cli_templates_render_with_builtin_seeds(capsys):
-    pytest.importorskip("generator.seeds")
+    pytest.importorskip("generator.prompting.seeds")
     assert main(["templates", "render", "self_instruct", "--seeds", "builtin",
                  "--num-demonstrations", "3"]) == 0
     out = capsys.readouterr().out

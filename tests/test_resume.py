@@ -17,7 +17,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from resume_driver import make_requests
 
-from generator.store import RESULTS
+from generator.run.store import RESULTS
 
 DRIVER = Path(__file__).parent / "resume_driver.py"
 N = 1200

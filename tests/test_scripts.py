@@ -150,7 +150,7 @@ http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
 
 
 def test_run_gpu_failing_generate_exits_non_zero_and_stops_the_server(tmp_path: Path) -> None:
-    from generator.server import free_port
+    from generator.llm.server import free_port
 
     (tmp_path / "fake_vllm.py").write_text(FAKE_VLLM)
     python = tmp_path / "python"  # vLLM's module goes to the stand-in, the rest to the real python

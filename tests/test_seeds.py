@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import seeds as seeds_module
-from generator.errors import ConfigError
-from generator.seeds import TASK_TYPES, Instance, SeedTask, load_seeds, normalize_instruction
+from generator.prompting import seeds as seeds_module
+from generator.core.errors import ConfigError
+from generator.prompting.seeds import TASK_TYPES, Instance, SeedTask, load_seeds, normalize_instruction
 
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "seeds_bad"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from generator.config import parse_config
-from generator.errors import ConfigError, ServerError
-from generator.server import (
+from generator.core.errors import ConfigError, ServerError
+from generator.llm.server import (
     ServerInfo,
     build_command,
     build_env,
@@ -94,7 +94,7 @@ def test_parent_killed_takes_the_server_down(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
-        from generator.server import supervised, free_port
+        from generator.llm.server import supervised, free_port
         port = free_port()
         cmd = [sys.executable, {CHILD!r}, str(port), "ok", {str(tmp_path / "gc.pid")!r}]
         with supervised(cmd, dict(os.environ), __import__("pathlib").Path({str(tmp_path / "c.log")!r}),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.client import Result
-from generator.errors import ConfigError
-from generator.store import RESULTS, RunStore, fingerprint_changes
+from generator.core.errors import ConfigError
+from generator.llm.engine import Result
+from generator.run.store import RESULTS, RunStore, fingerprint_changes
 
 FP = {"model": "m", "sampling": {"temperature": 0.7, "stop": ["\n"]}, "template": "a.jinja"}
 

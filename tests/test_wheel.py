@@ -22,9 +22,9 @@ def test_wheel_lists_and_uses_builtin_templates_and_configs(tmp_path: Path) -> N
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
     probe = (
-        "from generator.paths import builtin_dir\n"
-        "from generator.prompts import list_templates\n"
-        "from generator.seeds import load_seeds\n"
+        "from generator.core.paths import builtin_dir\n"
+        "from generator.prompting.templates import list_templates\n"
+        "from generator.prompting.seeds import load_seeds\n"
         "from generator.config import load_config\n"
         "print(builtin_dir('prompts'))\n"
         "print(len(list_templates()), len(load_seeds('builtin')), load_config('default.yaml').run_dir)\n"

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from generator.client import Result
-from generator.errors import ConfigError
+from generator.core.errors import ConfigError
+from generator.llm.engine import Result
 
 RESULTS = "results.jsonl"
 FINGERPRINT = "fingerprint.json"

@@ -19,14 +19,15 @@ from typing import Any
 
 from filters.base import Chain, Drop, Funnel
 from filters.dedup import normalize
-from generator.client import Engine, Request, Result, request_id
 from generator.config import Config
-from generator.errors import InstructforgeError
-from generator.parse import parse
-from generator.prompts import PromptTemplate, check_variables, load_template, render
-from generator.records import Record
-from generator.seeds import SeedTask
-from generator.store import RunStore
+from generator.core.records import Record
+from generator.llm.engine import Engine, Request, Result, request_id
+from generator.prompting.parse import parse
+from generator.prompting.seeds import SeedTask
+from generator.prompting.templates import PromptTemplate, check_variables, load_template, render
+from generator.run.progress import Progress
+from generator.run.stop import interrupted
+from generator.run.store import RunStore
 
 Log = Callable[[str], None]
 
@@ -53,8 +54,10 @@ class BootstrapResult:
 class Generator:
     """Sends a stage's requests, reusing what the run directory already holds."""
 
-    def __init__(self, config: Config, engine: Engine, store: RunStore, model: str, log: Log):
+    def __init__(self, config: Config, engine: Engine, store: RunStore, model: str, log: Log,
+                 progress: Progress | None = None):
         self.config = config
+        self.progress = progress or Progress(enabled=False)
         self.engine = engine
         self.store = store
         self.model = model
@@ -88,9 +91,10 @@ class Generator:
         by_id = {r.id: r for r in missing}
         if missing:
             self.sent += len(missing)
-            self.engine.set_total(len(missing))  # the bar counts this stage's requests
+            self.progress.restart(len(missing))  # the bar counts this stage's requests
             async with contextlib.aclosing(self.engine.run(missing)) as results:
                 async for result in results:
+                    self.progress.update(result)
                     result.meta = {**by_id[result.request_id].meta, **result.meta}
                     self.store.append(result)
                     if result.ok:
@@ -99,14 +103,8 @@ class Generator:
                         self.failed += 1
             self.store.flush()
         if self.engine.stopped:
-            raise StopRequested()
+            raise interrupted(self.store.run_dir)
         return [self.cached.get(r.id) for r in requests]
-
-
-class StopRequested(InstructforgeError):
-    """Ctrl-C or SIGTERM arrived: what finished is stored; the caller reports how to resume."""
-
-    exit_code = 130
 
 
 def _plain(value: Any) -> Any:
@@ -420,4 +418,4 @@ def load_templates(config: Config) -> dict[str, PromptTemplate]:
     return out
 
 
-__all__ = ["METHODS", "Bootstrap", "BootstrapResult", "Generator", "StopRequested", "load_templates"]
+__all__ = ["METHODS", "Bootstrap", "BootstrapResult", "Generator", "load_templates"]

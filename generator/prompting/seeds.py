@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator.errors import ConfigError
-from generator.paths import builtin_dir
+from generator.core.errors import ConfigError
+from generator.core.paths import builtin_dir
 
 TASK_TYPES = (
     "open_generation",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # generator/
 # A wheel carries prompts/ and configs/ inside the package (see pyproject.toml); a source tree
 # or an editable install has them at the repository root.
 _ROOTS = (_PACKAGE / "_data", _PACKAGE.parent)

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.config import Config
-from generator.errors import ConfigError, ServerError
-from generator.model import BUNDLED, BUNDLED_NAME, resolve_model
-from generator.paths import cache_dir
+from generator.core.errors import ConfigError, ServerError
+from generator.core.paths import cache_dir
+from generator.llm.model import BUNDLED, BUNDLED_NAME, resolve_model
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 25

@@ -1,5 +1,5 @@
 """Async generation against OpenAI-compatible servers (vLLM): bounded concurrency over several
-endpoints, retries with backoff, per-endpoint accounting and a live progress bar.
+endpoints, retries with backoff, per-endpoint accounting.
 
 A failed sample is data: a `Result` whose `error` names a kind (`timeout`, `http_429`, `http_5xx`,
 `connection`, `bad_response`, `bad_request`). Only what no retry can fix raises `EngineError`: a
@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from generator.config import EngineConfig
-from generator.errors import EngineError
+from generator.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -203,75 +203,6 @@ class EngineStats:
         }
 
 
-class EngineProgress:
-    """The live bar: done/total, kept, failed, completion tokens/s, ETA. `total` and `kept` come
-    from the caller (`Engine.set_total`, `Engine.add_kept`); the engine counts the rest. Counting
-    costs nothing per result: the bar reads the counters when it redraws."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.total: int | None = None
-        self.done = 0
-        self.kept = 0
-        self.failed = 0
-        self.tokens = 0
-        self._started = time.monotonic()
-        self._bar: Any = None
-        self._task: Any = None
-        self._last_draw = 0.0
-
-    def start(self) -> None:
-        if not self.enabled or self._bar is not None:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, ProgressColumn, TimeRemainingColumn
-        from rich.text import Text
-
-        counters = self
-
-        class _Counts(ProgressColumn):
-            def render(self, task: Any) -> Text:
-                elapsed = max(time.monotonic() - counters._started, 1e-9)
-                total = "?" if counters.total is None else str(counters.total)
-                return Text(
-                    f"{counters.done}/{total} done  {counters.kept} kept  {counters.failed} failed  "
-                    f"{counters.tokens / elapsed:,.0f} tok/s"
-                )
-
-        self._bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            _Counts(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._bar.add_task("generating", total=self.total)
-        self._bar.start()
-
-    def restart(self, total: int | None) -> None:
-        self.total = total
-        self.done = self.failed = 0
-        if self._bar is not None:
-            self._bar.reset(self._task, total=total)
-
-    def update(self, result: Result) -> None:
-        self.done += 1
-        self.tokens += result.completion_tokens
-        if not result.ok:
-            self.failed += 1
-        if self._bar is not None:
-            now = time.monotonic()
-            if now - self._last_draw >= 0.1:  # rich's estimate of the ETA needs the position
-                self._last_draw = now
-                self._bar.update(self._task, completed=self.done, total=self.total)
-
-    def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, total=self.total)
-            self._bar.stop()
-            self._bar = None
-
-
 class _Failure(Exception):
     """One failed attempt, with its kind; raised inside `_send` and handled by `_execute`."""
 
@@ -361,9 +292,7 @@ class Engine:
     `contextlib.aclosing(...)` so that leaving the loop early cancels what is in flight.
     """
 
-    def __init__(
-        self, endpoints: list[Endpoint], model: str, config: EngineConfig, *, progress: bool = True
-    ) -> None:
+    def __init__(self, endpoints: list[Endpoint], model: str, config: EngineConfig) -> None:
         if not endpoints:
             raise EngineError("no endpoint given: set server.endpoints or let instructforge start vLLM")
         urls = [e.base_url.rstrip("/") for e in endpoints]
@@ -374,7 +303,6 @@ class Engine:
         self.config = config
         self.stats = EngineStats({u: EndpointStats(u) for u in urls})
         self._eps = [_EndpointState(e, self.stats.endpoints[u]) for e, u in zip(endpoints, urls)]
-        self.progress = EngineProgress(progress)
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s, sock_connect=config.connect_timeout_s)
         self._stopping = False
         self._closed = False
@@ -392,15 +320,6 @@ class Engine:
     def stopped(self) -> bool:
         """`stop()` was called: the last `run()` may have ended before its requests ran out."""
         return self._stopping
-
-    def set_total(self, total: int | None) -> None:
-        """Requests expected from now on (this round), for the bar's done/total and ETA: the
-        bar's done and failed counts start again from 0; kept and tokens/s carry on."""
-        self.progress.restart(total)
-
-    def add_kept(self, count: int = 1) -> None:
-        """Records kept by the caller's filters, shown in the progress bar."""
-        self.progress.kept += count
 
     def stop(self, grace_s: float | None = None) -> None:
         """Send nothing new; cancel what is still in flight after `grace_s` (default
@@ -420,7 +339,6 @@ class Engine:
         if self._closed:
             raise RuntimeError("Engine.run() called after aclose()")
         self._open()
-        self.progress.start()
         source = _Source(requests)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.config.concurrency)
         workers = [asyncio.create_task(self._worker(source, queue)) for _ in range(self.config.concurrency)]
@@ -441,7 +359,6 @@ class Engine:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                self.progress.update(item)
                 yield item
         finally:
             closer.cancel()
@@ -453,7 +370,6 @@ class Engine:
 
     async def aclose(self) -> None:
         self._closed = True
-        self.progress.stop()
         for ep in self._eps:
             if ep.probe is not None:
                 ep.probe.cancel()

@@ -6,7 +6,7 @@ then one block per chat message:
     {#---
     description: Ask for new task instructions.
     produces: instructions          # what the items are: see PRODUCES
-    parser: instruction_list        # a name in generator.parse.PARSERS
+    parser: instruction_list        # a name in generator.prompting.parse.PARSERS
     sampling: {temperature: 1.0, max_tokens: 512, stop: ["\\n\\n\\n"]}
     json_schema: null               # a JSON schema -> response_format (structured output)
     variables:                      # every variable the template uses, documented
@@ -38,9 +38,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.config import describe_errors
-from generator.errors import ConfigError
-from generator.parse import PARSERS
-from generator.paths import builtin_dir
+from generator.core.errors import ConfigError
+from generator.core.paths import builtin_dir
+from generator.prompting.parse import PARSERS
 
 ROLES = ("system", "user")
 PRODUCES = ("instructions", "classification_flag", "instances", "tasks", "response")
@@ -67,7 +67,7 @@ class TemplateMeta(BaseModel):
         description="What the parsed items are: instructions, classification_flag, instances "
         "(input/output), tasks (instruction/input/output) or response (an output)."
     )
-    parser: str = Field(description="Name of the parser in generator.parse.PARSERS.")
+    parser: str = Field(description="Name of the parser in generator.prompting.parse.PARSERS.")
     sampling: TemplateSampling = Field(default_factory=TemplateSampling)
     json_schema: dict[str, Any] | None = Field(
         None, description="JSON schema of the answer; sent as `response_format` when set."
@@ -293,9 +293,9 @@ def preview(name_or_path: str | Path, variables: Mapping[str, Any], seeds: str |
     values = dict(variables)
     if seeds is not None and "demonstrations" in template.variables and "demonstrations" not in values:
         try:
-            from generator.seeds import load_seeds
+            from generator.prompting.seeds import load_seeds
         except ImportError:
-            raise ConfigError("seed tasks cannot be loaded: generator/seeds.py (load_seeds) is "
+            raise ConfigError("seed tasks cannot be loaded: generator/prompting/seeds.py (load_seeds) is "
                               "missing from this installation; leave out --seeds") from None
         tasks = list(load_seeds(seeds))
         # Spread over the whole file rather than the first k, which often share one domain.

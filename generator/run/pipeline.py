@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,13 +19,14 @@ from typing import Any
 from filters.base import Chain, FilterContext, Funnel
 from filters.registry import build_chain
 from generator import __version__
-from generator.bootstrap import METHODS, Bootstrap, BootstrapResult, Generator, StopRequested, load_templates
-from generator.client import Endpoint, Engine, Request, request_id
 from generator.config import Config
-from generator.errors import Interrupted
-from generator.records import Record
-from generator.seeds import load_seeds
-from generator.server import ServerInfo, server_for
+from generator.core.records import Record
+from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.llm.server import ServerInfo, server_for
+from generator.prompting.seeds import load_seeds
+from generator.run.methods import METHODS, Bootstrap, BootstrapResult, Generator, load_templates
+from generator.run.progress import Progress
+from generator.run.stop import StopSignals, interrupted
 
 FUNNEL = "funnel.json"
 ROUNDS = "rounds.json"
@@ -69,7 +69,7 @@ def _log(message: str) -> None:
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
     """Run `config` end to end; resume what its run directory holds."""
-    from generator.store import RunStore
+    from generator.run.store import RunStore
 
     started = time.monotonic()
     # Everything that can be wrong with the inputs is found before a server starts.
@@ -85,7 +85,7 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     run_dir = Path(config.run_dir)
     push = config.dataset.push
     if push is not None:
-        from generator.hub import preflight
+        from generator.publish.hub import preflight
 
         preflight(push.repo)  # a missing or rejected token stops the run before any work
     store = RunStore(run_dir, fingerprint(config), fresh=fresh, force=force,
@@ -93,71 +93,39 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     writer = DatasetWriter(config, run_dir / DATASET)
     rejected = run_dir / REJECTED
     rejected.unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
-    deferred = Deferred()
     try:
-        with store, server_for(config, run_dir / "logs") as server:
-            try:
-                records, funnel, boot, engine_stats = asyncio.run(_run(
-                    config, server, store, seeds, instruction_filters, record_filters,
-                    rejected if config.filters.write_rejected else None, progress, writer, deferred))
-            finally:
-                for flt in (*instruction_filters, *record_filters):
-                    flt.close()
-        deferred.check()
-        return _finish(config, run_dir, writer, records, funnel, boot, engine_stats, server.model, started,
-                       deferred)
-    except (StopRequested, KeyboardInterrupt):
+        with StopSignals(run_dir) as stop:
+            with store, server_for(config, run_dir / "logs") as server:
+                try:
+                    records, funnel, boot, engine_stats = asyncio.run(_run(
+                        config, server, store, seeds, instruction_filters, record_filters,
+                        rejected if config.filters.write_rejected else None, progress, writer, stop))
+                finally:
+                    for flt in (*instruction_filters, *record_filters):
+                        flt.close()
+            stop.check()
+            return _finish(config, run_dir, writer, records, funnel, boot, engine_stats, server.model, started,
+                           stop)
+    except KeyboardInterrupt:
         # The store was flushed and closed and the server stopped on the way out.
-        raise Interrupted(f"stopped; every finished request is saved in {run_dir}. Run the same command "
-                          "again to resume where it stopped.") from None
-    finally:
-        deferred.restore()
+        raise interrupted(run_dir) from None
 
 
 def _finish(config: Config, run_dir: Path, writer: DatasetWriter, records: list[Record], funnel: Funnel,
             boot: BootstrapResult, engine_stats: dict[str, Any], model: str, started: float,
-            deferred: Deferred) -> RunResult:
+            stop: StopSignals) -> RunResult:
     funnel.write(run_dir / FUNNEL)
     (run_dir / ROUNDS).write_text(json.dumps(
         {"stop_reason": boot.stop_reason,
          "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in boot.rounds]}, indent=2))
     dataset_dir = writer.write(records, funnel, engine_stats, model)
-    deferred.check()
+    stop.check()
     if config.dataset.push is not None:
         writer.push()
+    stop.check()  # a signal during the write or the push is honoured too: exit 130, as asked
     return RunResult(run_dir, dataset_dir, len(records), funnel, boot,
                      {"splits": _split_counts(dataset_dir), "engine": engine_stats},
                      time.monotonic() - started)
-
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Deferred:
-    """Ctrl-C and SIGTERM after the engine stopped: noted, then honoured between steps.
-
-    A KeyboardInterrupt raised at an arbitrary point there can land in a finalizer, where Python
-    ignores it and the run goes on as if nothing happened; a note checked at known points can't.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
-
-    def install(self) -> None:
-        for sig in SIGNALS:
-            signal.signal(sig, self._note)
-
-    def _note(self, signum: int, frame: object) -> None:
-        self.received = signum
-
-    def check(self) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 class DatasetWriter:
@@ -168,7 +136,7 @@ class DatasetWriter:
         self.out_dir = out_dir
 
     def info(self, records: list[Record], funnel: dict[str, Any], engine: dict[str, Any], model: str) -> Any:
-        from generator.dataset import DatasetInfo
+        from generator.publish.dataset import DatasetInfo
 
         c, d = self.config, self.config.dataset
         return DatasetInfo(
@@ -182,7 +150,7 @@ class DatasetWriter:
         )
 
     def write(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> Path:
-        from generator.dataset import write_dataset  # heavy import (datasets, pyarrow)
+        from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
 
         d = self.config.dataset
         template = self.config.resolve(d.card_template) if d.card_template else None
@@ -198,7 +166,7 @@ class DatasetWriter:
         _log(f"checkpoint pushed: {len(records)} records")
 
     def push(self, message: str | None = None) -> None:
-        from generator.hub import push_dataset
+        from generator.publish.hub import push_dataset
 
         p = self.config.dataset.push
         assert p is not None
@@ -218,17 +186,17 @@ def _split_counts(dataset_dir: Path) -> dict[str, int]:
 
 async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
                instruction_filters: list[Any], record_filters: list[Any], rejected: Path | None,
-               progress: bool, writer: DatasetWriter, deferred: Deferred,
+               progress: bool, writer: DatasetWriter, stop: StopSignals,
                ) -> tuple[list[Record], Funnel, BootstrapResult, dict[str, Any]]:
     endpoints = [Endpoint(url, server.api_key) for url in server.base_urls]
     loop = asyncio.get_running_loop()
-    async with Engine(endpoints, server.model, config.engine, progress=progress) as engine:
-        # Ctrl-C and SIGTERM stop the engine gracefully while it runs; after it, they are noted
-        # and honoured between steps (see Deferred).
-        for sig in SIGNALS:
-            loop.add_signal_handler(sig, engine.stop)
+    bar = Progress(progress)
+    bar.start()
+    async with Engine(endpoints, server.model, config.engine) as engine:
+        stop.defer()
+        stop.engine(loop, engine.stop)  # Ctrl-C and SIGTERM stop the engine gracefully
         try:
-            gen = Generator(config, engine, store, server.model, _log)
+            gen = Generator(config, engine, store, server.model, _log, bar)
             chat = _batch_chat(gen, loop)
             state = Path(config.run_dir) / "state"
             # Each chain keeps its state apart: the same filter may stand in both.
@@ -248,15 +216,15 @@ async def _run(config: Config, server: ServerInfo, store: Any, seeds: list[Any],
                 completed = await boot.complete(result.records[start:start + chunk])
                 final = await asyncio.to_thread(record_chain.run, completed)
                 records += [r.with_meta(model=server.model) for r in final.kept]
-                engine.add_kept(len(final.kept))
+                bar.add_kept(len(final.kept))
                 if start + chunk < len(result.records) and push is not None:
                     snapshot = _combined(funnel, ifunnel, rfunnel, len(records))
                     await asyncio.to_thread(writer.checkpoint, records, snapshot, engine.stats.to_dict(),
                                             server.model)
         finally:
-            for sig in SIGNALS:
-                loop.remove_signal_handler(sig)
-            deferred.install()
+            bar.stop()
+            stop.engine(loop, None)
+        stop.check()
         store.write_stats(engine.stats.to_dict())
         return records, _combined(funnel, ifunnel, rfunnel, len(records)), result, engine.stats.to_dict()
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from generator.errors import ConfigError, InstructforgeError
-from generator.paths import builtin_path
-from generator.records import Record
+from generator.core.errors import ConfigError, InstructforgeError
+from generator.core.paths import builtin_path
+from generator.core.records import Record
 
 DATA_DIR = "data"
 DISK_DIR = "hf"

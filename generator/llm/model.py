@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from generator.errors import ModelError
-from generator.paths import cache_dir
+from generator.core.errors import ModelError
+from generator.core.paths import cache_dir
 
 BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"

@@ -28,8 +28,8 @@ from filters.base import Chain, FilterContext, Funnel
 from filters.registry import FILTERS, build_chain
 from generator import __version__
 from generator.config import DatasetConfig
-from generator.errors import ConfigError
-from generator.records import Record
+from generator.core.errors import ConfigError
+from generator.core.records import Record
 
 MERGE_STAGE = "merge"
 SEMANTIC_DEDUP = "semantic_dedup"  # the FAISS filter's registry name; used when it is registered
@@ -84,7 +84,7 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
     filter specs run over all rows, `default_dedup()` when None. `push` pushes the merged dataset
     to `dataset.push.repo`.
     """
-    from generator.dataset import read_rows, row_to_record, write_dataset
+    from generator.publish.dataset import read_rows, row_to_record, write_dataset
 
     d = dataset or DatasetConfig()
     if push and d.push is None:
@@ -156,7 +156,7 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
         "kept": funnel.kept,
     }, indent=2))
     if push:
-        from generator.hub import push_dataset
+        from generator.publish.hub import push_dataset
 
         assert d.push is not None
         push_dataset(dataset_dir, d.push.repo, private=d.push.private, revision=d.push.revision,
@@ -178,7 +178,7 @@ def _merged_funnel(shards: Funnel, stage: Funnel) -> Funnel:
 
 def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d: DatasetConfig) -> Any:
     """The card's facts, from the first shard's fingerprint and every shard's engine accounting."""
-    from generator.dataset import DatasetInfo
+    from generator.publish.dataset import DatasetInfo
 
     fp_path = run_dirs[0] / "fingerprint.json"
     fp = json.loads(fp_path.read_text(encoding="utf-8")) if fp_path.is_file() else {}

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from generator.errors import ConfigError
+from generator.core.errors import ConfigError
 
 # Every reason a parser may give; tests check that no parser invents another.
 REASONS = frozenset({

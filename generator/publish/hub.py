@@ -1,4 +1,4 @@
-"""Publishing a dataset folder (see `generator.dataset`) to the Hugging Face Hub.
+"""Publishing a dataset folder (see `generator.publish.dataset`) to the Hugging Face Hub.
 
 One push is one commit: the parquet shards, the card, and the deletion of remote shards the new
 version no longer has. The token comes from the caller, `HF_TOKEN` or the login cache; it is
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from generator.dataset import CARD, DATA_DIR, REPO_PLACEHOLDER, data_files, resolve_dataset_dir
-from generator.errors import HubError
+from generator.core.errors import HubError
+from generator.publish.dataset import CARD, DATA_DIR, REPO_PLACEHOLDER, data_files, resolve_dataset_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,0 +1,1 @@
+"""Talking to the model: the vLLM server, the bundled model, and the engine that sends requests."""

@@ -1,0 +1,1 @@
+"""What goes into a request and what comes out: templates, seed tasks, and completion parsers."""

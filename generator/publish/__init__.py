@@ -1,0 +1,1 @@
+"""What a run produces for others: the dataset folder with its card, and the Hub push."""

@@ -1,0 +1,1 @@
+"""One run of a config: its wiring, the generation methods, the completion stage, the store."""
