@@ -98,6 +98,11 @@ class Funnel:
             self.examples[key].append({"instruction": d.record.instruction, "input": d.record.input,
                                        "output": d.record.output, **d.detail})
 
+    def unkeep(self, d: Drop) -> None:
+        """A record counted as kept is dropped after all (over a target, for instance)."""
+        self.kept -= 1
+        self.add_drop(d)
+
     def merge(self, other: Funnel) -> None:
         self.candidates += other.candidates
         self.kept += other.kept

@@ -11,15 +11,21 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI
 
-from filters.base import Chain, Funnel
+from filters.base import Funnel
 from filters.dedup import normalize
 from filters.registry import build_chain
 from generator.config import Config, parse_config
 from generator.core.records import Record
 from generator.llm.engine import Endpoint, Engine
 from generator.llm.server import ServerInfo
+from generator.prompting.roles import load_templates
 from generator.prompting.seeds import load_seeds
-from generator.run.methods import Bootstrap, BootstrapResult, Generator
+from generator.publish.writer import DatasetWriter
+from generator.run import complete
+from generator.run.context import Run
+from generator.run.rounds import PoolResult, grow_pool
+from generator.run.sender import Sender
+from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
 
@@ -34,27 +40,29 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def _run(config: Config, url: str, key: str | None, model: str, method: str = "self_instruct",
-         instructions: list[Record] | None = None) -> tuple[BootstrapResult | list[Record], Funnel, list[str]]:
-    """One bootstrap method in a fresh run dir; with `instructions`, a completing stage (`method`)
-    given those instructions."""
-    seeds = load_seeds("builtin")
-    funnel = Funnel()
+         instructions: list[Record] | None = None) -> tuple[PoolResult | list[Record], Funnel, list[str]]:
+    """One method's rounds in a fresh run dir; with `instructions`, a completion stage (`method`,
+    a function of generator.run.complete) given those instructions."""
+    config.generation.method = method if instructions is None else config.generation.method
     sent: list[str] = []
 
     async def go() -> Any:
         async with Engine([Endpoint(url, key)], model, config.engine) as engine:
             with RunStore(config.run_dir, {"test": 1}) as store:
-                gen = Generator(config, engine, store, model, lambda msg: None)
-                chain = Chain(build_chain(config.filters.instructions), Funnel())
-                boot = Bootstrap(config, gen, seeds, chain, funnel, lambda msg: None)
+                run = Run(config=config, seeds=load_seeds("builtin"), templates=load_templates(config),
+                          instruction_filters=build_chain(config.filters.instructions), record_filters=[],
+                          store=store, writer=DatasetWriter(config, config.run_dir / "dataset"),
+                          stop=StopSignals(config.run_dir))
+                sender = Sender(config.sampling, engine, store, model)
                 if instructions is not None:
-                    out = await getattr(boot, method)(instructions)
+                    out = await getattr(complete, method)(run, sender, instructions)
                 else:
-                    out = await getattr(boot, method)()
+                    out = await grow_pool(run, sender)
                 sent.extend(r.request_id for r in store.results())
-                return out
+                return out, run.funnel.generation
 
-    return asyncio.run(go()), funnel, sent
+    out, funnel = asyncio.run(go())
+    return out, funnel, sent
 
 
 def _config(tmp_path: Path, **generation: Any) -> Config:
@@ -132,7 +140,7 @@ def test_classification_task_gets_an_output_first_instance(tmp_path: Path, vllm_
     task = Record("Classify the sentiment of the following product review as positive or negative.",
                   meta={"task_type": "classification"})
     records, funnel, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model,
-                              method="_instances", instructions=[task])
+                              method="instances", instructions=[task])
     with RunStore(config.run_dir, {"test": 1}) as store:
         [result] = list(store.results())
     assert result.meta["template"] == "instance_output_first"
@@ -149,5 +157,5 @@ def test_classify_stage_flags_tasks(tmp_path: Path, vllm_server: ServerInfo) -> 
     tasks = [Record("Classify the sentiment of this review as positive or negative."),
              Record("Write a short poem about the sea.")]
     flagged, _, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model,
-                         method="_classify", instructions=tasks)
+                         method="classify", instructions=tasks)
     assert [r.meta["task_type"] in ("classification", "generation") for r in flagged] == [True, True]

@@ -19,6 +19,7 @@ from generator.core.paths import cache_dir
 
 BUNDLED = "bundled"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the bundled weights come from (for cards)
 MARKER = "instructforge-model.json"
 _FORMAT = 1  # bump when the conversion changes, so old caches are rebuilt
 

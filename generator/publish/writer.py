@@ -1,0 +1,75 @@
+"""The run's dataset writer: the dataset folder and card from a config, checkpoints, the push."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filters.base import Funnel
+from generator import __version__
+from generator.config import Config
+from generator.core.records import Record
+from generator.llm.model import BUNDLED, BUNDLED_REPO
+
+
+def log(message: str) -> None:
+    print(f"instructforge: {message}", file=sys.stderr, flush=True)
+
+
+class DatasetWriter:
+    """Writes the run's dataset folder (and pushes it when the config says so)."""
+
+    def __init__(self, config: Config, out_dir: Path):
+        self.config = config
+        self.out_dir = out_dir
+
+    def info(self, records: list[Record], funnel: dict[str, Any], engine: dict[str, Any], model: str) -> Any:
+        from generator.publish.dataset import DatasetInfo
+
+        c, d = self.config, self.config.dataset
+        return DatasetInfo(
+            name=d.name, pretty_name=d.pretty_name, license=d.license, languages=list(d.languages),
+            model=model if c.model.name != BUNDLED else BUNDLED_REPO,
+            model_revision=c.model.revision, method=c.generation.method,
+            templates=sorted({r.meta.get("template", "") for r in records} - {""}),
+            sampling=c.sampling.model_dump(), seed_source=c.generation.seeds, funnel=funnel, engine=engine,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), version=__version__,
+            repo_id=d.push.repo if d.push else None,
+        )
+
+    def write(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> Path:
+        from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
+
+        d = self.config.dataset
+        template = self.config.resolve(d.card_template) if d.card_template else None
+        return write_dataset(records, self.out_dir, self.info(records, funnel.to_dict(), engine, model),
+                             test_ratio=d.test_ratio, split_seed=d.split_seed, card_template=template,
+                             save_to_disk=d.save_to_disk)
+
+    def checkpoint(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> None:
+        """The records so far, written and pushed while the run goes on; tasks still waiting for
+        their output are not in the funnel yet."""
+        self.write(records, funnel, engine, model)
+        self.push(f"Checkpoint: {len(records)} records so far")
+        log(f"checkpoint pushed: {len(records)} records")
+
+    def push(self, message: str | None = None) -> None:
+        from generator.publish.hub import push_dataset
+
+        p = self.config.dataset.push
+        if p is None:
+            raise ValueError("DatasetWriter.push() called for a config without dataset.push")
+        result = push_dataset(self.out_dir, p.repo, private=p.private, revision=p.revision, message=message)
+        log(result.summary())
+
+    def split_counts(self) -> dict[str, int]:
+        """Rows per split in the written dataset."""
+        import pyarrow.parquet as pq
+
+        counts: dict[str, int] = {}
+        for f in sorted((self.out_dir / "data").glob("*.parquet")):
+            split = f.name.split("-")[0]
+            counts[split] = counts.get(split, 0) + pq.ParquetFile(f).metadata.num_rows
+        return counts

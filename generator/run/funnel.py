@@ -1,0 +1,40 @@
+"""The run's one funnel: a section per stage, changed only through its methods, added up at the end.
+
+Sections: `generation` (what the run itself drops: unparseable answers, copies of seed tasks,
+tasks that got no instance or response), `instructions` and `records` (what each filter chain
+drops; the chains count into their section). At the end of a run, candidates = kept + every drop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filters.base import Drop, Funnel
+from generator.core.records import Record
+
+
+class RunFunnel:
+    def __init__(self) -> None:
+        self.generation = Funnel()
+        self.instructions = Funnel()  # the instruction chain's
+        self.records = Funnel()  # the record chain's
+
+    def reject(self, record: Record, stage: str, reason: str, **detail: Any) -> None:
+        """A candidate dropped before any filter saw it (`parse`, `bootstrap`)."""
+        self.generation.candidates += 1
+        self.generation.add_drop(Drop(record, stage, reason, detail))
+
+    def drop_task(self, record: Record, reason: str) -> None:
+        """An accepted instruction that got no instance or response (already a candidate)."""
+        self.generation.add_drop(Drop(record, "instances", reason))
+
+    def over_target(self, record: Record) -> None:
+        """An instruction the filters kept, past the pool's target."""
+        self.instructions.unkeep(Drop(record, "bootstrap", "over_target"))
+
+    def total(self, kept: int) -> Funnel:
+        """The run's funnel as written to funnel.json and the card: `kept` final records."""
+        out = Funnel(candidates=self.generation.candidates + self.instructions.candidates, kept=kept)
+        for part in (self.generation, self.instructions, self.records):
+            out.merge_drops(part)
+        return out

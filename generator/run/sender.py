@@ -1,0 +1,94 @@
+"""The run's way to the model: requests built from templates, sent through the engine, and the
+results the run directory already holds reused instead of sent again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from typing import Any
+
+from filters.base import BatchChat
+from generator.config import SamplingConfig
+from generator.llm.engine import Engine, Request, Result, request_id
+from generator.prompting.seeds import SeedTask
+from generator.prompting.templates import PromptTemplate, render
+from generator.run.progress import Progress
+from generator.run.stop import interrupted
+from generator.run.store import RunStore
+
+
+class Sender:
+    """Sends a stage's requests, reusing what the run directory already holds."""
+
+    def __init__(self, sampling: SamplingConfig, engine: Engine, store: RunStore, model: str,
+                 progress: Progress | None = None):
+        self.sampling = sampling
+        self.engine = engine
+        self.store = store
+        self.model = model
+        self.progress = progress or Progress(enabled=False)
+        self.cached: dict[str, Result] = {r.request_id: r for r in store.results()}
+
+    def request(self, template: PromptTemplate, variables: dict[str, Any], meta: dict[str, Any],
+                **extra: Any) -> Request:
+        """The request for `template` with `variables`: sampling from the config, then the
+        template's own settings, then `extra`; its id is stable across runs."""
+        s = self.sampling
+        params: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
+        if s.stop:
+            params["stop"] = list(s.stop)
+        params.update(template.sampling)
+        params.update(extra)
+        if template.response_format is not None:
+            params["response_format"] = template.response_format
+        if s.seed is not None:
+            # One seed per prompt: reproducible, yet different prompts sample independently.
+            params["seed"] = (s.seed + zlib.crc32(repr(sorted(variables.items())).encode())) % 2**31
+        values = {**template.meta.defaults, **variables}
+        rid = request_id(template.name, _plain(values), self.model, params)
+        return Request(id=rid, messages=render(template, values), params=params,
+                       meta={**meta, "template": template.name})
+
+    async def send(self, requests: list[Request]) -> list[Result | None]:
+        """Results in the order of `requests`; None for a request that failed for good. Raises
+        `Interrupted` when the engine was stopped (what finished is stored)."""
+        missing = [r for r in requests if r.id not in self.cached]
+        by_id = {r.id: r for r in missing}
+        if missing:
+            self.progress.restart(len(missing))  # the bar counts this stage's requests
+            async with contextlib.aclosing(self.engine.run(missing)) as results:
+                async for result in results:
+                    self.progress.update(result)
+                    result.meta = {**by_id[result.request_id].meta, **result.meta}
+                    self.store.append(result)
+                    if result.ok:
+                        self.cached[result.request_id] = result
+            self.store.flush()
+        if self.engine.stopped:
+            raise interrupted(self.store.run_dir)
+        return [self.cached.get(r.id) for r in requests]
+
+    def batch_chat(self, loop: asyncio.AbstractEventLoop) -> BatchChat:
+        """The `BatchChat` filters get: requests through this sender (so a resumed run does not
+        ask twice), callable from the worker thread the filter chains run in."""
+
+        def chat(conversations: list[list[dict[str, str]]], extra: dict[str, Any]) -> list[str | None]:
+            params = {"temperature": 0.0, "max_tokens": 256, **extra}
+            requests = [Request(id=request_id("chat", {"messages": m}, self.model, params), messages=m,
+                                params=params, meta={"stage": "filter"}) for m in conversations]
+            results = asyncio.run_coroutine_threadsafe(self.send(requests), loop).result()
+            return [r.texts[0] if r is not None and r.texts else None for r in results]
+
+        return chat
+
+
+def _plain(value: Any) -> Any:
+    """Template variables as JSON-able data, for the request id."""
+    if isinstance(value, SeedTask):
+        return {"id": value.id, "instruction": value.instruction}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
