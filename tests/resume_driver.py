@@ -41,7 +41,7 @@ async def run(url: str, run_dir: Path, n: int, concurrency: int, flush_every: in
     )
     store = RunStore(run_dir, {"model": MODEL, "params": PARAMS, "n": n},
                      flush_every=config.flush_every, flush_interval_s=config.flush_interval_s)
-    done = store.done()
+    done = store.done_ids
     print(f"ready: {len(done)} already done", flush=True)
     saved = 0
     try:

@@ -34,7 +34,7 @@ def test_results_read_back_equal_what_was_appended(tmp_path: Path) -> None:
         for r in written:
             store.append(r)
     store = RunStore(tmp_path, FP)
-    assert store.done() == {"a", "b"}
+    assert store.done_ids == {"a", "b"}
     assert store.failed_ids == {"c"}
     assert list(store.results()) == written[:2]
     assert list(store.results(failed=True)) == written
@@ -79,7 +79,7 @@ def test_torn_last_line_is_cut_off_and_appends_continue(tmp_path: Path) -> None:
     path = tmp_path / RESULTS
     path.write_bytes(path.read_bytes() + b'{"request_id": "c", "texts": ["hal')
     with RunStore(tmp_path, FP) as store:
-        assert store.done() == {"a", "b"}
+        assert store.done_ids == {"a", "b"}
         store.append(ok("c"))
     assert [d["request_id"] for d in lines(tmp_path)] == ["a", "b", "c"]
 
@@ -98,7 +98,7 @@ def test_done_requests_are_never_stored_twice_and_failures_are_retried(tmp_path:
         store.append(bad("a", "http_5xx"))
         store.append(bad("a", "timeout"))
         store.append(ok("b"))
-        assert store.done() == {"b"}
+        assert store.done_ids == {"b"}
     with RunStore(tmp_path, FP) as store:
         assert store.failed_ids == {"a"}
         store.append(ok("a"))
@@ -128,11 +128,11 @@ def test_changed_fingerprint_is_refused_naming_the_change(tmp_path: Path, new: d
         RunStore(tmp_path, new)
     assert named in str(err.value) and "--fresh" in str(err.value) and "--force" in str(err.value)
     with RunStore(tmp_path, new, force=True) as store:
-        assert store.done() == {"a"}
+        assert store.done_ids == {"a"}
     with RunStore(tmp_path, new) as store:  # forced once: the new config is now the run's
-        assert store.done() == {"a"}
+        assert store.done_ids == {"a"}
     with RunStore(tmp_path, FP, fresh=True) as store:
-        assert store.done() == set()
+        assert store.done_ids == set()
     assert (tmp_path / RESULTS).read_text() == ""
 
 

@@ -155,10 +155,6 @@ class RunStore:
         if good_end != self.path.stat().st_size:
             os.truncate(self.path, good_end)
 
-    def done(self) -> set[str]:
-        """Ids of the requests that succeeded: a resumed run skips these."""
-        return self.done_ids
-
     def results(self, *, failed: bool = False) -> Iterator[Result]:
         """Stored results, one per request: the successful ones, plus with `failed=True` the
         last failure of each request that never succeeded. Buffered results are written first."""
