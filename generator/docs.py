@@ -68,7 +68,33 @@ def cli_reference() -> str:
     return "\n\n".join(parts)
 
 
-SECTIONS = {"config-reference": config_reference, "cli-reference": cli_reference}
+def template_roles() -> str:
+    from generator.config import TemplatesConfig
+    from generator.prompting.roles import ROLE_VARIABLES
+
+    rows = ["| role (`generation.templates.*`) | built-in | what it asks for | variables it is given |",
+            "| --- | --- | --- | --- |"]
+    for role, field in TemplatesConfig.model_fields.items():
+        variables = ", ".join(f"`{v}`" for v in sorted(ROLE_VARIABLES[role]))
+        rows.append(f"| `{role}` | `{field.default}` | {field.description or ''} | {variables} |")
+    return "\n".join(rows)
+
+
+def template_metadata() -> str:
+    from generator.prompting.parse import PARSERS
+    from generator.prompting.templates import TemplateMeta
+
+    rows = ["| key | meaning |", "| --- | --- |"]
+    for name, field in TemplateMeta.model_fields.items():
+        desc = (field.description or "").replace("|", chr(92) + "|")
+        if name == "parser":
+            desc += " One of: " + ", ".join(f"`{p}`" for p in PARSERS) + "."
+        rows.append(f"| `{name}` | {desc} |")
+    return "\n".join(rows)
+
+
+SECTIONS = {"config-reference": config_reference, "cli-reference": cli_reference,
+            "template-roles": template_roles, "template-metadata": template_metadata}
 
 
 def render(text: str) -> str:

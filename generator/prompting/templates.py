@@ -68,7 +68,10 @@ class TemplateMeta(BaseModel):
         "(input/output), tasks (instruction/input/output) or response (an output)."
     )
     parser: str = Field(description="Name of the parser in generator.prompting.parse.PARSERS.")
-    sampling: TemplateSampling = Field(default_factory=TemplateSampling)
+    sampling: TemplateSampling = Field(
+        default_factory=TemplateSampling,
+        description="Sampling laid over the config's for this template: temperature, top_p, max_tokens, stop, "
+        "presence_penalty, frequency_penalty.")
     json_schema: dict[str, Any] | None = Field(
         None, description="JSON schema of the answer; sent as `response_format` when set."
     )
