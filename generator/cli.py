@@ -20,11 +20,16 @@ Command = Callable[[argparse.Namespace], int | None]
 def _generate(args: argparse.Namespace) -> int | None:
     from generator.config import load_config
     from generator.run.pipeline import generate
+    from generator.run.store import ForeignRun
 
     config = load_config(args.config, overrides=dict(args.set or []))
     if args.run_dir:
         config.run_dir = Path(args.run_dir)
-    result = generate(config, fresh=args.fresh, force=args.force)
+    try:
+        result = generate(config, fresh=args.fresh, force=args.force)
+    except ForeignRun as err:
+        raise ForeignRun(err.problem, "pass --fresh to start over there, --force to continue anyway, "
+                         "or use another run_dir") from None
     print(result.summary())
     return 0
 

@@ -31,3 +31,18 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("generate", "serve", "model"):
         assert command in out
+
+
+def test_a_run_dir_of_another_config_is_refused_with_the_flags_that_fix_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "fingerprint.json").write_text('{"model": {"name": "another"}}')
+    cfg = tmp_path / "c.yaml"
+    # An endpoint nobody listens on: the refusal must come before any server is needed.
+    cfg.write_text(f"run_dir: {run_dir}\nserver: {{endpoints: [http://127.0.0.1:9/v1]}}\n")
+    code = main(["generate", "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.strip().count("\n") == 0
+    assert "holds a run made with another config (" in err and "model.name: 'another' -> 'bundled'" in err
+    assert "pass --fresh to start over there, --force to continue anyway" in err

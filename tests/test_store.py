@@ -126,7 +126,7 @@ def test_changed_fingerprint_is_refused_naming_the_change(tmp_path: Path, new: d
         store.append(ok("a"))
     with pytest.raises(ConfigError, match="holds a run made with another config") as err:
         RunStore(tmp_path, new)
-    assert named in str(err.value) and "--fresh" in str(err.value) and "--force" in str(err.value)
+    assert named in str(err.value) and "fresh=True" in str(err.value) and "force=True" in str(err.value)
     with RunStore(tmp_path, new, force=True) as store:
         assert store.done_ids == {"a"}
     with RunStore(tmp_path, new) as store:  # forced once: the new config is now the run's

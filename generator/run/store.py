@@ -37,6 +37,16 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
+class ForeignRun(ConfigError):
+    """The run directory holds results that another config (or an unknown one) made."""
+
+    def __init__(self, problem: str,
+                 fix: str = "open it with fresh=True to start over, force=True to continue anyway, "
+                 "or use another run_dir") -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+
+
 def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two fingerprints, one `key: old -> new` per changed leaf."""
     a, b = _flatten(old), _flatten(new)
@@ -85,16 +95,10 @@ class RunStore:
             changes = fingerprint_changes(old, fingerprint)
             if changes and not force:
                 self._release_lock()
-                raise ConfigError(
-                    f"{self.run_dir} holds a run made with another config ({'; '.join(changes)}); "
-                    "pass --fresh to start over there, --force to continue anyway, or use another run_dir"
-                )
+                raise ForeignRun(f"{self.run_dir} holds a run made with another config ({'; '.join(changes)})")
         elif self.path.exists() and self.path.stat().st_size:
             self._release_lock()
-            raise ConfigError(
-                f"{self.path} exists but {fp_path} does not: cannot tell what made these results; "
-                "pass --fresh to start over or --force to continue anyway"
-            )
+            raise ForeignRun(f"{self.path} exists but {fp_path} does not: cannot tell what made these results")
         _atomic_write_json(fp_path, fingerprint)
         self.done_ids: set[str] = set()
         self.failed_ids: set[str] = set()
