@@ -15,6 +15,7 @@ import numpy as np
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
+from generator.core.files import atomic_open, write_json
 from generator.core.records import Record, user_content
 
 _PUNCT = re.compile(r"[^\w\s]")
@@ -239,9 +240,8 @@ class SemanticDedup(Filter):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ids = list(self.cache)
         emb = np.stack([self.cache[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
-        tmp = self.state_dir / "embeddings.tmp.npy"
-        np.save(tmp, emb)
-        tmp.replace(self.state_dir / "embeddings.npy")
+        with atomic_open(self.state_dir / "embeddings.npy", "wb") as f:
+            np.save(f, emb)
         _write_json(self.state_dir / "state.json", {"encoder": self.embedder.name, "ids": ids,
                                                     "kept": self.kept_ids, "kept_text": self.kept_text})
         _write_json(self.state_dir / "report.json", self.report())
@@ -391,9 +391,7 @@ JUDGE_PROMPT = ("Two instructions from a dataset. Do they ask for the same task,
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-    tmp.replace(path)
+    write_json(path, data, ensure_ascii=False, indent=1)
 
 
 # -- offline ------------------------------------------------------------------------------------

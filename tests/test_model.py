@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.llm import model
 from generator.core.errors import ModelError
+from generator.llm import model
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.prompting import seeds as seeds_module
 from generator.core.errors import ConfigError
+from generator.prompting import seeds as seeds_module
 from generator.prompting.seeds import TASK_TYPES, Instance, SeedTask, load_seeds, normalize_instruction
 
 DATA = Path(__file__).parent / "data"
