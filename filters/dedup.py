@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,27 +15,7 @@ from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
 from generator.core.files import atomic_open, write_json
 from generator.core.records import Record, user_content
-
-_PUNCT = re.compile(r"[^\w\s]")
-_SPACE = re.compile(r"\s+")
-# Politeness and filler that open a request without changing the task; stripped repeatedly, so
-# "Hi! Could you please tell me ..." becomes "tell me ...".
-_POLITE = re.compile(
-    r"^(?:(?:hi|hello|hey|dear assistant|please|kindly|now|ok|okay|so)\b\s*"
-    r"|(?:can|could|would|will) you(?: please| kindly)?\b\s*"
-    r"|i (?:would like|want|need) you to\b\s*"
-    r"|i(?: would|d) like to (?:ask|know)\b\s*"
-    r"|(?:your task is|you are asked) to\b\s*)+"
-)
-
-_POLITE_END = re.compile(r"\s*\b(?:please|thanks|thank you)$")
-
-
-def normalize(text: str) -> str:
-    """Case-, width-, punctuation- and whitespace-insensitive form, polite prefixes removed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
-    return _POLITE_END.sub("", _POLITE.sub("", text))
+from generator.core.text import dedup_key
 
 
 class ExactDedup(Filter):
@@ -51,7 +29,7 @@ class ExactDedup(Filter):
     def judge(self, records: list[Record]) -> list[Verdict]:
         out = []
         for r in records:
-            key = normalize(r.instruction) + "\x1f" + normalize(r.input)
+            key = dedup_key(r.instruction) + "\x1f" + dedup_key(r.input)
             if key in self.seen:
                 out.append(drop("exact_duplicate", kept_id=self.seen[key]))
             else:
@@ -63,7 +41,6 @@ class ExactDedup(Filter):
 # -- semantic dedup -----------------------------------------------------------------------------
 
 HIST_BINS = 20
-STATE_FILES = ("embeddings.npy", "state.json")
 
 
 def record_text(r: Record) -> str:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from filters.base import FilterContext
-from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files, normalize
+from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files
 from filters.embed import StaticEmbedder, normalize_rows
 from generator.core.records import Record
+from generator.core.text import dedup_key
 
 DATA = Path(__file__).parent / "data"
 
@@ -45,7 +46,7 @@ def recs(*names: str) -> list[Record]:
     ("Sort the list ascending.", "Sort the list descending.", False),
 ], ids=["case-space-punct", "please", "greeting-and-thanks", "different-task"])
 def test_normalize(a: str, b: str, same: bool) -> None:
-    assert (normalize(a) == normalize(b)) is same
+    assert (dedup_key(a) == dedup_key(b)) is same
 
 
 def test_exact_dedup_keeps_first_and_names_it() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from generator.core.errors import ConfigError
 from generator.core.paths import builtin_dir
+from generator.core.text import seed_key
 
 TASK_TYPES = (
     "open_generation",
@@ -78,11 +79,6 @@ class SeedTask:
             "task_type": self.task_type,
             "domain": self.domain,
         }
-
-
-def normalize_instruction(text: str) -> str:
-    """Lower-cased, whitespace-collapsed, trailing punctuation removed: for duplicate checks."""
-    return " ".join(text.lower().split()).rstrip(" .?!:")
 
 
 def load_seeds(
@@ -309,7 +305,7 @@ def _nested(rows: list[tuple[str, dict[str, Any]]], prefix: str) -> list[SeedTas
                 f"{where}: duplicated id {task_id!r}, first used at {ids[task_id]}; give each task its own id"
             )
         ids[task_id] = where
-        key = normalize_instruction(instruction)
+        key = seed_key(instruction)
         if key in instructions:
             raise ConfigError(
                 f"{where}: duplicated instruction, first at {instructions[key]}; merge their instances"
@@ -376,7 +372,7 @@ def _group_flat(
             input=_text(row.get(columns["input"]), where, columns["input"], required=False),
             output=_text(row.get(columns["output"]), where, columns["output"], required=True),
         )
-        key = normalize_instruction(instruction)
+        key = seed_key(instruction)
         row_id = _id(row.get(columns["id"]), where, columns["id"])
         group = groups.get(key)
         if group is None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filters.base import Chain, Drop, Funnel
-from filters.dedup import normalize
 from generator.config import Config
 from generator.core.records import Record
+from generator.core.text import dedup_key as normalize
 from generator.llm.engine import Engine, Request, Result, request_id
 from generator.prompting.parse import parse
 from generator.prompting.seeds import SeedTask
