@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
 from generator.core.files import atomic_open, write_json
+from generator.core.paths import builtin_dir
 from generator.core.records import Record, user_content
+from generator.core.sandbox import TextTemplate, load_text_template
 from generator.core.text import dedup_key
 
 
@@ -345,8 +348,8 @@ class SemanticDedup(Filter):
     def _ask_judge(self, records: list[Record], pending: list[tuple[int, str, float]],
                    kept_mask: np.ndarray, verdicts: list[Verdict]) -> None:
         batch_text = {r.id: record_text(r) for r in records}
-        convs = [[{"role": "user", "content": JUDGE_PROMPT.format(
-            a=self._text_of(twin) or batch_text.get(twin, ""), b=record_text(records[i]))}]
+        convs = [[{"role": "user", "content": judge_prompt(
+            self._text_of(twin) or batch_text.get(twin, ""), record_text(records[i]))}]
             for i, twin, _ in pending]
         answers = self.chat(convs, {"max_tokens": 3, "temperature": 0.0})
         self.counts["asked_judge"] += len(pending)
@@ -362,9 +365,18 @@ class SemanticDedup(Filter):
                 verdicts[i] = drop("near_duplicate", kept_id=twin, similarity=round(best, 4), stage="judge")
 
 
-JUDGE_PROMPT = ("Two instructions from a dataset. Do they ask for the same task, so that a curator "
-                "would keep only one? Different numbers, languages, directions, formats or subjects "
-                "make different tasks.\nA: {a}\nB: {b}\nAnswer yes or no.")
+JUDGE_TEMPLATE = "dedup_judge.jinja"
+
+
+@functools.cache
+def _judge_template() -> TextTemplate:
+    return load_text_template(builtin_dir("prompts") / JUDGE_TEMPLATE)
+
+
+def judge_prompt(a: str, b: str) -> str:
+    """The question `judge_band` asks the served LLM: do texts `a` (kept) and `b` ask for the same
+    task? Rendered from prompts/dedup_judge.jinja."""
+    return _judge_template().render(a=a, b=b)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -122,11 +122,11 @@ def judge_drops(emb: Cached, pairs: list[tuple[str, str]], band: tuple[float, fl
     if not pairs:
         return np.zeros(0, bool)
     """What SemanticDedup with `judge_band` decides on each two-record pair, asked in one round."""
-    from filters.dedup import JUDGE_PROMPT
+    from filters.dedup import judge_prompt
 
     sims = cosine_sims(emb, pairs)
     ask = [i for i, s in enumerate(sims) if band[0] <= s < band[1]]
-    answers = chat([[{"role": "user", "content": JUDGE_PROMPT.format(a=pairs[i][0], b=pairs[i][1])}]
+    answers = chat([[{"role": "user", "content": judge_prompt(pairs[i][0], pairs[i][1])}]
                     for i in ask], {"max_tokens": 3, "temperature": 0.0})
     out = sims >= band[1]
     for i, a in zip(ask, answers):

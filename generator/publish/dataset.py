@@ -29,6 +29,7 @@ from generator.core.errors import ConfigError, InstructforgeError
 from generator.core.files import atomic_open, swap_dir
 from generator.core.paths import builtin_path
 from generator.core.records import Record
+from generator.core.sandbox import environment
 
 DATA_DIR = "data"
 DISK_DIR = "hf"
@@ -210,16 +211,15 @@ def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, te
 # --- the card -------------------------------------------------------------------------------------
 
 def _load_card_template(path: Path | None) -> Any:
-    from jinja2 import StrictUndefined, TemplateError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import TemplateError
 
     source = Path(path) if path is not None else builtin_path("prompts", "card.md.jinja")
     if source is None or not source.is_file():
         raise ConfigError(f"dataset card template not found: {path or 'prompts/card.md.jinja'}; "
                           "give an existing .jinja file or leave dataset.card_template unset")
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
-                               trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    # A card is a file: its final newline is kept.
+    env = environment(trim=True, keep_trailing_newline=True,
+                      filters={"num": lambda v: f"{v:,}" if isinstance(v, int) else v})
     try:
         return env.from_string(source.read_text(encoding="utf-8"))
     except TemplateError as err:
