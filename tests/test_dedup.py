@@ -187,3 +187,12 @@ def test_judge_band_needs_chat_and_a_valid_band() -> None:
         SemanticDedup(judge_band=[0.8, 0.95], embedder=TableEmbedder(TABLE)).setup(FilterContext())
     with pytest.raises(ValueError, match=r"judge_band must be \[low, high\].*got \[0.9, 0.8\]"):
         SemanticDedup(judge_band=[0.9, 0.8], embedder=TableEmbedder(TABLE))
+
+
+def test_judge_prompt_renders_exactly() -> None:
+    from filters.dedup import judge_prompt
+
+    assert judge_prompt("Sort {a} the list.", "Order the list\n please") == (
+        "Two instructions from a dataset. Do they ask for the same task, so that a curator would keep only "
+        "one? Different numbers, languages, directions, formats or subjects make different tasks.\n"
+        "A: Sort {a} the list.\nB: Order the list\n please\nAnswer yes or no.")
