@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generator.core.files import write_json
 from generator.core.records import Record
 
 KEEP_EXAMPLES = 3
@@ -140,9 +141,7 @@ class Funnel:
         return funnel
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), indent=2, ensure_ascii=False)
 
 
 @dataclass

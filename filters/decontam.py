@@ -8,16 +8,17 @@ import json
 from pathlib import Path
 
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
-from filters.dedup import VectorIndex, normalize
+from filters.dedup import VectorIndex
 from filters.embed import Embedder, make_embedder
 from generator.core.records import Record, user_content
+from generator.core.text import dedup_key
 
 TEXT_FIELDS = ("instruction", "prompt", "question", "text", "input")
 
 
 def ngrams(text: str, n: int) -> set[int]:
     """Hashes of the word n-grams of the normalized text; the whole text when it is shorter."""
-    words = normalize(text).split()
+    words = dedup_key(text).split()
     if not words:
         return set()
     spans = [words] if len(words) < n else [words[i:i + n] for i in range(len(words) - n + 1)]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,28 +14,11 @@ import numpy as np
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
+from generator.core.files import atomic_open, write_json
+from generator.core.paths import builtin_dir
 from generator.core.records import Record, user_content
-
-_PUNCT = re.compile(r"[^\w\s]")
-_SPACE = re.compile(r"\s+")
-# Politeness and filler that open a request without changing the task; stripped repeatedly, so
-# "Hi! Could you please tell me ..." becomes "tell me ...".
-_POLITE = re.compile(
-    r"^(?:(?:hi|hello|hey|dear assistant|please|kindly|now|ok|okay|so)\b\s*"
-    r"|(?:can|could|would|will) you(?: please| kindly)?\b\s*"
-    r"|i (?:would like|want|need) you to\b\s*"
-    r"|i(?: would|d) like to (?:ask|know)\b\s*"
-    r"|(?:your task is|you are asked) to\b\s*)+"
-)
-
-_POLITE_END = re.compile(r"\s*\b(?:please|thanks|thank you)$")
-
-
-def normalize(text: str) -> str:
-    """Case-, width-, punctuation- and whitespace-insensitive form, polite prefixes removed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
-    return _POLITE_END.sub("", _POLITE.sub("", text))
+from generator.core.sandbox import TextTemplate, load_text_template
+from generator.core.text import dedup_key
 
 
 class ExactDedup(Filter):
@@ -50,7 +32,7 @@ class ExactDedup(Filter):
     def judge(self, records: list[Record]) -> list[Verdict]:
         out = []
         for r in records:
-            key = normalize(r.instruction) + "\x1f" + normalize(r.input)
+            key = dedup_key(r.instruction) + "\x1f" + dedup_key(r.input)
             if key in self.seen:
                 out.append(drop("exact_duplicate", kept_id=self.seen[key]))
             else:
@@ -62,7 +44,6 @@ class ExactDedup(Filter):
 # -- semantic dedup -----------------------------------------------------------------------------
 
 HIST_BINS = 20
-STATE_FILES = ("embeddings.npy", "state.json")
 
 
 def record_text(r: Record) -> str:
@@ -239,9 +220,8 @@ class SemanticDedup(Filter):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ids = list(self.cache)
         emb = np.stack([self.cache[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
-        tmp = self.state_dir / "embeddings.tmp.npy"
-        np.save(tmp, emb)
-        tmp.replace(self.state_dir / "embeddings.npy")
+        with atomic_open(self.state_dir / "embeddings.npy", "wb") as f:
+            np.save(f, emb)
         _write_json(self.state_dir / "state.json", {"encoder": self.embedder.name, "ids": ids,
                                                     "kept": self.kept_ids, "kept_text": self.kept_text})
         _write_json(self.state_dir / "report.json", self.report())
@@ -368,8 +348,8 @@ class SemanticDedup(Filter):
     def _ask_judge(self, records: list[Record], pending: list[tuple[int, str, float]],
                    kept_mask: np.ndarray, verdicts: list[Verdict]) -> None:
         batch_text = {r.id: record_text(r) for r in records}
-        convs = [[{"role": "user", "content": JUDGE_PROMPT.format(
-            a=self._text_of(twin) or batch_text.get(twin, ""), b=record_text(records[i]))}]
+        convs = [[{"role": "user", "content": judge_prompt(
+            self._text_of(twin) or batch_text.get(twin, ""), record_text(records[i]))}]
             for i, twin, _ in pending]
         answers = self.chat(convs, {"max_tokens": 3, "temperature": 0.0})
         self.counts["asked_judge"] += len(pending)
@@ -385,15 +365,22 @@ class SemanticDedup(Filter):
                 verdicts[i] = drop("near_duplicate", kept_id=twin, similarity=round(best, 4), stage="judge")
 
 
-JUDGE_PROMPT = ("Two instructions from a dataset. Do they ask for the same task, so that a curator "
-                "would keep only one? Different numbers, languages, directions, formats or subjects "
-                "make different tasks.\nA: {a}\nB: {b}\nAnswer yes or no.")
+JUDGE_TEMPLATE = "dedup_judge.jinja"
+
+
+@functools.cache
+def _judge_template() -> TextTemplate:
+    return load_text_template(builtin_dir("prompts") / JUDGE_TEMPLATE)
+
+
+def judge_prompt(a: str, b: str) -> str:
+    """The question `judge_band` asks the served LLM: do texts `a` (kept) and `b` ask for the same
+    task? Rendered from prompts/dedup_judge.jinja."""
+    return _judge_template().render(a=a, b=b)
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-    tmp.replace(path)
+    write_json(path, data, ensure_ascii=False, indent=1)
 
 
 # -- offline ------------------------------------------------------------------------------------

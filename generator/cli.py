@@ -82,7 +82,7 @@ def _templates_show(args: argparse.Namespace) -> int | None:
 
     t = load_template(args.name)
     print(f"name:        {t.name}\npath:        {t.path}\ndescription: {t.meta.description}")
-    print(f"produces:    {t.meta.produces}\nparser:      {t.meta.parser}")
+    print(f"produces:    {t.meta.produces}\nparser:      {t.meta.parser or 'none (the filter reads the answer)'}")
     print(f"sampling:    {json.dumps(t.sampling)}")
     print(f"json schema: {json.dumps(t.meta.json_schema) if t.meta.json_schema else 'none'}")
     print("variables:")

@@ -3,10 +3,11 @@
 Each group has an instruction, paraphrases a curator calls the same task, and hard negatives (same
 topic and wording, a different task). Every (instruction, candidate) pair is deduplicated as a
 two-record dataset, instruction first: recall is the share of paraphrases dropped, negatives kept
-the share of hard negatives that survive. Methods: our default (MiniLM neighbours at cosine >= 0.65,
-then the pair check), the same without the pair check (cosine >= 0.84), plain cosine 0.9, ROUGE-L
-0.7 (self-instruct's filter), SemHash with the same encoder at its default 0.9, and the fast static
-path with and without the pair check; plus the cosine sweep that chose the 0.84.
+the share of hard negatives that survive. Methods: our default (SemanticDedup's defaults: up to 4
+MiniLM neighbours at cosine >= 0.76, `candidates`, then the pair check), the same without the pair
+check (cosine >= 0.84, `threshold`), plain cosine 0.9, ROUGE-L 0.7 (self-instruct's filter), SemHash
+with the same encoder at its default 0.9, and the fast static path at cosine >= 0.84; with
+--judge-endpoint, the LLM judge on --judge-band; plus the cosine sweep that chose the 0.84.
 
 Sets (tests/data/): `paraphrase_groups.jsonl` (107 groups, the quality target's set),
 `paraphrase_groups_heldout.jsonl` (120 groups written apart, never used to fit or tune anything),
@@ -122,11 +123,11 @@ def judge_drops(emb: Cached, pairs: list[tuple[str, str]], band: tuple[float, fl
     if not pairs:
         return np.zeros(0, bool)
     """What SemanticDedup with `judge_band` decides on each two-record pair, asked in one round."""
-    from filters.dedup import JUDGE_PROMPT
+    from filters.dedup import judge_prompt
 
     sims = cosine_sims(emb, pairs)
     ask = [i for i, s in enumerate(sims) if band[0] <= s < band[1]]
-    answers = chat([[{"role": "user", "content": JUDGE_PROMPT.format(a=pairs[i][0], b=pairs[i][1])}]
+    answers = chat([[{"role": "user", "content": judge_prompt(pairs[i][0], pairs[i][1])}]
                     for i in ask], {"max_tokens": 3, "temperature": 0.0})
     out = sims >= band[1]
     for i, a in zip(ask, answers):

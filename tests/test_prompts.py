@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -12,12 +13,12 @@ from generator.cli import main
 from generator.core.errors import ConfigError
 from generator.prompting.parse import PARSERS
 from generator.prompting.templates import (
-    PRODUCES,
+    FILTER_PRODUCES,
+    TemplateMeta,
     check_variables,
     list_templates,
     load_template,
     render,
-    required_variables,
     template_from_string,
 )
 
@@ -28,6 +29,7 @@ EXPECTED_BUILTINS = {
     "instance_input_first_json", "instance_output_first", "alpaca_batch", "alpaca_batch_json",
     "evol_deepen", "evol_broaden", "custom", "custom_json", "response",
 }
+FILTER_PROMPTS = {"judge", "dedup_judge"}
 
 
 @dataclass
@@ -51,11 +53,14 @@ VALUES = {
 
 def test_every_builtin_loads_with_consistent_metadata():
     templates = {t.name: t for t in list_templates()}
-    assert EXPECTED_BUILTINS <= set(templates)
+    assert EXPECTED_BUILTINS | FILTER_PROMPTS <= set(templates)
     for t in templates.values():
-        assert t.meta.parser in PARSERS
-        assert t.meta.produces in PRODUCES
+        assert t.meta.produces in get_args(TemplateMeta.model_fields["produces"].annotation)
         assert set(t.meta.variables) == t.variables
+        if t.meta.produces in FILTER_PRODUCES:  # the filter reads the answer: no parser, no schema
+            assert t.name in FILTER_PROMPTS and t.meta.parser is None and t.meta.json_schema is None
+            continue
+        assert t.meta.parser in PARSERS
         # JSON templates must pair a schema with a JSON parser, and list templates must not.
         assert (t.meta.json_schema is not None) == t.meta.parser.startswith("json_"), t.name
 
@@ -79,7 +84,7 @@ def test_every_builtin_renders_system_then_user(name):
     ("alpaca_batch", {"demonstrations"}),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_required_variables_are_derived_from_the_source(name, expected):
-    assert required_variables(load_template(name)) == expected
+    assert load_template(name).required == expected
 
 
 def test_self_instruct_numbers_demonstrations_from_seeds_and_pool_alike():

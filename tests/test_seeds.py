@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from generator.core.errors import ConfigError
+from generator.core.text import seed_key
 from generator.prompting import seeds as seeds_module
-from generator.prompting.seeds import TASK_TYPES, Instance, SeedTask, load_seeds, normalize_instruction
+from generator.prompting.seeds import TASK_TYPES, Instance, SeedTask, load_seeds
 
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "seeds_bad"
@@ -34,7 +35,7 @@ def test_builtin_size_and_unique_ids(builtin: list[SeedTask]) -> None:
 
 
 def test_builtin_instructions_unique_after_normalizing(builtin: list[SeedTask]) -> None:
-    counts = Counter(normalize_instruction(t.instruction) for t in builtin)
+    counts = Counter(seed_key(t.instruction) for t in builtin)
     assert [text for text, n in counts.items() if n > 1] == []
 
 

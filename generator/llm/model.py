@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from generator.core.errors import ModelError
+from generator.core.files import swap_dir
 from generator.core.paths import cache_dir
 
 BUNDLED = "bundled"
@@ -85,17 +84,12 @@ def prepare_bundled_model(force: bool = False) -> Path:
     expected = _fingerprint(gguf)
     if not force and _is_complete(target, expected):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{BUNDLED_NAME}.", dir=target.parent))
     try:
-        _convert(gguf, tmp)
-        digest = hashlib.sha256((tmp / "config.json").read_bytes()).hexdigest()
-        (tmp / MARKER).write_text(json.dumps({**expected, "config_sha256": digest}, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        with swap_dir(target) as tmp:
+            _convert(gguf, tmp)
+            digest = hashlib.sha256((tmp / "config.json").read_bytes()).hexdigest()
+            (tmp / MARKER).write_text(json.dumps({**expected, "config_sha256": digest}, indent=2))
     except Exception as err:
-        shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, ModelError):
             raise
         raise ModelError(f"converting {gguf} to safetensors failed: {err}") from err

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,11 +49,6 @@ class Rejection:
 class ParseResult:
     items: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-
-    @property
-    def reasons(self) -> Counter[str]:
-        """Rejections counted per reason, for the funnel."""
-        return Counter(r.reason for r in self.rejections)
 
     def reject(self, reason: str, text: str = "") -> None:
         self.rejections.append(Rejection(reason, text))

@@ -22,10 +22,14 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from generator.core.errors import ConfigError
 from generator.core.paths import builtin_dir
+from generator.core.text import seed_key
 
 TASK_TYPES = (
     "open_generation",
@@ -44,8 +48,6 @@ TASK_TYPES = (
 FIELDS = ("instruction", "input", "output", "id", "is_classification", "task_type", "domain")
 """Logical fields a `column_map` may rename (logical name -> column name in the source)."""
 
-_NESTED_KEYS = {"id", "instruction", "instances", "is_classification", "task_type", "domain"}
-_INSTANCE_KEYS = {"input", "output"}
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -78,11 +80,6 @@ class SeedTask:
             "task_type": self.task_type,
             "domain": self.domain,
         }
-
-
-def normalize_instruction(text: str) -> str:
-    """Lower-cased, whitespace-collapsed, trailing punctuation removed: for duplicate checks."""
-    return " ".join(text.lower().split()).rstrip(" .?!:")
 
 
 def load_seeds(
@@ -158,17 +155,32 @@ def _merge(loaded: Iterable[tuple[Path, list[SeedTask]]]) -> list[SeedTask]:
     return tasks
 
 
-def _text(value: Any, where: str, key: str, *, required: bool) -> str:
-    if value is None and not required:
-        return ""
+# A seed row's fields. Values are checked as they are, without coercion: a number where text is
+# expected is an error, not a string. Each check raises `_Bad`, which `_row_error` turns into a
+# ConfigError naming the file, the line and the field (the column, in flat files).
+
+
+def _bad(kind: str, message: str, value: Any = None) -> PydanticCustomError:
+    return PydanticCustomError(kind, message, {"got": f"{value!r} ({type(value).__name__})"})
+
+
+def _required_text(value: Any) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key!r} must be a string, got {value!r} ({type(value).__name__})")
-    if required and not value.strip():
-        raise ConfigError(f"{where}: empty {key}; every seed task needs a non-empty {key}")
+        raise _bad("not_text", "must be a string", value)
+    if not value.strip():
+        raise _bad("empty_text", "empty")
     return value
 
 
-def _bool(value: Any, where: str, key: str) -> bool:
+def _optional_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad("not_text", "must be a string", value)
+    return value
+
+
+def _flag(value: Any) -> bool:
     if value is None:
         return False
     if isinstance(value, bool):
@@ -177,25 +189,96 @@ def _bool(value: Any, where: str, key: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise ConfigError(
-        f"{where}: {key!r} must be true or false, got {value!r} ({type(value).__name__})"
-    )
+    raise _bad("not_flag", "must be true or false", value)
 
 
-def _label(value: Any, where: str, key: str) -> str | None:
+def _label(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key!r} must be a string, got {value!r} ({type(value).__name__})")
+        raise _bad("not_text", "must be a string", value)
     return value
 
 
-def _id(value: Any, where: str, key: str) -> str | None:
+def _task_id(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigError(f"{where}: {key!r} must be a string, got {value!r} ({type(value).__name__})")
+        raise _bad("not_text", "must be a string", value)
     return str(value)
+
+
+RequiredText = Annotated[str, PlainValidator(_required_text)]
+OptionalText = Annotated[str, PlainValidator(_optional_text)]
+Flag = Annotated[bool, PlainValidator(_flag)]
+Label = Annotated[str | None, PlainValidator(_label)]
+TaskId = Annotated[str | None, PlainValidator(_task_id)]
+
+
+class _InstanceRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: OptionalText = ""
+    output: RequiredText
+
+
+class _NestedRow(BaseModel):
+    """A task in the bundled shape; fields in the order they are checked."""
+
+    model_config = ConfigDict(extra="forbid")
+    instruction: RequiredText
+    id: TaskId = None
+    instances: list[_InstanceRow] = Field(min_length=1)
+    is_classification: Flag = False
+    task_type: Label = None
+    domain: Label = None
+
+
+class _FlatRow(BaseModel):
+    """One instance of a task, under the logical field names (`_group_flat` maps the columns)."""
+
+    instruction: RequiredText
+    input: OptionalText = ""
+    output: RequiredText
+    id: TaskId = None
+    is_classification: Flag = False
+    task_type: Label = None
+    domain: Label = None
+
+
+_TASK_FIELDS = ("is_classification", "task_type", "domain")
+"""Read from a task's first row only; later rows of the task add instances."""
+
+
+def _row_error(err: ValidationError, where: str, names: Mapping[str, str] | None = None) -> ConfigError:
+    """The row's first problem (unknown keys first, then the fields in order) as a ConfigError naming
+    the file, the line, the instance and the field (`names` maps a field to its column)."""
+    errors = err.errors()
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    if extra:
+        parent = extra[0]["loc"][:-1]
+        keys = ", ".join(sorted(str(e["loc"][-1]) for e in extra if e["loc"][:-1] == parent))
+        if parent:
+            return ConfigError(f"{where}: instance {parent[1] + 1}: unknown key(s) {keys}; "
+                               "an instance has input and output")
+        known = ", ".join(sorted(_NestedRow.model_fields))
+        return ConfigError(f"{where}: unknown key(s) {keys}; a seed task has {known}")
+    e = errors[0]
+    loc, kind = e["loc"], e["type"]
+    if loc[0] == "instances" and len(loc) == 1 and kind != "missing":
+        return ConfigError(f"{where}: 'instances' must be a non-empty list of {{\"input\", \"output\"}} "
+                           f"objects, got {e['input']!r}")
+    if loc[0] == "instances" and len(loc) > 1:
+        where, loc = f"{where}: instance {loc[1] + 1}", loc[2:]
+        if not loc:
+            return ConfigError(f"{where}: expected an object with 'input' and 'output', got {e['input']!r}")
+        if kind == "missing":
+            return ConfigError(f"{where}: missing key {loc[0]!r}")
+    key = (names or {}).get(str(loc[0]), str(loc[0]))
+    if kind == "missing":
+        return ConfigError(f"{where}: missing key {key!r}; every seed task needs it")
+    if kind == "empty_text":
+        return ConfigError(f"{where}: empty {key}; every seed task needs a non-empty {key}")
+    return ConfigError(f"{where}: {key!r} {e['msg']}, got {e['ctx']['got']}")
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -294,22 +377,17 @@ def _nested(rows: list[tuple[str, dict[str, Any]]], prefix: str) -> list[SeedTas
     ids: dict[str, str] = {}
     instructions: dict[str, str] = {}
     for index, (where, row) in enumerate(rows, 1):
-        unknown = sorted(set(row) - _NESTED_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; a seed task has {', '.join(sorted(_NESTED_KEYS))}"
-            )
-        for key in ("instruction", "instances"):
-            if key not in row:
-                raise ConfigError(f"{where}: missing key {key!r}; every seed task needs it")
-        instruction = _text(row["instruction"], where, "instruction", required=True)
-        task_id = _id(row.get("id"), where, "id") or f"{prefix}_{index:04d}"
+        try:
+            task = _NestedRow.model_validate(row)
+        except ValidationError as err:
+            raise _row_error(err, where) from None
+        task_id = task.id or f"{prefix}_{index:04d}"
         if task_id in ids:
             raise ConfigError(
                 f"{where}: duplicated id {task_id!r}, first used at {ids[task_id]}; give each task its own id"
             )
         ids[task_id] = where
-        key = normalize_instruction(instruction)
+        key = seed_key(task.instruction)
         if key in instructions:
             raise ConfigError(
                 f"{where}: duplicated instruction, first at {instructions[key]}; merge their instances"
@@ -318,38 +396,14 @@ def _nested(rows: list[tuple[str, dict[str, Any]]], prefix: str) -> list[SeedTas
         tasks.append(
             SeedTask(
                 id=task_id,
-                instruction=instruction,
-                instances=_instances(row["instances"], where),
-                is_classification=_bool(row.get("is_classification"), where, "is_classification"),
-                task_type=_label(row.get("task_type"), where, "task_type"),
-                domain=_label(row.get("domain"), where, "domain"),
+                instruction=task.instruction,
+                instances=tuple(Instance(i.input, i.output) for i in task.instances),
+                is_classification=task.is_classification,
+                task_type=task.task_type,
+                domain=task.domain,
             )
         )
     return tasks
-
-
-def _instances(value: Any, where: str) -> tuple[Instance, ...]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(
-            f"{where}: 'instances' must be a non-empty list of {{\"input\", \"output\"}} objects, got {value!r}"
-        )
-    out = []
-    for number, item in enumerate(value, 1):
-        at = f"{where}: instance {number}"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{at}: expected an object with 'input' and 'output', got {item!r}")
-        unknown = sorted(set(item) - _INSTANCE_KEYS)
-        if unknown:
-            raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; an instance has input and output")
-        if "output" not in item:
-            raise ConfigError(f"{at}: missing key 'output'")
-        out.append(
-            Instance(
-                input=_text(item.get("input"), at, "input", required=False),
-                output=_text(item["output"], at, "output", required=True),
-            )
-        )
-    return tuple(out)
 
 
 def _group_flat(
@@ -371,13 +425,17 @@ def _group_flat(
     groups: dict[str, dict[str, Any]] = {}
     ids: dict[str, str] = {}
     for where, row in _only_present(rows, columns, header is None):
-        instruction = _text(row.get(columns["instruction"]), where, columns["instruction"], required=True)
-        instance = Instance(
-            input=_text(row.get(columns["input"]), where, columns["input"], required=False),
-            output=_text(row.get(columns["output"]), where, columns["output"], required=True),
-        )
-        key = normalize_instruction(instruction)
-        row_id = _id(row.get(columns["id"]), where, columns["id"])
+        raw = row.get(columns["instruction"])
+        first = not (isinstance(raw, str) and seed_key(raw) in groups)
+        values = {name: row.get(column) for name, column in columns.items()
+                  if first or name not in _TASK_FIELDS}
+        try:
+            flat = _FlatRow.model_validate(values)
+        except ValidationError as err:
+            raise _row_error(err, where, columns) from None
+        instruction, row_id = flat.instruction, flat.id
+        instance = Instance(input=flat.input, output=flat.output)
+        key = seed_key(instruction)
         group = groups.get(key)
         if group is None:
             task_id = row_id or f"{prefix}_{len(groups) + 1:04d}"
@@ -391,9 +449,9 @@ def _group_flat(
                 "id": task_id,
                 "instruction": instruction,
                 "instances": [instance],
-                "is_classification": _bool(row.get(columns["is_classification"]), where, "is_classification"),
-                "task_type": _label(row.get(columns["task_type"]), where, columns["task_type"]),
-                "domain": _label(row.get(columns["domain"]), where, columns["domain"]),
+                "is_classification": flat.is_classification,
+                "task_type": flat.task_type,
+                "domain": flat.domain,
             }
         else:
             if row_id is not None and row_id != group["id"] and row_id in ids:

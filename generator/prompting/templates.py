@@ -5,7 +5,7 @@ then one block per chat message:
 
     {#---
     description: Ask for new task instructions.
-    produces: instructions          # what the items are: see PRODUCES
+    produces: instructions          # what the items are: see TemplateMeta.produces
     parser: instruction_list        # a name in generator.prompting.parse.PARSERS
     sampling: {temperature: 1.0, max_tokens: 512, stop: ["\\n\\n\\n"]}
     json_schema: null               # a JSON schema -> response_format (structured output)
@@ -18,34 +18,35 @@ then one block per chat message:
     {% block user %}...{% endblock %}
 
 The metadata is a Jinja comment, so the file is valid Jinja as a whole and error line numbers
-are the file's own. Rendering uses a sandboxed environment with `StrictUndefined`: a missing
-variable or an unsafe attribute (`__class__`) is an error, never an empty string.
+are the file's own. Rendering uses the sandbox of generator/core/sandbox.py with `StrictUndefined`:
+a missing variable or an unsafe attribute (`__class__`) is an error, never an empty string.
+
+The filters' prompts (`produces: judge_scores` for the LLM judge, `same_task` for dedup's judge)
+have no blocks and no parser: the whole text after the metadata is the one user message, rendered
+verbatim (generator.core.sandbox.TextTemplate, which the filters use), and the filter reads the
+answer itself.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.config import describe_errors
 from generator.core.errors import ConfigError
 from generator.core.paths import builtin_dir
+from generator.core.sandbox import environment, has_front_matter, read_front_matter, text_template
 from generator.prompting.parse import PARSERS
 
 ROLES = ("system", "user")
-PRODUCES = ("instructions", "classification_flag", "instances", "tasks", "response")
-
-_FRONT_MATTER = re.compile(r"\A\{#-?[ \t]*---[ \t]*\n(.*?)\n[ \t]*---[ \t]*-?#\}", re.DOTALL)
+FILTER_PRODUCES = ("judge_scores", "same_task")
+"""What a filter's prompt produces: one text message, no parser (the filter reads the answer)."""
 
 
 class TemplateSampling(BaseModel):
@@ -63,11 +64,14 @@ class TemplateSampling(BaseModel):
 class TemplateMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(description="One line: what the template asks the model for.")
-    produces: Literal["instructions", "classification_flag", "instances", "tasks", "response"] = Field(
+    produces: Literal["instructions", "classification_flag", "instances", "tasks", "response",
+                      "judge_scores", "same_task"] = Field(
         description="What the parsed items are: instructions, classification_flag, instances "
-        "(input/output), tasks (instruction/input/output) or response (an output)."
+        "(input/output), tasks (instruction/input/output) or response (an output); or, for a "
+        "filter's prompt, judge_scores (the LLM judge's 1-5 scores) or same_task (dedup's yes/no)."
     )
-    parser: str = Field(description="Name of the parser in generator.prompting.parse.PARSERS.")
+    parser: str | None = Field(None, description="Name of the parser in generator.prompting.parse.PARSERS; "
+                               "none for a filter's prompt, whose filter reads the answer itself.")
     sampling: TemplateSampling = Field(
         default_factory=TemplateSampling,
         description="Sampling laid over the config's for this template: temperature, top_p, max_tokens, stop, "
@@ -89,7 +93,7 @@ class PromptTemplate:
     meta: TemplateMeta
     variables: frozenset[str]
     """Every variable the template reads, derived from its source."""
-    _template: Any  # jinja2.Template; compiled once at load
+    _template: Any  # jinja2.Template, or a core.sandbox.TextTemplate for a filter's prompt; compiled once
 
     @property
     def required(self) -> frozenset[str]:
@@ -110,43 +114,25 @@ class PromptTemplate:
                 "json_schema": {"name": self.name, "schema": self.meta.json_schema, "strict": True}}
 
 
-def _to_json(value: Any) -> str:
-    """JSON as a model should read it: keys in the given order, text unescaped (Jinja's own
-    `tojson` sorts keys and escapes `<`, `>`, `&` and `'` for HTML)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                               autoescape=False, keep_trailing_newline=False)
-    env.filters["to_json"] = _to_json
-    return env
-
-
-_ENV = _environment()
+_ENV = environment()
 
 
 def _read_meta(source: str, path: Path) -> TemplateMeta:
-    m = _FRONT_MATTER.match(source)
-    if m is None:
+    data = read_front_matter(source, path)
+    if data is None:
         raise ConfigError(
             f"{path}:1: the template has no metadata; start it with a Jinja comment holding YAML, "
             "like '{#---\\ndescription: ...\\nproduces: instructions\\nparser: instruction_list\\n---#}'"
         )
     try:
-        data = yaml.safe_load(m.group(1))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1   # +1 for 0-based, +1 for the `{#---` line
-        raise ConfigError(f"{path}:{line}: template metadata is not valid YAML: "
-                          f"{getattr(err, 'problem', err)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:2: template metadata must be a YAML mapping, got {type(data).__name__}")
-    try:
         info = TemplateMeta.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"{path}: template metadata: {describe_errors(err)}") from None
-    if info.parser not in PARSERS:
+    if info.produces in FILTER_PRODUCES:
+        if info.parser is not None:
+            raise ConfigError(f"{path}: template metadata: a filter's prompt (produces: {info.produces}) "
+                              f"takes no parser, got {info.parser!r}; remove the parser line")
+    elif info.parser not in PARSERS:
         raise ConfigError(f"{path}: template metadata: unknown parser {info.parser!r}; "
                           f"valid parsers: {', '.join(PARSERS)}")
     return info
@@ -203,6 +189,11 @@ def template_from_string(source: str, path: Path | str = "<string>") -> PromptTe
     """Compile and check a template's text; `path` names it in error messages."""
     path = Path(path)
     info = _read_meta(source, path)
+    if info.produces in FILTER_PRODUCES:
+        text = text_template(source, path)
+        _check_documented(info, text.variables, path)
+        return PromptTemplate(name=_name(path), path=path, source=source, meta=info,
+                              variables=text.variables, _template=text)
     try:
         ast = _ENV.parse(source, name=path.name, filename=str(path))
     except TemplateSyntaxError as err:
@@ -212,6 +203,18 @@ def template_from_string(source: str, path: Path | str = "<string>") -> PromptTe
                           + (f" (in: {where})" if where else "")) from None
     _check_layout(ast, path)
     used = frozenset(meta.find_undeclared_variables(ast) - set(_ENV.globals) - _top_level_names(ast))
+    _check_documented(info, used, path)
+    compiled = _ENV.from_string(source)
+    return PromptTemplate(name=_name(path), path=path, source=source, meta=info, variables=used,
+                          _template=compiled)
+
+
+def _name(path: Path) -> str:
+    return path.stem if path.suffix == ".jinja" else path.name
+
+
+def _check_documented(info: TemplateMeta, used: frozenset[str], path: Path) -> None:
+    """The metadata lists exactly the variables the template reads, and defaults only for those."""
     undocumented = sorted(used - set(info.variables))
     unused = sorted(set(info.variables) - used)
     if undocumented or unused:
@@ -225,15 +228,6 @@ def template_from_string(source: str, path: Path | str = "<string>") -> PromptTe
     if stray_defaults:
         raise ConfigError(f"{path}: 'defaults' names variables the template never uses: "
                           f"{', '.join(stray_defaults)}")
-    compiled = _ENV.from_string(source)
-    name = path.stem if path.suffix == ".jinja" else path.name
-    return PromptTemplate(name=name, path=path, source=source, meta=info, variables=used,
-                          _template=compiled)
-
-
-def required_variables(template: PromptTemplate) -> frozenset[str]:
-    """Variables the caller must give (those the template reads and has no default for)."""
-    return template.required
 
 
 def missing_variables(template: PromptTemplate, provided: Mapping[str, Any] | set[str]) -> list[str]:
@@ -258,11 +252,14 @@ def render(template: PromptTemplate, variables: Mapping[str, Any]) -> list[dict[
     values = {**template.meta.defaults, **variables}
     jt = template._template
     try:
-        ctx = jt.new_context(values)
-        # Run the top level once so `{% set %}` and `{% macro %}` outside the blocks exist in ctx.
-        for _ in jt.root_render_func(ctx):
-            pass
-        parts = {role: "".join(jt.blocks[role](ctx)).strip() for role in ROLES if role in jt.blocks}
+        if template.meta.produces in FILTER_PRODUCES:  # one message, verbatim (see the module docstring)
+            parts = {"user": jt.render(**values)}
+        else:
+            ctx = jt.new_context(values)
+            # Run the top level once so `{% set %}` and `{% macro %}` outside the blocks exist in ctx.
+            for _ in jt.root_render_func(ctx):
+                pass
+            parts = {role: "".join(jt.blocks[role](ctx)).strip() for role in ROLES if role in jt.blocks}
     except SecurityError as err:
         raise ConfigError(f"template {template.name!r} ({template.path}): unsafe access blocked by "
                           f"the sandbox: {err}") from None
@@ -277,7 +274,7 @@ def render(template: PromptTemplate, variables: Mapping[str, Any]) -> list[dict[
 
 def builtin_names() -> list[str]:
     return sorted(p.stem for p in builtin_dir("prompts").glob("*.jinja")
-                  if _FRONT_MATTER.match(p.read_text(encoding="utf-8")))
+                  if has_front_matter(p.read_text(encoding="utf-8")))
 
 
 def list_templates() -> list[PromptTemplate]:
@@ -295,11 +292,8 @@ def preview(name_or_path: str | Path, variables: Mapping[str, Any], seeds: str |
     template = load_template(name_or_path)
     values = dict(variables)
     if seeds is not None and "demonstrations" in template.variables and "demonstrations" not in values:
-        try:
-            from generator.prompting.seeds import load_seeds
-        except ImportError:
-            raise ConfigError("seed tasks cannot be loaded: generator/prompting/seeds.py (load_seeds) is "
-                              "missing from this installation; leave out --seeds") from None
+        from generator.prompting.seeds import load_seeds
+
         tasks = list(load_seeds(seeds))
         # Spread over the whole file rather than the first k, which often share one domain.
         k = min(num_demonstrations, len(tasks))

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import shutil
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -27,8 +26,10 @@ from typing import Any
 import yaml
 
 from generator.core.errors import ConfigError, InstructforgeError
+from generator.core.files import atomic_open, swap_dir
 from generator.core.paths import builtin_path
 from generator.core.records import Record
+from generator.core.sandbox import environment
 
 DATA_DIR = "data"
 DISK_DIR = "hf"
@@ -193,43 +194,32 @@ def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, te
         # columns, not from_list: an empty split still gets every column
         dsets[name] = Dataset.from_dict({col: [row[col] for row in rows] for col in feats}, features=feats)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / DATA_DIR).mkdir(parents=True)
-    shard_counts = {}
-    for name, ds in dsets.items():
-        n = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
-        shard_counts[name] = n
-        for i in range(n):
-            shard = ds.shard(num_shards=n, index=i, contiguous=True)
-            shard.to_parquet(str(tmp / DATA_DIR / f"{name}-{i:05d}-of-{n:05d}.parquet"))
-    if save_to_disk:
-        dsets.save_to_disk(str(tmp / DISK_DIR))
-    card = render_card(template, info, splits, dsets)
-    (tmp / CARD).write_text(card, encoding="utf-8")
-
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with swap_dir(out_dir, staging=f".{out_dir.name}.tmp-{os.getpid()}") as tmp:
+        (tmp / DATA_DIR).mkdir()
+        for name, ds in dsets.items():
+            n = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
+            for i in range(n):
+                shard = ds.shard(num_shards=n, index=i, contiguous=True)
+                shard.to_parquet(str(tmp / DATA_DIR / f"{name}-{i:05d}-of-{n:05d}.parquet"))
+        if save_to_disk:
+            dsets.save_to_disk(str(tmp / DISK_DIR))
+        card = render_card(template, info, splits, dsets)
+        (tmp / CARD).write_text(card, encoding="utf-8")
     return out_dir
 
 
 # --- the card -------------------------------------------------------------------------------------
 
 def _load_card_template(path: Path | None) -> Any:
-    from jinja2 import StrictUndefined, TemplateError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import TemplateError
 
     source = Path(path) if path is not None else builtin_path("prompts", "card.md.jinja")
     if source is None or not source.is_file():
         raise ConfigError(f"dataset card template not found: {path or 'prompts/card.md.jinja'}; "
                           "give an existing .jinja file or leave dataset.card_template unset")
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
-                               trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    # A card is a file: its final newline is kept.
+    env = environment(trim=True, keep_trailing_newline=True,
+                      filters={"num": lambda v: f"{v:,}" if isinstance(v, int) else v})
     try:
         return env.from_string(source.read_text(encoding="utf-8"))
     except TemplateError as err:
@@ -388,8 +378,7 @@ def export(dataset_dir: Path, fmt: str, out_path: Path, *, split: str | None = "
     rows = read_rows(dataset_dir, split)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_open(out_path, "w") as f:
         if fmt == "chat":
             for row in rows:
                 f.write(json.dumps({"messages": row["messages"]}, ensure_ascii=False) + "\n")
@@ -402,5 +391,4 @@ def export(dataset_dir: Path, fmt: str, out_path: Path, *, split: str | None = "
             items = [{"conversations": [{"from": speaker.get(m["role"], m["role"]), "value": m["content"]}
                                         for m in r["messages"]]} for r in rows]
             json.dump(items, f, ensure_ascii=False, indent=2)
-    tmp.replace(out_path)
     return len(rows)

@@ -225,8 +225,3 @@ def push_dataset(dataset_dir: Path, repo_id: str, *, private: bool = False, revi
                   parent_commit=head.sha)
     return PushResult(repo_id=repo_id, url=str(url), revision=revision, commit_sha=commit.oid,
                       commit_url=commit.commit_url, rows=rows, uploaded=[CARD, *local], deleted=stale)
-
-
-def checkpoint_due(count: int, last_pushed: int, every: int | None) -> bool:
-    """Whether a run at `count` kept records, last pushed at `last_pushed`, should push again."""
-    return bool(every) and count // every > last_pushed // every  # type: ignore[operator]

@@ -12,8 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from filters.base import Chain
-from filters.dedup import normalize
 from generator.core.records import Record
+from generator.core.text import dedup_key
 from generator.llm.engine import Request, Result
 from generator.prompting.parse import parse
 from generator.run.context import Run
@@ -50,7 +50,7 @@ async def grow_pool(run: Run, sender: Sender) -> PoolResult:
     method = METHODS[g.method]
     pool: list[Record] = []
     chain = Chain(run.instruction_filters, run.funnel.instructions, run.rejected_path)
-    seed_texts = {normalize(s.instruction) for s in run.seeds}
+    seed_texts = {dedup_key(s.instruction) for s in run.seeds}
     stats: list[RoundStats] = []
     stalled = 0
     for rnd in range(g.max_rounds):
@@ -91,7 +91,7 @@ def _instructions(run: Run, asks: list[Ask], requests: list[Request], results: l
             for rej in parsed.rejections:
                 run.funnel.reject(Record(instruction=rej.text[:500]), "parse", rej.reason)
             for item in parsed.items:
-                if normalize(item["instruction"]) in seed_texts:
+                if dedup_key(item["instruction"]) in seed_texts:
                     # Small models copy their demonstrations; a seed is not new data.
                     run.funnel.reject(Record(instruction=item["instruction"]), "bootstrap", "copies_seed")
                     continue

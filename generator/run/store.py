@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.core.errors import ConfigError
+from generator.core.files import write_json
 from generator.llm.engine import Result
 
 RESULTS = "results.jsonl"
@@ -58,10 +59,8 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
-def _atomic_write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_json(path: Path, data: Any) -> None:
+    write_json(path, data, newline=True, indent=2, sort_keys=True, default=str)
 
 
 class RunStore:
@@ -99,7 +98,7 @@ class RunStore:
         elif self.path.exists() and self.path.stat().st_size:
             self._release_lock()
             raise ForeignRun(f"{self.path} exists but {fp_path} does not: cannot tell what made these results")
-        _atomic_write_json(fp_path, fingerprint)
+        _write_json(fp_path, fingerprint)
         self.done_ids: set[str] = set()
         self.failed_ids: set[str] = set()
         self._repair_and_index()
@@ -214,7 +213,7 @@ class RunStore:
         path = self.run_dir / STATS
         sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if path.exists() else []
         sessions.append(stats)
-        _atomic_write_json(path, {"sessions": sessions})
+        _write_json(path, {"sessions": sessions})
 
     def close(self) -> None:
         if self._fd is None:

@@ -1,0 +1,136 @@
+"""The shared core: atomic writes, the Jinja sandbox and its front matter, the text normalisers."""
+
+from __future__ import annotations
+
+import doctest
+import json
+from pathlib import Path
+
+import pytest
+from jinja2.exceptions import SecurityError, UndefinedError
+
+from generator.core import text
+from generator.core.errors import ConfigError
+from generator.core.files import atomic_open, swap_dir, write_atomic, write_json
+from generator.core.sandbox import body_source, environment, read_front_matter, text_template
+
+# -- atomic writes --------------------------------------------------------------------------------
+
+
+def test_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    write_json(path, {"b": 1, "é": [1]}, newline=True, indent=2, sort_keys=True, ensure_ascii=False)
+    write_atomic(tmp_path / "raw.bin", b"\x00\x01")
+    assert path.read_bytes() == (json.dumps({"b": 1, "é": [1]}, indent=2, sort_keys=True, ensure_ascii=False)
+                                 + "\n").encode()
+    assert (tmp_path / "raw.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "raw.bin"]
+
+
+def test_failure_mid_write_keeps_the_old_content(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("old", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_open(path) as f:
+        f.write("half of the new")
+        raise RuntimeError("disk full")
+    assert path.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_unserializable_json_keeps_the_old_content(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("old", encoding="utf-8")
+    with pytest.raises(TypeError):
+        write_json(path, {"x": object()})
+    assert path.read_text(encoding="utf-8") == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_swap_dir_replaces_a_folder_whole(tmp_path: Path) -> None:
+    target = tmp_path / "dataset"
+    target.mkdir()
+    (target / "stale.parquet").write_text("x")
+    with swap_dir(target, staging=".dataset.tmp-1") as tmp:
+        assert tmp == tmp_path / ".dataset.tmp-1" and not any(tmp.iterdir())
+        (tmp / "new.parquet").write_text("y")
+    assert [p.name for p in target.iterdir()] == ["new.parquet"]
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset"]  # no staging or old folder left
+
+
+def test_swap_dir_failure_keeps_the_old_folder(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "config.json").write_text("old")
+    with pytest.raises(RuntimeError), swap_dir(target) as tmp:
+        (tmp / "config.json").write_text("half")
+        raise RuntimeError("conversion failed")
+    assert (target / "config.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_swap_dir_without_replace_keeps_the_first_writer(tmp_path: Path) -> None:
+    target = tmp_path / "table"
+    with swap_dir(target, replace=False) as tmp:
+        (tmp / "meta.json").write_text("ours")
+        target.mkdir()  # another process finished first
+        (target / "meta.json").write_text("theirs")
+    assert (target / "meta.json").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["table"]
+
+
+# -- the sandbox ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trim", [True, False])
+def test_sandbox_blocks_dunder_access(trim: bool) -> None:
+    env = environment(trim=trim)
+    with pytest.raises(SecurityError):
+        env.from_string("{{ x.__class__.__mro__[1].__subclasses__() }}").render(x="")
+
+
+def test_sandbox_undefined_is_an_error_and_to_json_keeps_text() -> None:
+    env = environment()
+    with pytest.raises(UndefinedError):
+        env.from_string("{{ missing }}").render()
+    assert env.from_string("{{ v | to_json }}").render(v={"b": "<é>", "a": 1}) == '{"b": "<é>", "a": 1}'
+
+
+def test_front_matter_read_and_blanked_keeping_lines() -> None:
+    source = "{#---\ndescription: d\nvariables: {x: the x}\n---#}\nLine {{ x }}\n{{ y }"
+    assert read_front_matter(source, "t.jinja") == {"description": "d", "variables": {"x": "the x"}}
+    assert read_front_matter("no metadata", "t.jinja") is None
+    body = body_source(source)
+    assert body.count("\n") == source.count("\n") and body.endswith("#}Line {{ x }}\n{{ y }")
+    with pytest.raises(ConfigError, match=r"t\.jinja:6: the template is not valid Jinja"):
+        text_template(source, "t.jinja")
+
+
+def test_front_matter_errors_name_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"t\.jinja:3: template metadata is not valid YAML"):
+        read_front_matter("{#---\ndescription: d\nvariables: [\n---#}\n", "t.jinja")
+    with pytest.raises(ConfigError, match=r"t\.jinja:2: template metadata must be a YAML mapping, got list"):
+        read_front_matter("{#---\n- a\n---#}\n", "t.jinja")
+
+
+def test_text_template_renders_verbatim_with_or_without_metadata() -> None:
+    plain = text_template("A: {{ a }}\n{% if a %}\nyes\n{% endif %}\n")
+    with_meta = text_template("{#---\ndescription: d\n---#}\nA: {{ a }}\n{% if a %}\nyes\n{% endif %}\n")
+    assert plain.meta == {} and with_meta.meta == {"description": "d"}
+    assert plain.variables == with_meta.variables == {"a"}
+    assert plain.render(a="1") == with_meta.render(a="1") == "A: 1\n\nyes\n\n"
+
+
+# -- text normalisation ---------------------------------------------------------------------------
+
+
+def test_normaliser_docstring_examples() -> None:
+    result = doctest.testmod(text)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.parametrize(("raw", "dedup", "seed", "echo"), [
+    ("Please, tell me a joke!", "tell me a joke", "please, tell me a joke", "please tell me a joke"),
+    ("  Sort:  THE_list.  ", "sort the_list", "sort: the_list", "sort the list"),
+    ("Ｈｅｌｌｏ?", "", "ｈｅｌｌｏ", "ｈｅｌｌｏ"),
+], ids=["polite", "underscore-and-colon", "full-width"])
+def test_the_three_keys_differ_on_purpose(raw: str, dedup: str, seed: str, echo: str) -> None:
+    assert (text.dedup_key(raw), text.seed_key(raw), text.echo_key(raw)) == (dedup, seed, echo)
