@@ -37,8 +37,7 @@ from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from generator.config import describe_errors
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_dir
 from generator.prompting.parse import PARSERS
 
@@ -142,7 +141,7 @@ def _read_meta(source: str, path: Path) -> TemplateMeta:
     try:
         info = TemplateMeta.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{path}: template metadata: {describe_errors(err)}") from None
+        raise ConfigError(f"{path}: template metadata: {describe_errors(err, data)}") from None
     if info.parser not in PARSERS:
         raise ConfigError(f"{path}: template metadata: unknown parser {info.parser!r}; "
                           f"valid parsers: {', '.join(PARSERS)}")
