@@ -233,7 +233,7 @@ class PIISpec(FilterSpec):
     fields: Fields | None = Field(None, description="Fields searched; null: instruction, input and output.")
     phone_region: str = Field("US", description="Country assumed for phone numbers written without a "
                               "country code (ISO 3166 alpha-2).")
-    reasons: ClassVar[dict[str, str]] = {f"pii_{kind}": f"(`action: drop`) the first span found is {kind}"
+    reasons: ClassVar[dict[str, str]] = {f"pii_{kind}": f"(`action: drop`) the first span found is of kind `{kind}`"
                                          for kind in PII_KINDS}
 
     @field_validator("phone_region")

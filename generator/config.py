@@ -235,7 +235,7 @@ class FiltersConfig(Section):
         ],
         validate_default=True,
         description="Filters every candidate instruction passes, in order, before it joins the pool: "
-        "each `{name: ..., <parameter>: ...}` (see the filter catalogue).",
+        "each `{name: ..., <parameter>: ...}`.",
     )
     records: list[AnyFilterSpec] = Field(
         default_factory=lambda: [
