@@ -220,6 +220,8 @@ class GenerationConfig(Section):
 
 
 class FiltersConfig(Section):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)  # chains set from Python are specs too
+
     # The default chains are written as a config would write them and validated like one: a spec
     # dumps as written, so the fingerprint of a config that keeps the defaults stays what it was.
     instructions: list[AnyFilterSpec] = Field(
