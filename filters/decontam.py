@@ -77,10 +77,6 @@ class Decontaminate(Filter):
         if not references and not texts:
             raise ValueError("decontaminate needs `references`: files (.txt, .jsonl, .parquet) or "
                              "hf:DATASET[:SPLIT] ids; got none")
-        if ngram < 1:
-            raise ValueError(f"decontaminate ngram must be >= 1, got {ngram!r} (13 as in GPT-3)")
-        if threshold is not None and not 0.0 < threshold <= 1.0:
-            raise ValueError(f"decontaminate threshold must be in (0, 1] or null, got {threshold!r}")
         self.references = list(references or [])
         self.ngram, self.threshold = ngram, threshold
         self.embedder = embedder or (make_embedder(encoder, model) if threshold is not None else None)

@@ -14,6 +14,7 @@ import numpy as np
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
+from filters.specs import parse_specs
 from generator.core.files import atomic_open, write_json
 from generator.core.paths import builtin_dir
 from generator.core.records import Record, user_content
@@ -137,18 +138,6 @@ class SemanticDedup(Filter):
                  batch_size: int = 4096, state_name: str = "semantic_dedup",
                  judge_band: list[float] | None = None, pair_check: bool | None = None, candidates: float = 0.76,
                  neighbours: int = 4, embedder: Embedder | None = None):
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"semantic_dedup threshold must be in (0, 1], got {threshold!r}; "
-                             "0.84 is the measured default for MiniLM")
-        if not 0.0 < candidates <= 1.0:
-            raise ValueError(f"semantic_dedup candidates must be in (0, 1], got {candidates!r}; "
-                             "0.76 is the default, the floor the pair check was fitted for")
-        if not isinstance(neighbours, int) or neighbours < 1:
-            raise ValueError(f"semantic_dedup neighbours must be an integer >= 1, got {neighbours!r}")
-        if batch_size < 1:
-            raise ValueError(f"semantic_dedup batch_size must be >= 1, got {batch_size!r}")
-        if judge_band is not None and pair_check:
-            raise ValueError("semantic_dedup judge_band replaces the pair check: set pair_check: false with it")
         self.threshold = threshold
         self.embedder = embedder or make_embedder(encoder, model)
         # null (the default): on where weights were fitted for this encoder (MiniLM), else off.
@@ -159,9 +148,6 @@ class SemanticDedup(Filter):
         self.index_params = {"exact_until": exact_until, "hnsw_m": hnsw_m, "ef_search": ef_search}
         self.batch_size = batch_size
         self.state_name = state_name
-        if judge_band is not None and (len(judge_band) != 2 or not 0 < judge_band[0] < judge_band[1] <= 1):
-            raise ValueError(f"semantic_dedup judge_band must be [low, high] with 0 < low < high <= 1, "
-                             f"got {judge_band!r}; for example [0.76, 0.94]")
         # With the pair check, every kept neighbour at `candidates` or more is checked. Without it a
         # record is a duplicate at `threshold`; with a judge, at `high` outright and between `low`
         # and `high` when the served LLM says the two are the same task.
@@ -410,7 +396,10 @@ def dedup_records(records: list[Record], threshold: float = 0.84, encoder: str =
                   model: str | None = None, embedder: Embedder | None = None, semantic: bool = True,
                   **params: Any) -> DedupResult:
     """Exact dedup, then semantic dedup, over records in order (keep-first); `params` go to
-    SemanticDedup (pair_check, candidates, neighbours, index parameters)."""
+    SemanticDedup (pair_check, candidates, neighbours, index parameters), checked by its spec
+    (ConfigError on a bad value)."""
+    [spec] = parse_specs([{"name": "semantic_dedup", "threshold": threshold, "encoder": encoder,
+                           "model": model, **params}], where="dedup")
     exact = ExactDedup()
     kept: list[Record] = []
     dropped: list[DedupDrop] = []
@@ -421,7 +410,7 @@ def dedup_records(records: list[Record], threshold: float = 0.84, encoder: str =
             dropped.append(DedupDrop(r, v.reason, v.detail["kept_id"], 1.0))
     report: dict[str, Any] = {"exact_duplicate": len(dropped)}
     if semantic and kept:
-        sem = SemanticDedup(threshold=threshold, encoder=encoder, model=model, embedder=embedder, **params)
+        sem = SemanticDedup(embedder=embedder, **spec.params())
         verdicts = sem.judge(kept)
         kept = [r for r, v in zip(kept, verdicts) if v.keep]
         dropped.extend(sem.drops)

@@ -9,8 +9,6 @@ from typing import Any
 from filters.base import KEEP, Filter, Verdict, drop
 from generator.core.records import Record
 
-_FIELDS = ("instruction", "input", "output")
-
 
 @lru_cache(maxsize=4)
 def _detector(codes: tuple[str, ...] | None, high_accuracy: bool) -> Any:
@@ -51,33 +49,17 @@ class LanguageFilter(Filter):
                  candidates: list[str] | None = None):
         from lingua import IsoCode639_1
 
-        self.languages = self._codes(IsoCode639_1, languages or ["en"], "languages")
+        self.languages = [IsoCode639_1.from_str(c.lower()) for c in languages or ["en"]]
         if candidates == ["all"]:
             self.candidates = None
         else:
-            chosen = self._codes(IsoCode639_1, list(candidates or DEFAULT_CANDIDATES), "candidates")
+            chosen = [IsoCode639_1.from_str(c.lower()) for c in candidates or DEFAULT_CANDIDATES]
             self.candidates = chosen + [lang for lang in self.languages if lang not in chosen]
         self.fields = tuple(fields or ("instruction", "output"))
-        unknown = [f for f in self.fields if f not in _FIELDS]
-        if unknown:
-            raise ValueError(f"language: unknown fields {unknown}; valid fields: {', '.join(_FIELDS)}")
-        if min_chars < 0 or max_chars < max(min_chars, 1):
-            raise ValueError(f"language: need 0 <= min_chars <= max_chars, got {min_chars}, {max_chars}")
         self.min_chars = min_chars
         self.max_chars = max_chars
         self.high_accuracy = high_accuracy
         self._detector: Any = None
-
-    @staticmethod
-    def _codes(iso: Any, codes: list[str] | None, what: str) -> list[Any]:
-        out = []
-        for code in codes or []:
-            try:
-                out.append(iso.from_str(code.lower()))
-            except ValueError:
-                raise ValueError(f"language: {what} has {code!r}, which is not an ISO 639-1 code "
-                                 "lingua knows; use two-letter codes such as 'en', 'fr', 'de'") from None
-        return out
 
     def _build(self) -> Any:
         codes = tuple(c.name for c in self.candidates) if self.candidates is not None else None

@@ -1,9 +1,9 @@
-"""The filter registry: a name in the config maps to a filter class here, and nowhere else."""
+"""The filter registry: a name in the config maps to a filter class here, and nowhere else. What
+each filter accepts is its spec in filters/specs.py, checked when the config loads."""
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from collections.abc import Iterable
 
 from filters.base import Filter
 from filters.decontam import Decontaminate
@@ -20,6 +20,7 @@ from filters.language import LanguageFilter
 from filters.pii import PIIFilter
 from filters.refusal import RefusalFilter
 from filters.repetition import RepetitionFilter
+from filters.specs import FilterSpec
 
 FILTERS: dict[str, type[Filter]] = {
     "length": LengthFilter,
@@ -38,33 +39,10 @@ FILTERS: dict[str, type[Filter]] = {
 }
 
 
-def _params(cls: type[Filter]) -> dict[str, inspect.Parameter]:
-    sig = inspect.signature(cls.__init__)
-    return {n: p for n, p in sig.parameters.items() if n != "self" and p.kind is p.KEYWORD_ONLY
-            or (n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)}
+def build(spec: FilterSpec) -> Filter:
+    """The filter a validated spec describes."""
+    return FILTERS[spec.name](**spec.params())
 
 
-def check_spec(spec: dict[str, Any]) -> None:
-    """Raise ValueError naming the valid choices when a filter spec names an unknown filter or
-    parameter."""
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"each filter needs a 'name' (one of: {', '.join(FILTERS)}), got {spec!r}")
-    name = spec["name"]
-    if name not in FILTERS:
-        raise ValueError(f"unknown filter {name!r}; valid filters: {', '.join(FILTERS)}")
-    valid = _params(FILTERS[name])
-    unknown = sorted(set(spec) - {"name"} - set(valid))
-    if unknown:
-        listing = ", ".join(valid) or "none"
-        raise ValueError(f"filter {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"valid parameters: {listing}")
-
-
-def build(spec: dict[str, Any]) -> Filter:
-    check_spec(spec)
-    params = {k: v for k, v in spec.items() if k != "name"}
-    return FILTERS[spec["name"]](**params)
-
-
-def build_chain(specs: list[dict[str, Any]]) -> list[Filter]:
+def build_chain(specs: Iterable[FilterSpec]) -> list[Filter]:
     return [build(spec) for spec in specs]

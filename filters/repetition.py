@@ -12,7 +12,6 @@ from generator.core.records import Record
 # by all repeated n-grams (n = 5..10).
 TOP_NGRAM_FRACTIONS = ((2, 0.20), (3, 0.18), (4, 0.16))
 DUP_NGRAM_FRACTIONS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
-_FIELDS = ("instruction", "input", "output")
 
 
 def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
@@ -76,15 +75,6 @@ class RepetitionFilter(Filter):
                  loop_min_chars: int = 40, dup_line_fraction: float = 0.3,
                  dup_line_char_fraction: float = 0.2, ngram_scale: float = 1.0):
         self.fields = tuple(fields or ("instruction", "output"))
-        unknown = [f for f in self.fields if f not in _FIELDS]
-        if unknown:
-            raise ValueError(f"repetition: unknown fields {unknown}; valid fields: {', '.join(_FIELDS)}")
-        if loop_repeats < 2 or loop_min_chars < 1:
-            raise ValueError(f"repetition: need loop_repeats >= 2 and loop_min_chars >= 1, got "
-                             f"{loop_repeats} and {loop_min_chars}")
-        if ngram_scale <= 0:
-            raise ValueError(f"repetition: ngram_scale scales the Gopher thresholds and must be > 0, "
-                             f"got {ngram_scale}")
         self.min_words = min_words
         self.loop_repeats = loop_repeats
         self.loop_min_chars = loop_min_chars

@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one setting, like dataset.test_ratio=0.05 (repeatable)")
     p.add_argument("--dedup", action="append", metavar="FILTER",
                    help="dedup filter run over all shards, in order (repeatable; default: exact_dedup, "
-                   "then semantic_dedup when available)")
+                   "then semantic_dedup)")
     p.add_argument("--push", action="store_true", help="push the merged dataset to dataset.push.repo")
     p.set_defaults(func=_merge)
 

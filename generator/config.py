@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from generator.core.errors import ConfigError
+from filters.specs import AnyFilterSpec
+from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_path
 
 
@@ -219,7 +220,11 @@ class GenerationConfig(Section):
 
 
 class FiltersConfig(Section):
-    instructions: list[dict[str, Any]] = Field(
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)  # chains set from Python are specs too
+
+    # The default chains are written as a config would write them and validated like one: a spec
+    # dumps as written, so the fingerprint of a config that keeps the defaults stays what it was.
+    instructions: list[AnyFilterSpec] = Field(
         default_factory=lambda: [
             {"name": "length", "min_words": 3, "max_words": 150},
             {"name": "blocklist"},
@@ -230,10 +235,11 @@ class FiltersConfig(Section):
             {"name": "exact_dedup"},
             {"name": "semantic_dedup"},
         ],
+        validate_default=True,
         description="Filters every candidate instruction passes, in order, before it joins the pool: "
         "each `{name: ..., <parameter>: ...}`.",
     )
-    records: list[dict[str, Any]] = Field(
+    records: list[AnyFilterSpec] = Field(
         default_factory=lambda: [
             {"name": "truncated"},
             {"name": "instance"},
@@ -242,18 +248,10 @@ class FiltersConfig(Section):
             {"name": "pii", "action": "redact"},
             {"name": "language"},
         ],
+        validate_default=True,
         description="Filters every finished record (instruction, input, output) passes, in order.",
     )
     write_rejected: bool = Field(True, description="Write every dropped record to rejected.jsonl.")
-
-    @field_validator("instructions", "records")
-    @classmethod
-    def _known_filters(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from filters.registry import check_spec
-
-        for spec in specs:
-            check_spec(spec)
-        return specs
 
 
 class PushConfig(Section):
@@ -313,20 +311,6 @@ class Config(Section):
         return p if p.is_absolute() else self._base_dir / p
 
 
-def describe_errors(err: ValidationError) -> str:
-    """A pydantic error as one line naming each key and what was wrong with it."""
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}'")
-        elif e["type"] == "missing":
-            lines.append(f"missing key '{key}'")
-        else:
-            lines.append(f"key '{key}': {e['msg']} (got {e.get('input')!r})")
-    return "; ".join(lines)
-
-
 def parse_config(data: Any, source: str = "<config>", base_dir: Path = Path(".")) -> Config:
     if data is None:
         data = {}
@@ -335,7 +319,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path = Path(".")
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: {describe_errors(err)}") from None
+        raise ConfigError(f"{source}: {describe_errors(err, data)}") from None
     config._base_dir = base_dir
     return config
 

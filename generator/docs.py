@@ -7,15 +7,17 @@ differ from what the code says.
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
 from generator.cli import build_parser
-from generator.config import Config
+from generator.config import Config, FiltersConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -29,6 +31,8 @@ def _default(field: Any) -> str:
         return ""
     if value is None:
         return "null"
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return ", ".join(f"`{v['name']}`" for v in value) + " (see the filter catalogue)"
     if isinstance(value, Path):
         return f"`{value}`"
     text = repr(value) if not isinstance(value, str) else value
@@ -50,6 +54,43 @@ def config_reference() -> str:
 
     walk(Config, "")
     return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _yaml(value: Any) -> str:
+    """`value` as YAML on one line, as a config would write it."""
+    return yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=1000).strip()[1:-1]
+
+
+def filter_catalogue() -> str:
+    """The default chains, then per filter: what it drops, its parameters and its reason codes."""
+    from filters.registry import FILTERS
+    from filters.specs import SPECS
+
+    chains = {name: field.default_factory() for name, field in FiltersConfig.model_fields.items()
+              if name in ("instructions", "records")}
+    lines = ["Default chains:", "", "```yaml", "filters:"]
+    for name, specs in chains.items():
+        lines.append(f"  {name}:")
+        lines.extend(f"    - {_yaml(spec)}" for spec in specs)
+    lines.append("```")
+    for name in FILTERS:
+        spec = SPECS[name]
+        lines += ["", f"### `{name}`", "", " ".join(inspect.cleandoc(spec.__doc__ or "").split()), ""]
+        params = [(key, field) for key, field in spec.model_fields.items() if key != "name"]
+        if params:
+            lines += ["| parameter | default | meaning |", "| --- | --- | --- |"]
+            for key, field in params:
+                default = "required" if field.is_required() else f"`{_yaml(field.default)}`"
+                lines.append(f"| `{key}` | {default} | {_cell(field.description or '')} |")
+        else:
+            lines.append("No parameters.")
+        lines += ["", "| reason | meaning |", "| --- | --- |"]
+        lines += [f"| `{reason}` | {_cell(meaning)} |" for reason, meaning in spec.reasons.items()]
+    return "\n".join(lines)
 
 
 def cli_reference() -> str:
@@ -93,8 +134,9 @@ def template_metadata() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"config-reference": config_reference, "cli-reference": cli_reference,
-            "template-roles": template_roles, "template-metadata": template_metadata}
+SECTIONS = {"config-reference": config_reference, "filter-catalogue": filter_catalogue,
+            "template-metadata": template_metadata, "template-roles": template_roles,
+            "cli-reference": cli_reference}
 
 
 def render(text: str) -> str:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from filters.base import Chain  # noqa: E402
 from filters.registry import build_chain  # noqa: E402
+from filters.specs import parse_specs  # noqa: E402
 from generator.core.records import Record  # noqa: E402
 
 CHAIN = [
@@ -113,7 +114,7 @@ def synthetic(n: int, seed: int = 0) -> list[Record]:
 def run_chain(specs: list[dict], records: list[Record], batch: int) -> tuple[float, float, Chain]:
     """Wall and CPU seconds of a chain over the records: on a shared machine (a vLLM server on the
     same cores) the CPU time is the filters' own cost, the wall time also counts waiting for a core."""
-    chain = Chain(build_chain(specs))
+    chain = Chain(build_chain(parse_specs(specs, where="specs")))
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(records), batch):
         chain.run(records[i:i + batch])

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +22,12 @@ from generator.core.paths import builtin_dir
         ("server:\n  device: tpu\n", r"key 'server\.device': .*'auto', 'cpu' or 'gpu'"),
         ("[1, 2]\n", r"expected a mapping of settings, got list"),
         ("model: {name: [unclosed\n", r"not valid YAML"),
-        ("filters:\n  instructions:\n    - name: lenght\n", r"unknown filter 'lenght'; valid filters: .*length"),
+        ("filters:\n  instructions:\n    - name: lenght\n",
+         r"key 'filters\.instructions\[0\]\.name': unknown name 'lenght'; valid: .*length"),
         ("filters:\n  records:\n    - name: length\n      min_word: 2\n",
          r"filter 'length' has no parameter 'min_word'; valid parameters: min_words, max_words"),
-        ("filters:\n  instructions:\n    - {min_words: 2}\n", r"each filter needs a 'name'"),
+        ("filters:\n  instructions:\n    - {min_words: 2}\n",
+         r"key 'filters\.instructions\[0\]': missing key 'name'"),
     ],
     ids=["unknown-key", "wrong-type", "out-of-range", "top-p", "bad-choice", "not-a-mapping",
          "bad-yaml", "unknown-filter", "unknown-filter-param", "filter-without-name"],
@@ -65,3 +70,81 @@ def test_empty_config_gives_defaults() -> None:
     config = parse_config(None)
     assert config.model.name == "bundled"
     assert config.server.endpoints == []
+
+
+TWO_FILTERS = "filters:\n  instructions:\n    - {name: length}\n    - {name: blocklist}\n"
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ("filters:\n  records:\n    - {name: length, min_words: 10, max_words: 5}\n",
+     r"key 'filters\.records\[0\]': min_words 10 is above max_words 5"),
+    ("filters:\n  records:\n    - {name: length, min_words: three}\n",
+     r"key 'filters\.records\[0\]\.min_words': Input should be a valid integer.*\(got 'three'\)"),
+    ("filters:\n  records:\n    - {name: repetition, min_chars: 3}\n",
+     r"key 'filters\.records\[0\]': filter 'repetition' has no parameter 'min_chars'; valid parameters: "
+     r"fields, min_words, loop_repeats"),
+    (TWO_FILTERS + "    - {name: lenght}\n",
+     r"key 'filters\.instructions\[2\]\.name': unknown name 'lenght'; valid: length, blocklist, "
+     r"instruction_form, .*, decontaminate"),
+    (TWO_FILTERS + "    - {name: pii, fields: [instruction, title]}\n",
+     r"key 'filters\.instructions\[2\]\.fields\[1\]': Input should be 'instruction', 'input' or 'output' "
+     r"\(got 'title'\)"),
+], ids=["min-above-max", "not-a-number", "unknown-parameter", "unknown-filter", "bad-field"])
+def test_bad_filter_specs_name_file_and_key(tmp_path: Path, yaml_text: str, message: str) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/cfg\.yaml: {message}"):
+        load_config(cfg)
+
+
+# The default chains as config.py wrote them before filter specs were typed: a run directory made
+# then holds this in its fingerprint, and resuming it must still match.
+OLD_DEFAULT_FILTERS = {
+    "instructions": [
+        {"name": "length", "min_words": 3, "max_words": 150},
+        {"name": "blocklist"},
+        {"name": "instruction_form"},
+        {"name": "repetition", "fields": ["instruction"]},
+        {"name": "pii", "action": "drop", "fields": ["instruction"]},
+        {"name": "language", "fields": ["instruction"]},
+        {"name": "exact_dedup"},
+        {"name": "semantic_dedup"},
+    ],
+    "records": [
+        {"name": "truncated"},
+        {"name": "instance"},
+        {"name": "repetition"},
+        {"name": "refusal"},
+        {"name": "pii", "action": "redact"},
+        {"name": "language"},
+    ],
+    "write_rejected": True,
+}
+
+
+def test_default_fingerprint_is_unchanged() -> None:
+    from generator.run.pipeline import fingerprint
+
+    fp = fingerprint(parse_config(None))
+    assert json.dumps(fp["filters"]) == json.dumps(OLD_DEFAULT_FILTERS)
+
+
+def test_a_filter_spec_dumps_as_written() -> None:
+    from generator.run.pipeline import fingerprint
+
+    written = [{"on_error": "keep", "name": "judge", "threshold": 4},
+               {"name": "semantic_dedup", "judge_band": [0.8, 0.95], "pair_check": False}]
+    config = parse_config({"filters": {"records": written}})
+    assert config.filters.records[0].threshold == 4.0 and config.filters.records[0].max_tokens == 64
+    # Not every default, not 4.0 for 4, and the keys in the order written.
+    assert json.dumps(fingerprint(config)["filters"]["records"]) == json.dumps(written)
+
+
+def test_loading_a_config_imports_no_filter() -> None:
+    code = ("import sys\nimport generator.config\n"
+            "generator.config.parse_config({'filters': {'records': [{'name': 'pii'}, {'name': 'judge'}]}})\n"
+            "heavy = ('phonenumbers', 'stdnum', 'faiss', 'torch', 'lingua', 'filters.pii', 'filters.dedup')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]", out.stdout

@@ -9,6 +9,8 @@ import pytest
 
 from filters.decontam import Decontaminate, load_reference, ngrams
 from filters.embed import normalize_rows
+from filters.specs import parse_specs
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 
 REF = Path(__file__).parent / "data" / "reference_prompts.jsonl"
@@ -52,14 +54,22 @@ def test_ngrams_are_normalized() -> None:
     assert len(ngrams("a b c d", 2)) == 3
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({}, "decontaminate needs `references`"),
-    ({"texts": ["x"], "ngram": 0}, "ngram must be >= 1, got 0"),
-    ({"texts": ["x"], "threshold": 2.0}, r"threshold must be in \(0, 1\] or null, got 2.0"),
-], ids=["no-references", "bad-ngram", "bad-threshold"])
-def test_bad_parameters(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        Decontaminate(embedder=BagEmbedder(), **kwargs)
+def test_no_references_is_refused() -> None:
+    with pytest.raises(ValueError, match="decontaminate needs `references`"):
+        Decontaminate(embedder=BagEmbedder())
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({}, r"missing key 'f\[0\]\.references'"),
+    ({"references": []}, r"key 'f\[0\]\.references': List should have at least 1 item"),
+    ({"references": ["x"], "ngram": 0}, r"key 'f\[0\]\.ngram': Input should be greater than or equal to 1 "
+                                        r"\(got 0\)"),
+    ({"references": ["x"], "threshold": 2.0}, r"key 'f\[0\]\.threshold': Input should be less than or equal "
+                                              r"to 1 \(got 2\.0\)"),
+], ids=["no-references", "empty-references", "bad-ngram", "bad-threshold"])
+def test_bad_parameters(params: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_specs([{"name": "decontaminate", **params}], where="f")
 
 
 def test_reference_errors(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import pytest
 from filters.base import FilterContext
 from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files
 from filters.embed import StaticEmbedder, normalize_rows
+from filters.specs import parse_specs
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 from generator.core.text import dedup_key
 
@@ -103,9 +105,13 @@ def test_resume_does_not_reencode_and_keeps_replayed(tmp_path: Path) -> None:
     assert emb2.calls == ["c", "d"]
 
 
-def test_bad_threshold_is_named() -> None:
-    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\], got 1.5"):
-        SemanticDedup(threshold=1.5, embedder=TableEmbedder(TABLE))
+def test_bad_threshold_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"key 'f\[0\]\.threshold': Input should be less than or equal to 1 "
+                                          r"\(got 1\.5\)"):
+        parse_specs([{"name": "semantic_dedup", "threshold": 1.5}], where="f")
+    with pytest.raises(ConfigError, match=r"key 'dedup\[0\]\.threshold': .* \(got 1\.5\)"):
+        (tmp_path / "empty.jsonl").write_text("")
+        dedup_files([tmp_path / "empty.jsonl"], tmp_path / "out", threshold=1.5)
 
 
 def test_hnsw_agrees_with_flat() -> None:
@@ -185,8 +191,8 @@ def test_judge_band_asks_only_ambiguous_pairs(answer: str | None, kept: list[str
 def test_judge_band_needs_chat_and_a_valid_band() -> None:
     with pytest.raises(ValueError, match="judge_band needs the served LLM"):
         SemanticDedup(judge_band=[0.8, 0.95], embedder=TableEmbedder(TABLE)).setup(FilterContext())
-    with pytest.raises(ValueError, match=r"judge_band must be \[low, high\].*got \[0.9, 0.8\]"):
-        SemanticDedup(judge_band=[0.9, 0.8], embedder=TableEmbedder(TABLE))
+    with pytest.raises(ConfigError, match=r"judge_band': need \[low, high\].*got \[0.9, 0.8\]"):
+        parse_specs([{"name": "semantic_dedup", "judge_band": [0.9, 0.8]}], where="f")
 
 
 def test_judge_prompt_renders_exactly() -> None:

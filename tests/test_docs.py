@@ -48,3 +48,16 @@ def test_readme_python_api_example_names_real_attributes() -> None:
     for name in re.findall(r"result\.(\w+)", block):
         assert name in fields or hasattr(RunResult, name), name
     assert {"rounds", "stop_reason"} <= {f.name for f in dataclasses.fields(PoolResult)}
+
+
+def test_filter_catalogue_lists_every_filter_with_its_reasons() -> None:
+    from filters.registry import FILTERS
+    from filters.specs import SPECS
+
+    text = README.read_text(encoding="utf-8")
+    catalogue = text[text.index("<!-- BEGIN filter-catalogue -->"):text.index("<!-- END filter-catalogue -->")]
+    for name in FILTERS:
+        assert f"### `{name}`" in catalogue
+        for reason in SPECS[name].reasons:
+            assert f"| `{reason}` |" in catalogue
+    assert "    - {name: length, min_words: 3, max_words: 150}" in catalogue

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from filters.base import Filter
-from filters.registry import FILTERS, build, check_spec
+from filters.registry import FILTERS, build_chain
+from filters.specs import LINGUA_CODES, SPECS, parse_specs
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 
 LONG_OK = ("Photosynthesis turns light into chemical energy. Plants take in carbon dioxide through "
@@ -22,9 +29,16 @@ def R(instruction: str = "Explain how photosynthesis works in plants.", input: s
     return Record(instruction, input, output, meta)
 
 
+def build(spec: dict[str, Any]) -> Filter:
+    """The filter a config entry describes, validated as the config validates it."""
+    [flt] = build_chain(parse_specs([spec], where="filters.records"))
+    return flt
+
+
 def verdict_reason(flt: Filter, record: Record) -> str:
     [v] = flt.judge([record])
     assert v.keep == (v.reason == ""), v
+    assert v.keep or v.reason in SPECS[flt.name].reasons, f"{flt.name} reported undeclared {v.reason!r}"
     return v.reason
 
 
@@ -101,29 +115,103 @@ def test_filter_reasons(name: str, params: dict, record: Record, reason: str) ->
     assert verdict_reason(build({"name": name, **params}), record) == reason
 
 
+# Each bad parameter is refused by the filter's spec (filters/specs.py), the one place filter
+# parameters are checked: the message names the key as a config writes it.
 @pytest.mark.parametrize(("spec", "message"), [
-    ({"name": "length", "min_words": 10, "max_words": 5}, r"min_words <= max_words, got 10, 5"),
-    ({"name": "blocklist", "words": [" "]}, r"at least one non-empty word"),
-    ({"name": "instance", "min_output_chars": 0}, r"min_output_chars must be >= 1, got 0"),
-    ({"name": "repetition", "fields": ["title"]}, r"unknown fields \['title'\].*instruction, input, output"),
-    ({"name": "repetition", "ngram_scale": 0}, r"ngram_scale .* got 0"),
-    ({"name": "refusal", "extra_refusals": ["(unclosed"]}, r"not a valid regular expression"),
-    ({"name": "language", "languages": ["english"]}, r"'english', which is not an ISO 639-1 code"),
-    ({"name": "language", "min_chars": 50, "max_chars": 10}, r"min_chars <= max_chars, got 50, 10"),
-    ({"name": "pii", "action": "mask"}, r"action must be 'drop' or 'redact', got 'mask'"),
-    ({"name": "pii", "kinds": ["dna"]}, r"unknown or no kinds \['dna'\]; valid kinds: email"),
-    ({"name": "pii", "phone_region": "XX"}, r"phone_region 'XX'"),
-], ids=["length-bounds", "blocklist-empty", "instance-min", "repetition-field", "repetition-scale",
-        "refusal-regex", "language-code", "language-chars", "pii-action", "pii-kind", "pii-region"])
+    ({"name": "length", "min_words": 10, "max_words": 5}, r"': min_words 10 is above max_words 5"),
+    ({"name": "length", "min_words": -1}, r"\.min_words': Input should be greater than or equal to 0"),
+    ({"name": "blocklist", "words": [" "]}, r"': need at least one non-empty word"),
+    ({"name": "instance", "min_output_chars": 0}, r"\.min_output_chars': .*greater than or equal to 1 \(got 0\)"),
+    ({"name": "repetition", "fields": ["title"]},
+     r"\.fields\[0\]': Input should be 'instruction', 'input' or 'output' \(got 'title'\)"),
+    ({"name": "repetition", "fields": []}, r"\.fields': List should have at least 1 item"),
+    ({"name": "repetition", "fields": ["output", "output"]}, r"\.fields': lists output more than once"),
+    ({"name": "repetition", "ngram_scale": 0}, r"\.ngram_scale': Input should be greater than 0 \(got 0\)"),
+    ({"name": "repetition", "loop_repeats": 1}, r"\.loop_repeats': .*greater than or equal to 2 \(got 1\)"),
+    ({"name": "refusal", "extra_refusals": ["(unclosed"]},
+     r"\.extra_refusals': '\(unclosed' is not a valid regular expression"),
+    ({"name": "language", "languages": ["english"]}, r"\.languages': has 'english', not an ISO 639-1 code"),
+    ({"name": "language", "candidates": ["xx"]}, r"\.candidates': has 'xx', not an ISO 639-1 code"),
+    ({"name": "language", "min_chars": 50, "max_chars": 10}, r"': min_chars 50 is above max_chars 10"),
+    ({"name": "pii", "action": "mask"}, r"\.action': Input should be 'drop' or 'redact' \(got 'mask'\)"),
+    ({"name": "pii", "kinds": ["dna"]}, r"\.kinds\[0\]': Input should be 'email', 'phone', .*\(got 'dna'\)"),
+    ({"name": "pii", "kinds": []}, r"\.kinds': List should have at least 1 item"),
+    ({"name": "pii", "phone_region": "XX"}, r"\.phone_region': 'XX' is not a region phonenumbers knows"),
+], ids=["length-bounds", "length-negative", "blocklist-empty", "instance-min", "repetition-field",
+        "repetition-no-fields", "repetition-field-twice", "repetition-scale", "repetition-loop",
+        "refusal-regex", "language-code", "language-candidate", "language-chars", "pii-action", "pii-kind",
+        "pii-no-kinds", "pii-region"])
 def test_bad_parameters_name_the_value(spec: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        build(spec)
+    with pytest.raises(ConfigError, match=r"^key 'filters\.records\[0\]" + message):
+        parse_specs([spec], where="filters.records")
 
 
 def test_unknown_parameter_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"'repetition' has no parameter 'min_chars'; valid parameters: "
-                                         r"fields, min_words"):
-        check_spec({"name": "repetition", "min_chars": 3})
+    with pytest.raises(ConfigError, match=r"'repetition' has no parameter 'min_chars'; valid parameters: "
+                                          r"fields, min_words"):
+        parse_specs([{"name": "repetition", "min_chars": 3}], where="filters.records")
+
+
+def test_every_filter_has_one_spec_of_its_name() -> None:
+    assert list(SPECS) == list(FILTERS)
+    assert all(cls.name == name for name, cls in FILTERS.items())
+
+
+# Constructor parameters a config cannot give: Python objects.
+PYTHON_ONLY = {"embedder", "texts"}
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_spec_matches_the_constructor(name: str) -> None:
+    """The spec's parameters are the constructor's, with the same defaults: a filter built from
+    Python behaves as one built from a config that leaves them out."""
+    params = {n: p for n, p in inspect.signature(FILTERS[name].__init__).parameters.items()
+              if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    fields = {n: f for n, f in SPECS[name].model_fields.items() if n != "name"}
+    assert set(params) - PYTHON_ONLY == set(fields)
+    for n, field in fields.items():
+        if field.is_required():
+            continue
+        assert field.default == params[n].default, f"{name}.{n}: spec {field.default!r}, " \
+                                                   f"constructor {params[n].default!r}"
+
+
+def _emitted_reasons(cls: type) -> tuple[set[str], list[str]]:
+    """The reason literals a filter class passes to drop() or DedupDrop(), and the patterns of the
+    f-strings it passes (pii_{kind})."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    literals, patterns = set(), []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("drop", "DedupDrop") and node.args):
+            continue
+        arg = node.args[0] if node.func.id == "drop" else node.args[1]
+        if isinstance(arg, ast.Constant):
+            literals.add(arg.value)
+        elif isinstance(arg, ast.JoinedStr):
+            patterns.append("".join(re.escape(part.value) if isinstance(part, ast.Constant) else r"\w+"
+                                    for part in arg.values))
+    return literals, patterns
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_every_reason_a_filter_reports_is_declared(name: str) -> None:
+    literals, patterns = _emitted_reasons(FILTERS[name])
+    declared = SPECS[name].reasons
+    assert literals or patterns, f"{name}: found no drop() in its source"
+    assert literals <= set(declared), f"{name} reports undeclared {sorted(literals - set(declared))}"
+    for pattern in patterns:
+        assert any(re.fullmatch(pattern, r) for r in declared), f"{name}: nothing declared matches {pattern}"
+    assert set(declared) <= literals | {r for r in declared if any(re.fullmatch(p, r) for p in patterns)}, \
+        f"{name} declares reasons it never reports"
+
+
+def test_lingua_codes_are_lingua_s() -> None:
+    from lingua import IsoCode639_1, Language
+
+    assert LINGUA_CODES == {lang.iso_code_639_1.name.lower() for lang in Language.all()}
+    assert all(hasattr(IsoCode639_1, code.upper()) for code in LINGUA_CODES)
+
 
 
 # Filters that cannot work without being told what to compare against.

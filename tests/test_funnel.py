@@ -8,6 +8,7 @@ from pathlib import Path
 
 from filters.base import Chain, Funnel
 from filters.registry import build_chain
+from filters.specs import parse_specs
 from generator.core.records import Record
 
 SPECS = [
@@ -38,7 +39,7 @@ RECORDS = [
 
 
 def run(records: list[Record], tmp_path: Path) -> tuple[Chain, list[Record]]:
-    chain = Chain(build_chain(SPECS), rejected_path=tmp_path / "rejected.jsonl")
+    chain = Chain(build_chain(parse_specs(SPECS, where="specs")), rejected_path=tmp_path / "rejected.jsonl")
     kept: list[Record] = []
     for i in range(0, len(records), 4):  # several batches, as the pipeline sends them
         kept.extend(chain.run(records[i:i + 4]).kept)

@@ -13,6 +13,8 @@ import pytest
 
 from filters.base import Chain, FilterContext
 from filters.judge import RESPONSE_FORMAT, LLMJudge, parse_scores
+from filters.specs import parse_specs
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 
 RECORD = Record("Give the capital of France.", "", "The capital of France is Paris.")
@@ -87,14 +89,18 @@ def test_scores_land_in_record_meta_through_the_chain() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"threshold": 7}, r"1-5 scale, got 7"),
-    ({"on_error": "retry"}, r"'drop' or 'keep', got 'retry'"),
-    ({"max_tokens": 4}, r"max_tokens 4 cannot hold"),
-    ({"template": "no_such_rubric.jinja"}, r"'no_such_rubric.jinja' is neither a file nor a built-in"),
-], ids=["threshold", "on-error", "max-tokens", "missing-template"])
+    ({"threshold": 7}, r"\[0\]\.threshold': Input should be less than or equal to 5 \(got 7\)"),
+    ({"on_error": "retry"}, r"\[0\]\.on_error': Input should be 'drop' or 'keep' \(got 'retry'\)"),
+    ({"max_tokens": 4}, r"\[0\]\.max_tokens': Input should be greater than or equal to 16 \(got 4\)"),
+], ids=["threshold", "on-error", "max-tokens"])
 def test_bad_parameters(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        LLMJudge(**kwargs)
+    with pytest.raises(ConfigError, match=r"key 'filters\.records" + message):
+        parse_specs([{"name": "judge", **kwargs}], where="filters.records")
+
+
+def test_missing_template_is_named() -> None:
+    with pytest.raises(ValueError, match=r"'no_such_rubric.jinja' is neither a file nor a built-in"):
+        LLMJudge(template="no_such_rubric.jinja")
 
 
 @pytest.mark.parametrize(("source", "message"), [

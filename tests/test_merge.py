@@ -100,7 +100,7 @@ def test_default_merge_drops_paraphrases_across_shards_with_faiss(tmp_path: Path
 @pytest.mark.parametrize(("case", "match"), [
     ("no_funnel", r"shard-0 is not a finished run directory: no funnel\.json"),
     ("out_is_input", r"merge output .*shard-0 is also an input"),
-    ("unknown_filter", r"merge dedup: unknown filter 'nope'; valid filters: .*exact_dedup"),
+    ("unknown_filter", r"merge: key 'dedup\[0\]\.name': unknown name 'nope'; valid: .*exact_dedup"),
     ("push_without_repo", r"no dataset\.push\.repo"),
     ("rows_differ", r"holds 3 rows but its funnel\.json says 7 were kept"),
     ("none", r"at least one shard run directory"),

@@ -11,6 +11,8 @@ import pytest
 
 from filters.dedup import SemanticDedup
 from filters.pairs import FEATURES, WEIGHTS, PairCheck, analyze, features, lexicon
+from filters.specs import parse_specs
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,8 +95,8 @@ def test_weights_for_other_features_are_refused(tmp_path: Path) -> None:
 
 
 def test_judge_band_and_pair_check_together_are_refused() -> None:
-    with pytest.raises(ValueError, match="judge_band replaces the pair check"):
-        SemanticDedup(judge_band=[0.76, 0.94], pair_check=True)
+    with pytest.raises(ConfigError, match=r"key 'f\[0\]': judge_band replaces the pair check"):
+        parse_specs([{"name": "semantic_dedup", "judge_band": [0.76, 0.94], "pair_check": True}], where="f")
 
 
 def _eval_script():

@@ -38,8 +38,7 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from generator.config import describe_errors
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_dir
 from generator.core.sandbox import environment, has_front_matter, read_front_matter, text_template
 from generator.prompting.parse import PARSERS
@@ -127,7 +126,7 @@ def _read_meta(source: str, path: Path) -> TemplateMeta:
     try:
         info = TemplateMeta.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{path}: template metadata: {describe_errors(err)}") from None
+        raise ConfigError(f"{path}: template metadata: {describe_errors(err, data)}") from None
     if info.produces in FILTER_PRODUCES:
         if info.parser is not None:
             raise ConfigError(f"{path}: template metadata: a filter's prompt (produces: {info.produces}) "

@@ -25,22 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from filters.base import Chain, FilterContext, Funnel
-from filters.registry import FILTERS, build_chain
+from filters.registry import build_chain
+from filters.specs import parse_specs
 from generator import __version__
 from generator.config import DatasetConfig
 from generator.core.errors import ConfigError
 from generator.core.records import Record
 
 MERGE_STAGE = "merge"
-SEMANTIC_DEDUP = "semantic_dedup"  # the FAISS filter's registry name; used when it is registered
 
 
 def default_dedup() -> list[dict[str, Any]]:
-    """Exact dedup, then the FAISS semantic dedup when the registry has it."""
-    specs: list[dict[str, Any]] = [{"name": "exact_dedup"}]
-    if SEMANTIC_DEDUP in FILTERS:
-        specs.append({"name": SEMANTIC_DEDUP})
-    return specs
+    """Exact dedup, then the FAISS semantic dedup."""
+    return [{"name": "exact_dedup"}, {"name": "semantic_dedup"}]
 
 
 @dataclass
@@ -119,9 +116,9 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
 
     specs = default_dedup() if dedup is None else dedup
     try:
-        filters = build_chain(specs)
-    except ValueError as err:
-        raise ConfigError(f"merge dedup: {err}") from None
+        filters = build_chain(parse_specs(specs, where="dedup"))
+    except ConfigError as err:
+        raise ConfigError(f"merge: {err}") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     rejected = out_dir / "rejected.jsonl"
     rejected.unlink(missing_ok=True)
