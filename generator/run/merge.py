@@ -81,38 +81,16 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
     filter specs run over all rows, `default_dedup()` when None. `push` pushes the merged dataset
     to `dataset.push.repo`.
     """
-    from generator.publish.dataset import read_rows, row_to_record, write_dataset
+    from generator.publish.dataset import write_dataset
 
     d = dataset or DatasetConfig()
     if push and d.push is None:
         raise ConfigError("merge was asked to push, but the config has no dataset.push.repo; "
                           "add `dataset: {push: {repo: user/name}}` to the config")
     run_dirs = [Path(p) for p in run_dirs]
-    if not run_dirs:
-        raise ConfigError("merge needs at least one shard run directory, got none")
     out_dir = Path(out_dir)
-    if any(p.resolve() == out_dir.resolve() for p in run_dirs):
-        raise ConfigError(f"merge output {out_dir} is also an input; write the merge to a new directory")
-    resolved = [p.resolve() for p in run_dirs]
-    twice = sorted({str(p) for p, r in zip(run_dirs, resolved) if resolved.count(r) > 1})
-    if twice:
-        raise ConfigError(f"merge was given the same shard more than once: {', '.join(twice)}; "
-                          "list each shard run directory once")
-
-    shard_funnel = Funnel()
-    loaded: list[tuple[Path, list[Record]]] = []
-    for run_dir in run_dirs:
-        funnel_path = run_dir / "funnel.json"
-        if not funnel_path.is_file():
-            raise ConfigError(f"{run_dir} is not a finished run directory: no funnel.json in it; "
-                              "run `instructforge generate` for this shard first (or leave it out)")
-        funnel = Funnel.from_dict(json.loads(funnel_path.read_text(encoding="utf-8")))
-        rows = read_rows(run_dir, split=None)
-        if len(rows) != funnel.kept:
-            raise ConfigError(f"{run_dir}: its dataset holds {len(rows)} rows but its funnel.json says "
-                              f"{funnel.kept} were kept; run `instructforge generate` for it again")
-        shard_funnel.merge(funnel)
-        loaded.append((run_dir, [row_to_record(r) for r in rows]))
+    _check_inputs(run_dirs, out_dir)
+    shard_funnel, loaded = _load_shards(run_dirs)
 
     specs = default_dedup() if dedup is None else dedup
     try:
@@ -152,13 +130,45 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
         "shards": [{"run_dir": str(s.run_dir), "rows": s.rows, "dropped": s.dropped} for s in shards],
         "kept": funnel.kept,
     }, indent=2))
-    if push:
+    if push and d.push is not None:  # checked above: push needs dataset.push
         from generator.publish.hub import push_dataset
 
-        assert d.push is not None
         push_dataset(dataset_dir, d.push.repo, private=d.push.private, revision=d.push.revision,
                      message=f"Merge of {len(shards)} shards: {funnel.kept} records")
     return MergeResult(out_dir, dataset_dir, funnel, shards, [s["name"] for s in specs])
+
+
+def _check_inputs(run_dirs: list[Path], out_dir: Path) -> None:
+    if not run_dirs:
+        raise ConfigError("merge needs at least one shard run directory, got none")
+    if any(p.resolve() == out_dir.resolve() for p in run_dirs):
+        raise ConfigError(f"merge output {out_dir} is also an input; write the merge to a new directory")
+    resolved = [p.resolve() for p in run_dirs]
+    twice = sorted({str(p) for p, r in zip(run_dirs, resolved) if resolved.count(r) > 1})
+    if twice:
+        raise ConfigError(f"merge was given the same shard more than once: {', '.join(twice)}; "
+                          "list each shard run directory once")
+
+
+def _load_shards(run_dirs: list[Path]) -> tuple[Funnel, list[tuple[Path, list[Record]]]]:
+    """The shards' funnels added up, and each shard's records, checked against its funnel."""
+    from generator.publish.dataset import read_rows, row_to_record
+
+    shard_funnel = Funnel()
+    loaded: list[tuple[Path, list[Record]]] = []
+    for run_dir in run_dirs:
+        funnel_path = run_dir / "funnel.json"
+        if not funnel_path.is_file():
+            raise ConfigError(f"{run_dir} is not a finished run directory: no funnel.json in it; "
+                              "run `instructforge generate` for this shard first (or leave it out)")
+        funnel = Funnel.from_dict(json.loads(funnel_path.read_text(encoding="utf-8")))
+        rows = read_rows(run_dir, split=None)
+        if len(rows) != funnel.kept:
+            raise ConfigError(f"{run_dir}: its dataset holds {len(rows)} rows but its funnel.json says "
+                              f"{funnel.kept} were kept; run `instructforge generate` for it again")
+        shard_funnel.merge(funnel)
+        loaded.append((run_dir, [row_to_record(r) for r in rows]))
+    return shard_funnel, loaded
 
 
 def _merged_funnel(shards: Funnel, stage: Funnel) -> Funnel:
