@@ -30,7 +30,9 @@ from pathlib import Path
 import aiohttp
 
 from generator.config import EngineConfig
-from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
+from generator.llm.requests import Request, request_id
 from generator.run.progress import Progress
 from generator.run.store import RunStore
 

@@ -16,7 +16,8 @@ from filters.dedup import normalize
 from filters.registry import build_chain
 from generator.config import Config, parse_config
 from generator.core.records import Record
-from generator.llm.engine import Endpoint, Engine
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo
 from generator.prompting.seeds import load_seeds
 from generator.run.methods import Bootstrap, BootstrapResult, Generator

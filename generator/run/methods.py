@@ -21,7 +21,8 @@ from filters.base import Chain, Drop, Funnel
 from filters.dedup import normalize
 from generator.config import Config
 from generator.core.records import Record
-from generator.llm.engine import Engine, Request, Result, request_id
+from generator.llm.engine import Engine
+from generator.llm.requests import Request, Result, request_id
 from generator.prompting.parse import parse
 from generator.prompting.seeds import SeedTask
 from generator.prompting.templates import PromptTemplate, check_variables, load_template, render

@@ -21,7 +21,9 @@ from filters.registry import build_chain
 from generator import __version__
 from generator.config import Config
 from generator.core.records import Record
-from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
+from generator.llm.requests import Request, request_id
 from generator.llm.server import ServerInfo, server_for
 from generator.prompting.seeds import load_seeds
 from generator.run.methods import METHODS, Bootstrap, BootstrapResult, Generator, load_templates

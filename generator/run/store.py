@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.core.errors import ConfigError
-from generator.llm.engine import Result
+from generator.llm.requests import Result
 
 RESULTS = "results.jsonl"
 FINGERPRINT = "fingerprint.json"

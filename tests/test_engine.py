@@ -15,7 +15,9 @@ from fake_openai import FakeOpenAI
 
 from generator.config import EngineConfig
 from generator.core.errors import EngineError
-from generator.llm.engine import Endpoint, Engine, Request, Result, request_id
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
+from generator.llm.requests import ErrorKind, Request, Result, request_id
 from generator.run.progress import Progress
 
 MODEL = "fake-model"
@@ -68,8 +70,10 @@ def run_one(script: str, **config: Any) -> tuple[Result, Engine]:
 def test_faults_are_retried_then_recorded(script: str, error: str | None, attempts: int, errors_seen: dict) -> None:
     result, engine = run_one(script, max_retries=2 if error else 4, timeout_s=HANG)
     assert result.error == error
+    assert error is None or isinstance(result.error, ErrorKind)
     assert result.attempts == attempts
     assert engine.stats.errors == errors_seen
+    assert json.loads(json.dumps(engine.stats.to_dict()))["errors"] == errors_seen
     assert engine.stats.retried == attempts - 1
     assert (engine.stats.ok, engine.stats.failed) == ((1, 0) if error is None else (0, 1))
     if error is None:
