@@ -1,4 +1,4 @@
-"""Benchmarks of the generation engine (generator/llm/engine.py + generator/run/store.py).
+"""Benchmarks of the generation engine (generator/llm/: engine, endpoints, transport + generator/run/store.py).
 
 --stub   requests/s through the whole engine against a local fake server that answers at once
          (render a Jinja template, hash the request id, send, parse, a length filter, append to

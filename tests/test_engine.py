@@ -335,6 +335,32 @@ def test_concurrency_bounds_concurrent_runs_together() -> None:
     asyncio.run(go())
 
 
+def test_run_left_early_frees_its_slots_for_the_next_run() -> None:
+    def source(tag: str) -> Iterator[Request]:
+        yield chat(f"{tag} #faults=hang", 0)  # still in flight when the caller leaves
+        for i in itertools.count(1):
+            yield chat(f"{tag}{i}", i)
+
+    async def go() -> None:
+        async with FakeOpenAI(delay_s=0.02) as server:
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST, concurrency=5))
+            async with engine:
+                for tag in "abc":
+                    async with aclosing(engine.run(source(tag))) as results:
+                        got = [r async for r in _take(results, 7)]
+                    assert all(r.ok and "#faults" not in r.texts[0] for r in got)
+                for _ in range(300):  # until the server has seen the hanging requests go
+                    if server.in_flight == 0:
+                        break
+                    await asyncio.sleep(0.01)
+                server.max_in_flight = 0
+                rest = [r async for r in engine.run(chat(f"f{i}", i) for i in range(30))]
+            assert len(rest) == 30 and all(r.ok for r in rest)
+            assert server.max_in_flight == 5
+
+    asyncio.run(go())
+
+
 def test_progress_bar_shows_counts(capsys: pytest.CaptureFixture[str]) -> None:
     async def go() -> None:
         async with FakeOpenAI() as server:

@@ -189,11 +189,18 @@ class Engine:
             task.cancel()
 
     async def _feed(self, source: _Source, queue: asyncio.Queue[Any]) -> None:
-        """Draw a request whenever a slot is free and send it in a task of its own; when the
-        source runs out or the engine stops, wait for those tasks and end the queue."""
+        """Draw a request whenever a slot is free and run it in a task of its own, which holds the
+        slot until its result is queued; when the source runs out or the engine stops, wait for
+        those tasks and end the queue."""
         slots = self._slots
         assert slots is not None
         tasks: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            # A callback, not the task's own `finally`: a task cancelled before it starts frees its slot too.
+            tasks.discard(task)
+            slots.release()
+
         try:
             while not self._stopping:
                 await slots.acquire()
@@ -206,9 +213,9 @@ class Engine:
                 if request is None:
                     slots.release()
                     break
-                task = asyncio.create_task(self._send(request, queue))
+                task = asyncio.create_task(self._run_one(request, queue))
                 tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                task.add_done_callback(done)
             if tasks:
                 await asyncio.wait(tasks)
         finally:
@@ -217,27 +224,23 @@ class Engine:
             await asyncio.gather(*tasks, return_exceptions=True)
         await queue.put(_DONE)
 
-    async def _send(self, request: Request, queue: asyncio.Queue[Any]) -> None:
-        """Execute one request and queue its result (or the fatal error), then free its slot."""
+    async def _run_one(self, request: Request, queue: asyncio.Queue[Any]) -> None:
+        """Execute one request and queue its result, or the fatal error that ends the run."""
         me = asyncio.current_task()
-        assert me is not None and self._slots is not None
+        assert me is not None
         self._busy.add(me)
         try:
             item: Result | BaseException | None = await self._execute(request)
         except asyncio.CancelledError:
             if not self._stopping:
-                self._slots.release()
                 raise
             item = None  # cancelled by stop(): the request is sent again on resume
-        except Exception as exc:  # a rejected key, an unknown model, no endpoint left: the run ends
+        except Exception as exc:  # a rejected key, an unknown model, no endpoint left
             item = exc
         finally:
             self._busy.discard(me)
-        try:
-            if item is not None:
-                await queue.put(item)
-        finally:
-            self._slots.release()
+        if item is not None:
+            await queue.put(item)
 
     async def _execute(self, request: Request) -> Result | None:
         """Send one request until it succeeds, fails for good, or the engine stops (None)."""
