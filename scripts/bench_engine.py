@@ -1,4 +1,4 @@
-"""Benchmarks of the generation engine (generator/llm/engine.py + generator/run/store.py).
+"""Benchmarks of the generation engine (generator/llm/: engine, endpoints, transport + generator/run/store.py).
 
 --stub   requests/s through the whole engine against a local fake server that answers at once
          (render a Jinja template, hash the request id, send, parse, a length filter, append to
@@ -30,7 +30,9 @@ from pathlib import Path
 import aiohttp
 
 from generator.config import EngineConfig
-from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
+from generator.llm.requests import Request, request_id
 from generator.run.progress import Progress
 from generator.run.store import RunStore
 

@@ -16,7 +16,9 @@ from contextlib import aclosing
 from pathlib import Path
 
 from generator.config import EngineConfig
-from generator.llm.engine import Endpoint, Engine, Request, request_id
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
+from generator.llm.requests import Request, request_id
 from generator.run.store import RunStore
 
 MODEL = "fake-model"

@@ -16,7 +16,8 @@ from filters.registry import build_chain
 from generator.config import Config, parse_config
 from generator.core.records import Record
 from generator.core.text import dedup_key
-from generator.llm.engine import Endpoint, Engine
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import load_seeds

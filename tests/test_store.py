@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from generator.core.errors import ConfigError
-from generator.llm.engine import Result
+from generator.llm.requests import ErrorKind, Result
 from generator.run.store import RESULTS, RunStore, fingerprint_changes
 
 FP = {"model": "m", "sampling": {"temperature": 0.7, "stop": ["\n"]}, "template": "a.jinja"}
@@ -20,7 +20,7 @@ def ok(rid: str, text: str = "t") -> Result:
     return Result(rid, [text], ["stop"], prompt_tokens=3, completion_tokens=1, endpoint="e", meta={"k": rid})
 
 
-def bad(rid: str, kind: str = "timeout") -> Result:
+def bad(rid: str, kind: ErrorKind = ErrorKind.TIMEOUT) -> Result:
     return Result(rid, error=kind, error_message="x", endpoint="e")
 
 
@@ -45,6 +45,34 @@ def test_result_dict_round_trip_covers_every_field() -> None:
     result = Result("r", ["a", "b"], ["stop", "length"], 1, 2, None, "", "e", 3, 0.5, {"m": [1]})
     assert set(result.to_dict()) == {f.name for f in fields(Result)}
     assert Result.from_dict({**result.to_dict(), "added_later": 1}) == result
+
+
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [("timeout", ErrorKind.TIMEOUT), ("http_429", ErrorKind.HTTP_429), ("http_5xx", ErrorKind.HTTP_5XX),
+     ("connection", ErrorKind.CONNECTION), ("bad_response", ErrorKind.BAD_RESPONSE),
+     ("bad_request", ErrorKind.BAD_REQUEST)],
+    ids=["timeout", "http_429", "http_5xx", "connection", "bad_response", "bad_request"],
+)
+def test_error_kinds_read_back_as_the_enum_and_write_the_same_strings(written: str, kind: ErrorKind) -> None:
+    line = {**Result("r").to_dict(), "error": written, "error_message": "x"}
+    result = Result.from_dict(line)
+    assert result.error is kind and result.error == written and not result.ok
+    assert type(result.to_dict()["error"]) is str and result.to_dict() == line
+    assert json.dumps(Result("r", error=kind).to_dict()) == json.dumps({**Result("r").to_dict(), "error": written})
+
+
+def test_unknown_error_kind_from_a_newer_writer_reads_as_failed(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(ok("a"))
+    newer = {**bad("b").to_dict(), "error": "http_418"}
+    with (tmp_path / RESULTS).open("a") as f:
+        f.write(json.dumps(newer) + "\n")
+    store = RunStore(tmp_path, FP)
+    assert store.done_ids == {"a"} and store.failed_ids == {"b"}
+    (result,) = [r for r in store.results(failed=True) if r.request_id == "b"]
+    assert result.error == "http_418" and not result.ok and result.to_dict() == newer
+    store.close()
 
 
 def test_appends_are_batched_by_count_and_written_on_close(tmp_path: Path) -> None:
@@ -95,8 +123,8 @@ def test_damaged_line_before_the_end_is_refused(tmp_path: Path) -> None:
 
 def test_done_requests_are_never_stored_twice_and_failures_are_retried(tmp_path: Path) -> None:
     with RunStore(tmp_path, FP) as store:
-        store.append(bad("a", "http_5xx"))
-        store.append(bad("a", "timeout"))
+        store.append(bad("a", ErrorKind.HTTP_5XX))
+        store.append(bad("a", ErrorKind.TIMEOUT))
         store.append(ok("b"))
         assert store.done_ids == {"b"}
     with RunStore(tmp_path, FP) as store:

@@ -18,7 +18,8 @@ from typing import Any
 from filters.base import Chain, Funnel
 from generator.config import Config
 from generator.core.records import Record
-from generator.llm.engine import Endpoint, Engine
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, server_for
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from generator.llm.engine import Result
+from generator.llm.requests import Result
 
 
 class Progress:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from filters.base import Chain
 from generator.core.records import Record
 from generator.core.text import dedup_key
-from generator.llm.engine import Request, Result
+from generator.llm.requests import Request, Result
 from generator.prompting.parse import parse
 from generator.run.context import Run
 from generator.run.methods import METHODS, Ask

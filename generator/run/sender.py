@@ -10,7 +10,8 @@ from typing import Any
 
 from filters.base import BatchChat
 from generator.config import SamplingConfig
-from generator.llm.engine import Engine, Request, Result, request_id
+from generator.llm.engine import Engine
+from generator.llm.requests import Request, Result, request_id
 from generator.prompting.seeds import SeedTask
 from generator.prompting.templates import PromptTemplate, render
 from generator.run.progress import Progress

@@ -21,7 +21,7 @@ from typing import Any
 
 from generator.core.errors import ConfigError
 from generator.core.files import write_json
-from generator.llm.engine import Result
+from generator.llm.requests import Result
 
 RESULTS = "results.jsonl"
 FINGERPRINT = "fingerprint.json"

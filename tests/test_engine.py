@@ -15,7 +15,9 @@ from fake_openai import FakeOpenAI
 
 from generator.config import EngineConfig
 from generator.core.errors import EngineError
-from generator.llm.engine import Endpoint, Engine, Request, Result, request_id
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
+from generator.llm.requests import ErrorKind, Request, Result, request_id
 from generator.run.progress import Progress
 
 MODEL = "fake-model"
@@ -68,8 +70,10 @@ def run_one(script: str, **config: Any) -> tuple[Result, Engine]:
 def test_faults_are_retried_then_recorded(script: str, error: str | None, attempts: int, errors_seen: dict) -> None:
     result, engine = run_one(script, max_retries=2 if error else 4, timeout_s=HANG)
     assert result.error == error
+    assert error is None or isinstance(result.error, ErrorKind)
     assert result.attempts == attempts
     assert engine.stats.errors == errors_seen
+    assert json.loads(json.dumps(engine.stats.to_dict()))["errors"] == errors_seen
     assert engine.stats.retried == attempts - 1
     assert (engine.stats.ok, engine.stats.failed) == ((1, 0) if error is None else (0, 1))
     if error is None:
@@ -326,6 +330,32 @@ def test_concurrency_bounds_concurrent_runs_together() -> None:
             async with engine:
                 first, second = await asyncio.gather(one_run("a"), one_run("b"))
             assert len(first) == len(second) == 30
+            assert server.max_in_flight == 5
+
+    asyncio.run(go())
+
+
+def test_run_left_early_frees_its_slots_for_the_next_run() -> None:
+    def source(tag: str) -> Iterator[Request]:
+        yield chat(f"{tag} #faults=hang", 0)  # still in flight when the caller leaves
+        for i in itertools.count(1):
+            yield chat(f"{tag}{i}", i)
+
+    async def go() -> None:
+        async with FakeOpenAI(delay_s=0.02) as server:
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**FAST, concurrency=5))
+            async with engine:
+                for tag in "abc":
+                    async with aclosing(engine.run(source(tag))) as results:
+                        got = [r async for r in _take(results, 7)]
+                    assert all(r.ok and "#faults" not in r.texts[0] for r in got)
+                for _ in range(300):  # until the server has seen the hanging requests go
+                    if server.in_flight == 0:
+                        break
+                    await asyncio.sleep(0.01)
+                server.max_in_flight = 0
+                rest = [r async for r in engine.run(chat(f"f{i}", i) for i in range(30))]
+            assert len(rest) == 30 and all(r.ok for r in rest)
             assert server.max_in_flight == 5
 
     asyncio.run(go())
