@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.core.errors import ConfigError
-from generator.prompting.parse import PARSERS, REASONS, ParseResult, get_parser, parse
+from generator.prompting.parse import PARSERS, REASONS, Item, ParseResult, get_parser, parse
 
+# The fields each parser fills; the others must keep their defaults.
 KEYS = {
     "instruction_list": {"instruction"},
     "single_instruction": {"instruction"},
@@ -27,7 +29,8 @@ NON_EMPTY = {"instruction", "output"}
 
 
 def case(id, parser, text, items, reasons=(), finish_reason=None):
-    return pytest.param(parser, text, finish_reason, items, list(reasons), id=id)
+    """`items` as dicts of the fields the parser fills; every other field must be at its default."""
+    return pytest.param(parser, text, finish_reason, [Item(**i) for i in items], list(reasons), id=id)
 
 
 INS = "instruction"
@@ -187,6 +190,11 @@ def test_rejections_keep_the_rejected_text():
     assert [r.reason for r in result.rejections] == ["truncated"]
 
 
+def test_a_duplicate_shows_the_fields_its_parser_fills():
+    result = parse("instances", "Input: a\nOutput: b\nInput: A\nOutput: B")
+    assert [(r.reason, r.text) for r in result.rejections] == [("duplicate_item", "{'input': 'A', 'output': 'B'}")]
+
+
 def test_unknown_parser_lists_valid_ones():
     with pytest.raises(ConfigError, match=r"unknown parser 'lines'; valid parsers: instruction_list, "):
         get_parser("lines")
@@ -207,9 +215,12 @@ FINISH = st.sampled_from([None, "stop", "length"])
 def _well_formed(name: str, result: ParseResult) -> None:
     assert isinstance(result, ParseResult)
     for item in result.items:
-        assert set(item) == KEYS[name]
-        for key, value in item.items():
-            if key == "is_classification":
+        assert isinstance(item, Item)
+        for f in fields(Item):
+            key, value = f.name, getattr(item, f.name)
+            if key not in KEYS[name]:
+                assert value == f.default
+            elif key == "is_classification":
                 assert isinstance(value, bool)
             else:
                 assert isinstance(value, str) and value == value.strip()
@@ -251,7 +262,7 @@ def test_numbered_list_round_trips(instructions, style, preamble, truncated):
     text = preamble + "\n".join(style.format(n=i + 1) + s for i, s in enumerate(instructions))
     result = parse("instruction_list", text, "length" if truncated else "stop")
     expected = instructions[:-1] if truncated else instructions
-    assert [i["instruction"] for i in result.items] == expected
+    assert [i.instruction for i in result.items] == expected
 
 
 @settings(max_examples=60, deadline=None)
@@ -260,9 +271,9 @@ def test_numbered_list_round_trips(instructions, style, preamble, truncated):
        cut=st.integers(min_value=1, max_value=30))
 def test_json_instructions_round_trip_and_salvage(instructions, prose, cut):
     text = json.dumps({"instructions": instructions}) + prose
-    assert [i["instruction"] for i in parse("json_instructions", text).items] == instructions
+    assert [i.instruction for i in parse("json_instructions", text).items] == instructions
     cut_text = text[: max(1, len(text) - len(prose) - cut)]
-    salvaged = [i["instruction"] for i in parse("json_instructions", cut_text, "length").items]
+    salvaged = [i.instruction for i in parse("json_instructions", cut_text, "length").items]
     assert salvaged == instructions[: len(salvaged)]   # a prefix: never invented, never reordered
 
 
@@ -276,4 +287,4 @@ def test_instances_round_trip_in_either_order(pairs, output_first):
                   else [f"Input: {inp}", f"Output: {out}"])
         blocks.append(f"Example {n}\n" + "\n".join(fields))
     result = parse("instances", "\n\n".join(blocks))
-    assert [(i["input"], i["output"]) for i in result.items] == pairs
+    assert [(i.input, i.output) for i in result.items] == pairs

@@ -1,14 +1,15 @@
 """Completion text -> candidate items, surviving what models really write.
 
 Every parser takes the completion text and its `finish_reason` and returns a `ParseResult`:
-the items it could read and one `Rejection` (a stable snake_case reason plus the text) for each
-piece it had to throw away. Items are plain dicts whose keys are `Record` fields:
+the `Item`s it could read and one `Rejection` (a stable snake_case reason plus the text) for each
+piece it had to throw away. Each parser family fills these fields of an item and leaves the
+others at their defaults:
 
-    instruction parsers   {"instruction": str}
-    yes_no                {"is_classification": bool}
-    instance parsers      {"input": str, "output": str}
-    task parsers          {"instruction": str, "input": str, "output": str}
-    response              {"output": str}
+    instruction parsers   instruction
+    yes_no                is_classification
+    instance parsers      input, output
+    task parsers          instruction, input, output
+    response              output
 
 When `finish_reason == "length"` the answer was cut off, so the last item is dropped as
 `truncated`: a half-written instruction looks complete to every later filter.
@@ -40,6 +41,23 @@ REASONS = frozenset({
 
 
 @dataclass(frozen=True)
+class Item:
+    """One candidate read from an answer; text fields are stripped, an instruction or output
+    that a parser fills is never empty, and an input means none when empty."""
+
+    instruction: str = ""
+    input: str = ""
+    output: str = ""
+    is_classification: bool | None = None
+
+
+# The fields each parser family fills, in the order a rejected duplicate shows them.
+_INSTRUCTION = ("instruction",)
+_INSTANCE = ("input", "output")
+_TASK = ("instruction", "input", "output")
+
+
+@dataclass(frozen=True)
 class Rejection:
     reason: str
     text: str = ""
@@ -47,7 +65,7 @@ class Rejection:
 
 @dataclass
 class ParseResult:
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
     def reject(self, reason: str, text: str = "") -> None:
@@ -103,13 +121,14 @@ def _normalize_input(value: str) -> str:
     return "" if value.strip().strip(".").lower() in _NOINPUT else value.strip()
 
 
-def _dedupe(result: ParseResult, key: Callable[[dict[str, Any]], Any]) -> None:
+def _dedupe(result: ParseResult, key: Callable[[Item], Any], fields: tuple[str, ...]) -> None:
+    """Keep the first item of each `key`; a later one is rejected with its `fields` shown as a dict."""
     seen: set[Any] = set()
     kept = []
     for item in result.items:
         k = key(item)
         if k in seen:
-            result.reject("duplicate_item", str(item))
+            result.reject("duplicate_item", str({name: getattr(item, name) for name in fields}))
         else:
             seen.add(k)
             kept.append(item)
@@ -183,12 +202,12 @@ def parse_instruction_list(text: str, finish_reason: str | None = None) -> Parse
     for piece in raw:
         item = _clean_item(piece)
         if item:
-            result.items.append({"instruction": item})
+            result.items.append(Item(instruction=item))
         else:
             result.reject("empty_item", piece)
     if not result.items and not result.rejections:
         result.reject("no_items", text[:200])
-    _dedupe(result, lambda i: i["instruction"].lower())
+    _dedupe(result, lambda i: i.instruction.lower(), _INSTRUCTION)
     return result
 
 
@@ -209,7 +228,7 @@ def parse_single_instruction(text: str, finish_reason: str | None = None) -> Par
     if finish_reason == "length":
         result.reject("truncated", item)
     elif item:
-        result.items.append({"instruction": item})
+        result.items.append(Item(instruction=item))
     else:
         result.reject("empty_item", text[:200])
     return result
@@ -314,14 +333,14 @@ def parse_json_instructions(text: str, finish_reason: str | None = None) -> Pars
         if not isinstance(element, str):
             result.reject("wrong_json_shape", repr(element)[:200])
         elif item := _clean_item(_LEADING_NUMBER.sub("", element, count=1)):
-            result.items.append({"instruction": item})
+            result.items.append(Item(instruction=item))
         else:
             result.reject("empty_item", element)
-    _dedupe(result, lambda i: i["instruction"].lower())
+    _dedupe(result, lambda i: i.instruction.lower(), _INSTRUCTION)
     return result
 
 
-def _task_from_obj(obj: Any, result: ParseResult, need_instruction: bool) -> dict[str, str] | None:
+def _task_from_obj(obj: Any, result: ParseResult, need_instruction: bool) -> Item | None:
     if not isinstance(obj, dict):
         result.reject("wrong_json_shape", repr(obj)[:200])
         return None
@@ -333,8 +352,8 @@ def _task_from_obj(obj: Any, result: ParseResult, need_instruction: bool) -> dic
     if not output:
         result.reject("missing_output", repr(obj)[:200])
         return None
-    task = {"input": _normalize_input(_str_field(obj, "input", "context")), "output": output}
-    return {"instruction": instruction, **task} if need_instruction else task
+    return Item(instruction=instruction if need_instruction else "",
+                input=_normalize_input(_str_field(obj, "input", "context")), output=output)
 
 
 def parse_json_tasks(text: str, finish_reason: str | None = None) -> ParseResult:
@@ -343,7 +362,7 @@ def parse_json_tasks(text: str, finish_reason: str | None = None) -> ParseResult
     for element in _json_elements(text, "tasks", finish_reason, result):
         if task := _task_from_obj(element, result, need_instruction=True):
             result.items.append(task)
-    _dedupe(result, lambda i: (i["instruction"].lower(), i["input"].lower()))
+    _dedupe(result, lambda i: (i.instruction.lower(), i.input.lower()), _TASK)
     return result
 
 
@@ -353,7 +372,7 @@ def parse_json_instances(text: str, finish_reason: str | None = None) -> ParseRe
     for element in _json_elements(text, "instances", finish_reason, result):
         if instance := _task_from_obj(element, result, need_instruction=False):
             result.items.append(instance)
-    _dedupe(result, lambda i: (i["input"].lower(), i["output"].lower()))
+    _dedupe(result, lambda i: (i.input.lower(), i.output.lower()), _INSTANCE)
     return result
 
 
@@ -440,8 +459,8 @@ def parse_instances(text: str, finish_reason: str | None = None) -> ParseResult:
         if not block.get("output"):
             result.reject("missing_output", str(block)[:200])
             continue
-        result.items.append({"input": _normalize_input(block.get("input", "")), "output": block["output"]})
-    _dedupe(result, lambda i: (i["input"].lower(), i["output"].lower()))
+        result.items.append(Item(input=_normalize_input(block.get("input", "")), output=block["output"]))
+    _dedupe(result, lambda i: (i.input.lower(), i.output.lower()), _INSTANCE)
     return result
 
 
@@ -456,10 +475,9 @@ def parse_alpaca_batch(text: str, finish_reason: str | None = None) -> ParseResu
         elif not block.get("output"):
             result.reject("missing_output", str(block)[:200])
         else:
-            result.items.append({"instruction": instruction,
-                                 "input": _normalize_input(block.get("input", "")),
-                                 "output": block["output"]})
-    _dedupe(result, lambda i: (i["instruction"].lower(), i["input"].lower()))
+            result.items.append(Item(instruction=instruction, input=_normalize_input(block.get("input", "")),
+                                     output=block["output"]))
+    _dedupe(result, lambda i: (i.instruction.lower(), i.input.lower()), _TASK)
     return result
 
 
@@ -483,11 +501,11 @@ def parse_yes_no(text: str, finish_reason: str | None = None) -> ParseResult:
     head = text[:500]
     m = _YES_NO.search(head)
     if m is not None:
-        result.items.append({"is_classification": m.group(1).lower() in ("yes", "true")})
+        result.items.append(Item(is_classification=m.group(1).lower() in ("yes", "true")))
     elif _IS_NOT.search(head):
-        result.items.append({"is_classification": False})
+        result.items.append(Item(is_classification=False))
     elif _IS.search(head):
-        result.items.append({"is_classification": True})
+        result.items.append(Item(is_classification=True))
     else:
         result.reject("unclear_answer", text[:200])
     return result
@@ -507,7 +525,7 @@ def parse_response(text: str, finish_reason: str | None = None) -> ParseResult:
     elif finish_reason == "length":
         result.reject("truncated", output[-200:])
     else:
-        result.items.append({"output": output})
+        result.items.append(Item(output=output))
     return result
 
 

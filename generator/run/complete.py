@@ -10,7 +10,7 @@ with its reason (stage `instances`).
 from __future__ import annotations
 
 from generator.core.records import Record
-from generator.prompting.parse import parse
+from generator.prompting.parse import Item, parse
 from generator.run.context import Run
 from generator.run.sender import Sender
 
@@ -36,7 +36,7 @@ async def classify(run: Run, sender: Sender, records: list[Record]) -> list[Reco
         flag = False
         if res is not None and res.texts:
             parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
-            flag = bool(parsed.items and parsed.items[0]["is_classification"])
+            flag = bool(parsed.items and parsed.items[0].is_classification)
         out.append(r.with_meta(task_type="classification" if flag else "generation"))
     return out
 
@@ -57,14 +57,14 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
             continue
         parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
         prompt = "\n".join(m["content"] for m in req.messages or [])
-        good = [it for it in parsed.items if (it.get("output") or "").strip() and not _copied(it, prompt)]
+        good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt)]
         if not good:
             reason = ("copied_from_prompt" if parsed.items else
                       parsed.rejections[0].reason if parsed.rejections else "no_instance")
             run.funnel.drop_task(r, reason)
             continue
         first = good[0]
-        out.append(r.with_(input=(first.get("input") or "").strip(), output=first["output"].strip())
+        out.append(r.with_(input=first.input.strip(), output=first.output.strip())
                    .with_meta(finish_reason=res.finish_reasons[0], instance_template=tpl.name))
     return out
 
@@ -83,15 +83,15 @@ async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Rec
         if not parsed.items:
             run.funnel.drop_task(r, parsed.rejections[0].reason if parsed.rejections else "empty_response")
             continue
-        out.append(r.with_(output=parsed.items[0]["output"].strip())
+        out.append(r.with_(output=parsed.items[0].output.strip())
                    .with_meta(finish_reason=res.finish_reasons[0], task_type=r.meta.get("task_type", "generation")))
     return out
 
 
-def _copied(item: dict[str, str], prompt: str) -> bool:
+def _copied(item: Item, prompt: str) -> bool:
     """The instance stands in the prompt as it is: its input and output, or (with no input) an
     output long enough not to be a short label or number that may well recur."""
-    output, input_ = item.get("output", "").strip(), (item.get("input") or "").strip()
+    output, input_ = item.output.strip(), item.input.strip()
     if input_:
         return input_ in prompt and output in prompt
     return len(output) >= 20 and output in prompt

@@ -91,14 +91,14 @@ def _instructions(run: Run, asks: list[Ask], requests: list[Request], results: l
             for rej in parsed.rejections:
                 run.funnel.reject(Record(instruction=rej.text[:500]), "parse", rej.reason)
             for item in parsed.items:
-                if dedup_key(item["instruction"]) in seed_texts:
+                if dedup_key(item.instruction) in seed_texts:
                     # Small models copy their demonstrations; a seed is not new data.
-                    run.funnel.reject(Record(instruction=item["instruction"]), "bootstrap", "copies_seed")
+                    run.funnel.reject(Record(instruction=item.instruction), "bootstrap", "copies_seed")
                     continue
                 out.append(Record(
-                    instruction=item["instruction"].strip(),
-                    input=item.get("input", "") or "",
-                    output=item.get("output", "") or "",
+                    instruction=item.instruction.strip(),
+                    input=item.input,
+                    output=item.output,
                     meta={**{k: v for k, v in req.meta.items() if k in _LINEAGE}, "finish_reason": finish},
                 ))
     return out
