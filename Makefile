@@ -33,8 +33,10 @@ test: model
 test-fast: setup
 	$(BIN)/python -m pytest -m "not vllm" $(PYTEST_ARGS)
 
+# Lint: ruff's rules with the complexity gate (C901, PLR0913: see pyproject.toml) and the formatter.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Re-pin on purpose: resolve the newest releases in a scratch venv, then write constraints.txt.
 constraints:

@@ -96,8 +96,9 @@ class Funnel:
         self.drops[d.filter][d.reason] += 1
         key = f"{d.filter}/{d.reason}"
         if len(self.examples[key]) < KEEP_EXAMPLES:
-            self.examples[key].append({"instruction": d.record.instruction, "input": d.record.input,
-                                       "output": d.record.output, **d.detail})
+            self.examples[key].append(
+                {"instruction": d.record.instruction, "input": d.record.input, "output": d.record.output, **d.detail}
+            )
 
     def unkeep(self, d: Drop) -> None:
         """A record counted as kept is dropped after all (over a target, for instance)."""
@@ -117,7 +118,7 @@ class Funnel:
             self.redactions[name].update(kinds)
         for key, examples in other.examples.items():
             room = KEEP_EXAMPLES - len(self.examples[key])
-            self.examples[key].extend(examples[:max(room, 0)])
+            self.examples[key].extend(examples[: max(room, 0)])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,8 +154,7 @@ class ChainResult:
 class Chain:
     """Filters in order, cheapest first: each filter sees only what the ones before it kept."""
 
-    def __init__(self, filters: Iterable[Filter], funnel: Funnel | None = None,
-                 rejected_path: Path | None = None):
+    def __init__(self, filters: Iterable[Filter], funnel: Funnel | None = None, rejected_path: Path | None = None):
         self.filters = list(filters)
         self.funnel = funnel if funnel is not None else Funnel()
         self.rejected_path = rejected_path
@@ -166,29 +166,41 @@ class Chain:
         for flt in self.filters:
             if not alive:
                 break
-            verdicts = flt.judge(alive)
-            if len(verdicts) != len(alive):
-                raise RuntimeError(f"filter {flt.name!r} returned {len(verdicts)} verdicts "
-                                   f"for {len(alive)} records")
-            survivors = []
-            for record, verdict in zip(alive, verdicts):
-                if verdict.keep:
-                    kept = verdict.record or record
-                    if verdict.detail.get("redactions"):
-                        self.funnel.redactions[flt.name].update(verdict.detail["redactions"])
-                    if verdict.scores:
-                        kept = kept.with_meta(scores={**kept.meta.get("scores", {}),
-                                                      **verdict.scores})
-                    survivors.append(kept)
-                else:
-                    dropped.append(Drop(record, flt.name, verdict.reason, verdict.detail))
-            alive = survivors
+            alive = self._apply(flt, alive, dropped)
         self.funnel.kept += len(alive)
         for d in dropped:
             self.funnel.add_drop(d)
         if self.rejected_path is not None and dropped:
-            with self.rejected_path.open("a", encoding="utf-8") as f:
-                for d in dropped:
-                    f.write(json.dumps({"filter": d.filter, "reason": d.reason, **d.detail,
-                                        "record": d.record.to_row()}, ensure_ascii=False) + "\n")
+            self._write_rejected(dropped)
         return ChainResult(kept=alive, dropped=dropped)
+
+    def _apply(self, flt: Filter, alive: list[Record], dropped: list[Drop]) -> list[Record]:
+        """One filter over the records still alive: its survivors (rewritten, with its scores in
+        `meta.scores`); its drops are added to `dropped`."""
+        verdicts = flt.judge(alive)
+        if len(verdicts) != len(alive):
+            raise RuntimeError(f"filter {flt.name!r} returned {len(verdicts)} verdicts for {len(alive)} records")
+        survivors = []
+        for record, verdict in zip(alive, verdicts):
+            if not verdict.keep:
+                dropped.append(Drop(record, flt.name, verdict.reason, verdict.detail))
+                continue
+            kept = verdict.record or record
+            if verdict.detail.get("redactions"):
+                self.funnel.redactions[flt.name].update(verdict.detail["redactions"])
+            if verdict.scores:
+                kept = kept.with_meta(scores={**kept.meta.get("scores", {}), **verdict.scores})
+            survivors.append(kept)
+        return survivors
+
+    def _write_rejected(self, dropped: list[Drop]) -> None:
+        assert self.rejected_path is not None
+        with self.rejected_path.open("a", encoding="utf-8") as f:
+            for d in dropped:
+                f.write(
+                    json.dumps(
+                        {"filter": d.filter, "reason": d.reason, **d.detail, "record": d.record.to_row()},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )

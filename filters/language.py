@@ -15,8 +15,11 @@ def _detector(codes: tuple[str, ...] | None, high_accuracy: bool) -> Any:
     """One detector per setting and process: its models take seconds to load and hundreds of MB."""
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
-    builder = (LanguageDetectorBuilder.from_iso_codes_639_1(*(getattr(IsoCode639_1, c) for c in codes))
-               if codes is not None else LanguageDetectorBuilder.from_all_languages())
+    builder = (
+        LanguageDetectorBuilder.from_iso_codes_639_1(*(getattr(IsoCode639_1, c) for c in codes))
+        if codes is not None
+        else LanguageDetectorBuilder.from_all_languages()
+    )
     if not high_accuracy:
         builder = builder.with_low_accuracy_mode()
     # Models load lazily, on the first text that needs them.
@@ -27,8 +30,28 @@ def _detector(codes: tuple[str, ...] | None, high_accuracy: bool) -> Any:
 # data. Fewer candidates make lingua faster and lighter (about 300 MB of models for these, 1 GB for
 # all 75); a text in a language outside the list is assigned the nearest one, which is still not
 # one of `languages` unless they are close relatives.
-DEFAULT_CANDIDATES = ("en", "fr", "de", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko", "ar", "hi", "tr",
-                      "pl", "sv", "uk", "vi", "id", "fa")
+DEFAULT_CANDIDATES = (
+    "en",
+    "fr",
+    "de",
+    "es",
+    "it",
+    "pt",
+    "nl",
+    "ru",
+    "zh",
+    "ja",
+    "ko",
+    "ar",
+    "hi",
+    "tr",
+    "pl",
+    "sv",
+    "uk",
+    "vi",
+    "id",
+    "fa",
+)
 
 
 class LanguageFilter(Filter):
@@ -44,9 +67,15 @@ class LanguageFilter(Filter):
 
     name = "language"
 
-    def __init__(self, languages: list[str] | None = None, fields: list[str] | None = None,
-                 min_chars: int = 20, max_chars: int = 1000, high_accuracy: bool = True,
-                 candidates: list[str] | None = None):
+    def __init__(
+        self,
+        languages: list[str] | None = None,
+        fields: list[str] | None = None,
+        min_chars: int = 20,
+        max_chars: int = 1000,
+        high_accuracy: bool = True,
+        candidates: list[str] | None = None,
+    ):
         from lingua import IsoCode639_1
 
         self.languages = [IsoCode639_1.from_str(c.lower()) for c in languages or ["en"]]
@@ -72,7 +101,7 @@ class LanguageFilter(Filter):
         keep = {lang.name for lang in self.languages}
         out = []
         for r in records:
-            text = " ".join(t for t in (getattr(r, f) for f in self.fields) if t)[:self.max_chars]
+            text = " ".join(t for t in (getattr(r, f) for f in self.fields) if t)[: self.max_chars]
             if sum(c.isalpha() for c in text) < self.min_chars:
                 out.append(KEEP)
                 continue

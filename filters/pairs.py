@@ -50,20 +50,50 @@ STOP = frozenset(
     "a an the of to in on for with and or by from at as is are was were be been this that these those it its "
     "into about below above following given your my me i you we us our their them they what which how do does "
     "did can could would will should please some any all every each than then there here so such just also very "
-    "using use used one".split())
+    "using use used one".split()
+)
 # Framing words: how an instruction asks, not what it asks for ("Write ..." vs "Compose ...").
 FRAMING = frozenset(
     "write compose draft create generate make produce give provide share offer name list tell state show "
     "describe explain find determine identify calculate compute return suggest recommend come up help need "
-    "want brief short quick sentence text".split())
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
-                      "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "million": "1000000"})
+    "want brief short quick sentence text".split()
+)
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+_NUMBER_WORDS.update(
+    {
+        "thirty": "30",
+        "forty": "40",
+        "fifty": "50",
+        "sixty": "60",
+        "seventy": "70",
+        "eighty": "80",
+        "ninety": "90",
+        "hundred": "100",
+        "thousand": "1000",
+        "million": "1000000",
+    }
+)
 # WordNet's detachment rules (morphy), most specific first.
-_SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
-             ("er", ""), ("est", ""), ("er", "e"), ("est", "e"), ("ly", ""))
+_SUFFIXES = (
+    ("ies", "y"),
+    ("es", ""),
+    ("s", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("er", ""),
+    ("est", ""),
+    ("er", "e"),
+    ("est", "e"),
+    ("ly", ""),
+)
 _PREFIXES = ("un", "in", "im", "dis", "non")
 
 
@@ -108,8 +138,9 @@ def analyze(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     lex = lexicon()
     tokens = _TOKEN.findall(text.lower().replace("%", " percent "))
     # "one" and "1" read as the article as often as the number ("write one haiku" = "write a haiku").
-    numbers = sorted(n for n in (_NUMBER_WORDS.get(t, t) for t in tokens if t[0].isdigit() or t in _NUMBER_WORDS)
-                     if n != "1")
+    numbers = sorted(
+        n for n in (_NUMBER_WORDS.get(t, t) for t in tokens if t[0].isdigit() or t in _NUMBER_WORDS) if n != "1"
+    )
     kept = [t for t in tokens if t not in STOP]
     lemmas = [t if t[0].isdigit() else _NUMBER_WORDS.get(t) or lex.lemma(t) for t in kept]
     content = [w for w, t in zip(lemmas, kept) if not t[0].isdigit() and t not in _NUMBER_WORDS and w not in FRAMING]
@@ -131,8 +162,15 @@ def features(cosine: float, a: str, b: str) -> list[float]:
     # A pure permutation ("Celsius to Fahrenheit" / "Fahrenheit to Celsius") is a direction swap, not a
     # restructured paraphrase: reordering counts only when some word changed too.
     reordered = shared_a != shared_b and sorted(shared_a) == sorted(shared_b) and sorted(all_a) != sorted(all_b)
-    return [float(cosine), float(antonym), float(num_a != num_b), overlap, changed, float(cosine) * changed,
-            float(reordered)]
+    return [
+        float(cosine),
+        float(antonym),
+        float(num_a != num_b),
+        overlap,
+        changed,
+        float(cosine) * changed,
+        float(reordered),
+    ]
 
 
 class PairCheck:
@@ -142,13 +180,17 @@ class PairCheck:
         fitted = json.loads(path.read_text()) if path.is_file() else {}
         if encoder not in fitted:
             known = ", ".join(sorted(fitted)) or "none"
-            raise ValueError(f"semantic_dedup pair_check has no weights for encoder {encoder!r} (fitted: {known}); "
-                             f"fit them with `scripts/fit_pair_check.py --model ...`, or set pair_check: false "
-                             f"to use the plain cosine threshold")
+            raise ValueError(
+                f"semantic_dedup pair_check has no weights for encoder {encoder!r} (fitted: {known}); "
+                f"fit them with `scripts/fit_pair_check.py --model ...`, or set pair_check: false "
+                f"to use the plain cosine threshold"
+            )
         w = fitted[encoder]
         if tuple(w["features"]) != FEATURES:
-            raise ValueError(f"{path}: weights for {encoder!r} are for features {w['features']}, not {FEATURES}; "
-                             "refit with scripts/fit_pair_check.py")
+            raise ValueError(
+                f"{path}: weights for {encoder!r} are for features {w['features']}, not {FEATURES}; "
+                "refit with scripts/fit_pair_check.py"
+            )
         self.encoder = encoder
         self.coef = [float(c) for c in w["coef"]]
         self.intercept = float(w["intercept"])

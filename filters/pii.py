@@ -38,13 +38,17 @@ _DOC_DOMAIN = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|inva
 _DIGIT_RUN = re.compile(r"[0-9][0-9 ().\-/]{5,}[0-9]")
 _WINDOW_BEFORE, _WINDOW_AFTER = 16, 4  # "+44 ", "NL91 ABNA " before a run; the DNI letter after
 _DIGITS = b"0123456789"
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-                    r"\d{1,4}(?:[ .-]?\d{1,4}){1,5}(?!\w)")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
+    r"\d{1,4}(?:[ .-]?\d{1,4}){1,5}(?!\w)"
+)
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 _CARD = re.compile(r"(?<![\d.,-])(?:\d[ -]?){12,18}\d(?![\d.,]\d|-\d)")
 # Issuer prefixes and lengths: Visa, Mastercard, Amex, Discover, JCB, Diners.
-_CARD_IIN = re.compile(r"4(?:\d{12}|\d{15}|\d{18})|(?:5[1-5]|2[2-7])\d{14}|3[47]\d{13}"
-                       r"|6\d{15,18}|35\d{14}|3(?:0[0-5]|[68]\d)\d{11}")
+_CARD_IIN = re.compile(
+    r"4(?:\d{12}|\d{15}|\d{18})|(?:5[1-5]|2[2-7])\d{14}|3[47]\d{13}"
+    r"|6\d{15,18}|35\d{14}|3(?:0[0-5]|[68]\d)\d{11}"
+)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # A dotted quad after "version"/"v" is a version number, not an address.
 _IPV4 = re.compile(r"(?<![\w.])(?<!version )(?<!v)(?:\d{1,3}\.){3}\d{1,3}(?![\w.]\d|\.\d)")
@@ -57,11 +61,35 @@ _NATIONAL = (
     (re.compile(r"\b\d{4} \d{4} \d{4}\b"), aadhaar.is_valid),  # India Aadhaar (Verhoeff)
     (re.compile(r"\b\d{8}-?[A-Z]\b"), dni.is_valid),  # Spain DNI
 )
-_STREET_SUFFIXES = ("Street", "St", "Avenue", "Ave", "Road", "Rd", "Boulevard", "Blvd", "Lane", "Ln",
-                    "Drive", "Dr", "Court", "Ct", "Place", "Pl", "Terrace", "Way", "Parkway", "Pkwy",
-                    "Highway", "Hwy", "Square", "Sq")
-_STREET = re.compile(r"[0-9]{1,5}[A-Z]? [A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,3}\s+(?:"
-                     + "|".join(_STREET_SUFFIXES) + r")\b\.?")
+_STREET_SUFFIXES = (
+    "Street",
+    "St",
+    "Avenue",
+    "Ave",
+    "Road",
+    "Rd",
+    "Boulevard",
+    "Blvd",
+    "Lane",
+    "Ln",
+    "Drive",
+    "Dr",
+    "Court",
+    "Ct",
+    "Place",
+    "Pl",
+    "Terrace",
+    "Way",
+    "Parkway",
+    "Pkwy",
+    "Highway",
+    "Hwy",
+    "Square",
+    "Sq",
+)
+_STREET = re.compile(
+    r"[0-9]{1,5}[A-Z]? [A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,3}\s+(?:" + "|".join(_STREET_SUFFIXES) + r")\b\.?"
+)
 _STREET_HINTS = tuple(f" {suffix}" for suffix in _STREET_SUFFIXES)
 
 
@@ -123,6 +151,12 @@ def _streets(text: str) -> Iterator[Span]:
                 yield m.start(), m.end(), "street_address"
 
 
+# Which kind wins when two spans start at the same place and are as long.
+_PRIORITY = {
+    k: i for i, k in enumerate(("email", "credit_card", "iban", "national_id", "ip_address", "phone", "street_address"))
+}
+
+
 class PIIFilter(Filter):
     """Finds personal data of the chosen `kinds` and either drops the record (`action: drop`,
     reason `pii_<kind>` of the first span found) or replaces each span with `<KIND>` (`action:
@@ -132,8 +166,13 @@ class PIIFilter(Filter):
 
     name = "pii"
 
-    def __init__(self, action: str = "redact", kinds: list[str] | None = None,
-                 fields: list[str] | None = None, phone_region: str = "US"):
+    def __init__(
+        self,
+        action: str = "redact",
+        kinds: list[str] | None = None,
+        fields: list[str] | None = None,
+        phone_region: str = "US",
+    ):
         self.kinds = tuple(kinds) if kinds is not None else KINDS
         self.fields = tuple(fields or _FIELDS)
         self.action = action
@@ -141,7 +180,10 @@ class PIIFilter(Filter):
         # Finders that look only at a window around each run of digits, in priority order for
         # overlapping spans (a card number is not also reported as a phone number).
         run_finders: dict[str, Callable[[str], Iterator[Span]]] = {
-            "credit_card": _cards, "iban": _ibans, "national_id": _national_ids, "ip_address": _ips,
+            "credit_card": _cards,
+            "iban": _ibans,
+            "national_id": _national_ids,
+            "ip_address": _ips,
             "phone": self._phones,
         }
         self._run_finders = [f for k, f in run_finders.items() if k in self.kinds]
@@ -172,25 +214,27 @@ class PIIFilter(Filter):
         if self._email and "@" in text:
             spans.extend(_emails(text))
         if _has_digit(text):
-            if self._run_finders:
-                for run in _DIGIT_RUN.finditer(text):
-                    lo = max(0, run.start() - _WINDOW_BEFORE)
-                    window = text[lo:run.end() + _WINDOW_AFTER]
-                    for finder in self._run_finders:
-                        spans.extend((lo + a, lo + b, kind) for a, b, kind in finder(window))
-            if self._ipv6:
-                spans.extend(_ipv6s(text))
-            if self._street:
-                spans.extend(_streets(text))
+            spans.extend(self._digit_spans(text))
         if len(spans) < 2:
             return spans
-        priority = {k: i for i, k in enumerate(("email", "credit_card", "iban", "national_id",
-                                                "ip_address", "phone", "street_address"))}
         kept: list[Span] = []
-        for span in sorted(spans, key=lambda s: (s[0], -s[1], priority[s[2]])):
+        for span in sorted(spans, key=lambda s: (s[0], -s[1], _PRIORITY[s[2]])):
             if not kept or span[0] >= kept[-1][1]:
                 kept.append(span)
         return kept
+
+    def _digit_spans(self, text: str) -> Iterator[Span]:
+        """The kinds that need a digit: each finder reads a window around every run of digits."""
+        if self._run_finders:
+            for run in _DIGIT_RUN.finditer(text):
+                lo = max(0, run.start() - _WINDOW_BEFORE)
+                window = text[lo : run.end() + _WINDOW_AFTER]
+                for finder in self._run_finders:
+                    yield from ((lo + a, lo + b, kind) for a, b, kind in finder(window))
+        if self._ipv6:
+            yield from _ipv6s(text)
+        if self._street:
+            yield from _streets(text)
 
     @staticmethod
     def redact(text: str, spans: list[Span]) -> str:
@@ -211,8 +255,7 @@ class PIIFilter(Filter):
             if "@" not in joined and not _has_digit(joined):
                 out.append(KEEP)
                 continue
-            found = {f: spans for f, text in zip(self.fields, texts, strict=True)
-                     if (spans := self.find(text))}
+            found = {f: spans for f, text in zip(self.fields, texts, strict=True) if (spans := self.find(text))}
             if not found:
                 out.append(KEEP)
                 continue

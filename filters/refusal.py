@@ -27,11 +27,12 @@ _SELF = r"(?:(?: language)? (?:model|assistant)\b|[,.!])"
 BOILERPLATE = (
     (r"as an? (?:ai|artificial intelligence)" + _SELF, ("an ai", "an artificial")),
     (r"as a (?:large )?language model", ("language model",)),
-    (r"i (?:am|'m) (?:just |only )?an? (?:ai|artificial intelligence)" + _SELF,
-     ("an ai", "an artificial")),
+    (r"i (?:am|'m) (?:just |only )?an? (?:ai|artificial intelligence)" + _SELF, ("an ai", "an artificial")),
     (r"my (?:training data|knowledge cut-?off)", ("my training", "my knowledge")),
-    (r"i (?:do not|don't) have (?:personal )?(?:opinions|feelings|emotions|beliefs)",
-     ("i do not have", "i don't have")),
+    (
+        r"i (?:do not|don't) have (?:personal )?(?:opinions|feelings|emotions|beliefs)",
+        ("i do not have", "i don't have"),
+    ),
     (r"(?:developed|trained|created) by openai", ("openai",)),
 )
 
@@ -52,8 +53,9 @@ class RefusalFilter(Filter):
     def __init__(self, extra_refusals: list[str] | None = None, extra_boilerplate: list[str] | None = None):
         openings = _alternation(REFUSAL_OPENINGS + tuple(extra_refusals or ()))
         self.refusal = re.compile(r"\W*(?:[^.!?\n]{0,40}[.!?]\s+)?" + openings, re.IGNORECASE)
-        self.boilerplate = re.compile(_alternation([p for p, _ in BOILERPLATE]
-                                                   + list(extra_boilerplate or ())), re.IGNORECASE)
+        self.boilerplate = re.compile(
+            _alternation([p for p, _ in BOILERPLATE] + list(extra_boilerplate or ())), re.IGNORECASE
+        )
         # With user patterns there is no known substring to test first: always scan.
         self.hints = None if extra_boilerplate else tuple({h for _, hs in BOILERPLATE for h in hs})
 

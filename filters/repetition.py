@@ -25,7 +25,7 @@ def _dup_ngram_chars(words: list[str], n: int) -> int:
     chars = 0
     i, end = 0, len(words) - n + 1
     while i < end:
-        gram = tuple(words[i:i + n])
+        gram = tuple(words[i : i + n])
         if gram in seen:
             chars += sum(map(len, gram))
             i += n
@@ -55,8 +55,8 @@ def loop_unit(text: str, min_repeats: int = 4, min_chars: int = 40, max_unit: in
             return 0
         p = probe_at - start
         span = p * max(min_repeats, -(-min_chars // p))
-        if span <= n and text[n - span + p:] == text[n - span:n - p]:
-            return p if any(c.isalnum() for c in text[n - p:]) else 0
+        if span <= n and text[n - span + p :] == text[n - span : n - p]:
+            return p if any(c.isalnum() for c in text[n - p :]) else 0
         search_end = start + 7
     return 0
 
@@ -71,9 +71,16 @@ class RepetitionFilter(Filter):
 
     name = "repetition"
 
-    def __init__(self, fields: list[str] | None = None, min_words: int = 50, loop_repeats: int = 4,
-                 loop_min_chars: int = 40, dup_line_fraction: float = 0.3,
-                 dup_line_char_fraction: float = 0.2, ngram_scale: float = 1.0):
+    def __init__(
+        self,
+        fields: list[str] | None = None,
+        min_words: int = 50,
+        loop_repeats: int = 4,
+        loop_min_chars: int = 40,
+        dup_line_fraction: float = 0.3,
+        dup_line_char_fraction: float = 0.2,
+        ngram_scale: float = 1.0,
+    ):
         self.fields = tuple(fields or ("instruction", "output"))
         self.min_words = min_words
         self.loop_repeats = loop_repeats
@@ -108,6 +115,10 @@ class RepetitionFilter(Filter):
             return KEEP
         if len(set(zip(words, words[1:], words[2:], words[3:], words[4:], strict=False))) == n_grams:
             return KEEP
+        return self._ngrams(words)
+
+    def _ngrams(self, words: list[str]) -> Verdict:
+        """The n-gram rules: one n-gram taking too much of the text, or too much of it repeated."""
         total = sum(map(len, words))
         for n, limit in self.top_fractions:
             gram, count = Counter(_ngrams(words, n)).most_common(1)[0]

@@ -50,10 +50,13 @@ PIIKind = Literal["email", "phone", "credit_card", "iban", "ip_address", "nation
 PII_KINDS: tuple[str, ...] = get_args(PIIKind)
 
 # The ISO 639-1 codes lingua knows (a test checks this against lingua itself).
-LINGUA_CODES = frozenset((
-    "af ar az be bg bn bs ca cs cy da de el en eo es et eu fa fi fr ga gu he hi hr hu hy id is it ja "
-    "ka kk ko la lg lt lv mi mk mn mr ms nb nl nn pa pl pt ro ru sk sl sn so sq sr st sv sw ta te th "
-    "tl tn tr ts uk ur vi xh yo zh zu").split())
+LINGUA_CODES = frozenset(
+    (
+        "af ar az be bg bn bs ca cs cy da de el en eo es et eu fa fi fr ga gu he hi hr hu hy id is it ja "
+        "ka kk ko la lg lt lv mi mk mn mr ms nb nl nn pa pl pt ro ru sk sl sn so sq sr st sv sw ta te th "
+        "tl tn tr ts uk ur vi xh yo zh zu"
+    ).split()
+)
 
 
 class FilterSpec(BaseModel):
@@ -85,8 +88,10 @@ class FilterSpec(BaseModel):
             unknown = [key for key in data if key not in cls.model_fields]
             if unknown:
                 valid = ", ".join(key for key in cls.model_fields if key != "name") or "none"
-                raise ValueError(f"filter {data.get('name')!r} has no parameter "
-                                 f"{', '.join(map(repr, unknown))}; valid parameters: {valid}")
+                raise ValueError(
+                    f"filter {data.get('name')!r} has no parameter "
+                    f"{', '.join(map(repr, unknown))}; valid parameters: {valid}"
+                )
         return data
 
     @model_serializer(mode="wrap")
@@ -107,14 +112,17 @@ class LengthSpec(FilterSpec):
     name: Literal["length"] = "length"
     min_words: int = Field(3, ge=0, description="Fewest words an instruction may have.")
     max_words: int = Field(150, ge=0, description="Most words an instruction may have.")
-    reasons: ClassVar[dict[str, str]] = {"too_short": "fewer than `min_words` words",
-                                         "too_long": "more than `max_words` words"}
+    reasons: ClassVar[dict[str, str]] = {
+        "too_short": "fewer than `min_words` words",
+        "too_long": "more than `max_words` words",
+    }
 
     @model_validator(mode="after")
     def _bounds(self) -> LengthSpec:
         if self.min_words > self.max_words:
-            raise ValueError(f"min_words {self.min_words} is above max_words {self.max_words}; "
-                             "need min_words <= max_words")
+            raise ValueError(
+                f"min_words {self.min_words} is above max_words {self.max_words}; need min_words <= max_words"
+            )
         return self
 
 
@@ -124,16 +132,20 @@ class BlocklistSpec(FilterSpec):
 
     name: Literal["blocklist"] = "blocklist"
     words: list[str] | None = Field(
-        None, description="Words and phrases to block; null: the built-in list (DEFAULT_BLOCKLIST in "
-        "filters/heuristics.py: image, photo, video, audio, website, url, ...).")
+        None,
+        description="Words and phrases to block; null: the built-in list (DEFAULT_BLOCKLIST in "
+        "filters/heuristics.py: image, photo, video, audio, website, url, ...).",
+    )
     extra_words: list[str] | None = Field(None, description="Added to `words` (or to the built-in list).")
     reasons: ClassVar[dict[str, str]] = {"blocked_keyword": "the instruction has a blocked word or phrase"}
 
     @model_validator(mode="after")
     def _not_empty(self) -> BlocklistSpec:
         if self.words is not None and not any(w.strip() for w in self.words + (self.extra_words or [])):
-            raise ValueError(f"need at least one non-empty word, got words={self.words!r}; remove the "
-                             "filter from the chain to block nothing")
+            raise ValueError(
+                f"need at least one non-empty word, got words={self.words!r}; remove the "
+                "filter from the chain to block nothing"
+            )
         return self
 
 
@@ -143,8 +155,9 @@ class InstructionFormSpec(FilterSpec):
 
     name: Literal["instruction_form"] = "instruction_form"
     ascii_start: bool = Field(True, description="Drop instructions whose first character is not ASCII.")
-    check_fragments: bool = Field(True, description="Drop instructions with a dangling end or an unclosed "
-                                  "bracket or quote.")
+    check_fragments: bool = Field(
+        True, description="Drop instructions with a dangling end or an unclosed bracket or quote."
+    )
     reasons: ClassVar[dict[str, str]] = {
         "fragment": "no letters, a dangling end, or unbalanced brackets or quotes",
         "starts_with_punctuation": "the first character is punctuation or a symbol",
@@ -177,18 +190,24 @@ class RepetitionSpec(FilterSpec):
     or many repeated long n-grams (Gopher's rules, as datatrove implements them)."""
 
     name: Literal["repetition"] = "repetition"
-    fields: Fields | None = Field(None, description="Fields checked, each on its own; null: instruction "
-                                  "and output.")
-    min_words: int = Field(50, ge=0, description="The line and n-gram rules apply from this many words on: "
-                           "on short texts one repeated phrase is already a large share.")
+    fields: Fields | None = Field(None, description="Fields checked, each on its own; null: instruction and output.")
+    min_words: int = Field(
+        50,
+        ge=0,
+        description="The line and n-gram rules apply from this many words on: "
+        "on short texts one repeated phrase is already a large share.",
+    )
     loop_repeats: int = Field(4, ge=2, description="Copies of one unit at the end that make a loop.")
     loop_min_chars: int = Field(40, ge=1, description="Fewest characters a loop covers.")
-    dup_line_fraction: float = Field(0.3, ge=0, le=1, description="Largest share of (prose) lines that "
-                                     "may repeat an earlier line.")
-    dup_line_char_fraction: float = Field(0.2, ge=0, le=1, description="Largest share of characters in "
-                                          "lines that repeat an earlier line.")
-    ngram_scale: float = Field(1.0, gt=0, description="Multiplies the Gopher n-gram thresholds; above 1 "
-                               "is more lenient.")
+    dup_line_fraction: float = Field(
+        0.3, ge=0, le=1, description="Largest share of (prose) lines that may repeat an earlier line."
+    )
+    dup_line_char_fraction: float = Field(
+        0.2, ge=0, le=1, description="Largest share of characters in lines that repeat an earlier line."
+    )
+    ngram_scale: float = Field(
+        1.0, gt=0, description="Multiplies the Gopher n-gram thresholds; above 1 is more lenient."
+    )
     reasons: ClassVar[dict[str, str]] = {
         "degenerate_loop": "the text ends in one unit repeated `loop_repeats` times or more",
         "repeated_lines": "too many lines (or characters in lines) repeat an earlier line",
@@ -202,12 +221,17 @@ class RefusalSpec(FilterSpec):
     they teach a fine-tuned model to do the same."""
 
     name: Literal["refusal"] = "refusal"
-    extra_refusals: list[str] | None = Field(None, description="More regular expressions of refusals "
-                                             "(matched case-insensitively at the start of the output).")
-    extra_boilerplate: list[str] | None = Field(None, description="More regular expressions of "
-                                                "boilerplate (matched case-insensitively anywhere).")
-    reasons: ClassVar[dict[str, str]] = {"refusal": "the output opens with a refusal",
-                                         "ai_boilerplate": "the output talks about being an AI model"}
+    extra_refusals: list[str] | None = Field(
+        None,
+        description="More regular expressions of refusals (matched case-insensitively at the start of the output).",
+    )
+    extra_boilerplate: list[str] | None = Field(
+        None, description="More regular expressions of boilerplate (matched case-insensitively anywhere)."
+    )
+    reasons: ClassVar[dict[str, str]] = {
+        "refusal": "the output opens with a refusal",
+        "ai_boilerplate": "the output talks about being an AI model",
+    }
 
     @field_validator("extra_refusals", "extra_boilerplate")
     @classmethod
@@ -226,15 +250,20 @@ class PIISpec(FilterSpec):
 
     name: Literal["pii"] = "pii"
     action: Literal["drop", "redact"] = Field(
-        "redact", description="`drop` the record, or `redact` each span (the kept record's "
-        "`meta.pii_redacted` counts them per kind).")
+        "redact",
+        description="`drop` the record, or `redact` each span (the kept record's "
+        "`meta.pii_redacted` counts them per kind).",
+    )
     kinds: Annotated[list[PIIKind], Field(min_length=1), AfterValidator(_no_repeats)] | None = Field(
-        None, description=f"Kinds looked for; null: all ({', '.join(PII_KINDS)}).")
+        None, description=f"Kinds looked for; null: all ({', '.join(PII_KINDS)})."
+    )
     fields: Fields | None = Field(None, description="Fields searched; null: instruction, input and output.")
-    phone_region: str = Field("US", description="Country assumed for phone numbers written without a "
-                              "country code (ISO 3166 alpha-2).")
-    reasons: ClassVar[dict[str, str]] = {f"pii_{kind}": f"(`action: drop`) the first span found is of kind `{kind}`"
-                                         for kind in PII_KINDS}
+    phone_region: str = Field(
+        "US", description="Country assumed for phone numbers written without a country code (ISO 3166 alpha-2)."
+    )
+    reasons: ClassVar[dict[str, str]] = {
+        f"pii_{kind}": f"(`action: drop`) the first span found is of kind `{kind}`" for kind in PII_KINDS
+    }
 
     @field_validator("phone_region")
     @classmethod
@@ -242,16 +271,19 @@ class PIISpec(FilterSpec):
         import phonenumbers  # only when a region is given: a config that names none loads without it
 
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{region!r} is not a region phonenumbers knows; use an ISO 3166 alpha-2 code "
-                             "such as 'US', 'GB', 'DE'")
+            raise ValueError(
+                f"{region!r} is not a region phonenumbers knows; use an ISO 3166 alpha-2 code such as 'US', 'GB', 'DE'"
+            )
         return region
 
 
 def _iso_codes(codes: list[str] | None) -> list[str] | None:
     unknown = [c for c in codes or [] if c.lower() not in LINGUA_CODES]
     if unknown:
-        raise ValueError(f"has {', '.join(map(repr, unknown))}, not an ISO 639-1 code lingua knows; use "
-                         "two-letter codes such as 'en', 'fr', 'de'")
+        raise ValueError(
+            f"has {', '.join(map(repr, unknown))}, not an ISO 639-1 code lingua knows; use "
+            "two-letter codes such as 'en', 'fr', 'de'"
+        )
     return codes
 
 
@@ -261,16 +293,21 @@ class LanguageSpec(FilterSpec):
 
     name: Literal["language"] = "language"
     languages: Annotated[list[str], AfterValidator(_iso_codes)] | None = Field(
-        None, description="ISO 639-1 codes to keep; null: en.")
-    fields: Fields | None = Field(None, description="Fields joined into the text judged; null: instruction "
-                                  "and output.")
+        None, description="ISO 639-1 codes to keep; null: en."
+    )
+    fields: Fields | None = Field(None, description="Fields joined into the text judged; null: instruction and output.")
     min_chars: int = Field(20, ge=0, description="Texts with fewer letters are kept undetected.")
     max_chars: int = Field(1000, ge=1, description="The text judged is cut at this many characters.")
-    high_accuracy: bool = Field(True, description="false: lingua's trigram-only mode, about 40 MB of models "
-                                "instead of 300, unreliable on short texts.")
+    high_accuracy: bool = Field(
+        True,
+        description="false: lingua's trigram-only mode, about 40 MB of models "
+        "instead of 300, unreliable on short texts.",
+    )
     candidates: list[str] | None = Field(
-        None, description="Languages the detector chooses among, plus `languages`; null: 20 common ones "
-        "(DEFAULT_CANDIDATES in filters/language.py); `[all]`: all 75 lingua knows (1 GB of models).")
+        None,
+        description="Languages the detector chooses among, plus `languages`; null: 20 common ones "
+        "(DEFAULT_CANDIDATES in filters/language.py); `[all]`: all 75 lingua knows (1 GB of models).",
+    )
     reasons: ClassVar[dict[str, str]] = {"wrong_language": "the detected language is not in `languages`"}
 
     @field_validator("candidates")
@@ -281,8 +318,9 @@ class LanguageSpec(FilterSpec):
     @model_validator(mode="after")
     def _bounds(self) -> LanguageSpec:
         if self.min_chars > self.max_chars:
-            raise ValueError(f"min_chars {self.min_chars} is above max_chars {self.max_chars}; "
-                             "need min_chars <= max_chars")
+            raise ValueError(
+                f"min_chars {self.min_chars} is above max_chars {self.max_chars}; need min_chars <= max_chars"
+            )
         return self
 
 
@@ -291,13 +329,16 @@ class JudgeSpec(FilterSpec):
     constrained by a schema) and drops those whose mean is under `threshold`."""
 
     name: Literal["judge"] = "judge"
-    template: str = Field("judge.jinja", description="Rubric template: a built-in prompt name or a path; it "
-                          "may use instruction, input and output.")
+    template: str = Field(
+        "judge.jinja",
+        description="Rubric template: a built-in prompt name or a path; it may use instruction, input and output.",
+    )
     threshold: float = Field(3.5, ge=1, le=5, description="Lowest mean score (1-5) kept.")
     max_tokens: int = Field(64, ge=16, description="Most tokens of the judge's JSON answer.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of the judge.")
-    on_error: Literal["drop", "keep"] = Field("drop", description="What happens to a record whose "
-                                              "judgement could not be read.")
+    on_error: Literal["drop", "keep"] = Field(
+        "drop", description="What happens to a record whose judgement could not be read."
+    )
     reasons: ClassVar[dict[str, str]] = {
         "low_judge_score": "the mean score is under `threshold`",
         "judge_failed": "(`on_error: drop`) the judge's answer was missing, cut off or out of range",
@@ -318,27 +359,46 @@ class SemanticDedupSpec(FilterSpec):
     Keep-first and order-preserving; its state survives a resume."""
 
     name: Literal["semantic_dedup"] = "semantic_dedup"
-    threshold: float = Field(0.84, gt=0, le=1, description="Without the pair check: the cosine at or above "
-                             "which a record is a duplicate (0.84 balances MiniLM's errors).")
+    threshold: float = Field(
+        0.84,
+        gt=0,
+        le=1,
+        description="Without the pair check: the cosine at or above "
+        "which a record is a duplicate (0.84 balances MiniLM's errors).",
+    )
     encoder: Literal["minilm", "static"] = Field(
-        "minilm", description="`minilm`: sentence-transformers (GPU if present); `static`: fast CPU token "
-        "vectors distilled from it.")
-    model: str | None = Field(None, description="sentence-transformers folder or name; null: the bundled "
-                              "all-MiniLM-L6-v2.")
-    exact_until: int = Field(50_000, ge=0, description="Kept rows searched exactly (flat index); past them, "
-                             "HNSW.")
+        "minilm",
+        description="`minilm`: sentence-transformers (GPU if present); `static`: fast CPU token "
+        "vectors distilled from it.",
+    )
+    model: str | None = Field(
+        None, description="sentence-transformers folder or name; null: the bundled all-MiniLM-L6-v2."
+    )
+    exact_until: int = Field(50_000, ge=0, description="Kept rows searched exactly (flat index); past them, HNSW.")
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
     ef_search: int = Field(64, ge=1, description="HNSW search breadth.")
     batch_size: int = Field(4096, ge=1, description="Records encoded and searched at once.")
-    state_name: str = Field("semantic_dedup", min_length=1, description="Subfolder of the run's state: give "
-                            "two instances in one run different names.")
+    state_name: str = Field(
+        "semantic_dedup",
+        min_length=1,
+        description="Subfolder of the run's state: give two instances in one run different names.",
+    )
     judge_band: list[float] | None = Field(
-        None, description="[low, high] with the pair check off: cosines in the band go to the served "
-        "model, which says whether the two are the same task; at `high` or more a record is a duplicate.")
-    pair_check: bool | None = Field(None, description="The learned pair check (filters/pairs.py); null: on "
-                                    "where weights were fitted for the encoder (MiniLM).")
-    candidates: float = Field(0.76, gt=0, le=1, description="With the pair check: the lowest cosine of a "
-                              "neighbour it checks (the floor it was fitted for).")
+        None,
+        description="[low, high] with the pair check off: cosines in the band go to the served "
+        "model, which says whether the two are the same task; at `high` or more a record is a duplicate.",
+    )
+    pair_check: bool | None = Field(
+        None,
+        description="The learned pair check (filters/pairs.py); null: on "
+        "where weights were fitted for the encoder (MiniLM).",
+    )
+    candidates: float = Field(
+        0.76,
+        gt=0,
+        le=1,
+        description="With the pair check: the lowest cosine of a neighbour it checks (the floor it was fitted for).",
+    )
     neighbours: int = Field(4, ge=1, description="With the pair check: nearest kept records checked.")
     reasons: ClassVar[dict[str, str]] = {"near_duplicate": "a kept record asks for the same task"}
 
@@ -346,8 +406,7 @@ class SemanticDedupSpec(FilterSpec):
     @classmethod
     def _band(cls, band: list[float] | None) -> list[float] | None:
         if band is not None and (len(band) != 2 or not 0 < band[0] < band[1] <= 1):
-            raise ValueError(f"need [low, high] with 0 < low < high <= 1, got {band!r}; for example "
-                             "[0.76, 0.94]")
+            raise ValueError(f"need [low, high] with 0 < low < high <= 1, got {band!r}; for example [0.76, 0.94]")
         return band
 
     @model_validator(mode="after")
@@ -363,11 +422,18 @@ class DecontaminateSpec(FilterSpec):
 
     name: Literal["decontaminate"] = "decontaminate"
     references: list[str] = Field(
-        ..., min_length=1, description="Reference files (.txt, one text a line; .jsonl; .parquet) or "
-        "`hf:DATASET[:SPLIT]` (split `test` when left out).")
+        ...,
+        min_length=1,
+        description="Reference files (.txt, one text a line; .jsonl; .parquet) or "
+        "`hf:DATASET[:SPLIT]` (split `test` when left out).",
+    )
     ngram: int = Field(13, ge=1, description="Words in a shared n-gram (13, as GPT-3).")
-    threshold: float | None = Field(0.9, gt=0, le=1, description="Cosine at or above which a record "
-                                    "overlaps a reference; null turns the embedding check off.")
+    threshold: float | None = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Cosine at or above which a record overlaps a reference; null turns the embedding check off.",
+    )
     encoder: Literal["minilm", "static"] = Field("minilm", description="As in `semantic_dedup`.")
     model: str | None = Field(None, description="As in `semantic_dedup`.")
     reasons: ClassVar[dict[str, str]] = {
@@ -378,8 +444,18 @@ class DecontaminateSpec(FilterSpec):
 
 AnyFilterSpec = Annotated[
     Union[  # noqa: UP007 - a discriminated union is spelled with Union
-        LengthSpec, BlocklistSpec, InstructionFormSpec, InstanceSpec, TruncatedSpec, RepetitionSpec,
-        RefusalSpec, PIISpec, LanguageSpec, JudgeSpec, ExactDedupSpec, SemanticDedupSpec,
+        LengthSpec,
+        BlocklistSpec,
+        InstructionFormSpec,
+        InstanceSpec,
+        TruncatedSpec,
+        RepetitionSpec,
+        RefusalSpec,
+        PIISpec,
+        LanguageSpec,
+        JudgeSpec,
+        ExactDedupSpec,
+        SemanticDedupSpec,
         DecontaminateSpec,
     ],
     Discriminator("name"),

@@ -7,12 +7,12 @@ and only here.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from generator.core.errors import InstructforgeError
+from generator.run.stop import sigterm_unwinds
 
 Command = Callable[[argparse.Namespace], int | None]
 
@@ -28,8 +28,9 @@ def _generate(args: argparse.Namespace) -> int | None:
     try:
         result = generate(config, fresh=args.fresh, force=args.force)
     except ForeignRun as err:
-        raise ForeignRun(err.problem, "pass --fresh to start over there, --force to continue anyway, "
-                         "or use another run_dir") from None
+        raise ForeignRun(
+            err.problem, "pass --fresh to start over there, --force to continue anyway, or use another run_dir"
+        ) from None
     print(result.summary())
     return 0
 
@@ -56,9 +57,15 @@ def _dedup(args: argparse.Namespace) -> int | None:
     from generator.core.errors import ConfigError
 
     try:
-        result = dedup_files(args.inputs, args.out, threshold=args.threshold, encoder=args.encoder,
-                             model=args.model, semantic=not args.exact_only,
-                             pair_check=False if args.no_pair_check else None)
+        result = dedup_files(
+            args.inputs,
+            args.out,
+            threshold=args.threshold,
+            encoder=args.encoder,
+            model=args.model,
+            semantic=not args.exact_only,
+            pair_check=False if args.no_pair_check else None,
+        )
     except ValueError as err:
         raise ConfigError(str(err)) from err
     print(f"{result.summary()}\nwrote {args.out / 'kept.jsonl'} and {args.out / 'dedup_report.json'}")
@@ -98,8 +105,7 @@ def _templates_render(args: argparse.Namespace) -> int | None:
 
     from generator.prompting.templates import preview
 
-    t, messages = preview(args.name, dict(args.var or []), seeds=args.seeds,
-                          num_demonstrations=args.num_demonstrations)
+    t, messages = preview(args.name, dict(args.var or []), seeds=args.seeds, num_demonstrations=args.num_demonstrations)
     if args.json:
         body: dict[str, object] = {"messages": messages, **t.sampling}
         if t.response_format:
@@ -114,8 +120,9 @@ def _templates_render(args: argparse.Namespace) -> int | None:
 def _push(args: argparse.Namespace) -> int | None:
     from generator.publish.hub import push_dataset
 
-    result = push_dataset(Path(args.run_dir), args.repo, private=args.private, revision=args.revision,
-                          message=args.message)
+    result = push_dataset(
+        Path(args.run_dir), args.repo, private=args.private, revision=args.revision, message=args.message
+    )
     print(result.summary())
     return 0
 
@@ -138,8 +145,7 @@ def _merge(args: argparse.Namespace) -> int | None:
     if dataset.card_template:
         dataset = dataset.model_copy(update={"card_template": str(config.resolve(dataset.card_template))})
     dedup = [{"name": name} for name in args.dedup] if args.dedup else None
-    result = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), dataset=dataset, dedup=dedup,
-                        push=args.push)
+    result = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), dataset=dataset, dedup=dedup, push=args.push)
     print(result.summary())
     return 0
 
@@ -147,8 +153,7 @@ def _merge(args: argparse.Namespace) -> int | None:
 def _string_var(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=VALUE (like instruction='Sort the list.'), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (like instruction='Sort the list.'), got {text!r}")
     return key, value
 
 
@@ -170,15 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", help="run a config: generate, filter, deduplicate, write the dataset")
-    p.add_argument("--config", "-c", default="default.yaml",
-                   help="YAML config file, or the name of a built-in one (default: default.yaml)")
+    p.add_argument(
+        "--config",
+        "-c",
+        default="default.yaml",
+        help="YAML config file, or the name of a built-in one (default: default.yaml)",
+    )
     p.add_argument("--run-dir", help="override the config's run_dir")
-    p.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
-                   help="override one setting, like engine.concurrency=32 (repeatable)")
-    p.add_argument("--fresh", action="store_true",
-                   help="discard what the run directory holds and start over")
-    p.add_argument("--force", action="store_true",
-                   help="continue a run directory even though its config changed")
+    p.add_argument(
+        "--set",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="override one setting, like engine.concurrency=32 (repeatable)",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard what the run directory holds and start over")
+    p.add_argument("--force", action="store_true", help="continue a run directory even though its config changed")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("serve", help="start the config's vLLM server in the foreground")
@@ -187,24 +199,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model", help="manage the bundled model")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    mp = msub.add_parser("prepare", help="convert the bundled SmolLM2-135M GGUF to safetensors "
-                         "in the user cache (once) and print its folder")
+    mp = msub.add_parser(
+        "prepare",
+        help="convert the bundled SmolLM2-135M GGUF to safetensors in the user cache (once) and print its folder",
+    )
     mp.add_argument("--force", action="store_true", help="convert again even if cached")
     mp.set_defaults(func=_model_prepare)
 
-    p = sub.add_parser("dedup", help="deduplicate finished datasets or shards (exact, then semantic) "
-                       "and write the kept rows and a report")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                   help="dataset folder, .jsonl or .parquet file; several are merged in the order given")
+    p = sub.add_parser(
+        "dedup",
+        help="deduplicate finished datasets or shards (exact, then semantic) and write the kept rows and a report",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="dataset folder, .jsonl or .parquet file; several are merged in the order given",
+    )
     p.add_argument("--out", "-o", type=Path, required=True, help="folder for kept.jsonl and dedup_report.json")
-    p.add_argument("--threshold", type=float, default=0.84,
-                   help="without the pair check: cosine at or above which a later record is a "
-                   "near-duplicate (default: 0.84)")
-    p.add_argument("--no-pair-check", action="store_true",
-                   help="plain cosine --threshold instead of the learned pair check on neighbours at "
-                   "cosine >= 0.76 (the pair check is fitted for the default MiniLM encoder only)")
-    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm",
-                   help="minilm: sentence-transformers (GPU if present); static: fast CPU token vectors")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.84,
+        help="without the pair check: cosine at or above which a later record is a near-duplicate (default: 0.84)",
+    )
+    p.add_argument(
+        "--no-pair-check",
+        action="store_true",
+        help="plain cosine --threshold instead of the learned pair check on neighbours at "
+        "cosine >= 0.76 (the pair check is fitted for the default MiniLM encoder only)",
+    )
+    p.add_argument(
+        "--encoder",
+        choices=["minilm", "static"],
+        default="minilm",
+        help="minilm: sentence-transformers (GPU if present); static: fast CPU token vectors",
+    )
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--exact-only", action="store_true", help="only the exact (normalized text) stage")
     p.set_defaults(func=_dedup)
@@ -218,14 +249,24 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=_templates_show)
     tp = tsub.add_parser("render", help="print the chat messages exactly as they would be sent")
     tp.add_argument("name", help="built-in template name or path to a .jinja file")
-    tp.add_argument("--var", action="append", type=_string_var, metavar="NAME=VALUE",
-                    help="a template variable, as text (repeatable)")
-    tp.add_argument("--seeds", metavar="SOURCE",
-                    help="fill `demonstrations` from seed tasks: `builtin` or a seed file")
-    tp.add_argument("--num-demonstrations", type=int, default=4, metavar="K",
-                    help="how many seed tasks --seeds puts in `demonstrations` (default: 4)")
-    tp.add_argument("--json", action="store_true",
-                    help="print the request body (messages, sampling, response_format) as JSON")
+    tp.add_argument(
+        "--var",
+        action="append",
+        type=_string_var,
+        metavar="NAME=VALUE",
+        help="a template variable, as text (repeatable)",
+    )
+    tp.add_argument("--seeds", metavar="SOURCE", help="fill `demonstrations` from seed tasks: `builtin` or a seed file")
+    tp.add_argument(
+        "--num-demonstrations",
+        type=int,
+        default=4,
+        metavar="K",
+        help="how many seed tasks --seeds puts in `demonstrations` (default: 4)",
+    )
+    tp.add_argument(
+        "--json", action="store_true", help="print the request body (messages, sampling, response_format) as JSON"
+    )
     tp.set_defaults(func=_templates_render)
 
     p = sub.add_parser("push", help="push a run's dataset to the Hugging Face Hub (one commit)")
@@ -238,41 +279,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run's dataset as Alpaca JSON, ShareGPT JSON or chat JSONL")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
-    p.add_argument("--format", "-f", required=True, choices=["alpaca", "sharegpt", "chat"],
-                   help="alpaca: [{instruction, input, output}]; sharegpt: [{conversations: "
-                   "[{from, value}]}]; chat: one {messages} per line")
+    p.add_argument(
+        "--format",
+        "-f",
+        required=True,
+        choices=["alpaca", "sharegpt", "chat"],
+        help="alpaca: [{instruction, input, output}]; sharegpt: [{conversations: "
+        "[{from, value}]}]; chat: one {messages} per line",
+    )
     p.add_argument("--out", "-o", required=True, help="file to write")
     p.add_argument("--split", default="train", help="split to export, or `all` (default: train)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("merge", help="merge shard run directories into one deduplicated dataset")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="shard run directories, in order")
-    p.add_argument("--out", "-o", required=True,
-                   help="directory for the merged dataset/, funnel.json and merge.json")
-    p.add_argument("--config", "-c", default="default.yaml",
-                   help="config whose `dataset` section (split, card, push) applies (default: default.yaml)")
-    p.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
-                   help="override one setting, like dataset.test_ratio=0.05 (repeatable)")
-    p.add_argument("--dedup", action="append", metavar="FILTER",
-                   help="dedup filter run over all shards, in order (repeatable; default: exact_dedup, "
-                   "then semantic_dedup)")
+    p.add_argument("--out", "-o", required=True, help="directory for the merged dataset/, funnel.json and merge.json")
+    p.add_argument(
+        "--config",
+        "-c",
+        default="default.yaml",
+        help="config whose `dataset` section (split, card, push) applies (default: default.yaml)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="override one setting, like dataset.test_ratio=0.05 (repeatable)",
+    )
+    p.add_argument(
+        "--dedup",
+        action="append",
+        metavar="FILTER",
+        help="dedup filter run over all shards, in order (repeatable; default: exact_dedup, then semantic_dedup)",
+    )
     p.add_argument("--push", action="store_true", help="push the merged dataset to dataset.push.repo")
     p.set_defaults(func=_merge)
 
     return parser
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command = args.func
-    # SIGTERM (a batch scheduler's stop) unwinds like Ctrl-C, so servers are stopped and results
-    # flushed; during generation the engine installs its own graceful handlers.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sigterm_unwinds()
     try:
         return func(args) or 0
     except InstructforgeError as err:

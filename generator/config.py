@@ -62,9 +62,7 @@ class ServerConfig(Section):
         None, description="Cores vLLM binds on CPU (VLLM_CPU_OMP_THREADS_BIND); all when null."
     )
     startup_timeout_s: float = Field(900, gt=0, description="Deadline for the server to be ready.")
-    extra_args: list[str] = Field(
-        default_factory=list, description="More `vllm serve` arguments, passed as they are."
-    )
+    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` arguments, passed as they are.")
 
 
 class SamplingConfig(Section):
@@ -139,48 +137,60 @@ class TemplatesConfig(Section):
     custom: str = Field("custom", description="Instructions for a topic, persona, difficulty, directive.")
     classify: str = Field("classify", description="Is an instruction a classification task?")
     instance_input_first: str = Field("instance_input_first", description="Input, then output.")
-    instance_output_first: str = Field("instance_output_first",
-                                       description="Label first, then input (classification).")
+    instance_output_first: str = Field("instance_output_first", description="Label first, then input (classification).")
     response: str = Field("response", description="Answer an instruction (and its input).")
 
 
 class EvolConfig(Section):
     operations: list[Literal["add_constraints", "deepen", "concretize", "add_reasoning", "broaden"]] = Field(
         default_factory=lambda: ["add_constraints", "deepen", "concretize", "add_reasoning", "broaden"],
-        min_length=1, description="Evolutions applied in turn (`broaden` is in-breadth).")
+        min_length=1,
+        description="Evolutions applied in turn (`broaden` is in-breadth).",
+    )
 
 
 class CustomConfig(Section):
-    topics: list[str] = Field(default_factory=lambda: ["everyday life"], min_length=1,
-                              description="Subjects the tasks are about.")
-    personas: list[str] = Field(default_factory=lambda: ["a curious adult"], min_length=1,
-                                description="Who asks the tasks.")
-    difficulties: list[str] = Field(default_factory=lambda: ["easy", "intermediate", "expert"],
-                                    min_length=1, description="How hard the tasks are.")
-    directives: list[str] = Field(default_factory=list,
-                                  description="Edge cases or special requirements, crossed with the rest.")
+    topics: list[str] = Field(
+        default_factory=lambda: ["everyday life"], min_length=1, description="Subjects the tasks are about."
+    )
+    personas: list[str] = Field(
+        default_factory=lambda: ["a curious adult"], min_length=1, description="Who asks the tasks."
+    )
+    difficulties: list[str] = Field(
+        default_factory=lambda: ["easy", "intermediate", "expert"], min_length=1, description="How hard the tasks are."
+    )
+    directives: list[str] = Field(
+        default_factory=list, description="Edge cases or special requirements, crossed with the rest."
+    )
 
 
 class ShardConfig(Section):
     """One shard of a run split over many jobs (a Slurm array task, for instance)."""
 
     index: int = Field(..., ge=0, description="This shard, from 0 (`$SLURM_ARRAY_TASK_ID`).")
-    count: int = Field(..., ge=1, description="Shards in all; the shard takes every `count`-th seed from "
-                       "`index` and adds `index` to `sampling.seed`.")
+    count: int = Field(
+        ...,
+        ge=1,
+        description="Shards in all; the shard takes every `count`-th seed from "
+        "`index` and adds `index` to `sampling.seed`.",
+    )
 
     @model_validator(mode="after")
     def _index_in_range(self) -> ShardConfig:
         if self.index >= self.count:
-            raise ValueError(f"shard index {self.index} is not below count {self.count}; "
-                             "indexes run from 0 to count - 1")
+            raise ValueError(
+                f"shard index {self.index} is not below count {self.count}; indexes run from 0 to count - 1"
+            )
         return self
 
     def select(self, seeds: list[Any]) -> list[Any]:
         """This shard's seeds: every `count`-th one from `index`."""
-        picked = seeds[self.index::self.count]
+        picked = seeds[self.index :: self.count]
         if not picked:
-            raise ConfigError(f"generation.shard: shard {self.index} of {self.count} gets no seed tasks "
-                              f"from {len(seeds)}; use at most {len(seeds)} shards or more seed tasks")
+            raise ConfigError(
+                f"generation.shard: shard {self.index} of {self.count} gets no seed tasks "
+                f"from {len(seeds)}; use at most {len(seeds)} shards or more seed tasks"
+            )
         return picked
 
     def sampling_seed(self, base: int | None) -> int | None:
@@ -189,30 +199,40 @@ class ShardConfig(Section):
 
 class GenerationConfig(Section):
     method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom"] = Field(
-        "self_instruct", description="How instructions are made.")
+        "self_instruct", description="How instructions are made."
+    )
     seeds: str = Field(
         "builtin",
         description="`builtin` for the bundled seed tasks; a JSONL or CSV file; or a Hugging Face "
         "dataset (local folder or repo id) read with `load_dataset`.",
     )
     seed_columns: dict[str, str] | None = Field(
-        None, description="Column mapping for CSV or dataset seeds, e.g. {instruction: prompt, output: answer}.")
+        None, description="Column mapping for CSV or dataset seeds, e.g. {instruction: prompt, output: answer}."
+    )
     num_instructions: int = Field(30, ge=1, description="Instructions to generate.")
     instructions_per_prompt: int = Field(8, ge=1, description="Instructions (or tasks) asked for per request.")
     num_demonstrations: int = Field(6, ge=1, description="Example tasks shown in each prompt.")
     machine_ratio: float = Field(
-        0.25, ge=0, le=1, description="Share of demonstrations drawn from the generated pool once it has "
-        "some (self-instruct uses 2 of 8).")
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of demonstrations drawn from the generated pool once it has "
+        "some (self-instruct uses 2 of 8).",
+    )
     overgenerate: float = Field(2.0, ge=1, description="Candidates asked for per instruction still needed.")
     max_rounds: int = Field(20, ge=1, description="Stop after this many rounds.")
-    min_acceptance: float = Field(0.05, ge=0, le=1, description="A round accepting fewer than this share of "
-                                  "its candidates counts as stalled.")
+    min_acceptance: float = Field(
+        0.05, ge=0, le=1, description="A round accepting fewer than this share of its candidates counts as stalled."
+    )
     stall_rounds: int = Field(3, ge=1, description="Stop after this many stalled rounds in a row.")
     instances: Literal["self_instruct", "response"] = Field(
-        "self_instruct", description="How outputs are made: `self_instruct` classifies each instruction "
-        "and writes an instance output-first (classification) or input-first; `response` answers it.")
-    instances_per_task: int = Field(2, ge=1, description="Instances asked for per instruction; the first "
-                                    "valid one becomes the record.")
+        "self_instruct",
+        description="How outputs are made: `self_instruct` classifies each instruction "
+        "and writes an instance output-first (classification) or input-first; `response` answers it.",
+    )
+    instances_per_task: int = Field(
+        2, ge=1, description="Instances asked for per instruction; the first valid one becomes the record."
+    )
     shard: ShardConfig | None = Field(None, description="Generate one shard of the seeds (see `merge`).")
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     evol: EvolConfig = Field(default_factory=EvolConfig)
@@ -255,13 +275,12 @@ class FiltersConfig(Section):
 
 
 class PushConfig(Section):
-    repo: str = Field(
-        ..., description="Hub dataset repository, `user/name`; created on the first push if missing."
-    )
+    repo: str = Field(..., description="Hub dataset repository, `user/name`; created on the first push if missing.")
     private: bool = Field(False, description="Create the repository private.")
     revision: str | None = Field(None, description="Branch to push to; `main` when null.")
     checkpoint_every: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="Also push while generating, each time this many more records were kept; "
         "only at the end when null.",
     )

@@ -70,8 +70,11 @@ def filter_catalogue() -> str:
     from filters.registry import FILTERS
     from filters.specs import SPECS
 
-    chains = {name: field.default_factory() for name, field in FiltersConfig.model_fields.items()
-              if name in ("instructions", "records")}
+    chains = {
+        name: field.default_factory()
+        for name, field in FiltersConfig.model_fields.items()
+        if name in ("instructions", "records")
+    }
     lines = ["Default chains:", "", "```yaml", "filters:"]
     for name, specs in chains.items():
         lines.append(f"  {name}:")
@@ -113,8 +116,10 @@ def template_roles() -> str:
     from generator.config import TemplatesConfig
     from generator.prompting.roles import ROLE_VARIABLES
 
-    rows = ["| role (`generation.templates.*`) | built-in | what it asks for | variables it is given |",
-            "| --- | --- | --- | --- |"]
+    rows = [
+        "| role (`generation.templates.*`) | built-in | what it asks for | variables it is given |",
+        "| --- | --- | --- | --- |",
+    ]
     for role, field in TemplatesConfig.model_fields.items():
         variables = ", ".join(f"`{v}`" for v in sorted(ROLE_VARIABLES[role]))
         rows.append(f"| `{role}` | `{field.default}` | {field.description or ''} | {variables} |")
@@ -134,9 +139,13 @@ def template_metadata() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"config-reference": config_reference, "filter-catalogue": filter_catalogue,
-            "template-metadata": template_metadata, "template-roles": template_roles,
-            "cli-reference": cli_reference}
+SECTIONS = {
+    "config-reference": config_reference,
+    "filter-catalogue": filter_catalogue,
+    "template-metadata": template_metadata,
+    "template-roles": template_roles,
+    "cli-reference": cli_reference,
+}
 
 
 def render(text: str) -> str:

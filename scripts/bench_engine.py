@@ -99,9 +99,13 @@ async def _stub_raw(url: str, n: int, concurrency: int) -> dict[str, float]:
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"requests": n, "seconds": round(seconds, 2), "requests_per_s": round(n / seconds),
-            "cpu_us_per_request": round(cpu / n * 1e6),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "requests": n,
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(n / seconds),
+        "cpu_us_per_request": round(cpu / n * 1e6),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def stub(sizes: list[int], concurrency: int) -> None:
@@ -116,16 +120,30 @@ def stub(sizes: list[int], concurrency: int) -> None:
         for name, flag, n in runs:
             with tempfile.TemporaryDirectory() as run_dir:
                 out = subprocess.run(
-                    [sys.executable, __file__, flag, str(n), "--url", url,
-                     "--concurrency", str(concurrency), "--run-dir", run_dir],
-                    check=True, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        flag,
+                        str(n),
+                        "--url",
+                        url,
+                        "--concurrency",
+                        str(concurrency),
+                        "--run-dir",
+                        run_dir,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 ).stdout
             row = json.loads(out.strip().splitlines()[-1])
             # CPU time per request is what a busy machine distorts least: 1e6 / it is the rate
             # the client sustains on one free core.
-            print(f"{name:<17} {row['requests']:>7} requests  {row['seconds']:>6} s  "
-                  f"{row['requests_per_s']:>5} req/s  client CPU {row['cpu_us_per_request']} us/request  "
-                  f"peak RSS {row['peak_rss_mib']} MiB")
+            print(
+                f"{name:<17} {row['requests']:>7} requests  {row['seconds']:>6} s  "
+                f"{row['requests_per_s']:>5} req/s  client CPU {row['cpu_us_per_request']} us/request  "
+                f"peak RSS {row['peak_rss_mib']} MiB"
+            )
     finally:
         server.terminate()
         server.wait()
@@ -142,12 +160,18 @@ async def _raw(url: str, key: str | None, model: str, prompts: list[str], concur
     """The reference: one semaphore, one session, nothing else."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     sem = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     timeout=aiohttp.ClientTimeout(total=3600)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=3600)
+    ) as session:
 
         async def one(prompt: str) -> int:
-            body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": max_tokens, "temperature": 0.0, "ignore_eos": True}
+            body = {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0.0,
+                "ignore_eos": True,
+            }
             async with sem, session.post(url + "/chat/completions", json=body, headers=headers) as resp:
                 return (await resp.json())["usage"]["completion_tokens"]
 
@@ -156,8 +180,10 @@ async def _raw(url: str, key: str | None, model: str, prompts: list[str], concur
 
 async def _engine(url: str, key: str | None, model: str, prompts: list[str], concurrency: int, max_tokens: int) -> int:
     params = {"max_tokens": max_tokens, "temperature": 0.0, "ignore_eos": True}
-    requests = [Request(request_id("bench", {"p": p}, model, params), messages=[{"role": "user", "content": p}],
-                        params=params) for p in prompts]
+    requests = [
+        Request(request_id("bench", {"p": p}, model, params), messages=[{"role": "user", "content": p}], params=params)
+        for p in prompts
+    ]
     with tempfile.TemporaryDirectory() as run_dir:
         store = RunStore(Path(run_dir), {"bench": "real"})
         async with Engine([Endpoint(url, key)], model, EngineConfig(concurrency=concurrency)) as eng:
@@ -168,8 +194,7 @@ async def _engine(url: str, key: str | None, model: str, prompts: list[str], con
     return eng.stats.completion_tokens
 
 
-def real(url: str, key: str | None, model: str, prompts: int, concurrency: int, max_tokens: int,
-         rounds: int) -> None:
+def real(url: str, key: str | None, model: str, prompts: int, concurrency: int, max_tokens: int, rounds: int) -> None:
     print(f"vLLM {url} model {model}: {prompts} prompts, {max_tokens} tokens each, concurrency {concurrency}")
     totals = {"raw": [0, 0.0], "engine": [0, 0.0]}
     # Fresh prompts every run, so that no run profits from another's prefix cache.
@@ -181,15 +206,22 @@ def real(url: str, key: str | None, model: str, prompts: int, concurrency: int, 
         totals[name][0] += tokens
         totals[name][1] += seconds
         # The client's own CPU time shows whether it could be the bottleneck, whatever the server does.
-        print(f"  {name:<6} {tokens} tokens in {seconds:.1f} s: {tokens / seconds:.1f} tok/s "
-              f"(client CPU {cpu:.2f} s)")
+        print(f"  {name:<6} {tokens} tokens in {seconds:.1f} s: {tokens / seconds:.1f} tok/s (client CPU {cpu:.2f} s)")
     raw_rate = totals["raw"][0] / totals["raw"][1]
     engine_rate = totals["engine"][0] / totals["engine"][1]
     print(f"raw {raw_rate:.1f} tok/s, engine {engine_rate:.1f} tok/s, ratio {engine_rate / raw_rate:.3f}")
 
 
-def _real_one(which: str, url: str, key: str | None, model: str, prompts: list[str], concurrency: int,
-              max_tokens: int, start_at: float) -> dict[str, float]:
+def _real_one(
+    which: str,
+    url: str,
+    key: str | None,
+    model: str,
+    prompts: list[str],
+    concurrency: int,
+    max_tokens: int,
+    start_at: float,
+) -> dict[str, float]:
     func = _raw if which == "raw" else _engine
     time.sleep(max(0.0, start_at - time.time()))
     start, cpu = time.perf_counter(), time.process_time()
@@ -197,21 +229,38 @@ def _real_one(which: str, url: str, key: str | None, model: str, prompts: list[s
     return {"tokens": tokens, "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
-def paired(url: str, key: str | None, model: str, prompts: int, concurrency: int, max_tokens: int,
-           rounds: int) -> None:
+def paired(url: str, key: str | None, model: str, prompts: int, concurrency: int, max_tokens: int, rounds: int) -> None:
     """Raw and engine at the same time, in two processes, each with its own prompts and the full
     concurrency: on a server others use too, both meet the same load, so the ratio holds still."""
-    print(f"vLLM {url} model {model}, paired: {prompts} prompts each, {max_tokens} tokens, "
-          f"concurrency {concurrency} each")
+    print(
+        f"vLLM {url} model {model}, paired: {prompts} prompts each, {max_tokens} tokens, concurrency {concurrency} each"
+    )
     totals = {"raw": [0, 0.0], "engine": [0, 0.0]}
     for round_ in range(rounds):
         start_at = time.time() + 3  # both processes imported and waiting by then
         procs = {}
         for i, which in enumerate(["raw", "engine"]):
             offset = (2 * round_ + (i + round_) % 2) * prompts  # swap prompt sets every round
-            cmd = [sys.executable, __file__, "--real-one", which, "--url", url, "--model", model,
-                   "--prompts", str(prompts), "--offset", str(offset), "--concurrency", str(concurrency),
-                   "--max-tokens", str(max_tokens), "--start-at", str(start_at)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--real-one",
+                which,
+                "--url",
+                url,
+                "--model",
+                model,
+                "--prompts",
+                str(prompts),
+                "--offset",
+                str(offset),
+                "--concurrency",
+                str(concurrency),
+                "--max-tokens",
+                str(max_tokens),
+                "--start-at",
+                str(start_at),
+            ]
             if key:
                 cmd += ["--key", key]
             procs[which] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -220,8 +269,10 @@ def paired(url: str, key: str | None, model: str, prompts: int, concurrency: int
             row = json.loads(out.strip().splitlines()[-1])
             totals[which][0] += row["tokens"]
             totals[which][1] += row["seconds"]
-            print(f"  round {round_ + 1} {which:<6} {row['tokens']} tokens in {row['seconds']:.1f} s: "
-                  f"{row['tokens'] / row['seconds']:.1f} tok/s (client CPU {row['cpu']:.2f} s)")
+            print(
+                f"  round {round_ + 1} {which:<6} {row['tokens']} tokens in {row['seconds']:.1f} s: "
+                f"{row['tokens'] / row['seconds']:.1f} tok/s (client CPU {row['cpu']:.2f} s)"
+            )
     raw_rate = totals["raw"][0] / totals["raw"][1]
     engine_rate = totals["engine"][0] / totals["engine"][1]
     print(f"raw {raw_rate:.1f} tok/s, engine {engine_rate:.1f} tok/s, ratio {engine_rate / raw_rate:.3f}")
@@ -237,13 +288,15 @@ def main() -> None:
     mode.add_argument("--real-one", choices=["raw", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--paired", action="store_true",
-                        help="--real: run raw and engine at once (steadier on a server others use)")
+    parser.add_argument(
+        "--paired", action="store_true", help="--real: run raw and engine at once (steadier on a server others use)"
+    )
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="10000,100000", help="request counts for --stub")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="default: the engine's default for --stub, 64 for --real")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="default: the engine's default for --stub, 64 for --real"
+    )
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1, help="--real: repeat raw, engine, engine, raw")
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -254,8 +307,16 @@ def main() -> None:
         concurrency = args.concurrency or EngineConfig().concurrency
         print(json.dumps(asyncio.run(_stub_one(args.url, args.stub_one, concurrency, args.run_dir))))
     elif args.real_one:
-        row = _real_one(args.real_one, args.url, args.key, args.model, _prompts(args.offset, args.prompts),
-                        args.concurrency, args.max_tokens, args.start_at)
+        row = _real_one(
+            args.real_one,
+            args.url,
+            args.key,
+            args.model,
+            _prompts(args.offset, args.prompts),
+            args.concurrency,
+            args.max_tokens,
+            args.start_at,
+        )
         print(json.dumps(row))
     elif args.stub_raw:
         concurrency = args.concurrency or EngineConfig().concurrency
@@ -263,6 +324,7 @@ def main() -> None:
     elif args.stub:
         stub([int(s) for s in args.sizes.split(",")], args.concurrency or EngineConfig().concurrency)
     else:
+
         def shared(name: str) -> str | None:
             path = SHARED / name
             return path.read_text().strip() if path.exists() else None
@@ -274,8 +336,15 @@ def main() -> None:
         if not model:
             sys.exit(f"--real needs --model, or {SHARED}/model")
         bench = paired if args.paired else real
-        bench(url.rstrip("/"), args.key or shared("key"), model, args.prompts, args.concurrency or 64,
-              args.max_tokens, args.rounds)
+        bench(
+            url.rstrip("/"),
+            args.key or shared("key"),
+            model,
+            args.prompts,
+            args.concurrency or 64,
+            args.max_tokens,
+            args.rounds,
+        )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def parse_data(path: Path) -> dict[str, tuple[list[str], list[tuple[str, str, in
         p_cnt = int(f[k])
         ptrs = []
         for j in range(p_cnt):
-            sym, tgt, tpos, st = f[k + 1 + 4 * j: k + 5 + 4 * j]
+            sym, tgt, tpos, st = f[k + 1 + 4 * j : k + 5 + 4 * j]
             tpos = "a" if tpos == "s" else tpos
             ptrs.append((sym, tgt + tpos, int(st[:2], 16), int(st[2:], 16)))
         pos = "a" if ss_type == "s" else ss_type
@@ -54,8 +54,11 @@ def parse_data(path: Path) -> dict[str, tuple[list[str], list[tuple[str, str, in
 
 def parse_index(path: Path) -> set[str]:
     """The single lowercase lemmas an index file lists."""
-    return {line.split()[0] for line in path.read_text(encoding="latin-1").splitlines()
-            if not line.startswith("  ") and WORD.match(line.split()[0])}
+    return {
+        line.split()[0]
+        for line in path.read_text(encoding="latin-1").splitlines()
+        if not line.startswith("  ") and WORD.match(line.split()[0])
+    }
 
 
 def main() -> None:

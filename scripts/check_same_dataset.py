@@ -5,6 +5,13 @@ dataset's rows (ids, text, meta), the funnel and the request ids sent.
     python scripts/check_same_dataset.py --repo OLD_CHECKOUT --out /tmp/before.json
     python scripts/check_same_dataset.py --repo . --out /tmp/after.json --compare /tmp/before.json
 
+With `--keep DIR` the run directories are kept in DIR, and a second call with the same DIR
+resumes them with the other checkout's code: a run directory written before a change must be
+accepted after it, send no new request and give the same dataset:
+
+    python scripts/check_same_dataset.py --repo OLD_CHECKOUT --out /tmp/before.json --keep /tmp/runs
+    python scripts/check_same_dataset.py --repo . --out /tmp/after.json --keep /tmp/runs --compare /tmp/before.json
+
 It calls the CLI in a subprocess with the checkout first on PYTHONPATH, so it works across any
 change of the package's inner layout. The fake server answers deterministically (`--variants`),
 so two runs of the same code give the same output.
@@ -33,8 +40,10 @@ CASES = {
     # The default chains in full (semantic dedup with MiniLM included) on one method.
     "default_chains": "generation: {num_instructions: 12, instances: response}\nfilters: null\n",
 }
-LIGHT_FILTERS = ("filters: {instructions: [{name: length}, {name: exact_dedup}], "
-                 "records: [{name: truncated}, {name: pii, action: redact}]}\n")
+LIGHT_FILTERS = (
+    "filters: {instructions: [{name: length}, {name: exact_dedup}], "
+    "records: [{name: truncated}, {name: pii, action: redact}]}\n"
+)
 
 
 def _rows(dataset_dir: Path) -> list[dict[str, Any]]:
@@ -50,11 +59,19 @@ def run_case(repo: Path, url: str, name: str, body: str, tmp: Path) -> dict[str,
     cfg = tmp / f"{name}.yaml"
     filters = "" if "filters:" in body else LIGHT_FILTERS
     body = body.replace("filters: null\n", "")
-    cfg.write_text(f"run_dir: {tmp / name}\nmodel: {{name: fake, served_name: fake-model}}\n"
-                   f"server: {{endpoints: [{url}]}}\nengine: {{concurrency: 4}}\n{body}{filters}")
+    cfg.write_text(
+        f"run_dir: {tmp / name}\nmodel: {{name: fake, served_name: fake-model}}\n"
+        f"server: {{endpoints: [{url}]}}\nengine: {{concurrency: 4}}\n{body}{filters}"
+    )
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    done = subprocess.run([sys.executable, "-m", "generator.cli", "generate", "-c", str(cfg)], cwd=repo,
-                          env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "generator.cli", "generate", "-c", str(cfg)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         raise SystemExit(f"{name}: generate failed:\n{done.stderr[-3000:]}")
     run_dir = tmp / name
@@ -68,20 +85,29 @@ def main() -> int:
     ap.add_argument("--repo", type=Path, required=True, help="checkout whose code runs")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--compare", type=Path, help="an earlier --out to compare with")
+    ap.add_argument("--keep", type=Path, help="keep the run directories here; resume those already there")
     args = ap.parse_args()
-    fake = subprocess.Popen([sys.executable, str(HERE / "tests" / "fake_openai.py"), "--variants"],
-                            stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(
+        [sys.executable, str(HERE / "tests" / "fake_openai.py"), "--variants"], stdout=subprocess.PIPE, text=True
+    )
     try:
         url = fake.stdout.readline().strip()  # type: ignore[union-attr]
         with tempfile.TemporaryDirectory() as tmp:
-            out = {name: run_case(args.repo.resolve(), url, name, body, Path(tmp)) for name, body in CASES.items()}
+            where = args.keep.resolve() if args.keep else Path(tmp)
+            where.mkdir(parents=True, exist_ok=True)
+            resumed = [name for name in CASES if (where / name / "results.jsonl").exists()]
+            out = {name: run_case(args.repo.resolve(), url, name, body, where) for name, body in CASES.items()}
     finally:
         fake.terminate()
         fake.wait(timeout=10)
     args.out.write_text(json.dumps(out, indent=1, sort_keys=True, ensure_ascii=False, default=str))
+    if resumed:
+        print(f"resumed the run directories already in {args.keep}: {', '.join(resumed)}")
     for name, case in out.items():
-        print(f"{name}: {len(case['rows'])} rows, {len(case['requests'])} requests, "
-              f"{case['funnel']['candidates']} candidates")
+        print(
+            f"{name}: {len(case['rows'])} rows, {len(case['requests'])} requests, "
+            f"{case['funnel']['candidates']} candidates"
+        )
     if args.compare is None:
         return 0
     before = json.loads(args.compare.read_text())

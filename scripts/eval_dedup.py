@@ -46,8 +46,12 @@ def neighbour_pairs(name: str, emb: Cached, floor: float = 0.6) -> list[tuple[st
     """Ordinary neighbours: texts of different groups (different tasks) at MiniLM cosine >= `floor`."""
     groups = [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text().splitlines() if line.strip()]
     texts = [(t, gi) for gi, g in enumerate(groups) for t in (g["instruction"], *g["paraphrases"], *g["negatives"])]
-    return [(a, b) for i, (a, ga) in enumerate(texts) for b, gb in texts[i + 1:]
-            if ga != gb and float(emb.vec[a] @ emb.vec[b]) >= floor]
+    return [
+        (a, b)
+        for i, (a, ga) in enumerate(texts)
+        for b, gb in texts[i + 1 :]
+        if ga != gb and float(emb.vec[a] @ emb.vec[b]) >= floor
+    ]
 
 
 class Cached:
@@ -104,8 +108,11 @@ def make_chat(base_url: str, key: str, model: str):
 
     def one(messages: list[dict[str, str]], extra: dict) -> str | None:
         body = json.dumps({"model": model, "messages": messages, **extra}).encode()
-        req = urllib.request.Request(f"{base_url.rstrip('/')}/chat/completions", body,
-                                     {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        req = urllib.request.Request(
+            f"{base_url.rstrip('/')}/chat/completions",
+            body,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 return json.loads(resp.read())["choices"][0]["message"]["content"]
@@ -127,8 +134,10 @@ def judge_drops(emb: Cached, pairs: list[tuple[str, str]], band: tuple[float, fl
 
     sims = cosine_sims(emb, pairs)
     ask = [i for i, s in enumerate(sims) if band[0] <= s < band[1]]
-    answers = chat([[{"role": "user", "content": judge_prompt(pairs[i][0], pairs[i][1])}]
-                    for i in ask], {"max_tokens": 3, "temperature": 0.0})
+    answers = chat(
+        [[{"role": "user", "content": judge_prompt(pairs[i][0], pairs[i][1])}] for i in ask],
+        {"max_tokens": 3, "temperature": 0.0},
+    )
     out = sims >= band[1]
     for i, a in zip(ask, answers):
         out[i] = bool(a and a.strip().lower().startswith("yes"))
@@ -136,11 +145,16 @@ def judge_drops(emb: Cached, pairs: list[tuple[str, str]], band: tuple[float, fl
 
 
 def row(name: str, para_dropped: np.ndarray, neg_dropped: np.ndarray, nb_dropped: np.ndarray) -> dict[str, object]:
-    r = {"method": name, "paraphrase_recall": round(float(para_dropped.mean()), 3),
-         "negatives_kept": round(float(1 - neg_dropped.mean()), 3),
-         "neighbours_kept": round(float(1 - nb_dropped.mean()), 3) if len(nb_dropped) else None}
-    print(f"{name:<42} recall {r['paraphrase_recall']:.3f}   hard negatives kept {r['negatives_kept']:.3f}"
-          f"   neighbours kept {r['neighbours_kept']}")
+    r = {
+        "method": name,
+        "paraphrase_recall": round(float(para_dropped.mean()), 3),
+        "negatives_kept": round(float(1 - neg_dropped.mean()), 3),
+        "neighbours_kept": round(float(1 - nb_dropped.mean()), 3) if len(nb_dropped) else None,
+    }
+    print(
+        f"{name:<42} recall {r['paraphrase_recall']:.3f}   hard negatives kept {r['negatives_kept']:.3f}"
+        f"   neighbours kept {r['neighbours_kept']}"
+    )
     return r
 
 
@@ -149,8 +163,10 @@ def evaluate(name: str, minilm_inner, static_inner, args) -> dict[str, object]:
     texts = sorted({t for a, b in para + neg for t in (a, b)})
     minilm, static = Cached(minilm_inner, texts), Cached(static_inner, texts)
     nb = neighbour_pairs(name, minilm)
-    print(f"\n== {name}: {len(para)} paraphrase pairs, {len(neg)} hard-negative pairs, "
-          f"{len(nb)} ordinary neighbour pairs (different groups, MiniLM cosine >= 0.6)")
+    print(
+        f"\n== {name}: {len(para)} paraphrase pairs, {len(neg)} hard-negative pairs, "
+        f"{len(nb)} ordinary neighbour pairs (different groups, MiniLM cosine >= 0.6)"
+    )
     default = SemanticDedup.__init__.__defaults__[0]  # type: ignore[index]
 
     def each(fn, *a, **kw):
@@ -170,13 +186,14 @@ def evaluate(name: str, minilm_inner, static_inner, args) -> dict[str, object]:
     if args.judge_endpoint:
         band = tuple(args.judge_band)
         chat = make_chat(args.judge_endpoint, args.judge_key, args.judge_model)
-        results.append(row(f"LLM judge {args.judge_model} on {band}", *each(judge_drops, minilm, band=band,
-                                                                            chat=chat)))
+        results.append(row(f"LLM judge {args.judge_model} on {band}", *each(judge_drops, minilm, band=band, chat=chat)))
     sweep = {}
     for enc, emb in (("minilm", minilm), ("static", static)):
         ps, ns = cosine_sims(emb, para), cosine_sims(emb, neg)
-        sweep[enc] = {f"{t:.2f}": [round(float((ps >= t).mean()), 3), round(float((ns < t).mean()), 3)]
-                      for t in np.arange(0.70, 0.96, 0.02)}
+        sweep[enc] = {
+            f"{t:.2f}": [round(float((ps >= t).mean()), 3), round(float((ns < t).mean()), 3)]
+            for t in np.arange(0.70, 0.96, 0.02)
+        }
         print(f"  cosine sweep {enc:<7}", "  ".join(f"{t}: {r:.2f}/{k:.2f}" for t, (r, k) in sweep[enc].items()))
     return {"methods": results, "sweep": sweep}
 
@@ -185,8 +202,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--judge-endpoint", help="OpenAI-compatible base URL (ending in /v1) to measure the "
-                    "LLM judge stage on the band --judge-band")
+    ap.add_argument(
+        "--judge-endpoint",
+        help="OpenAI-compatible base URL (ending in /v1) to measure the LLM judge stage on the band --judge-band",
+    )
     ap.add_argument("--judge-key", default="EMPTY")
     ap.add_argument("--judge-model", default="")
     ap.add_argument("--judge-band", type=float, nargs=2, default=[0.76, 0.94])

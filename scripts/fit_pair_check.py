@@ -99,8 +99,12 @@ def main() -> None:
     ap.add_argument("--model", help="sentence-transformers folder or name (default: the bundled MiniLM)")
     ap.add_argument("--data", type=Path, nargs="+", default=TRAIN)
     ap.add_argument("--candidates", type=float, default=0.76, help="the cosine floor below which no pair is checked")
-    ap.add_argument("--neighbour-floor", type=float, default=0.6,
-                    help="texts of different groups at this cosine or more are ordinary-neighbour pairs")
+    ap.add_argument(
+        "--neighbour-floor",
+        type=float,
+        default=0.6,
+        help="texts of different groups at this cosine or more are ordinary-neighbour pairs",
+    )
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--check", action="store_true", help="refit and fail if the stored weights differ")
     args = ap.parse_args()

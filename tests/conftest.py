@@ -23,9 +23,11 @@ from generator.llm.server import ServerInfo, managed_server
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     url = os.environ.get("INSTRUCTFORGE_TEST_ENDPOINT")
     if url:
-        yield ServerInfo(base_urls=[url.rstrip("/")],
-                         model=os.environ.get("INSTRUCTFORGE_TEST_MODEL", "SmolLM2-135M-Instruct"),
-                         api_key=os.environ.get("INSTRUCTFORGE_TEST_KEY"))
+        yield ServerInfo(
+            base_urls=[url.rstrip("/")],
+            model=os.environ.get("INSTRUCTFORGE_TEST_MODEL", "SmolLM2-135M-Instruct"),
+            api_key=os.environ.get("INSTRUCTFORGE_TEST_KEY"),
+        )
         return
     config = parse_config({"server": {"device": "cpu"}})
     log_dir = tmp_path_factory.mktemp("vllm")
@@ -47,14 +49,15 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
-        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
         # the login cache: empty unless a test writes it
         monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
-        monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH",
-                            str(tmp_path / "hf_home" / "stored_tokens"))
+        monkeypatch.setattr(
+            huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf_home" / "stored_tokens")
+        )
         monkeypatch.setattr(datasets.config, "HF_ENDPOINT", url)
-        monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL",
-                            url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+        monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}")
         yield server

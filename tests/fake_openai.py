@@ -202,8 +202,9 @@ def _variant(body: dict[str, Any], prompt: str) -> str:
     import hashlib
 
     tag = hashlib.sha1(json.dumps([prompt, body.get("seed")]).encode()).hexdigest()[:6]
-    return "\n".join(f"{line} (variant {tag}{i})" if line.strip() else line
-                     for i, line in enumerate(prompt.split("\n")))
+    return "\n".join(
+        f"{line} (variant {tag}{i})" if line.strip() else line for i, line in enumerate(prompt.split("\n"))
+    )
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -234,8 +235,13 @@ def _ok(body: dict[str, Any], prompt: str, chat: bool) -> web.Response:
             choice["text"] = text
         choices.append(choice)
     usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": completion_tokens}
-    payload = {"id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion",
-               "model": body["model"], "choices": choices[::-1], "usage": usage}
+    payload = {
+        "id": "cmpl-fake",
+        "object": "chat.completion" if chat else "text_completion",
+        "model": body["model"],
+        "choices": choices[::-1],
+        "usage": usage,
+    }
     return web.Response(body=json.dumps(payload).encode(), content_type="application/json")
 
 

@@ -76,8 +76,7 @@ class HubState:
         self.repos[(type_, repo_id)] = repo
         return repo
 
-    def _commit(self, repo: Repo, branch: str, summary: str, description: str,
-                files: dict[str, StoredFile]) -> Commit:
+    def _commit(self, repo: Repo, branch: str, summary: str, description: str, files: dict[str, StoredFile]) -> Commit:
         sha = hashlib.sha1(f"{repo.id}{branch}{len(repo.commits)}{time.time_ns()}".encode()).hexdigest()
         commit = Commit(sha, summary, description, files)
         repo.commits[sha] = commit
@@ -112,8 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
-              head_only: bool = False) -> None:
+    def _send(
+        self, status: int, body: Any = None, headers: dict[str, str] | None = None, head_only: bool = False
+    ) -> None:
         if isinstance(body, (bytes, bytearray)):
             data = bytes(body)
             ctype = "application/octet-stream"
@@ -130,15 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _error(self, status: int, code: str, message: str, head_only: bool = False) -> None:
-        self._send(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message},
-                   head_only=head_only)
+        self._send(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message}, head_only=head_only)
 
     def _user(self) -> str | None | bool:
         """The caller's user name; None without a token; False for an unknown token."""
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
             return None
-        return self.state.tokens.get(auth[len("Bearer "):], False)
+        return self.state.tokens.get(auth[len("Bearer ") :], False)
 
     def _repo(self, type_: str, repo_id: str, user: str | None, head_only: bool = False) -> Repo | None:
         repo = self.state.repos.get((type_, repo_id))
@@ -155,8 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.requests.append((method, self.path, user is not None))
         if user is False:
             self._body()
-            self._error(401, "InvalidCredentials", "Invalid credentials in Authorization header",
-                        method == "HEAD")
+            self._error(401, "InvalidCredentials", "Invalid credentials in Authorization header", method == "HEAD")
             return
         body = self._body() if method in ("POST", "PUT") else b""
         for pattern, verb, handler in ROUTES:
@@ -167,8 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if m and verb == "GET" and method == "HEAD":
                 with self.state.lock:
-                    handler(self, user, body, query, *[unquote(g) if g else g for g in m.groups()],
-                            head_only=True)
+                    handler(self, user, body, query, *[unquote(g) if g else g for g in m.groups()], head_only=True)
                 return
         self._error(404, "NotFound", f"no route for {method} {path}", method == "HEAD")
 
@@ -190,8 +187,15 @@ class _Handler(BaseHTTPRequestHandler):
         if user is None:
             self._error(401, "Unauthorized", "Authorization header is required")
             return
-        self._send(200, {"type": "user", "name": user, "orgs": [],
-                         "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        self._send(
+            200,
+            {
+                "type": "user",
+                "name": user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"role": "write"}},
+            },
+        )
 
     def create_repo(self, user: str | None, body: bytes, query: dict) -> None:
         req = json.loads(body)
@@ -210,8 +214,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.new_repo(type_, repo_id, private)
         self._send(200, {"url": url, "name": repo_id, "id": repo_id})
 
-    def repo_info(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str,
-                  rev: str | None, head_only: bool = False) -> None:
+    def repo_info(
+        self,
+        user: str | None,
+        body: bytes,
+        query: dict,
+        kind: str,
+        repo_id: str,
+        rev: str | None,
+        head_only: bool = False,
+    ) -> None:
         repo = self._repo(TYPES[kind], repo_id, user, head_only)
         if repo is None:
             return
@@ -220,30 +232,46 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head_only)
             return
         card = commit.files.get("README.md")
-        self._send(200, {
-            "id": repo_id, "_id": repo_id, "author": repo_id.split("/")[0], "sha": commit.sha,
-            "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
-            "lastModified": "2026-11-23T00:00:00.000Z", "tags": [],
-            "siblings": [{"rfilename": p} for p in sorted(commit.files)],
-            "cardData": _card_yaml(card.data) if card else None,
-        }, head_only=head_only)
+        self._send(
+            200,
+            {
+                "id": repo_id,
+                "_id": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": commit.sha,
+                "private": repo.private,
+                "disabled": False,
+                "gated": False,
+                "downloads": 0,
+                "likes": 0,
+                "lastModified": "2026-11-23T00:00:00.000Z",
+                "tags": [],
+                "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+                "cardData": _card_yaml(card.data) if card else None,
+            },
+            head_only=head_only,
+        )
 
     def validate_yaml(self, user: str | None, body: bytes, query: dict) -> None:
         self._send(200, {"errors": [], "warnings": []})
 
-    def preupload(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str,
-                  rev: str) -> None:
+    def preupload(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, rev: str) -> None:
         if self._repo(TYPES[kind], repo_id, user) is None:
             return
         files = json.loads(body)["files"]
         # Text files small enough go inline; everything else (parquet) through LFS.
-        answer = [{"path": f["path"], "shouldIgnore": False, "oid": None,
-                   "uploadMode": "regular" if f["path"].endswith((".md", ".json", ".yaml", ".txt"))
-                   else "lfs"} for f in files]
+        answer = [
+            {
+                "path": f["path"],
+                "shouldIgnore": False,
+                "oid": None,
+                "uploadMode": "regular" if f["path"].endswith((".md", ".json", ".yaml", ".txt")) else "lfs",
+            }
+            for f in files
+        ]
         self._send(200, {"files": answer})
 
-    def lfs_batch(self, user: str | None, body: bytes, query: dict, prefix: str | None,
-                  repo_id: str) -> None:
+    def lfs_batch(self, user: str | None, body: bytes, query: dict, prefix: str | None, repo_id: str) -> None:
         type_ = {"datasets/": "dataset", "spaces/": "space"}.get(prefix or "", "model")
         if self._write_denied(type_, repo_id, user):
             return
@@ -251,8 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         for obj in json.loads(body)["objects"]:
             entry: dict[str, Any] = {"oid": obj["oid"], "size": obj["size"]}
             if obj["oid"] not in self.state.blobs:
-                entry["actions"] = {"upload": {"href": f"{self.server.url}/_lfs/{obj['oid']}",
-                                               "header": {}}}
+                entry["actions"] = {"upload": {"href": f"{self.server.url}/_lfs/{obj['oid']}", "header": {}}}
             objects.append(entry)
         self._send(200, {"transfer": "basic", "objects": objects})
 
@@ -272,8 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def commit(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str,
-               rev: str) -> None:
+    def commit(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, rev: str) -> None:
         type_ = TYPES[kind]
         if self._write_denied(type_, repo_id, user):
             return
@@ -312,13 +338,17 @@ class _Handler(BaseHTTPRequestHandler):
             elif key == "deletedFolder":
                 folder = value["path"].rstrip("/") + "/"
                 files = {p: f for p, f in files.items() if not p.startswith(folder)}
-        commit = self.state._commit(repo, rev, header.get("summary", ""),
-                                    header.get("description", ""), files)
-        self._send(200, {"commitOid": commit.sha, "pullRequestUrl": None,
-                         "commitUrl": f"{self.server.url}/{PREFIX[type_]}{repo_id}/commit/{commit.sha}"})
+        commit = self.state._commit(repo, rev, header.get("summary", ""), header.get("description", ""), files)
+        self._send(
+            200,
+            {
+                "commitOid": commit.sha,
+                "pullRequestUrl": None,
+                "commitUrl": f"{self.server.url}/{PREFIX[type_]}{repo_id}/commit/{commit.sha}",
+            },
+        )
 
-    def branch(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str,
-               name: str) -> None:
+    def branch(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, name: str) -> None:
         type_ = TYPES[kind]
         if self._write_denied(type_, repo_id, user):
             return
@@ -340,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 if prefix and not p.startswith(prefix + "/"):
                     continue
-                rest = p[len(prefix) + 1:] if prefix else p
+                rest = p[len(prefix) + 1 :] if prefix else p
                 parts = rest.split("/")
                 if len(parts) == 1:
                     out[p] = self._file_entry(p, f)
@@ -348,16 +378,14 @@ class _Handler(BaseHTTPRequestHandler):
                 base = f"{prefix}/" if prefix else ""
                 for depth in range(1, len(parts) if recursive else 2):
                     d = base + "/".join(parts[:depth])
-                    out.setdefault(d, {"type": "directory", "oid": git_blob_sha(d.encode()),
-                                       "size": 0, "path": d})
+                    out.setdefault(d, {"type": "directory", "oid": git_blob_sha(d.encode()), "size": 0, "path": d})
                 if recursive:
                     out[p] = self._file_entry(p, f)
         return list(out.values())
 
     @staticmethod
     def _file_entry(path: str, f: StoredFile) -> dict[str, Any]:
-        entry: dict[str, Any] = {"type": "file", "oid": git_blob_sha(f.data), "size": len(f.data),
-                                 "path": path}
+        entry: dict[str, Any] = {"type": "file", "oid": git_blob_sha(f.data), "size": len(f.data), "path": path}
         if f.lfs:
             entry["lfs"] = {"oid": f.etag, "size": len(f.data), "pointerSize": 134}
         return entry
@@ -372,8 +400,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         return commit
 
-    def tree(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, rev: str,
-             folder: str | None, head_only: bool = False) -> None:
+    def tree(
+        self,
+        user: str | None,
+        body: bytes,
+        query: dict,
+        kind: str,
+        repo_id: str,
+        rev: str,
+        folder: str | None,
+        head_only: bool = False,
+    ) -> None:
         commit = self._commit_at(kind, repo_id, user, rev)
         if commit is None:
             return
@@ -384,8 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
         recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
         self._send(200, self._entries(commit, [folder], recursive))
 
-    def paths_info(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str,
-                   rev: str) -> None:
+    def paths_info(self, user: str | None, body: bytes, query: dict, kind: str, repo_id: str, rev: str) -> None:
         commit = self._commit_at(kind, repo_id, user, rev)
         if commit is None:
             return
@@ -400,8 +436,17 @@ class _Handler(BaseHTTPRequestHandler):
                 out.append({"type": "directory", "oid": git_blob_sha(p.encode()), "size": 0, "path": p})
         self._send(200, out)
 
-    def resolve(self, user: str | None, body: bytes, query: dict, prefix: str | None, repo_id: str,
-                rev: str, path: str, head_only: bool = False) -> None:
+    def resolve(
+        self,
+        user: str | None,
+        body: bytes,
+        query: dict,
+        prefix: str | None,
+        repo_id: str,
+        rev: str,
+        path: str,
+        head_only: bool = False,
+    ) -> None:
         type_ = {"datasets/": "dataset", "spaces/": "space"}.get(prefix or "", "model")
         repo = self._repo(type_, repo_id, user, head_only)
         if repo is None:
@@ -421,14 +466,14 @@ class _Handler(BaseHTTPRequestHandler):
         data = f.data
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
-            start_s, _, end_s = rng[len("bytes="):].partition("-")
+            start_s, _, end_s = rng[len("bytes=") :].partition("-")
             if start_s:
                 start = int(start_s)
                 end = min(int(end_s), len(data) - 1) if end_s else len(data) - 1
             else:  # suffix range: the last N bytes
                 start, end = max(len(data) - int(end_s), 0), len(data) - 1
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            self._send(206, data[start:end + 1], headers, head_only)
+            self._send(206, data[start : end + 1], headers, head_only)
             return
         self._send(200, data, headers, head_only)
 

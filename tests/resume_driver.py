@@ -38,11 +38,21 @@ def make_requests(n: int) -> Iterator[Request]:
 
 async def run(url: str, run_dir: Path, n: int, concurrency: int, flush_every: int) -> int:
     config = EngineConfig(
-        concurrency=concurrency, timeout_s=5, backoff_base_s=0.01, max_retries=20, retry_budget=10,
-        stop_grace_s=2, flush_every=flush_every, flush_interval_s=0.2,
+        concurrency=concurrency,
+        timeout_s=5,
+        backoff_base_s=0.01,
+        max_retries=20,
+        retry_budget=10,
+        stop_grace_s=2,
+        flush_every=flush_every,
+        flush_interval_s=0.2,
     )
-    store = RunStore(run_dir, {"model": MODEL, "params": PARAMS, "n": n},
-                     flush_every=config.flush_every, flush_interval_s=config.flush_interval_s)
+    store = RunStore(
+        run_dir,
+        {"model": MODEL, "params": PARAMS, "n": n},
+        flush_every=config.flush_every,
+        flush_interval_s=config.flush_interval_s,
+    )
     done = store.done_ids
     print(f"ready: {len(done)} already done", flush=True)
     saved = 0

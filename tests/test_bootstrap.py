@@ -40,8 +40,14 @@ def fake() -> Iterator[FakeOpenAI]:
         server.stop_thread()
 
 
-def _run(config: Config, url: str, key: str | None, model: str, method: str = "self_instruct",
-         instructions: list[Record] | None = None) -> tuple[PoolResult | list[Record], Funnel, list[str]]:
+def _run(
+    config: Config,
+    url: str,
+    key: str | None,
+    model: str,
+    method: str = "self_instruct",
+    instructions: list[Record] | None = None,
+) -> tuple[PoolResult | list[Record], Funnel, list[str]]:
     """One method's rounds in a fresh run dir; with `instructions`, a completion stage (`method`,
     a function of generator.run.complete) given those instructions."""
     config.generation.method = method if instructions is None else config.generation.method
@@ -50,10 +56,16 @@ def _run(config: Config, url: str, key: str | None, model: str, method: str = "s
     async def go() -> Any:
         async with Engine([Endpoint(url, key)], model, config.engine) as engine:
             with RunStore(config.run_dir, {"test": 1}) as store:
-                run = Run(config=config, seeds=load_seeds("builtin"), templates=load_templates(config),
-                          instruction_filters=build_chain(config.filters.instructions), record_filters=[],
-                          store=store, writer=DatasetWriter(config, config.run_dir / "dataset"),
-                          stop=StopSignals(config.run_dir))
+                run = Run(
+                    config=config,
+                    seeds=load_seeds("builtin"),
+                    templates=load_templates(config),
+                    instruction_filters=build_chain(config.filters.instructions),
+                    record_filters=[],
+                    store=store,
+                    writer=DatasetWriter(config, config.run_dir / "dataset"),
+                    stop=StopSignals(config.run_dir),
+                )
                 sender = Sender(config.sampling, engine, store, model)
                 if instructions is not None:
                     out = await getattr(complete, method)(run, sender, instructions)
@@ -67,11 +79,13 @@ def _run(config: Config, url: str, key: str | None, model: str, method: str = "s
 
 
 def _config(tmp_path: Path, **generation: Any) -> Config:
-    config = parse_config({
-        "engine": {"concurrency": 8},
-        "generation": {"num_instructions": 10, **generation},
-        "filters": {"instructions": [{"name": "length"}, {"name": "exact_dedup"}]},
-    })
+    config = parse_config(
+        {
+            "engine": {"concurrency": 8},
+            "generation": {"num_instructions": 10, **generation},
+            "filters": {"instructions": [{"name": "length"}, {"name": "exact_dedup"}]},
+        }
+    )
     config.run_dir = tmp_path / "run"
     return config
 
@@ -138,10 +152,13 @@ def test_small_self_instruct_run_grows_a_pool_of_new_instructions(tmp_path: Path
 @pytest.mark.vllm
 def test_classification_task_gets_an_output_first_instance(tmp_path: Path, vllm_server: ServerInfo) -> None:
     config = _config(tmp_path, instances_per_task=3)
-    task = Record("Classify the sentiment of the following product review as positive or negative.",
-                  meta={"task_type": "classification"})
-    records, funnel, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model,
-                              method="instances", instructions=[task])
+    task = Record(
+        "Classify the sentiment of the following product review as positive or negative.",
+        meta={"task_type": "classification"},
+    )
+    records, funnel, _ = _run(
+        config, vllm_server.base_url, vllm_server.api_key, vllm_server.model, method="instances", instructions=[task]
+    )
     with RunStore(config.run_dir, {"test": 1}) as store:
         [result] = list(store.results())
     assert result.meta["template"] == "instance_output_first"
@@ -155,8 +172,11 @@ def test_classification_task_gets_an_output_first_instance(tmp_path: Path, vllm_
 @pytest.mark.vllm
 def test_classify_stage_flags_tasks(tmp_path: Path, vllm_server: ServerInfo) -> None:
     config = _config(tmp_path)
-    tasks = [Record("Classify the sentiment of this review as positive or negative."),
-             Record("Write a short poem about the sea.")]
-    flagged, _, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model,
-                         method="classify", instructions=tasks)
+    tasks = [
+        Record("Classify the sentiment of this review as positive or negative."),
+        Record("Write a short poem about the sea."),
+    ]
+    flagged, _, _ = _run(
+        config, vllm_server.base_url, vllm_server.api_key, vllm_server.model, method="classify", instructions=tasks
+    )
     assert [r.meta["task_type"] in ("classification", "generation") for r in flagged] == [True, True]

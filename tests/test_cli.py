@@ -34,7 +34,8 @@ def test_console_script_is_installed() -> None:
 
 
 def test_a_run_dir_of_another_config_is_refused_with_the_flags_that_fix_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "fingerprint.json").write_text('{"model": {"name": "another"}}')

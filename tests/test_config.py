@@ -22,15 +22,28 @@ from generator.core.paths import builtin_dir
         ("server:\n  device: tpu\n", r"key 'server\.device': .*'auto', 'cpu' or 'gpu'"),
         ("[1, 2]\n", r"expected a mapping of settings, got list"),
         ("model: {name: [unclosed\n", r"not valid YAML"),
-        ("filters:\n  instructions:\n    - name: lenght\n",
-         r"key 'filters\.instructions\[0\]\.name': unknown name 'lenght'; valid: .*length"),
-        ("filters:\n  records:\n    - name: length\n      min_word: 2\n",
-         r"filter 'length' has no parameter 'min_word'; valid parameters: min_words, max_words"),
-        ("filters:\n  instructions:\n    - {min_words: 2}\n",
-         r"key 'filters\.instructions\[0\]': missing key 'name'"),
+        (
+            "filters:\n  instructions:\n    - name: lenght\n",
+            r"key 'filters\.instructions\[0\]\.name': unknown name 'lenght'; valid: .*length",
+        ),
+        (
+            "filters:\n  records:\n    - name: length\n      min_word: 2\n",
+            r"filter 'length' has no parameter 'min_word'; valid parameters: min_words, max_words",
+        ),
+        ("filters:\n  instructions:\n    - {min_words: 2}\n", r"key 'filters\.instructions\[0\]': missing key 'name'"),
     ],
-    ids=["unknown-key", "wrong-type", "out-of-range", "top-p", "bad-choice", "not-a-mapping",
-         "bad-yaml", "unknown-filter", "unknown-filter-param", "filter-without-name"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "out-of-range",
+        "top-p",
+        "bad-choice",
+        "not-a-mapping",
+        "bad-yaml",
+        "unknown-filter",
+        "unknown-filter-param",
+        "filter-without-name",
+    ],
 )
 def test_config_errors_name_file_and_key(tmp_path: Path, yaml_text: str, message: str) -> None:
     cfg = tmp_path / "cfg.yaml"
@@ -75,21 +88,35 @@ def test_empty_config_gives_defaults() -> None:
 TWO_FILTERS = "filters:\n  instructions:\n    - {name: length}\n    - {name: blocklist}\n"
 
 
-@pytest.mark.parametrize(("yaml_text", "message"), [
-    ("filters:\n  records:\n    - {name: length, min_words: 10, max_words: 5}\n",
-     r"key 'filters\.records\[0\]': min_words 10 is above max_words 5"),
-    ("filters:\n  records:\n    - {name: length, min_words: three}\n",
-     r"key 'filters\.records\[0\]\.min_words': Input should be a valid integer.*\(got 'three'\)"),
-    ("filters:\n  records:\n    - {name: repetition, min_chars: 3}\n",
-     r"key 'filters\.records\[0\]': filter 'repetition' has no parameter 'min_chars'; valid parameters: "
-     r"fields, min_words, loop_repeats"),
-    (TWO_FILTERS + "    - {name: lenght}\n",
-     r"key 'filters\.instructions\[2\]\.name': unknown name 'lenght'; valid: length, blocklist, "
-     r"instruction_form, .*, decontaminate"),
-    (TWO_FILTERS + "    - {name: pii, fields: [instruction, title]}\n",
-     r"key 'filters\.instructions\[2\]\.fields\[1\]': Input should be 'instruction', 'input' or 'output' "
-     r"\(got 'title'\)"),
-], ids=["min-above-max", "not-a-number", "unknown-parameter", "unknown-filter", "bad-field"])
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "filters:\n  records:\n    - {name: length, min_words: 10, max_words: 5}\n",
+            r"key 'filters\.records\[0\]': min_words 10 is above max_words 5",
+        ),
+        (
+            "filters:\n  records:\n    - {name: length, min_words: three}\n",
+            r"key 'filters\.records\[0\]\.min_words': Input should be a valid integer.*\(got 'three'\)",
+        ),
+        (
+            "filters:\n  records:\n    - {name: repetition, min_chars: 3}\n",
+            r"key 'filters\.records\[0\]': filter 'repetition' has no parameter 'min_chars'; valid parameters: "
+            r"fields, min_words, loop_repeats",
+        ),
+        (
+            TWO_FILTERS + "    - {name: lenght}\n",
+            r"key 'filters\.instructions\[2\]\.name': unknown name 'lenght'; valid: length, blocklist, "
+            r"instruction_form, .*, decontaminate",
+        ),
+        (
+            TWO_FILTERS + "    - {name: pii, fields: [instruction, title]}\n",
+            r"key 'filters\.instructions\[2\]\.fields\[1\]': Input should be 'instruction', 'input' or 'output' "
+            r"\(got 'title'\)",
+        ),
+    ],
+    ids=["min-above-max", "not-a-number", "unknown-parameter", "unknown-filter", "bad-field"],
+)
 def test_bad_filter_specs_name_file_and_key(tmp_path: Path, yaml_text: str, message: str) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml_text)
@@ -132,8 +159,10 @@ def test_default_fingerprint_is_unchanged() -> None:
 def test_a_filter_spec_dumps_as_written() -> None:
     from generator.run.pipeline import fingerprint
 
-    written = [{"on_error": "keep", "name": "judge", "threshold": 4},
-               {"name": "semantic_dedup", "judge_band": [0.8, 0.95], "pair_check": False}]
+    written = [
+        {"on_error": "keep", "name": "judge", "threshold": 4},
+        {"name": "semantic_dedup", "judge_band": [0.8, 0.95], "pair_check": False},
+    ]
     config = parse_config({"filters": {"records": written}})
     assert config.filters.records[0].threshold == 4.0 and config.filters.records[0].max_tokens == 64
     # Not every default, not 4.0 for 4, and the keys in the order written.
@@ -141,10 +170,17 @@ def test_a_filter_spec_dumps_as_written() -> None:
 
 
 def test_loading_a_config_imports_no_filter() -> None:
-    code = ("import sys\nimport generator.config\n"
-            "generator.config.parse_config({'filters': {'records': [{'name': 'pii'}, {'name': 'judge'}]}})\n"
-            "heavy = ('phonenumbers', 'stdnum', 'faiss', 'torch', 'lingua', 'filters.pii', 'filters.dedup')\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys\nimport generator.config\n"
+        "generator.config.parse_config({'filters': {'records': [{'name': 'pii'}, {'name': 'judge'}]}})\n"
+        "heavy = ('phonenumbers', 'stdnum', 'faiss', 'torch', 'lingua', 'filters.pii', 'filters.dedup')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "[]", out.stdout

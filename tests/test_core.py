@@ -21,8 +21,10 @@ def test_write_leaves_no_temp_file(tmp_path: Path) -> None:
     path = tmp_path / "out.json"
     write_json(path, {"b": 1, "é": [1]}, newline=True, indent=2, sort_keys=True, ensure_ascii=False)
     write_atomic(tmp_path / "raw.bin", b"\x00\x01")
-    assert path.read_bytes() == (json.dumps({"b": 1, "é": [1]}, indent=2, sort_keys=True, ensure_ascii=False)
-                                 + "\n").encode()
+    assert (
+        path.read_bytes()
+        == (json.dumps({"b": 1, "é": [1]}, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    )
     assert (tmp_path / "raw.bin").read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "raw.bin"]
 
@@ -127,10 +129,14 @@ def test_normaliser_docstring_examples() -> None:
     assert result.attempted >= 5 and result.failed == 0
 
 
-@pytest.mark.parametrize(("raw", "dedup", "seed", "echo"), [
-    ("Please, tell me a joke!", "tell me a joke", "please, tell me a joke", "please tell me a joke"),
-    ("  Sort:  THE_list.  ", "sort the_list", "sort: the_list", "sort the list"),
-    ("Ｈｅｌｌｏ?", "", "ｈｅｌｌｏ", "ｈｅｌｌｏ"),
-], ids=["polite", "underscore-and-colon", "full-width"])
+@pytest.mark.parametrize(
+    ("raw", "dedup", "seed", "echo"),
+    [
+        ("Please, tell me a joke!", "tell me a joke", "please, tell me a joke", "please tell me a joke"),
+        ("  Sort:  THE_list.  ", "sort the_list", "sort: the_list", "sort the list"),
+        ("Ｈｅｌｌｏ?", "", "ｈｅｌｌｏ", "ｈｅｌｌｏ"),
+    ],
+    ids=["polite", "underscore-and-colon", "full-width"],
+)
 def test_the_three_keys_differ_on_purpose(raw: str, dedup: str, seed: str, echo: str) -> None:
     assert (text.dedup_key(raw), text.seed_key(raw), text.echo_key(raw)) == (dedup, seed, echo)

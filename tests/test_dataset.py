@@ -24,9 +24,13 @@ from generator.publish.dataset import (
     write_dataset,
 )
 
-FUNNEL = {"candidates": 40, "kept": 12, "dropped": 28,
-          "drops": {"length": {"too_short": 15, "too_long": 3}, "exact_dedup": {"duplicate": 10}},
-          "examples": {}}
+FUNNEL = {
+    "candidates": 40,
+    "kept": 12,
+    "dropped": 28,
+    "drops": {"length": {"too_short": 15, "too_long": 3}, "exact_dedup": {"duplicate": 10}},
+    "examples": {},
+}
 
 
 @pytest.fixture
@@ -37,11 +41,18 @@ def records(tests_dir: Path) -> list[Record]:
 
 @pytest.fixture
 def info() -> DatasetInfo:
-    return DatasetInfo(name="tiny-demo", pretty_name="Tiny demo", model="SmolLM2-135M-Instruct",
-                       model_revision="v1", templates=["self_instruct.jinja", "response.jinja"],
-                       sampling={"temperature": 0.7, "top_p": 0.95}, funnel=FUNNEL,
-                       engine={"requests": 80, "output_tokens": 5000}, created_at="2026-11-23",
-                       version="0.1.0")
+    return DatasetInfo(
+        name="tiny-demo",
+        pretty_name="Tiny demo",
+        model="SmolLM2-135M-Instruct",
+        model_revision="v1",
+        templates=["self_instruct.jinja", "response.jinja"],
+        sampling={"temperature": 0.7, "top_p": 0.95},
+        funnel=FUNNEL,
+        engine={"requests": 80, "output_tokens": 5000},
+        created_at="2026-11-23",
+        version="0.1.0",
+    )
 
 
 def _card_yaml(folder: Path) -> dict:
@@ -65,22 +76,36 @@ def test_load_dataset_and_load_from_disk_give_the_written_rows(records, info, tm
 
 
 def test_meta_keeps_unknown_keys_and_types_scores():
-    rec = Record("Say hi.", "", "hi", {"task_type": "generation", "round": 2, "seed_ids": ["s1"],
-                                       "scores": {"judge": 4.0, "length": 0.5}, "order": "input_first"})
+    rec = Record(
+        "Say hi.",
+        "",
+        "hi",
+        {
+            "task_type": "generation",
+            "round": 2,
+            "seed_ids": ["s1"],
+            "scores": {"judge": 4.0, "length": 0.5},
+            "order": "input_first",
+        },
+    )
     row = record_to_row(rec)
     assert row["meta"]["scores"] == [{"name": "judge", "value": 4.0}, {"name": "length", "value": 0.5}]
     assert json.loads(row["meta"]["extra"]) == {"order": "input_first"}
     assert row_to_record(row) == rec
 
 
-@pytest.mark.parametrize(("ratio", "seed", "n", "expect_test"), [
-    (0.0, 0, 12, None),
-    (0.5, 0, 1, None),        # one record: train only, load_dataset refuses empty splits
-    (0.25, 0, 12, (1, 11)),
-    (0.5, 3, 2, (1, 1)),      # tiny: both splits exist
-    (0.01, 0, 2, (1, 1)),     # a ratio too small for the hash still yields a test row
-    (0.99, 0, 3, (1, 2)),     # and one too large still leaves a train row
-], ids=["no-test", "single-record", "quarter", "two-records", "tiny-ratio", "huge-ratio"])
+@pytest.mark.parametrize(
+    ("ratio", "seed", "n", "expect_test"),
+    [
+        (0.0, 0, 12, None),
+        (0.5, 0, 1, None),  # one record: train only, load_dataset refuses empty splits
+        (0.25, 0, 12, (1, 11)),
+        (0.5, 3, 2, (1, 1)),  # tiny: both splits exist
+        (0.01, 0, 2, (1, 1)),  # a ratio too small for the hash still yields a test row
+        (0.99, 0, 3, (1, 2)),  # and one too large still leaves a train row
+    ],
+    ids=["no-test", "single-record", "quarter", "two-records", "tiny-ratio", "huge-ratio"],
+)
 def test_split_sizes(records, ratio, seed, n, expect_test):
     splits = split_records(records[:n], ratio, seed)
     if expect_test is None:
@@ -130,18 +155,30 @@ def test_card_metadata_and_sections(records, info, tmp_path):
     assert meta["task_categories"] == ["text-generation"]
     assert meta["size_categories"] == ["n<1K"]
     assert "synthetic" in meta["tags"]
-    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
-                                                {"split": "test", "path": "data/test-*"}]
+    assert meta["configs"][0]["data_files"] == [
+        {"split": "train", "path": "data/train-*"},
+        {"split": "test", "path": "data/test-*"},
+    ]
     assert sum(s["num_examples"] for s in meta["dataset_info"]["splits"]) == len(records)
 
     card = (out / "README.md").read_text(encoding="utf-8")
-    for needle in ["# Tiny demo", "`SmolLM2-135M-Instruct` @ `v1`", "`self_instruct.jinja`",
-                   "| length | `too_short` | 15 | 37.5% |", "| exact_dedup | `duplicate` | 10 | 25.0% |",
-                   "**40** candidates went in, **12** were kept", "## Limitations", '"temperature": 0.7',
-                   "| output tokens | 5,000 |", "## Examples", "| instruction |"]:
+    for needle in [
+        "# Tiny demo",
+        "`SmolLM2-135M-Instruct` @ `v1`",
+        "`self_instruct.jinja`",
+        "| length | `too_short` | 15 | 37.5% |",
+        "| exact_dedup | `duplicate` | 10 | 25.0% |",
+        "**40** candidates went in, **12** were kept",
+        "## Limitations",
+        '"temperature": 0.7',
+        "| output tokens | 5,000 |",
+        "## Examples",
+        "| instruction |",
+    ]:
         assert needle in card, needle
     # the huggingface_hub card parser reads the same metadata
     from huggingface_hub import DatasetCard
+
     assert DatasetCard.load(out / "README.md").data.pretty_name == "Tiny demo"
 
 
@@ -155,16 +192,19 @@ def test_card_example_with_backticks_keeps_its_fence(info, tmp_path):
 def test_custom_card_template(records, info, tmp_path):
     template = tmp_path / "card.jinja"
     template.write_text("---\n{{ metadata }}---\n# {{ info.name }}: {{ stats.total }} rows\n")
-    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0,
-                        card_template=template)
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0, card_template=template)
     assert (out / "README.md").read_text().endswith("# tiny-demo: 12 rows\n")
 
 
-@pytest.mark.parametrize(("source", "match"), [
-    ("{% for %}", "not a valid Jinja template"),
-    ("{{ nothing_here }}", "failed to render: UndefinedError: 'nothing_here' is undefined"),
-    ("{{ info.__class__.__mro__ }}", "failed to render: SecurityError"),
-], ids=["syntax", "undefined", "sandboxed"])
+@pytest.mark.parametrize(
+    ("source", "match"),
+    [
+        ("{% for %}", "not a valid Jinja template"),
+        ("{{ nothing_here }}", "failed to render: UndefinedError: 'nothing_here' is undefined"),
+        ("{{ info.__class__.__mro__ }}", "failed to render: SecurityError"),
+    ],
+    ids=["syntax", "undefined", "sandboxed"],
+)
 def test_bad_card_template_fails_before_writing(records, info, tmp_path, source, match):
     template = tmp_path / "card.jinja"
     template.write_text(source)
@@ -175,13 +215,22 @@ def test_bad_card_template_fails_before_writing(records, info, tmp_path, source,
 
 def test_missing_card_template(records, info, tmp_path):
     with pytest.raises(ConfigError, match="dataset card template not found: .*nope.jinja"):
-        write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0,
-                      card_template=tmp_path / "nope.jinja")
+        write_dataset(
+            records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0, card_template=tmp_path / "nope.jinja"
+        )
 
 
-@pytest.mark.parametrize(("n", "category"), [
-    (0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (54_321, "10K<n<100K"), (2_000_000, "1M<n<10M"),
-], ids=["empty", "999", "1k", "54k", "2M"])
+@pytest.mark.parametrize(
+    ("n", "category"),
+    [
+        (0, "n<1K"),
+        (999, "n<1K"),
+        (1_000, "1K<n<10K"),
+        (54_321, "10K<n<100K"),
+        (2_000_000, "1M<n<10M"),
+    ],
+    ids=["empty", "999", "1k", "54k", "2M"],
+)
 def test_size_category(n, category):
     assert size_category(n) == category
 
@@ -194,14 +243,21 @@ def test_funnel_rows_sorted_by_count_within_filter():
     ]
 
 
-@pytest.mark.parametrize(("fmt", "check"), [
-    ("alpaca", lambda items, r: items[0] == {"instruction": r.instruction, "input": r.input,
-                                             "output": r.output}),
-    ("sharegpt", lambda items, r: items[0]["conversations"] == [
-        {"from": "human", "value": r.messages[0]["content"]},
-        {"from": "gpt", "value": r.output}]),
-    ("chat", lambda items, r: items[0] == {"messages": r.messages}),
-], ids=["alpaca", "sharegpt", "chat"])
+@pytest.mark.parametrize(
+    ("fmt", "check"),
+    [
+        ("alpaca", lambda items, r: items[0] == {"instruction": r.instruction, "input": r.input, "output": r.output}),
+        (
+            "sharegpt",
+            lambda items, r: (
+                items[0]["conversations"]
+                == [{"from": "human", "value": r.messages[0]["content"]}, {"from": "gpt", "value": r.output}]
+            ),
+        ),
+        ("chat", lambda items, r: items[0] == {"messages": r.messages}),
+    ],
+    ids=["alpaca", "sharegpt", "chat"],
+)
 def test_export_formats(records, info, tmp_path, fmt, check):
     out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
     target = tmp_path / "export" / f"train.{fmt}"
@@ -213,10 +269,14 @@ def test_export_formats(records, info, tmp_path, fmt, check):
     assert check(items, train[0])
 
 
-@pytest.mark.parametrize(("fmt", "split", "match"), [
-    ("csv", "train", "unknown export format 'csv'; expected one of alpaca, sharegpt, chat"),
-    ("chat", "validation", "split 'validation' not in .*; it has test, train"),
-], ids=["format", "split"])
+@pytest.mark.parametrize(
+    ("fmt", "split", "match"),
+    [
+        ("csv", "train", "unknown export format 'csv'; expected one of alpaca, sharegpt, chat"),
+        ("chat", "validation", "split 'validation' not in .*; it has test, train"),
+    ],
+    ids=["format", "split"],
+)
 def test_export_errors(records, info, tmp_path, fmt, split, match):
     out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
     with pytest.raises(ConfigError, match=match):

@@ -14,8 +14,10 @@ from generator.core.errors import ConfigError
 from generator.core.records import Record
 
 REF = Path(__file__).parent / "data" / "reference_prompts.jsonl"
-LEAK = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-        "How many clips did Natalia sell altogether?")
+LEAK = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether?"
+)
 
 
 class BagEmbedder:
@@ -29,14 +31,18 @@ class BagEmbedder:
         return normalize_rows(np.array(rows, dtype=np.float32) + 1e-3)
 
 
-@pytest.mark.parametrize(("record", "reason"), [
-    (Record(instruction="Solve this.", input=LEAK), "ngram_overlap"),
-    (Record(instruction="Solve it.", output=f"The problem: {LEAK} Answer: 72."), "ngram_overlap"),
-    (Record(instruction="write a HAIKU about the ocean!"), "ngram_overlap"),
-    (Record(instruction="Ocean haiku, please: write one."), "semantic_overlap"),
-    (Record(instruction="Sort the list of numbers."), ""),
-    (Record(instruction="Natalia counted the apples in June."), ""),
-], ids=["input-leak", "output-leak", "short-reference-whole", "paraphrase", "clean", "same-topic-no-leak"])
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (Record(instruction="Solve this.", input=LEAK), "ngram_overlap"),
+        (Record(instruction="Solve it.", output=f"The problem: {LEAK} Answer: 72."), "ngram_overlap"),
+        (Record(instruction="write a HAIKU about the ocean!"), "ngram_overlap"),
+        (Record(instruction="Ocean haiku, please: write one."), "semantic_overlap"),
+        (Record(instruction="Sort the list of numbers."), ""),
+        (Record(instruction="Natalia counted the apples in June."), ""),
+    ],
+    ids=["input-leak", "output-leak", "short-reference-whole", "paraphrase", "clean", "same-topic-no-leak"],
+)
 def test_decontaminate(record: Record, reason: str) -> None:
     flt = Decontaminate(references=[str(REF)], threshold=0.95, embedder=BagEmbedder())
     verdict = flt.judge([record])[0]
@@ -59,14 +65,24 @@ def test_no_references_is_refused() -> None:
         Decontaminate(embedder=BagEmbedder())
 
 
-@pytest.mark.parametrize(("params", "match"), [
-    ({}, r"missing key 'f\[0\]\.references'"),
-    ({"references": []}, r"key 'f\[0\]\.references': List should have at least 1 item"),
-    ({"references": ["x"], "ngram": 0}, r"key 'f\[0\]\.ngram': Input should be greater than or equal to 1 "
-                                        r"\(got 0\)"),
-    ({"references": ["x"], "threshold": 2.0}, r"key 'f\[0\]\.threshold': Input should be less than or equal "
-                                              r"to 1 \(got 2\.0\)"),
-], ids=["no-references", "empty-references", "bad-ngram", "bad-threshold"])
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({}, r"missing key 'f\[0\]\.references'"),
+        ({"references": []}, r"key 'f\[0\]\.references': List should have at least 1 item"),
+        (
+            {"references": ["x"], "ngram": 0},
+            r"key 'f\[0\]\.ngram': Input should be greater than or equal to 1 "
+            r"\(got 0\)",
+        ),
+        (
+            {"references": ["x"], "threshold": 2.0},
+            r"key 'f\[0\]\.threshold': Input should be less than or equal "
+            r"to 1 \(got 2\.0\)",
+        ),
+    ],
+    ids=["no-references", "empty-references", "bad-ngram", "bad-threshold"],
+)
 def test_bad_parameters(params: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_specs([{"name": "decontaminate", **params}], where="f")

@@ -41,12 +41,16 @@ def recs(*names: str) -> list[Record]:
     return [Record(instruction=n) for n in names]
 
 
-@pytest.mark.parametrize(("a", "b", "same"), [
-    ("Sort the list.", "sort   the LIST", True),
-    ("Please sort the list.", "Sort the list", True),
-    ("Hi! Could you please sort the list, thanks", "sort the list", True),
-    ("Sort the list ascending.", "Sort the list descending.", False),
-], ids=["case-space-punct", "please", "greeting-and-thanks", "different-task"])
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("Sort the list.", "sort   the LIST", True),
+        ("Please sort the list.", "Sort the list", True),
+        ("Hi! Could you please sort the list, thanks", "sort the list", True),
+        ("Sort the list ascending.", "Sort the list descending.", False),
+    ],
+    ids=["case-space-punct", "please", "greeting-and-thanks", "different-task"],
+)
 def test_normalize(a: str, b: str, same: bool) -> None:
     assert (dedup_key(a) == dedup_key(b)) is same
 
@@ -58,12 +62,16 @@ def test_exact_dedup_keeps_first_and_names_it() -> None:
     assert verdicts[1].detail["kept_id"] == Record("Sort the list.").id
 
 
-@pytest.mark.parametrize(("batches", "kept"), [
-    ([["a", "b", "a2", "c", "d"]], ["a", "b", "d"]),
-    ([["a", "b"], ["a2", "c", "d"]], ["a", "b", "d"]),
-    ([["a2"], ["a"]], ["a2"]),
-    ([["d", "d"]], ["d"]),
-], ids=["in-batch", "across-batches", "keep-first-order", "identical-in-batch"])
+@pytest.mark.parametrize(
+    ("batches", "kept"),
+    [
+        ([["a", "b", "a2", "c", "d"]], ["a", "b", "d"]),
+        ([["a", "b"], ["a2", "c", "d"]], ["a", "b", "d"]),
+        ([["a2"], ["a"]], ["a2"]),
+        ([["d", "d"]], ["d"]),
+    ],
+    ids=["in-batch", "across-batches", "keep-first-order", "identical-in-batch"],
+)
 def test_semantic_keep_first(batches: list[list[str]], kept: list[str]) -> None:
     flt = SemanticDedup(threshold=0.9, embedder=TableEmbedder(TABLE))
     out = []
@@ -106,8 +114,11 @@ def test_resume_does_not_reencode_and_keeps_replayed(tmp_path: Path) -> None:
 
 
 def test_bad_threshold_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"key 'f\[0\]\.threshold': Input should be less than or equal to 1 "
-                                          r"\(got 1\.5\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'f\[0\]\.threshold': Input should be less than or equal to 1 "
+        r"\(got 1\.5\)",
+    ):
         parse_specs([{"name": "semantic_dedup", "threshold": 1.5}], where="f")
     with pytest.raises(ConfigError, match=r"key 'dedup\[0\]\.threshold': .* \(got 1\.5\)"):
         (tmp_path / "empty.jsonl").write_text("")
@@ -131,11 +142,11 @@ def test_hnsw_agrees_with_flat() -> None:
 
 def test_dedup_files_merges_shards(tmp_path: Path) -> None:
     for i, names in enumerate((["a", "b"], ["a2", "A", "d"])):
-        (tmp_path / f"shard{i}.jsonl").write_text(
-            "".join(json.dumps(Record(n).to_row()) + "\n" for n in names))
+        (tmp_path / f"shard{i}.jsonl").write_text("".join(json.dumps(Record(n).to_row()) + "\n" for n in names))
     out = tmp_path / "out"
-    result = dedup_files([tmp_path / "shard0.jsonl", tmp_path / "shard1.jsonl"], out, threshold=0.9,
-                         embedder=TableEmbedder(TABLE))
+    result = dedup_files(
+        [tmp_path / "shard0.jsonl", tmp_path / "shard1.jsonl"], out, threshold=0.9, embedder=TableEmbedder(TABLE)
+    )
     assert [r.instruction for r in result.kept] == ["a", "b", "d"]
     assert sorted(d.reason for d in result.dropped) == ["exact_duplicate", "near_duplicate"]
     assert result.drop_ratio == pytest.approx(0.4)
@@ -167,11 +178,15 @@ def test_static_embedder_from_folder(tmp_path: Path) -> None:
     np.testing.assert_allclose(e, [[0.7071, 0.7071], [0.7071, 0.7071], [0, 0]], atol=1e-4)
 
 
-@pytest.mark.parametrize(("answer", "kept", "stage"), [
-    ("Yes.", ["a", "b"], "judge"),
-    ("no", ["a", "a2", "b"], None),
-    (None, ["a", "a2", "b"], None),
-], ids=["judge-same", "judge-different", "judge-failed-keeps"])
+@pytest.mark.parametrize(
+    ("answer", "kept", "stage"),
+    [
+        ("Yes.", ["a", "b"], "judge"),
+        ("no", ["a", "a2", "b"], None),
+        (None, ["a", "a2", "b"], None),
+    ],
+    ids=["judge-same", "judge-different", "judge-failed-keeps"],
+)
 def test_judge_band_asks_only_ambiguous_pairs(answer: str | None, kept: list[str], stage: str | None) -> None:
     asked: list[list[dict[str, str]]] = []
 
@@ -201,7 +216,8 @@ def test_judge_prompt_renders_exactly() -> None:
     assert judge_prompt("Sort {a} the list.", "Order the list\n please") == (
         "Two instructions from a dataset. Do they ask for the same task, so that a curator would keep only "
         "one? Different numbers, languages, directions, formats or subjects make different tasks.\n"
-        "A: Sort {a} the list.\nB: Order the list\n please\nAnswer yes or no.")
+        "A: Sort {a} the list.\nB: Order the list\n please\nAnswer yes or no."
+    )
 
 
 def test_default_encoder_without_its_package_is_an_error_not_a_download(monkeypatch: pytest.MonkeyPatch) -> None:

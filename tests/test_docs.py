@@ -42,7 +42,7 @@ def test_readme_python_api_example_names_real_attributes() -> None:
     from generator.run.rounds import PoolResult
 
     text = README.read_text(encoding="utf-8")
-    block = text[text.index("## Python API"):text.index("## Writing templates")]
+    block = text[text.index("## Python API") : text.index("## Writing templates")]
     assert callable(generator.generate) and callable(generator.load_config)
     fields = {f.name for f in dataclasses.fields(RunResult)}
     for name in re.findall(r"result\.(\w+)", block):
@@ -55,7 +55,7 @@ def test_filter_catalogue_lists_every_filter_with_its_reasons() -> None:
     from filters.specs import SPECS
 
     text = README.read_text(encoding="utf-8")
-    catalogue = text[text.index("<!-- BEGIN filter-catalogue -->"):text.index("<!-- END filter-catalogue -->")]
+    catalogue = text[text.index("<!-- BEGIN filter-catalogue -->") : text.index("<!-- END filter-catalogue -->")]
     for name in FILTERS:
         assert f"### `{name}`" in catalogue
         for reason in SPECS[name].reasons:

@@ -64,8 +64,20 @@ def run_one(script: str, **config: Any) -> tuple[Result, Engine]:
         ("garbage", "bad_response", 3, {"bad_response": 3}),
         ("400", "bad_request", 1, {"bad_request": 1}),
     ],
-    ids=["ok", "500", "503-500", "429", "closed", "not-json", "hang", "all-kinds", "5xx-for-good",
-         "hang-for-good", "not-json-for-good", "400-not-retried"],
+    ids=[
+        "ok",
+        "500",
+        "503-500",
+        "429",
+        "closed",
+        "not-json",
+        "hang",
+        "all-kinds",
+        "5xx-for-good",
+        "hang-for-good",
+        "not-json-for-good",
+        "400-not-retried",
+    ],
 )
 def test_faults_are_retried_then_recorded(script: str, error: str | None, attempts: int, errors_seen: dict) -> None:
     result, engine = run_one(script, max_retries=2 if error else 4, timeout_s=HANG)
@@ -104,15 +116,28 @@ def test_mixed_faults_counts_match_what_the_server_injected() -> None:
         # Every request that could succeed did; the two hopeless scripts failed with their kind.
         assert sum(r.ok for r in results) == 7 * 20
         assert len(by_script["http_5xx"]) == 20 and len(by_script["bad_request"]) == 20
-        kinds = {"500": "http_5xx", "503": "http_5xx", "429": "http_429", "close": "connection",
-                 "garbage": "bad_response", "hang": "timeout", "400": "bad_request"}
+        kinds = {
+            "500": "http_5xx",
+            "503": "http_5xx",
+            "429": "http_429",
+            "close": "connection",
+            "garbage": "bad_response",
+            "hang": "timeout",
+            "400": "bad_request",
+        }
         expected: dict[str, int] = {}
         for fault, count in served.items():
             if fault != "ok":
                 expected[kinds[fault]] = expected.get(kinds[fault], 0) + count
         assert engine.stats.errors == expected
-        assert expected == {"http_5xx": 20 * (1 + 2 + 4), "http_429": 20, "connection": 20,
-                            "bad_response": 20, "timeout": 20, "bad_request": 20}
+        assert expected == {
+            "http_5xx": 20 * (1 + 2 + 4),
+            "http_429": 20,
+            "connection": 20,
+            "bad_response": 20,
+            "timeout": 20,
+            "bad_request": 20,
+        }
         assert engine.stats.retried == sum(expected.values()) - 40  # all but the final failures
 
     asyncio.run(go())
@@ -438,8 +463,9 @@ def test_real_server_json_schema_output_parses(vllm_server: Any) -> None:
         "additionalProperties": False,
     }
     fmt = {"type": "json_schema", "json_schema": {"name": "task", "schema": schema}}
-    (result,) = _real(vllm_server, [chat("Write one task as JSON.", response_format=fmt, max_tokens=128,
-                                         temperature=0.0)])
+    (result,) = _real(
+        vllm_server, [chat("Write one task as JSON.", response_format=fmt, max_tokens=128, temperature=0.0)]
+    )
     assert result.finish_reasons == ["stop"], result.texts
     data = json.loads(result.texts[0])
     assert set(data) == {"instruction"} and isinstance(data["instruction"], str)

@@ -17,15 +17,21 @@ from filters.specs import LINGUA_CODES, SPECS, parse_specs
 from generator.core.errors import ConfigError
 from generator.core.records import Record
 
-LONG_OK = ("Photosynthesis turns light into chemical energy. Plants take in carbon dioxide through "
-           "their leaves and water through their roots. Inside the chloroplasts, chlorophyll absorbs "
-           "light, which splits water and releases oxygen. The energy is stored in molecules that "
-           "later drive the Calvin cycle, where carbon is fixed into sugars that feed the plant and, "
-           "through food chains, almost every other living thing on Earth.")
+LONG_OK = (
+    "Photosynthesis turns light into chemical energy. Plants take in carbon dioxide through "
+    "their leaves and water through their roots. Inside the chloroplasts, chlorophyll absorbs "
+    "light, which splits water and releases oxygen. The energy is stored in molecules that "
+    "later drive the Calvin cycle, where carbon is fixed into sugars that feed the plant and, "
+    "through food chains, almost every other living thing on Earth."
+)
 
 
-def R(instruction: str = "Explain how photosynthesis works in plants.", input: str = "",
-      output: str = "Plants turn light, water and carbon dioxide into sugar and oxygen.", **meta) -> Record:
+def R(
+    instruction: str = "Explain how photosynthesis works in plants.",
+    input: str = "",
+    output: str = "Plants turn light, water and carbon dioxide into sugar and oxygen.",
+    **meta,
+) -> Record:
     return Record(instruction, input, output, meta)
 
 
@@ -69,38 +75,35 @@ CASES = [
     # instance
     ("instance", {}, R(output="   "), "empty_output"),
     ("instance", {"min_output_chars": 10}, R(output="Yes."), "empty_output"),
-    ("instance", {}, R("Fix the grammar.", input="He go to school.", output="he go to school"),
-     "output_equals_input"),
+    ("instance", {}, R("Fix the grammar.", input="He go to school.", output="he go to school"), "output_equals_input"),
     ("instance", {}, R(output="Explain how photosynthesis works in plants"), "restates_instruction"),
     ("instance", {}, R("Fix the grammar.", input="He go to school.", output="He goes to school."), ""),
-    ("instance", {}, R("Classify the review as positive or negative.", input="Loved it!", output="Positive"),
-     ""),
+    ("instance", {}, R("Classify the review as positive or negative.", input="Loved it!", output="Positive"), ""),
     # truncated
     ("truncated", {}, R(finish_reason="length"), "truncated"),
     ("truncated", {}, R(finish_reason="stop"), ""),
     ("truncated", {}, R(), ""),
     # repetition
-    ("repetition", {}, R(output="The answer is: " + "and then the model said " * 6 + "and th"),
-     "degenerate_loop"),
+    ("repetition", {}, R(output="The answer is: " + "and then the model said " * 6 + "and th"), "degenerate_loop"),
     ("repetition", {}, R(output="Sure! " + "ha" * 30), "degenerate_loop"),
     ("repetition", {}, R(output="Section one\n" + "-" * 60), ""),  # separators are not loops
     ("repetition", {}, R(output="Plants are green. " * 3 + "They need light."), ""),  # too short to loop
-    ("repetition", {}, R(output="\n".join(["Water the plants every morning before work."] * 4
-                                          + [LONG_OK])), "repeated_lines"),
-    ("repetition", {}, R(output=LONG_OK + " " + LONG_OK[:200] + " Finally, plants grow."),
-     "duplicate_ngrams"),
-    ("repetition", {}, R(output=" ".join(f"the cat sat on mat number {i}." for i in range(10))),
-     "repeated_ngrams"),
+    (
+        "repetition",
+        {},
+        R(output="\n".join(["Water the plants every morning before work."] * 4 + [LONG_OK])),
+        "repeated_lines",
+    ),
+    ("repetition", {}, R(output=LONG_OK + " " + LONG_OK[:200] + " Finally, plants grow."), "duplicate_ngrams"),
+    ("repetition", {}, R(output=" ".join(f"the cat sat on mat number {i}." for i in range(10))), "repeated_ngrams"),
     ("repetition", {}, R(output=LONG_OK), ""),
     ("repetition", {"fields": ["instruction"]}, R(output="and then " * 20), ""),
     # refusal
     ("refusal", {}, R(output="I'm sorry, but I cannot help with that."), "refusal"),
     ("refusal", {}, R(output="I’m sorry, I can’t do that."), "refusal"),  # typographic apostrophe
     ("refusal", {}, R(output="Hmm. I cannot answer questions about the future."), "refusal"),
-    ("refusal", {}, R(output="Photosynthesis is a process. As an AI language model, I think..."),
-     "ai_boilerplate"),
-    ("refusal", {}, R(output="Great question! My knowledge cutoff prevents me from knowing that."),
-     "ai_boilerplate"),
+    ("refusal", {}, R(output="Photosynthesis is a process. As an AI language model, I think..."), "ai_boilerplate"),
+    ("refusal", {}, R(output="Great question! My knowledge cutoff prevents me from knowing that."), "ai_boilerplate"),
     ("refusal", {}, R(output="If I cannot find the key, the function returns None."), ""),
     ("refusal", {}, R(output="An AI model such as a decision tree splits data on features."), ""),
     ("refusal", {}, R(output="As an AI researcher, she studied computer vision."), ""),
@@ -109,46 +112,73 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "params", "record", "reason"), CASES,
-                         ids=[f"{c[0]}-{c[3] or 'kept'}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("name", "params", "record", "reason"), CASES, ids=[f"{c[0]}-{c[3] or 'kept'}-{i}" for i, c in enumerate(CASES)]
+)
 def test_filter_reasons(name: str, params: dict, record: Record, reason: str) -> None:
     assert verdict_reason(build({"name": name, **params}), record) == reason
 
 
 # Each bad parameter is refused by the filter's spec (filters/specs.py), the one place filter
 # parameters are checked: the message names the key as a config writes it.
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"name": "length", "min_words": 10, "max_words": 5}, r"': min_words 10 is above max_words 5"),
-    ({"name": "length", "min_words": -1}, r"\.min_words': Input should be greater than or equal to 0"),
-    ({"name": "blocklist", "words": [" "]}, r"': need at least one non-empty word"),
-    ({"name": "instance", "min_output_chars": 0}, r"\.min_output_chars': .*greater than or equal to 1 \(got 0\)"),
-    ({"name": "repetition", "fields": ["title"]},
-     r"\.fields\[0\]': Input should be 'instruction', 'input' or 'output' \(got 'title'\)"),
-    ({"name": "repetition", "fields": []}, r"\.fields': List should have at least 1 item"),
-    ({"name": "repetition", "fields": ["output", "output"]}, r"\.fields': lists output more than once"),
-    ({"name": "repetition", "ngram_scale": 0}, r"\.ngram_scale': Input should be greater than 0 \(got 0\)"),
-    ({"name": "repetition", "loop_repeats": 1}, r"\.loop_repeats': .*greater than or equal to 2 \(got 1\)"),
-    ({"name": "refusal", "extra_refusals": ["(unclosed"]},
-     r"\.extra_refusals': '\(unclosed' is not a valid regular expression"),
-    ({"name": "language", "languages": ["english"]}, r"\.languages': has 'english', not an ISO 639-1 code"),
-    ({"name": "language", "candidates": ["xx"]}, r"\.candidates': has 'xx', not an ISO 639-1 code"),
-    ({"name": "language", "min_chars": 50, "max_chars": 10}, r"': min_chars 50 is above max_chars 10"),
-    ({"name": "pii", "action": "mask"}, r"\.action': Input should be 'drop' or 'redact' \(got 'mask'\)"),
-    ({"name": "pii", "kinds": ["dna"]}, r"\.kinds\[0\]': Input should be 'email', 'phone', .*\(got 'dna'\)"),
-    ({"name": "pii", "kinds": []}, r"\.kinds': List should have at least 1 item"),
-    ({"name": "pii", "phone_region": "XX"}, r"\.phone_region': 'XX' is not a region phonenumbers knows"),
-], ids=["length-bounds", "length-negative", "blocklist-empty", "instance-min", "repetition-field",
-        "repetition-no-fields", "repetition-field-twice", "repetition-scale", "repetition-loop",
-        "refusal-regex", "language-code", "language-candidate", "language-chars", "pii-action", "pii-kind",
-        "pii-no-kinds", "pii-region"])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "length", "min_words": 10, "max_words": 5}, r"': min_words 10 is above max_words 5"),
+        ({"name": "length", "min_words": -1}, r"\.min_words': Input should be greater than or equal to 0"),
+        ({"name": "blocklist", "words": [" "]}, r"': need at least one non-empty word"),
+        ({"name": "instance", "min_output_chars": 0}, r"\.min_output_chars': .*greater than or equal to 1 \(got 0\)"),
+        (
+            {"name": "repetition", "fields": ["title"]},
+            r"\.fields\[0\]': Input should be 'instruction', 'input' or 'output' \(got 'title'\)",
+        ),
+        ({"name": "repetition", "fields": []}, r"\.fields': List should have at least 1 item"),
+        ({"name": "repetition", "fields": ["output", "output"]}, r"\.fields': lists output more than once"),
+        ({"name": "repetition", "ngram_scale": 0}, r"\.ngram_scale': Input should be greater than 0 \(got 0\)"),
+        ({"name": "repetition", "loop_repeats": 1}, r"\.loop_repeats': .*greater than or equal to 2 \(got 1\)"),
+        (
+            {"name": "refusal", "extra_refusals": ["(unclosed"]},
+            r"\.extra_refusals': '\(unclosed' is not a valid regular expression",
+        ),
+        ({"name": "language", "languages": ["english"]}, r"\.languages': has 'english', not an ISO 639-1 code"),
+        ({"name": "language", "candidates": ["xx"]}, r"\.candidates': has 'xx', not an ISO 639-1 code"),
+        ({"name": "language", "min_chars": 50, "max_chars": 10}, r"': min_chars 50 is above max_chars 10"),
+        ({"name": "pii", "action": "mask"}, r"\.action': Input should be 'drop' or 'redact' \(got 'mask'\)"),
+        ({"name": "pii", "kinds": ["dna"]}, r"\.kinds\[0\]': Input should be 'email', 'phone', .*\(got 'dna'\)"),
+        ({"name": "pii", "kinds": []}, r"\.kinds': List should have at least 1 item"),
+        ({"name": "pii", "phone_region": "XX"}, r"\.phone_region': 'XX' is not a region phonenumbers knows"),
+    ],
+    ids=[
+        "length-bounds",
+        "length-negative",
+        "blocklist-empty",
+        "instance-min",
+        "repetition-field",
+        "repetition-no-fields",
+        "repetition-field-twice",
+        "repetition-scale",
+        "repetition-loop",
+        "refusal-regex",
+        "language-code",
+        "language-candidate",
+        "language-chars",
+        "pii-action",
+        "pii-kind",
+        "pii-no-kinds",
+        "pii-region",
+    ],
+)
 def test_bad_parameters_name_the_value(spec: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=r"^key 'filters\.records\[0\]" + message):
         parse_specs([spec], where="filters.records")
 
 
 def test_unknown_parameter_lists_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"'repetition' has no parameter 'min_chars'; valid parameters: "
-                                          r"fields, min_words"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'repetition' has no parameter 'min_chars'; valid parameters: "
+        r"fields, min_words",
+    ):
         parse_specs([{"name": "repetition", "min_chars": 3}], where="filters.records")
 
 
@@ -165,15 +195,19 @@ PYTHON_ONLY = {"embedder", "texts"}
 def test_spec_matches_the_constructor(name: str) -> None:
     """The spec's parameters are the constructor's, with the same defaults: a filter built from
     Python behaves as one built from a config that leaves them out."""
-    params = {n: p for n, p in inspect.signature(FILTERS[name].__init__).parameters.items()
-              if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    params = {
+        n: p
+        for n, p in inspect.signature(FILTERS[name].__init__).parameters.items()
+        if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     fields = {n: f for n, f in SPECS[name].model_fields.items() if n != "name"}
     assert set(params) - PYTHON_ONLY == set(fields)
     for n, field in fields.items():
         if field.is_required():
             continue
-        assert field.default == params[n].default, f"{name}.{n}: spec {field.default!r}, " \
-                                                   f"constructor {params[n].default!r}"
+        assert field.default == params[n].default, (
+            f"{name}.{n}: spec {field.default!r}, constructor {params[n].default!r}"
+        )
 
 
 def _emitted_reasons(cls: type) -> tuple[set[str], list[str]]:
@@ -182,15 +216,20 @@ def _emitted_reasons(cls: type) -> tuple[set[str], list[str]]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     literals, patterns = set(), []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in ("drop", "DedupDrop") and node.args):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("drop", "DedupDrop")
+            and node.args
+        ):
             continue
         arg = node.args[0] if node.func.id == "drop" else node.args[1]
         if isinstance(arg, ast.Constant):
             literals.add(arg.value)
         elif isinstance(arg, ast.JoinedStr):
-            patterns.append("".join(re.escape(part.value) if isinstance(part, ast.Constant) else r"\w+"
-                                    for part in arg.values))
+            patterns.append(
+                "".join(re.escape(part.value) if isinstance(part, ast.Constant) else r"\w+" for part in arg.values)
+            )
     return literals, patterns
 
 
@@ -202,8 +241,9 @@ def test_every_reason_a_filter_reports_is_declared(name: str) -> None:
     assert literals <= set(declared), f"{name} reports undeclared {sorted(literals - set(declared))}"
     for pattern in patterns:
         assert any(re.fullmatch(pattern, r) for r in declared), f"{name}: nothing declared matches {pattern}"
-    assert set(declared) <= literals | {r for r in declared if any(re.fullmatch(p, r) for p in patterns)}, \
+    assert set(declared) <= literals | {r for r in declared if any(re.fullmatch(p, r) for p in patterns)}, (
         f"{name} declares reasons it never reports"
+    )
 
 
 def test_lingua_codes_are_lingua_s() -> None:
@@ -211,7 +251,6 @@ def test_lingua_codes_are_lingua_s() -> None:
 
     assert LINGUA_CODES == {lang.iso_code_639_1.name.lower() for lang in Language.all()}
     assert all(hasattr(IsoCode639_1, code.upper()) for code in LINGUA_CODES)
-
 
 
 # Filters that cannot work without being told what to compare against.
@@ -224,21 +263,31 @@ def test_every_registered_filter_builds_with_defaults() -> None:
         assert isinstance(flt, cls) and flt.name == name
 
 
-FRENCH = R("Explique la différence entre un virus et une bactérie en quelques phrases.",
-           output="Un virus a besoin d'une cellule hôte pour se reproduire, une bactérie non.")
+FRENCH = R(
+    "Explique la différence entre un virus et une bactérie en quelques phrases.",
+    output="Un virus a besoin d'une cellule hôte pour se reproduire, une bactérie non.",
+)
 LANG_CASES = [
     (FRENCH, ["en"], "wrong_language"),
     (FRENCH, ["en", "fr"], ""),
-    (R("Erkläre den Unterschied zwischen einem Virus und einem Bakterium.",
-       output="Ein Virus braucht eine Wirtszelle, um sich zu vermehren; ein Bakterium nicht."), ["en"],
-     "wrong_language"),
+    (
+        R(
+            "Erkläre den Unterschied zwischen einem Virus und einem Bakterium.",
+            output="Ein Virus braucht eine Wirtszelle, um sich zu vermehren; ein Bakterium nicht.",
+        ),
+        ["en"],
+        "wrong_language",
+    ),
     (R(), ["en"], ""),
     (R("Name three fruits.", output="1, 2, 3"), ["de"], ""),  # under min_chars letters: kept
 ]
 
 
-@pytest.mark.parametrize(("record", "languages", "reason"), LANG_CASES,
-                         ids=["fr-not-en", "fr-allowed", "de-not-en", "en-ok", "too-short-to-tell"])
+@pytest.mark.parametrize(
+    ("record", "languages", "reason"),
+    LANG_CASES,
+    ids=["fr-not-en", "fr-allowed", "de-not-en", "en-ok", "too-short-to-tell"],
+)
 def test_language(record: Record, languages: list[str], reason: str) -> None:
     assert verdict_reason(build({"name": "language", "languages": languages}), record) == reason
 

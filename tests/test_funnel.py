@@ -24,16 +24,17 @@ SPECS = [
 
 OK = "Plants turn light, water and carbon dioxide into sugar and oxygen."
 RECORDS = [
-    Record("Explain how photosynthesis works.", "", OK),                              # kept
+    Record("Explain how photosynthesis works.", "", OK),  # kept
     Record("Explain photosynthesis to a child.", "", OK, {"finish_reason": "length"}),  # truncated
-    Record("Sort it.", "", "Done."),                                                  # too_short
-    Record("Describe the attached image in detail.", "", OK),                         # blocked_keyword
-    Record("Describe the picture of the beach.", "", OK),                             # blocked_keyword
-    Record("Summarize the water cycle briefly.", "", ""),                             # empty_output
-    Record("Summarize the water cycle in a sentence.", "", "I'm sorry, I cannot."),   # refusal
-    Record("Write an email to a colleague.", "", "Hi, reach me at jane.roe@gmail.com or "
-           "(415) 555-2671 and cc bob@corp.io."),                                    # kept, redacted
-    Record("Explain how photosynthesis works!", "", OK),                              # exact_duplicate
+    Record("Sort it.", "", "Done."),  # too_short
+    Record("Describe the attached image in detail.", "", OK),  # blocked_keyword
+    Record("Describe the picture of the beach.", "", OK),  # blocked_keyword
+    Record("Summarize the water cycle briefly.", "", ""),  # empty_output
+    Record("Summarize the water cycle in a sentence.", "", "I'm sorry, I cannot."),  # refusal
+    Record(
+        "Write an email to a colleague.", "", "Hi, reach me at jane.roe@gmail.com or (415) 555-2671 and cc bob@corp.io."
+    ),  # kept, redacted
+    Record("Explain how photosynthesis works!", "", OK),  # exact_duplicate
     Record("Name the largest planet in the solar system.", "", "Sure. " + "Jupiter is big. " * 10),
 ]
 
@@ -42,7 +43,7 @@ def run(records: list[Record], tmp_path: Path) -> tuple[Chain, list[Record]]:
     chain = Chain(build_chain(parse_specs(SPECS, where="specs")), rejected_path=tmp_path / "rejected.jsonl")
     kept: list[Record] = []
     for i in range(0, len(records), 4):  # several batches, as the pipeline sends them
-        kept.extend(chain.run(records[i:i + 4]).kept)
+        kept.extend(chain.run(records[i : i + 4]).kept)
     return chain, kept
 
 

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.vllm
 
 def _config(tmp_path: Path, server: ServerInfo, monkeypatch: pytest.MonkeyPatch, **generation):
     monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_RUN", server.api_key or "")
-    overrides = {"server.endpoints": [server.base_url], "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
-                 **{f"generation.{k}": v for k, v in generation.items()}}
+    overrides = {
+        "server.endpoints": [server.base_url],
+        "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
+        **{f"generation.{k}": v for k, v in generation.items()},
+    }
     config = load_config("default.yaml", overrides=overrides)
     config.run_dir = tmp_path / "run"
     return config

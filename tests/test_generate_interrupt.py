@@ -24,8 +24,11 @@ EXE = str(Path(sys.executable).parent / "instructforge")
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.3", "--variants"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.3", "--variants"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield proc.stdout.readline().strip()
     finally:
@@ -75,12 +78,14 @@ def reference(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> list[s
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"])
 @pytest.mark.parametrize("after", [3, 18], ids=["early", "late"])
-def test_interrupted_run_resumes_to_the_same_dataset(tmp_path: Path, fake_url: str, reference: list[str],
-                                                     sig: signal.Signals, after: int) -> None:
+def test_interrupted_run_resumes_to_the_same_dataset(
+    tmp_path: Path, fake_url: str, reference: list[str], sig: signal.Signals, after: int
+) -> None:
     cfg = _config(tmp_path, fake_url, "run")
     results = tmp_path / "run" / "results.jsonl"
-    proc = subprocess.Popen([EXE, "generate", "-c", str(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [EXE, "generate", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if results.exists() and results.read_text().count("\n") >= after:

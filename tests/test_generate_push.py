@@ -27,17 +27,21 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def _config(tmp_path: Path, url: str, **push):
-    return parse_config({
-        "run_dir": str(tmp_path / "run"),
-        "model": {"name": "fake", "served_name": "fake-model"},
-        "server": {"endpoints": [url]},
-        "engine": {"concurrency": 8},
-        "generation": {"num_instructions": 12, "instances": "response"},
-        # The fake server echoes prompts: keep the chains to what such text passes.
-        "filters": {"instructions": [{"name": "length"}, {"name": "exact_dedup"}],
-                    "records": [{"name": "truncated"}]},
-        "dataset": {"test_ratio": 0.25, "push": {"repo": "alice/forged", **push}},
-    })
+    return parse_config(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "model": {"name": "fake", "served_name": "fake-model"},
+            "server": {"endpoints": [url]},
+            "engine": {"concurrency": 8},
+            "generation": {"num_instructions": 12, "instances": "response"},
+            # The fake server echoes prompts: keep the chains to what such text passes.
+            "filters": {
+                "instructions": [{"name": "length"}, {"name": "exact_dedup"}],
+                "records": [{"name": "truncated"}],
+            },
+            "dataset": {"test_ratio": 0.25, "push": {"repo": "alice/forged", **push}},
+        }
+    )
 
 
 def test_generate_pushes_checkpoints_and_the_final_dataset(hub, fake, tmp_path: Path) -> None:
@@ -51,8 +55,10 @@ def test_generate_pushes_checkpoints_and_the_final_dataset(hub, fake, tmp_path: 
         assert sorted(remote[split]["id"]) == sorted(local[split]["id"])
     assert sum(len(local[s]) for s in local) == result.records == 12
     # the repo's initial commit, checkpoints after 5 and 10 kept records, then the final push
-    assert [s for s in summaries if s.startswith("Checkpoint")] == ["Checkpoint: 5 records so far",
-                                                                    "Checkpoint: 10 records so far"]
+    assert [s for s in summaries if s.startswith("Checkpoint")] == [
+        "Checkpoint: 5 records so far",
+        "Checkpoint: 10 records so far",
+    ]
     assert len(summaries) == 4
     for f in (tmp_path / "run").rglob("*"):
         if f.is_file():

@@ -31,8 +31,11 @@ def records(tests_dir: Path) -> list[Record]:
 
 @pytest.fixture
 def dataset_dir(records: list[Record], tmp_path: Path) -> Path:
-    info = DatasetInfo(name="tiny", model="SmolLM2-135M-Instruct", funnel={"candidates": 20, "kept": 12,
-                       "dropped": 8, "drops": {"length": {"too_short": 8}}})
+    info = DatasetInfo(
+        name="tiny",
+        model="SmolLM2-135M-Instruct",
+        funnel={"candidates": 20, "kept": 12, "dropped": 8, "drops": {"length": {"too_short": 8}}},
+    )
     return write_dataset(records, tmp_path / "run" / "dataset", info, test_ratio=0.25, split_seed=0)
 
 
@@ -42,8 +45,11 @@ def _load(repo: str, tmp_path: Path, **kwargs) -> datasets.DatasetDict:
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_push_then_load_dataset_gives_the_same_rows_and_splits(hub, dataset_dir, tmp_path):
@@ -59,8 +65,7 @@ def test_push_then_load_dataset_gives_the_same_rows_and_splits(hub, dataset_dir,
     repo = hub.repo("alice/tiny")
     head = repo.resolve("main")
     assert head.summary == "Update dataset: 12 rows (test 2, train 10) from instructforge"
-    assert sorted(head.files) == ["README.md", "data/test-00000-of-00001.parquet",
-                                  "data/train-00000-of-00001.parquet"]
+    assert sorted(head.files) == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]
     assert head.files["data/train-00000-of-00001.parquet"].lfs
 
     card = huggingface_hub.DatasetCard.load("alice/tiny", repo_type="dataset")
@@ -76,14 +81,15 @@ def test_second_push_updates_and_removes_stale_shards(hub, dataset_dir, records,
     write_dataset(records[:5], dataset_dir, info, test_ratio=0.0, split_seed=0)
     result = push_dataset(dataset_dir, "alice/tiny", message="Second round", backoff_s=0)
     assert result.deleted == ["data/test-00000-of-00001.parquet"]
-    assert sorted(hub.repo("alice/tiny").resolve("main").files) == [
-        "README.md", "data/train-00000-of-00001.parquet"]
+    assert sorted(hub.repo("alice/tiny").resolve("main").files) == ["README.md", "data/train-00000-of-00001.parquet"]
     remote = _load("alice/tiny", tmp_path)
     assert list(remote) == ["train"]
     assert remote["train"]["instruction"] == [r.instruction for r in records[:5]]
     repo = hub.repo("alice/tiny")
     assert [repo.commits[s].summary for s in repo.history][1:] == [
-        "Update dataset: 12 rows (test 2, train 10) from instructforge", "Second round"]
+        "Update dataset: 12 rows (test 2, train 10) from instructforge",
+        "Second round",
+    ]
 
 
 def test_push_to_a_branch(hub, dataset_dir, tmp_path):
@@ -132,18 +138,21 @@ def test_rejected_token_fails_before_any_upload(hub, dataset_dir, monkeypatch):
     with pytest.raises(HubError, match=r"token was rejected \(invalid or expired\)") as err:
         push_dataset(dataset_dir, "alice/tiny", backoff_s=0)
     assert "hf_wrong" not in str(err.value)
-    assert [(m, p) for m, p, _ in hub.state.requests if "agent-harnesses" not in p] == [
-        ("GET", "/api/whoami-v2")]
+    assert [(m, p) for m, p, _ in hub.state.requests if "agent-harnesses" not in p] == [("GET", "/api/whoami-v2")]
     assert hub.state.repos == {}
 
 
-@pytest.mark.parametrize(("token", "repo", "outcome"), [
-    (TOKEN, "tiny", "alice/tiny"),
-    (TOKEN, "alice/tiny", "alice/tiny"),
-    (None, "alice/tiny", "no Hugging Face token"),
-    ("hf_wrong", "alice/tiny", "token was rejected"),
-    (TOKEN, "alice/a b", "invalid repo id"),
-], ids=["name-only", "full", "no-token", "wrong-token", "bad-id"])
+@pytest.mark.parametrize(
+    ("token", "repo", "outcome"),
+    [
+        (TOKEN, "tiny", "alice/tiny"),
+        (TOKEN, "alice/tiny", "alice/tiny"),
+        (None, "alice/tiny", "no Hugging Face token"),
+        ("hf_wrong", "alice/tiny", "token was rejected"),
+        (TOKEN, "alice/a b", "invalid repo id"),
+    ],
+    ids=["name-only", "full", "no-token", "wrong-token", "bad-id"],
+)
 def test_preflight(hub, monkeypatch, token, repo, outcome):
     monkeypatch.delenv("HF_TOKEN")
     if "/" in outcome:
@@ -159,23 +168,31 @@ def test_another_users_namespace(hub, dataset_dir):
         push_dataset(dataset_dir, "bob/tiny", backoff_s=0)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("alice/tiny", "alice/tiny"),
-    ("datasets/alice/tiny", "alice/tiny"),
-    ("https://huggingface.co/datasets/alice/tiny", "alice/tiny"),
-    ("tiny", "tiny"),
-], ids=["plain", "prefixed", "url", "name-only"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alice/tiny", "alice/tiny"),
+        ("datasets/alice/tiny", "alice/tiny"),
+        ("https://huggingface.co/datasets/alice/tiny", "alice/tiny"),
+        ("tiny", "tiny"),
+    ],
+    ids=["plain", "prefixed", "url", "name-only"],
+)
 def test_parse_repo_id(text, expected):
     assert parse_repo_id(text) == expected
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("alice/my dataset", "invalid repo id 'alice/my dataset'"),
-    ("alice/a/b", "invalid repo id 'alice/a/b'"),
-    ("alice/--x", "invalid repo id 'alice/--x'"),
-    ("spaces/alice/tiny", "'spaces/alice/tiny' names a space repository"),
-    ("https://huggingface.co/models/alice/tiny", "names a model repository"),
-], ids=["space-char", "too-deep", "double-dash", "space-repo", "model-url"])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("alice/my dataset", "invalid repo id 'alice/my dataset'"),
+        ("alice/a/b", "invalid repo id 'alice/a/b'"),
+        ("alice/--x", "invalid repo id 'alice/--x'"),
+        ("spaces/alice/tiny", "'spaces/alice/tiny' names a space repository"),
+        ("https://huggingface.co/models/alice/tiny", "names a model repository"),
+    ],
+    ids=["space-char", "too-deep", "double-dash", "space-repo", "model-url"],
+)
 def test_bad_repo_ids_fail_before_any_request(hub, dataset_dir, text, match):
     with pytest.raises(HubError, match=match):
         push_dataset(dataset_dir, text)
@@ -191,8 +208,11 @@ def test_transient_errors_are_retried(hub, dataset_dir, tmp_path):
 def test_persistent_errors_give_a_clear_message_and_leave_local_data(hub, dataset_dir):
     before = _tree_digest(dataset_dir)
     hub.state.fail_commits = 100
-    with pytest.raises(HubError, match=r"uploading failed after 3 attempts: try again later; "
-                                       r"the local dataset is unchanged"):
+    with pytest.raises(
+        HubError,
+        match=r"uploading failed after 3 attempts: try again later; "
+        r"the local dataset is unchanged",
+    ):
         push_dataset(dataset_dir, "alice/tiny", retries=2, backoff_s=0)
     assert _tree_digest(dataset_dir) == before
     assert hub.state.fail_commits == 97
@@ -245,7 +265,20 @@ def test_cli_push_without_token_is_one_line(hub, dataset_dir, capsys, monkeypatc
 
 
 def test_cli_export(dataset_dir, tmp_path, capsys):
-    assert main(["export", str(dataset_dir.parent), "--format", "alpaca", "--out",
-                 str(tmp_path / "a.json"), "--split", "all"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(dataset_dir.parent),
+                "--format",
+                "alpaca",
+                "--out",
+                str(tmp_path / "a.json"),
+                "--split",
+                "all",
+            ]
+        )
+        == 0
+    )
     assert len(json.loads((tmp_path / "a.json").read_text())) == 12
     assert "wrote 12 rows (alpaca)" in capsys.readouterr().out

@@ -29,22 +29,27 @@ class FakeChat:
 
     def __call__(self, conversations: list[list[dict[str, str]]], extra: dict[str, Any]) -> list[str | None]:
         self.calls.append((conversations, extra))
-        return self.answers[:len(conversations)]
+        return self.answers[: len(conversations)]
 
 
-@pytest.mark.parametrize(("text", "scores"), [
-    ('{"helpfulness": 5, "correctness": 4, "clarity": 3}',
-     {"helpfulness": 5, "correctness": 4, "clarity": 3}),
-    ('Sure: {"helpfulness": 2, "correctness": 2, "clarity": 5} hope it helps',
-     {"helpfulness": 2, "correctness": 2, "clarity": 5}),
-    ('{"helpfulness": 5, "correctness": 4, "clar', None),  # cut off at max_tokens
-    ('{"helpfulness": 6, "correctness": 4, "clarity": 3}', None),  # out of range
-    ('{"helpfulness": true, "correctness": 4, "clarity": 3}', None),
-    ('{"helpfulness": 5, "correctness": 4}', None),
-    ("[1, 2, 3]", None),
-    ("", None),
-    (None, None),
-], ids=["json", "wrapped", "truncated", "out-of-range", "bool", "missing", "list", "empty", "failed"])
+@pytest.mark.parametrize(
+    ("text", "scores"),
+    [
+        ('{"helpfulness": 5, "correctness": 4, "clarity": 3}', {"helpfulness": 5, "correctness": 4, "clarity": 3}),
+        (
+            'Sure: {"helpfulness": 2, "correctness": 2, "clarity": 5} hope it helps',
+            {"helpfulness": 2, "correctness": 2, "clarity": 5},
+        ),
+        ('{"helpfulness": 5, "correctness": 4, "clar', None),  # cut off at max_tokens
+        ('{"helpfulness": 6, "correctness": 4, "clarity": 3}', None),  # out of range
+        ('{"helpfulness": true, "correctness": 4, "clarity": 3}', None),
+        ('{"helpfulness": 5, "correctness": 4}', None),
+        ("[1, 2, 3]", None),
+        ("", None),
+        (None, None),
+    ],
+    ids=["json", "wrapped", "truncated", "out-of-range", "bool", "missing", "list", "empty", "failed"],
+)
 def test_parse_scores(text: str | None, scores: dict[str, int] | None) -> None:
     assert parse_scores(text) == scores
 
@@ -60,20 +65,28 @@ def test_renders_rubric_and_asks_for_schema() -> None:
     assert "Give the capital of France." in prompt and "The capital of France is Paris." in prompt
     assert "### Input\nEurope" in prompt
     assert extra == {"response_format": RESPONSE_FORMAT, "max_tokens": 50, "temperature": 0.0}
-    assert v.keep and v.scores == {"judge": 4.667, "judge_helpfulness": 5.0, "judge_correctness": 5.0,
-                                   "judge_clarity": 4.0}
+    assert v.keep and v.scores == {
+        "judge": 4.667,
+        "judge_helpfulness": 5.0,
+        "judge_correctness": 5.0,
+        "judge_clarity": 4.0,
+    }
 
 
 def test_input_section_only_when_there_is_input() -> None:
     assert "### Input" not in LLMJudge().prompt(RECORD)[0]["content"]
 
 
-@pytest.mark.parametrize(("answer", "on_error", "keep", "reason"), [
-    ('{"helpfulness": 3, "correctness": 4, "clarity": 4}', "drop", True, ""),     # mean 3.667 >= 3.5
-    ('{"helpfulness": 3, "correctness": 3, "clarity": 4}', "drop", False, "low_judge_score"),
-    ('{"helpfulness": 3', "drop", False, "judge_failed"),
-    (None, "keep", True, ""),
-], ids=["above", "below", "unreadable-drop", "failed-keep"])
+@pytest.mark.parametrize(
+    ("answer", "on_error", "keep", "reason"),
+    [
+        ('{"helpfulness": 3, "correctness": 4, "clarity": 4}', "drop", True, ""),  # mean 3.667 >= 3.5
+        ('{"helpfulness": 3, "correctness": 3, "clarity": 4}', "drop", False, "low_judge_score"),
+        ('{"helpfulness": 3', "drop", False, "judge_failed"),
+        (None, "keep", True, ""),
+    ],
+    ids=["above", "below", "unreadable-drop", "failed-keep"],
+)
 def test_threshold_and_errors(answer: str | None, on_error: str, keep: bool, reason: str) -> None:
     judge = LLMJudge(threshold=3.5, on_error=on_error)
     judge.setup(FilterContext(chat=FakeChat([answer])))
@@ -88,11 +101,15 @@ def test_scores_land_in_record_meta_through_the_chain() -> None:
     assert kept.meta["scores"]["judge"] == 4.0
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"threshold": 7}, r"\[0\]\.threshold': Input should be less than or equal to 5 \(got 7\)"),
-    ({"on_error": "retry"}, r"\[0\]\.on_error': Input should be 'drop' or 'keep' \(got 'retry'\)"),
-    ({"max_tokens": 4}, r"\[0\]\.max_tokens': Input should be greater than or equal to 16 \(got 4\)"),
-], ids=["threshold", "on-error", "max-tokens"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": 7}, r"\[0\]\.threshold': Input should be less than or equal to 5 \(got 7\)"),
+        ({"on_error": "retry"}, r"\[0\]\.on_error': Input should be 'drop' or 'keep' \(got 'retry'\)"),
+        ({"max_tokens": 4}, r"\[0\]\.max_tokens': Input should be greater than or equal to 16 \(got 4\)"),
+    ],
+    ids=["threshold", "on-error", "max-tokens"],
+)
 def test_bad_parameters(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=r"key 'filters\.records" + message):
         parse_specs([{"name": "judge", **kwargs}], where="filters.records")
@@ -103,10 +120,14 @@ def test_missing_template_is_named() -> None:
         LLMJudge(template="no_such_rubric.jinja")
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ("Rate {{ instruction }} for {{ audience }}", r"uses \['audience'\].*can only use"),
-    ("Rate {{ instruction ", r"is not valid Jinja"),
-], ids=["unknown-variable", "syntax"])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("Rate {{ instruction }} for {{ audience }}", r"uses \['audience'\].*can only use"),
+        ("Rate {{ instruction ", r"is not valid Jinja"),
+    ],
+    ids=["unknown-variable", "syntax"],
+)
 def test_template_checked_when_built(tmp_path: Path, source: str, message: str) -> None:
     path = tmp_path / "rubric.jinja"
     path.write_text(source)
@@ -132,8 +153,11 @@ def http_batch_chat(base_url: str, api_key: str | None, model: str):
 
     def one(messages: list[dict[str, str]], extra: dict[str, Any]) -> str | None:
         body = json.dumps({"model": model, "messages": messages, **extra}).encode()
-        req = urllib.request.Request(f"{base_url}/chat/completions", data=body, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {api_key or 'none'}"})
+        req = urllib.request.Request(
+            f"{base_url}/chat/completions",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key or 'none'}"},
+        )
         with urllib.request.urlopen(req, timeout=300) as resp:
             return json.load(resp)["choices"][0]["message"]["content"]
 
@@ -168,19 +192,21 @@ RUBRIC = (
 )
 
 
-@pytest.mark.parametrize(("input", "section"), [("", ""), ("Europe", "\n### Input\nEurope\n")],
-                         ids=["no-input", "input"])
+@pytest.mark.parametrize(
+    ("input", "section"), [("", ""), ("Europe", "\n### Input\nEurope\n")], ids=["no-input", "input"]
+)
 def test_builtin_rubric_renders_exactly(input: str, section: str) -> None:
     # The metadata comment at the top of judge.jinja leaves no trace in the message.
-    assert LLMJudge().prompt(RECORD.with_(input=input)) == [
-        {"role": "user", "content": RUBRIC.format(input=section)}]
+    assert LLMJudge().prompt(RECORD.with_(input=input)) == [{"role": "user", "content": RUBRIC.format(input=section)}]
 
 
 def test_rubric_without_metadata_still_works(tmp_path: Path) -> None:
     path = tmp_path / "rubric.jinja"
     path.write_text("Rate:\n{{ instruction }}\n{% if input %}\n{{ input }}\n{% endif %}\n-> {{ output }}\n")
-    assert LLMJudge(template=str(path)).prompt(RECORD)[0]["content"] == \
-        "Rate:\nGive the capital of France.\n\n-> The capital of France is Paris.\n"
+    assert (
+        LLMJudge(template=str(path)).prompt(RECORD)[0]["content"]
+        == "Rate:\nGive the capital of France.\n\n-> The capital of France is Paris.\n"
+    )
 
 
 def test_templates_render_shows_what_the_judge_sends() -> None:

@@ -38,13 +38,18 @@ RULES = [
     ("generator/core/*.py", lambda m: m.startswith("generator.core") or m == "generator"),
     ("filters/*.py", lambda m: m.startswith(("filters", "generator.core"))),
     ("generator/llm/*.py", lambda m: m.startswith(("generator.core", "generator.llm", "generator.config"))),
-    ("generator/prompting/*.py",
-     lambda m: m.startswith(("generator.core", "generator.prompting", "generator.config"))),
-    ("generator/publish/*.py",
-     lambda m: m.startswith(("generator.core", "generator.publish", "generator.config", "generator.llm.model",
-                             "filters.base")) or m == "generator" or m == "generator.__version__"),
-    ("generator/config.py",
-     lambda m: m.startswith(("generator.core", "filters.specs")) or m == "generator.config"),
+    ("generator/prompting/*.py", lambda m: m.startswith(("generator.core", "generator.prompting", "generator.config"))),
+    (
+        "generator/publish/*.py",
+        lambda m: (
+            m.startswith(
+                ("generator.core", "generator.publish", "generator.config", "generator.llm.model", "filters.base")
+            )
+            or m == "generator"
+            or m == "generator.__version__"
+        ),
+    ),
+    ("generator/config.py", lambda m: m.startswith(("generator.core", "filters.specs")) or m == "generator.config"),
     ("generator/run/store.py", lambda m: m.startswith(("generator.core", "generator.llm.requests"))),
     ("generator/llm/requests.py", lambda m: False),
 ]
@@ -54,8 +59,12 @@ RULES = [
 def test_imports_follow_the_layers(pattern: str, allowed) -> None:
     files = _files(pattern)
     assert files, f"no file matches {pattern}"
-    wrong = sorted(f"{f.relative_to(ROOT)} imports {m}" for f in files for m in _imports(f)
-                   if not allowed(m) and not m.startswith(f"{f.relative_to(ROOT).with_suffix('')}".replace("/", ".")))
+    wrong = sorted(
+        f"{f.relative_to(ROOT)} imports {m}"
+        for f in files
+        for m in _imports(f)
+        if not allowed(m) and not m.startswith(f"{f.relative_to(ROOT).with_suffix('')}".replace("/", "."))
+    )
     assert not wrong, "\n".join(wrong)
 
 

@@ -25,18 +25,33 @@ from generator.run.merge import MERGE_STAGE, merge_runs
 def _shard(root: Path, name: str, instructions: list[str], drops: dict[str, dict[str, int]]) -> Path:
     """A finished shard run directory: dataset, funnel.json (kept + `drops`), fingerprint, stats."""
     run = root / name
-    records = [Record(instruction=i, input="", output=f"answer to {i}",
-                      meta={"template": "self_instruct", "model": "m", "round": 1}) for i in instructions]
-    write_dataset(records, run / "dataset", DatasetInfo(name=name, model="m"), test_ratio=0.0, split_seed=0,
-                  save_to_disk=False)
+    records = [
+        Record(
+            instruction=i,
+            input="",
+            output=f"answer to {i}",
+            meta={"template": "self_instruct", "model": "m", "round": 1},
+        )
+        for i in instructions
+    ]
+    write_dataset(
+        records, run / "dataset", DatasetInfo(name=name, model="m"), test_ratio=0.0, split_seed=0, save_to_disk=False
+    )
     dropped = sum(sum(r.values()) for r in drops.values())
     funnel = Funnel.from_dict({"candidates": len(records) + dropped, "kept": len(records), "drops": drops})
     funnel.write(run / "funnel.json")
-    (run / "fingerprint.json").write_text(json.dumps({
-        "model": {"name": "Qwen/Qwen2.5-7B-Instruct"}, "sampling": {"temperature": 0.7, "seed": 3},
-        "generation": {"method": "self_instruct", "seeds": "builtin"}}))
-    (run / "engine_stats.json").write_text(json.dumps({"sessions": [
-        {"requests": 10, "prompt_tokens": 100, "completion_tokens": 50}]}))
+    (run / "fingerprint.json").write_text(
+        json.dumps(
+            {
+                "model": {"name": "Qwen/Qwen2.5-7B-Instruct"},
+                "sampling": {"temperature": 0.7, "seed": 3},
+                "generation": {"method": "self_instruct", "seeds": "builtin"},
+            }
+        )
+    )
+    (run / "engine_stats.json").write_text(
+        json.dumps({"sessions": [{"requests": 10, "prompt_tokens": 100, "completion_tokens": 50}]})
+    )
     return run
 
 
@@ -46,8 +61,10 @@ SHARD_B = ["write a HAIKU about rain", "Translate the sentence into French.", "N
 
 @pytest.fixture
 def shards(tmp_path: Path) -> list[Path]:
-    return [_shard(tmp_path, "shard-0", SHARD_A, {"length": {"too_short": 2}}),
-            _shard(tmp_path, "shard-1", SHARD_B, {"exact_dedup": {"exact_duplicate": 1}})]
+    return [
+        _shard(tmp_path, "shard-0", SHARD_A, {"length": {"too_short": 2}}),
+        _shard(tmp_path, "shard-1", SHARD_B, {"exact_dedup": {"exact_duplicate": 1}}),
+    ]
 
 
 def test_merge_drops_cross_shard_duplicates_and_funnel_adds_up(shards: list[Path], tmp_path: Path) -> None:
@@ -57,8 +74,11 @@ def test_merge_drops_cross_shard_duplicates_and_funnel_adds_up(shards: list[Path
     assert ds["train"]["instruction"] == [*SHARD_A, "Translate the sentence into French."]
     assert [(s.rows, s.dropped) for s in result.shards] == [(3, 0), (3, 2)]
     funnel = json.loads((tmp_path / "merged" / "funnel.json").read_text())
-    assert funnel["drops"] == {"length": {"too_short": 2}, "exact_dedup": {"exact_duplicate": 1},
-                               MERGE_STAGE: {"exact_duplicate": 2}}
+    assert funnel["drops"] == {
+        "length": {"too_short": 2},
+        "exact_dedup": {"exact_duplicate": 1},
+        MERGE_STAGE: {"exact_duplicate": 2},
+    }
     assert funnel["candidates"] == 6 + 2 + 1 == funnel["kept"] + funnel["dropped"]
     assert funnel["kept"] == 4 == result.records
     card = (result.dataset_dir / "README.md").read_text()
@@ -70,11 +90,24 @@ def test_merge_drops_cross_shard_duplicates_and_funnel_adds_up(shards: list[Path
     assert sorted(r["record"]["instruction"] for r in rejected) == sorted([SHARD_B[0], SHARD_B[2]])
 
 
-def test_merge_splits_by_config_and_cli_prints_summary(shards: list[Path], tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_merge_splits_by_config_and_cli_prints_summary(
+    shards: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "merged"
-    code = main(["merge", *map(str, shards), "--out", str(out), "--dedup", "exact_dedup",
-                 "--set", "dataset.test_ratio=0.3", "--set", "dataset.name=merged-demo"])
+    code = main(
+        [
+            "merge",
+            *map(str, shards),
+            "--out",
+            str(out),
+            "--dedup",
+            "exact_dedup",
+            "--set",
+            "dataset.test_ratio=0.3",
+            "--set",
+            "dataset.name=merged-demo",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "merged 2 shards (6 rows) into 4 records" in printed and "2 cross-shard duplicates" in printed
@@ -83,9 +116,10 @@ def test_merge_splits_by_config_and_cli_prints_summary(shards: list[Path], tmp_p
 
 
 def test_default_merge_drops_paraphrases_across_shards_with_faiss(tmp_path: Path) -> None:
-    shards = [_shard(tmp_path, "shard-0", SHARD_A, {}),
-              _shard(tmp_path, "shard-1", ["Write one haiku about the rain.", "Translate the sentence into French."],
-                     {})]
+    shards = [
+        _shard(tmp_path, "shard-0", SHARD_A, {}),
+        _shard(tmp_path, "shard-1", ["Write one haiku about the rain.", "Translate the sentence into French."], {}),
+    ]
     result = merge_runs(shards, tmp_path / "merged")
     assert result.dedup == ["exact_dedup", "semantic_dedup"]
     assert [(s.rows, s.dropped) for s in result.shards] == [(3, 0), (2, 1)]
@@ -94,19 +128,23 @@ def test_default_merge_drops_paraphrases_across_shards_with_faiss(tmp_path: Path
     assert funnel["candidates"] == 5 == funnel["kept"] + funnel["dropped"]
     report = json.loads((tmp_path / "merged" / "state" / "semantic_dedup" / "report.json").read_text())
     assert [(d["instruction"], d["kept_text"]) for d in report["dropped"]] == [
-        ("Write one haiku about the rain.", "Write a haiku about rain.")]
+        ("Write one haiku about the rain.", "Write a haiku about rain.")
+    ]
 
 
-@pytest.mark.parametrize(("case", "match"), [
-    ("no_funnel", r"shard-0 is not a finished run directory: no funnel\.json"),
-    ("out_is_input", r"merge output .*shard-0 is also an input"),
-    ("unknown_filter", r"merge: key 'dedup\[0\]\.name': unknown name 'nope'; valid: .*exact_dedup"),
-    ("push_without_repo", r"no dataset\.push\.repo"),
-    ("rows_differ", r"holds 3 rows but its funnel\.json says 7 were kept"),
-    ("none", r"at least one shard run directory"),
-    ("same_shard_twice", r"the same shard more than once: .*shard-1; list each"),
-], ids=["no_funnel", "out_is_input", "unknown_filter", "push_without_repo", "rows_differ", "none",
-        "same_shard_twice"])
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("no_funnel", r"shard-0 is not a finished run directory: no funnel\.json"),
+        ("out_is_input", r"merge output .*shard-0 is also an input"),
+        ("unknown_filter", r"merge: key 'dedup\[0\]\.name': unknown name 'nope'; valid: .*exact_dedup"),
+        ("push_without_repo", r"no dataset\.push\.repo"),
+        ("rows_differ", r"holds 3 rows but its funnel\.json says 7 were kept"),
+        ("none", r"at least one shard run directory"),
+        ("same_shard_twice", r"the same shard more than once: .*shard-1; list each"),
+    ],
+    ids=["no_funnel", "out_is_input", "unknown_filter", "push_without_repo", "rows_differ", "none", "same_shard_twice"],
+)
 def test_merge_errors(shards: list[Path], tmp_path: Path, case: str, match: str) -> None:
     kwargs: dict = {"dedup": [{"name": "exact_dedup"}]}
     runs, out = list(shards), tmp_path / "merged"
@@ -131,19 +169,23 @@ def test_merge_errors(shards: list[Path], tmp_path: Path, case: str, match: str)
 
 def test_merge_pushes_one_dataset(shards: list[Path], tmp_path: Path, hub) -> None:
     dataset = DatasetConfig(push=PushConfig(repo="alice/merged"))
-    result = merge_runs(shards, tmp_path / "merged", dataset=dataset, dedup=[{"name": "exact_dedup"}],
-                        push=True)
+    result = merge_runs(shards, tmp_path / "merged", dataset=dataset, dedup=[{"name": "exact_dedup"}], push=True)
     ds = datasets.load_dataset("alice/merged")
     assert sorted(ds["train"]["id"]) == sorted(datasets.load_dataset(str(result.dataset_dir))["train"]["id"])
 
 
 # --- the shard config ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("index", "count", "expected"), [
-    (0, 1, list(range(7))),
-    (0, 3, [0, 3, 6]),
-    (2, 3, [2, 5]),
-], ids=["one_shard", "first_of_three", "last_of_three"])
+
+@pytest.mark.parametrize(
+    ("index", "count", "expected"),
+    [
+        (0, 1, list(range(7))),
+        (0, 3, [0, 3, 6]),
+        (2, 3, [2, 5]),
+    ],
+    ids=["one_shard", "first_of_three", "last_of_three"],
+)
 def test_shard_takes_every_count_th_seed(index: int, count: int, expected: list[int]) -> None:
     shard = parse_config({"generation": {"shard": {"index": index, "count": count}}}).generation.shard
     assert shard is not None
@@ -151,11 +193,15 @@ def test_shard_takes_every_count_th_seed(index: int, count: int, expected: list[
     assert shard.sampling_seed(10) == 10 + index and shard.sampling_seed(None) is None
 
 
-@pytest.mark.parametrize(("shard", "match"), [
-    ({"index": 3, "count": 3}, r"shard index 3 is not below count 3"),
-    ({"index": -1, "count": 3}, r"generation\.shard\.index"),
-    ({"index": 0}, r"missing key 'generation\.shard\.count'"),
-], ids=["index_too_big", "negative", "no_count"])
+@pytest.mark.parametrize(
+    ("shard", "match"),
+    [
+        ({"index": 3, "count": 3}, r"shard index 3 is not below count 3"),
+        ({"index": -1, "count": 3}, r"generation\.shard\.index"),
+        ({"index": 0}, r"missing key 'generation\.shard\.count'"),
+    ],
+    ids=["index_too_big", "negative", "no_count"],
+)
 def test_bad_shard_config(shard: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_config({"generation": {"shard": shard}})
@@ -170,27 +216,37 @@ def test_shard_with_no_seed_left_is_refused() -> None:
 
 # --- CPU rehearsal: two real shards, merged -------------------------------------------------------
 
+
 @pytest.mark.vllm
-def test_two_shards_generate_merge_and_load(vllm_server: ServerInfo, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_shards_generate_merge_and_load(
+    vllm_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from generator.run.pipeline import generate
 
     monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_RUN", vllm_server.api_key or "")
     runs = []
     for index in range(2):
-        config = load_config("shards-small.yaml", overrides={
-            "server.endpoints": [vllm_server.base_url], "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
-            "model.served_name": vllm_server.model, "model.name": "bundled",
-            "generation.num_instructions": 4, "generation.max_rounds": 2, "generation.instances_per_task": 1,
-            "sampling.max_tokens": 128, "engine.concurrency": 16,
-            "generation.shard": {"index": index, "count": 2}})
+        config = load_config(
+            "shards-small.yaml",
+            overrides={
+                "server.endpoints": [vllm_server.base_url],
+                "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
+                "model.served_name": vllm_server.model,
+                "model.name": "bundled",
+                "generation.num_instructions": 4,
+                "generation.max_rounds": 2,
+                "generation.instances_per_task": 1,
+                "sampling.max_tokens": 128,
+                "engine.concurrency": 16,
+                "generation.shard": {"index": index, "count": 2},
+            },
+        )
         config.run_dir = tmp_path / f"shard-{index}"
         result = generate(config, progress=False)
         assert result.records > 0
         runs.append(config.run_dir)
     # the shards drew different seed tasks: their requests differ
-    ids = [{json.loads(line)["request_id"] for line in (r / "results.jsonl").read_text().splitlines()}
-           for r in runs]
+    ids = [{json.loads(line)["request_id"] for line in (r / "results.jsonl").read_text().splitlines()} for r in runs]
     assert not ids[0] & ids[1]
 
     # A third shard that repeats the first one's records: every one of them is a cross-shard duplicate.

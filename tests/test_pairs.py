@@ -23,15 +23,32 @@ def feat(a: str, b: str, cosine: float = 0.9) -> dict[str, float]:
     return dict(zip(FEATURES, features(cosine, a, b)))
 
 
-@pytest.mark.parametrize("word, lemma", [("biggest", "big"), ("translating", "translate"), ("countries", "country"),
-                                         ("vowels", "vowel"), ("ocean", "ocean"), ("qwzx", "qwzx")])
+@pytest.mark.parametrize(
+    "word, lemma",
+    [
+        ("biggest", "big"),
+        ("translating", "translate"),
+        ("countries", "country"),
+        ("vowels", "vowel"),
+        ("ocean", "ocean"),
+        ("qwzx", "qwzx"),
+    ],
+)
 def test_lemma(word: str, lemma: str) -> None:
     assert lexicon().lemma(word) == lemma
 
 
-@pytest.mark.parametrize("a, b, opposite", [("ascending", "descending", True), ("large", "small", True),
-                                            ("formal", "informal", True), ("advantage", "disadvantage", True),
-                                            ("ocean", "sea", False), ("french", "german", False)])
+@pytest.mark.parametrize(
+    "a, b, opposite",
+    [
+        ("ascending", "descending", True),
+        ("large", "small", True),
+        ("formal", "informal", True),
+        ("advantage", "disadvantage", True),
+        ("ocean", "sea", False),
+        ("french", "german", False),
+    ],
+)
 def test_opposites(a: str, b: str, opposite: bool) -> None:
     assert lexicon().opposite(a, b) is opposite
     assert lexicon().opposite(b, a) is opposite
@@ -39,8 +56,15 @@ def test_opposites(a: str, b: str, opposite: bool) -> None:
 
 def test_features_of_identical_texts() -> None:
     f = feat("Sort the numbers.", "Sort the numbers.", cosine=1.0)
-    assert f == {"cosine": 1.0, "antonym": 0.0, "numbers_differ": 0.0, "overlap": 1.0, "changed": 0.0,
-                 "cosine_x_changed": 0.0, "reordered": 0.0}
+    assert f == {
+        "cosine": 1.0,
+        "antonym": 0.0,
+        "numbers_differ": 0.0,
+        "overlap": 1.0,
+        "changed": 0.0,
+        "cosine_x_changed": 0.0,
+        "reordered": 0.0,
+    }
 
 
 def test_features_of_a_swap() -> None:
@@ -131,8 +155,12 @@ def test_pair_check_beats_cosine_on_labeled_sets(name: str) -> None:
 @pytest.mark.timeout(300)
 def test_semantic_dedup_keeps_the_opposite_and_drops_the_rewording() -> None:
     flt = SemanticDedup()
-    texts = ["Sort the list of numbers in ascending order.", "Sort the list of numbers in descending order.",
-             "Compose a haiku about the sea.", "Write a haiku about the ocean."]
+    texts = [
+        "Sort the list of numbers in ascending order.",
+        "Sort the list of numbers in descending order.",
+        "Compose a haiku about the sea.",
+        "Write a haiku about the ocean.",
+    ]
     verdicts = flt.judge([Record(t) for t in texts])
     assert [v.keep for v in verdicts] == [True, True, True, False]
     assert verdicts[3].detail["stage"] == "pair_check" and verdicts[3].detail["probability"] >= flt.pair.threshold
@@ -144,8 +172,12 @@ def test_semantic_dedup_keeps_the_opposite_and_drops_the_rewording() -> None:
 
 @pytest.mark.timeout(300)
 def test_fit_script_reproduces_the_stored_weights() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "fit_pair_check.py"), "--check"],
-                          capture_output=True, text=True, timeout=280)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "fit_pair_check.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "stored weights match a refit" in proc.stdout
 
@@ -154,8 +186,12 @@ def test_fit_script_reproduces_the_stored_weights() -> None:
 def test_dedup_command_with_and_without_the_pair_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from generator.cli import main
 
-    texts = ["Sort the list of numbers in ascending order.", "Sort the list of numbers in descending order.",
-             "Write a haiku about the ocean.", "Compose a haiku about the sea."]
+    texts = [
+        "Sort the list of numbers in ascending order.",
+        "Sort the list of numbers in descending order.",
+        "Write a haiku about the ocean.",
+        "Compose a haiku about the sea.",
+    ]
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps({"instruction": t, "input": "", "output": "x"}) + "\n" for t in texts))
     kept = {}

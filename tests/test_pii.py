@@ -45,17 +45,35 @@ NOT_PII = [
 ]
 
 
-@pytest.mark.parametrize(("text", "redacted"), FOUND, ids=[f"{i}-{r.split('<')[1].split('>')[0].lower()}"
-                                                           for i, (_, r) in enumerate(FOUND)])
+@pytest.mark.parametrize(
+    ("text", "redacted"), FOUND, ids=[f"{i}-{r.split('<')[1].split('>')[0].lower()}" for i, (_, r) in enumerate(FOUND)]
+)
 def test_redacts_each_kind(text: str, redacted: str) -> None:
     flt = PIIFilter()
     assert flt.redact(text, flt.find(text)) == redacted
 
 
-@pytest.mark.parametrize("text", NOT_PII, ids=["example-domain", "version", "version-quad", "date-time",
-                                              "slash-date", "price", "decimal", "thousands", "isbn",
-                                              "not-luhn", "private-ip", "cpp-and-time", "bad-ssn",
-                                              "year", "uuid"])
+@pytest.mark.parametrize(
+    "text",
+    NOT_PII,
+    ids=[
+        "example-domain",
+        "version",
+        "version-quad",
+        "date-time",
+        "slash-date",
+        "price",
+        "decimal",
+        "thousands",
+        "isbn",
+        "not-luhn",
+        "private-ip",
+        "cpp-and-time",
+        "bad-ssn",
+        "year",
+        "uuid",
+    ],
+)
 def test_leaves_look_alikes(text: str) -> None:
     assert PIIFilter().find(text) == []
 
@@ -66,8 +84,12 @@ def test_every_kind_has_a_found_case() -> None:
 
 
 def test_redact_rewrites_every_field_and_counts_kinds() -> None:
-    record = Record("Email jane.roe@gmail.com a summary.", "Call (415) 555-2671.",
-                    "Done: wrote to jane.roe@gmail.com and bob@corp.io.", {"round": 2})
+    record = Record(
+        "Email jane.roe@gmail.com a summary.",
+        "Call (415) 555-2671.",
+        "Done: wrote to jane.roe@gmail.com and bob@corp.io.",
+        {"round": 2},
+    )
     [v] = PIIFilter().judge([record])
     assert v.keep and v.record is not None
     assert v.record.instruction == "Email <EMAIL> a summary."
@@ -78,8 +100,10 @@ def test_redact_rewrites_every_field_and_counts_kinds() -> None:
 
 
 def test_drop_names_the_first_kind_found() -> None:
-    records = [Record("Write to the office.", "", "Their IBAN is DE89 3704 0044 0532 0130 00."),
-               Record("Summarize the article.", "", "Clean text.")]
+    records = [
+        Record("Write to the office.", "", "Their IBAN is DE89 3704 0044 0532 0130 00."),
+        Record("Summarize the article.", "", "Clean text."),
+    ]
     dropped, kept = PIIFilter(action="drop").judge(records)
     assert (dropped.keep, dropped.reason) == (False, "pii_iban")
     assert dropped.detail == {"field": "output", "kinds": {"iban": 1}}

@@ -25,9 +25,19 @@ from generator.prompting.templates import (
 BAD = Path(__file__).parent / "data" / "templates"
 
 EXPECTED_BUILTINS = {
-    "self_instruct", "self_instruct_json", "classify", "instance_input_first",
-    "instance_input_first_json", "instance_output_first", "alpaca_batch", "alpaca_batch_json",
-    "evol_deepen", "evol_broaden", "custom", "custom_json", "response",
+    "self_instruct",
+    "self_instruct_json",
+    "classify",
+    "instance_input_first",
+    "instance_input_first_json",
+    "instance_output_first",
+    "alpaca_batch",
+    "alpaca_batch_json",
+    "evol_deepen",
+    "evol_broaden",
+    "custom",
+    "custom_json",
+    "response",
 }
 FILTER_PROMPTS = {"judge", "dedup_judge"}
 
@@ -45,9 +55,13 @@ DEMOS = [
     {"instruction": "Sort the numbers in ascending order.", "input": "3, 1, 2", "output": "1, 2, 3"},
 ]
 VALUES = {
-    "demonstrations": DEMOS, "instruction": "Classify the email as spam or not spam.",
-    "topic": "household budgeting", "persona": "a night-shift nurse", "difficulty": "expert",
-    "directive": "include a leap-year date", "input": "Win a free cruise now!!!",
+    "demonstrations": DEMOS,
+    "instruction": "Classify the email as spam or not spam.",
+    "topic": "household budgeting",
+    "persona": "a night-shift nurse",
+    "difficulty": "expert",
+    "directive": "include a leap-year date",
+    "input": "Win a free cruise now!!!",
 }
 
 
@@ -75,14 +89,18 @@ def test_every_builtin_renders_system_then_user(name):
         assert "{{" not in m["content"] and "{%" not in m["content"]
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("self_instruct", {"demonstrations"}),
-    ("classify", {"instruction"}),
-    ("response", {"instruction"}),
-    ("custom", {"topic", "persona", "difficulty"}),
-    ("evol_deepen", {"instruction"}),
-    ("alpaca_batch", {"demonstrations"}),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("self_instruct", {"demonstrations"}),
+        ("classify", {"instruction"}),
+        ("response", {"instruction"}),
+        ("custom", {"topic", "persona", "difficulty"}),
+        ("evol_deepen", {"instruction"}),
+        ("alpaca_batch", {"demonstrations"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_required_variables_are_derived_from_the_source(name, expected):
     assert load_template(name).required == expected
 
@@ -142,17 +160,23 @@ def test_user_template_by_path_with_top_level_macro_renders_user_only():
     assert render(t, {"name": "Ada"}) == [{"role": "user", "content": "Hello, Ada!"}]
 
 
-@pytest.mark.parametrize(("file", "match"), [
-    ("syntax_error.jinja", r"syntax_error\.jinja:8: template syntax error: .*\(in: Write about"),
-    ("bad_yaml.jinja", r"bad_yaml\.jinja:\d: template metadata is not valid YAML"),
-    ("no_metadata.jinja", r"no_metadata\.jinja:1: the template has no metadata; start it with"),
-    ("unknown_parser.jinja", r"unknown parser 'bullet_points'; valid parsers: instruction_list"),
-    ("unknown_key.jinja", r"unknown key 'temprature'"),
-    ("undocumented_variable.jinja",
-     r"used but not listed under 'variables': audience; listed under 'variables' but never used: persona"),
-    ("text_outside_blocks.jinja", r"text_outside_blocks\.jinja:7: text outside the 'system' and 'user'"),
-    ("unknown_block.jinja", r"unknown block 'assistant'"),
-], ids=lambda v: v.removesuffix(".jinja") if v.endswith(".jinja") else None)
+@pytest.mark.parametrize(
+    ("file", "match"),
+    [
+        ("syntax_error.jinja", r"syntax_error\.jinja:8: template syntax error: .*\(in: Write about"),
+        ("bad_yaml.jinja", r"bad_yaml\.jinja:\d: template metadata is not valid YAML"),
+        ("no_metadata.jinja", r"no_metadata\.jinja:1: the template has no metadata; start it with"),
+        ("unknown_parser.jinja", r"unknown parser 'bullet_points'; valid parsers: instruction_list"),
+        ("unknown_key.jinja", r"unknown key 'temprature'"),
+        (
+            "undocumented_variable.jinja",
+            r"used but not listed under 'variables': audience; listed under 'variables' but never used: persona",
+        ),
+        ("text_outside_blocks.jinja", r"text_outside_blocks\.jinja:7: text outside the 'system' and 'user'"),
+        ("unknown_block.jinja", r"unknown block 'assistant'"),
+    ],
+    ids=lambda v: v.removesuffix(".jinja") if v.endswith(".jinja") else None,
+)
 def test_bad_templates_fail_at_load_naming_file_and_problem(file, match):
     with pytest.raises(ConfigError, match=match):
         load_template(BAD / file)
@@ -164,15 +188,17 @@ def test_bad_yaml_points_at_the_broken_line():
 
 
 def test_unknown_name_lists_the_builtins():
-    with pytest.raises(ConfigError,
-                       match=r"template not found: 'self_instrct'.*self_instruct, self_instruct_json"):
+    with pytest.raises(ConfigError, match=r"template not found: 'self_instrct'.*self_instruct, self_instruct_json"):
         load_template("self_instrct")
 
 
 def test_missing_variables_are_all_listed_before_rendering():
     t = load_template("custom")
-    with pytest.raises(ConfigError, match=r"not given: difficulty \(.*\); persona \(.*\); topic \(.*\)\. "
-                                          r"Given: directive\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"not given: difficulty \(.*\); persona \(.*\); topic \(.*\)\. "
+        r"Given: directive\.",
+    ):
         check_variables(t, {"directive": "x"})
     with pytest.raises(ConfigError, match="difficulty"):
         render(t, {"topic": "tax", "persona": "a farmer"})
@@ -201,13 +227,16 @@ def test_unknown_evol_operation_fails_loudly():
 
 
 def test_empty_user_message_is_an_error():
-    src = "{#---\ndescription: d\nproduces: response\nparser: response\nvariables: {x: y}\n---#}\n" \
-          "{% block user %}{{ x }}{% endblock %}"
+    src = (
+        "{#---\ndescription: d\nproduces: response\nparser: response\nvariables: {x: y}\n---#}\n"
+        "{% block user %}{{ x }}{% endblock %}"
+    )
     with pytest.raises(ConfigError, match="rendered an empty user message"):
         render(template_from_string(src), {"x": "  "})
 
 
 # -- CLI --------------------------------------------------------------------------------------
+
 
 def test_cli_templates_list_names_every_builtin(capsys):
     assert main(["templates", "list"]) == 0
@@ -236,8 +265,7 @@ def test_cli_templates_render_missing_variable_exits_2(capsys):
 
 def test_cli_templates_render_with_builtin_seeds(capsys):
     pytest.importorskip("generator.prompting.seeds")
-    assert main(["templates", "render", "self_instruct", "--seeds", "builtin",
-                 "--num-demonstrations", "3"]) == 0
+    assert main(["templates", "render", "self_instruct", "--seeds", "builtin", "--num-demonstrations", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("--- system ---\n") and "\n--- user ---\nHere are 3 example tasks:\n\n" in out
     demos = out.split("example tasks:\n\n")[1].split("\n\n")[0].splitlines()
@@ -245,7 +273,8 @@ def test_cli_templates_render_with_builtin_seeds(capsys):
 
 
 def test_a_template_without_a_user_block_is_rejected():
-    src = "{#---\ndescription: d\nproduces: response\nparser: response\n---#}\n" \
-          "{% block system %}Be brief.{% endblock %}"
+    src = (
+        "{#---\ndescription: d\nproduces: response\nparser: response\n---#}\n{% block system %}Be brief.{% endblock %}"
+    )
     with pytest.raises(ConfigError, match=r"mine\.jinja: no 'user' block; wrap the prompt in"):
         template_from_string(src, path="mine.jinja")

@@ -117,9 +117,7 @@ def test_signal_stops_flushes_and_resumes(server: FakeOpenAI, tmp_path: Path, si
 
 
 def _failed_lines(run_dir: Path) -> int:
-    return sum(
-        1 for line in (run_dir / RESULTS).read_bytes().splitlines() if json.loads(line)["error"] is not None
-    )
+    return sum(1 for line in (run_dir / RESULTS).read_bytes().splitlines() if json.loads(line)["error"] is not None)
 
 
 def test_resume_of_a_finished_run_sends_nothing(server: FakeOpenAI, tmp_path: Path) -> None:

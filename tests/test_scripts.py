@@ -29,12 +29,25 @@ def _shellcheck() -> str | None:
 
 def _run(script: str, *args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PYTHON": PY, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}", **env}
-    for var in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_JOB_NUM_NODES", "SLURM_SUBMIT_DIR",
-                "NUM_GPUS", "TP", "DP", "SHARDS", "DRY_RUN", "PUSH_REPO", "RUN_ROOT", "VLLM_API_KEY"):
+    for var in (
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_JOB_NUM_NODES",
+        "SLURM_SUBMIT_DIR",
+        "NUM_GPUS",
+        "TP",
+        "DP",
+        "SHARDS",
+        "DRY_RUN",
+        "PUSH_REPO",
+        "RUN_ROOT",
+        "VLLM_API_KEY",
+    ):
         if var not in env:
             full.pop(var, None)
-    return subprocess.run(["bash", str(SCRIPTS / script), *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        ["bash", str(SCRIPTS / script), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120
+    )
 
 
 def _command(out: str, marker: str) -> str:
@@ -52,8 +65,12 @@ def test_shellcheck_clean(script: Path) -> None:
 
 
 def test_every_script_is_strict_and_has_a_dry_run() -> None:
-    assert {p.name for p in SHELL_SCRIPTS} >= {"run_gpu.sh", "slurm_generate.sbatch", "slurm_merge.sbatch",
-                                               "ray_multinode.sh"}
+    assert {p.name for p in SHELL_SCRIPTS} >= {
+        "run_gpu.sh",
+        "slurm_generate.sbatch",
+        "slurm_merge.sbatch",
+        "ray_multinode.sh",
+    }
     for script in SHELL_SCRIPTS:
         text = script.read_text()
         assert "set -euo pipefail" in text, script.name
@@ -62,14 +79,19 @@ def test_every_script_is_strict_and_has_a_dry_run() -> None:
 
 # --- run_gpu.sh -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("config", "gpus", "env", "tp", "dp"), [
-    ("configs/gpu-70b-tp8.yaml", "8", {}, 8, 1),
-    ("configs/gpu-7b.yaml", "1", {}, 1, 1),
-    ("configs/gpu-7b.yaml", "4", {}, 1, 4),
-    ("configs/shards-small.yaml", "8", {}, 1, 8),
-    ("configs/gpu-7b.yaml", "8", {"TP": "2"}, 2, 4),
-    ("configs/gpu-7b.yaml", "8", {"DP": "2"}, 1, 2),
-], ids=["70b_tp8_on_8", "7b_on_1", "7b_replicas_on_4", "small_replicas_on_8", "tp_override", "dp_override"])
+
+@pytest.mark.parametrize(
+    ("config", "gpus", "env", "tp", "dp"),
+    [
+        ("configs/gpu-70b-tp8.yaml", "8", {}, 8, 1),
+        ("configs/gpu-7b.yaml", "1", {}, 1, 1),
+        ("configs/gpu-7b.yaml", "4", {}, 1, 4),
+        ("configs/shards-small.yaml", "8", {}, 1, 8),
+        ("configs/gpu-7b.yaml", "8", {"TP": "2"}, 2, 4),
+        ("configs/gpu-7b.yaml", "8", {"DP": "2"}, 1, 2),
+    ],
+    ids=["70b_tp8_on_8", "7b_on_1", "7b_replicas_on_4", "small_replicas_on_8", "tp_override", "dp_override"],
+)
 def test_run_gpu_sizes_parallelism_to_gpus(config: str, gpus: str, env: dict[str, str], tp: int, dp: int) -> None:
     result = _run("run_gpu.sh", "--dry-run", config, NUM_GPUS=gpus, **env)
     assert result.returncode == 0, result.stderr
@@ -81,14 +103,28 @@ def test_run_gpu_sizes_parallelism_to_gpus(config: str, gpus: str, env: dict[str
 
 
 def test_run_gpu_dry_run_prints_every_stage_in_order() -> None:
-    result = _run("run_gpu.sh", "--dry-run", "--push-repo", "alice/ds", "--private", "--run-dir", "runs/x",
-                  "configs/gpu-70b-tp8.yaml", "--", "--set", "generation.num_instructions=10", NUM_GPUS="8")
+    result = _run(
+        "run_gpu.sh",
+        "--dry-run",
+        "--push-repo",
+        "alice/ds",
+        "--private",
+        "--run-dir",
+        "runs/x",
+        "configs/gpu-70b-tp8.yaml",
+        "--",
+        "--set",
+        "generation.num_instructions=10",
+        NUM_GPUS="8",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     gen = _command(out, " generate ")
-    assert gen == (f"+ {PY} -m generator.cli generate --config configs/gpu-70b-tp8.yaml --run-dir runs/x "
-                   r"--set server.endpoints=\[http://127.0.0.1:8000/v1\] --set server.api_key_env=VLLM_API_KEY "
-                   "--set dataset.push=null --set generation.num_instructions=10")
+    assert gen == (
+        f"+ {PY} -m generator.cli generate --config configs/gpu-70b-tp8.yaml --run-dir runs/x "
+        r"--set server.endpoints=\[http://127.0.0.1:8000/v1\] --set server.api_key_env=VLLM_API_KEY "
+        "--set dataset.push=null --set generation.num_instructions=10"
+    )
     assert _command(out, " push ") == f"+ {PY} -m generator.cli push runs/x --repo alice/ds --private"
     stages = [line.split("]")[0] + "]" for line in out.splitlines() if line.startswith("[")]
     assert stages == ["[serve]", "[serve]", "[generate]", "[push]", "[stop]"]
@@ -96,17 +132,32 @@ def test_run_gpu_dry_run_prints_every_stage_in_order() -> None:
     assert "wait for http://127.0.0.1:8000/health (up to 3600s)" in out
 
 
-@pytest.mark.parametrize(("args", "env", "code", "message"), [
-    (["configs/gpu-70b-tp8.yaml"], {"NUM_GPUS": "4"}, 2,
-     "the model needs 8 GPUs per replica (tensor_parallel_size) but this node has 4"),
-    (["configs/gpu-7b.yaml"], {"NUM_GPUS": "8", "TP": "3"}, 2, "8 GPUs do not split into replicas of 3"),
-    (["configs/gpu-7b.yaml"], {"NUM_GPUS": "8", "DP": "9"}, 2, "TP=1 x DP=9 needs 9 GPUs"),
-    (["--bogus", "configs/gpu-7b.yaml"], {}, 2, "unknown option '--bogus'"),
-    ([], {}, 2, "no CONFIG given"),
-    (["a.yaml", "b.yaml"], {}, 2, "one CONFIG expected, got 'a.yaml' and 'b.yaml'"),
-    (["configs/no-such.yaml"], {}, 2, "config file not found: configs/no-such.yaml"),
-], ids=["too_few_gpus", "uneven_split", "too_many_replicas", "unknown_option", "no_config", "two_configs",
-        "missing_config"])
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (
+            ["configs/gpu-70b-tp8.yaml"],
+            {"NUM_GPUS": "4"},
+            2,
+            "the model needs 8 GPUs per replica (tensor_parallel_size) but this node has 4",
+        ),
+        (["configs/gpu-7b.yaml"], {"NUM_GPUS": "8", "TP": "3"}, 2, "8 GPUs do not split into replicas of 3"),
+        (["configs/gpu-7b.yaml"], {"NUM_GPUS": "8", "DP": "9"}, 2, "TP=1 x DP=9 needs 9 GPUs"),
+        (["--bogus", "configs/gpu-7b.yaml"], {}, 2, "unknown option '--bogus'"),
+        ([], {}, 2, "no CONFIG given"),
+        (["a.yaml", "b.yaml"], {}, 2, "one CONFIG expected, got 'a.yaml' and 'b.yaml'"),
+        (["configs/no-such.yaml"], {}, 2, "config file not found: configs/no-such.yaml"),
+    ],
+    ids=[
+        "too_few_gpus",
+        "uneven_split",
+        "too_many_replicas",
+        "unknown_option",
+        "no_config",
+        "two_configs",
+        "missing_config",
+    ],
+)
 def test_run_gpu_refuses_bad_input(args: list[str], env: dict[str, str], code: int, message: str) -> None:
     result = _run("run_gpu.sh", "--dry-run", *args, **env)
     assert result.returncode == code
@@ -160,10 +211,22 @@ exec {PY} "$@"
 """)
     python.chmod(0o755)
     pidfile, run_dir = tmp_path / "vllm.pid", tmp_path / "run"
-    result = _run("run_gpu.sh", "--run-dir", str(run_dir), str(ROOT / "configs/gpu-7b.yaml"), "--",
-                  "--set", "engine.max_retries=0", "--set", "generation.num_instructions=2",
-                  cwd=tmp_path, PYTHON=str(python), NUM_GPUS="2", PORT=str(free_port()),
-                  FAKE_VLLM_PIDFILE=str(pidfile))
+    result = _run(
+        "run_gpu.sh",
+        "--run-dir",
+        str(run_dir),
+        str(ROOT / "configs/gpu-7b.yaml"),
+        "--",
+        "--set",
+        "engine.max_retries=0",
+        "--set",
+        "generation.num_instructions=2",
+        cwd=tmp_path,
+        PYTHON=str(python),
+        NUM_GPUS="2",
+        PORT=str(free_port()),
+        FAKE_VLLM_PIDFILE=str(pidfile),
+    )
     assert result.returncode == 1, result.stderr
     assert "[generate] failed" in result.stderr and "[stop] stopping vLLM" in result.stderr
     serve_log = (run_dir / "logs/serve.log").read_text()
@@ -183,25 +246,38 @@ exec {PY} "$@"
 
 # --- Slurm ----------------------------------------------------------------------------------------
 
+
 def test_slurm_task_runs_its_own_shard_on_its_own_server() -> None:
-    result = _run("slurm_generate.sbatch", SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_COUNT="16",
-                  SLURM_ARRAY_JOB_ID="777", NUM_GPUS="8", DRY_RUN="1")
+    result = _run(
+        "slurm_generate.sbatch",
+        SLURM_ARRAY_TASK_ID="3",
+        SLURM_ARRAY_TASK_COUNT="16",
+        SLURM_ARRAY_JOB_ID="777",
+        NUM_GPUS="8",
+        DRY_RUN="1",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "task 3 of 16" in out and "run directory runs/777/shard-00003" in out
     assert "--tensor-parallel-size 1 --data-parallel-size 8" in _command(out, "vllm.entrypoints")
     gen = _command(out, " generate ")
-    assert gen.endswith("--run-dir runs/777/shard-00003 --set server.endpoints=\\[http://127.0.0.1:8000/v1\\] "
-                        "--set server.api_key_env=VLLM_API_KEY "
-                        "--set generation.shard.index=3 --set generation.shard.count=16")
+    assert gen.endswith(
+        "--run-dir runs/777/shard-00003 --set server.endpoints=\\[http://127.0.0.1:8000/v1\\] "
+        "--set server.api_key_env=VLLM_API_KEY "
+        "--set generation.shard.index=3 --set generation.shard.count=16"
+    )
     assert "[push] skipped" in out  # shards never push: the merge does
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"SLURM_ARRAY_TASK_ID": "16", "SLURM_ARRAY_TASK_COUNT": "16"}, "task 16 is outside 0..15"),
-    ({}, "not an array task"),
-    ({"SLURM_ARRAY_TASK_ID": "0"}, "SLURM_ARRAY_TASK_COUNT unset"),
-], ids=["index_out_of_range", "not_an_array", "no_count"])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SLURM_ARRAY_TASK_ID": "16", "SLURM_ARRAY_TASK_COUNT": "16"}, "task 16 is outside 0..15"),
+        ({}, "not an array task"),
+        ({"SLURM_ARRAY_TASK_ID": "0"}, "SLURM_ARRAY_TASK_COUNT unset"),
+    ],
+    ids=["index_out_of_range", "not_an_array", "no_count"],
+)
 def test_slurm_task_refuses_bad_array(env: dict[str, str], message: str) -> None:
     result = _run("slurm_generate.sbatch", DRY_RUN="1", NUM_GPUS="8", **env)
     assert result.returncode != 0
@@ -209,13 +285,21 @@ def test_slurm_task_refuses_bad_array(env: dict[str, str], message: str) -> None
 
 
 def test_slurm_merge_dry_run_merges_every_shard_and_pushes() -> None:
-    result = _run("slurm_merge.sbatch", "--set", "dataset.test_ratio=0.02", RUN_ROOT="runs/777", SHARDS="3",
-                  PUSH_REPO="alice/merged", DRY_RUN="1")
+    result = _run(
+        "slurm_merge.sbatch",
+        "--set",
+        "dataset.test_ratio=0.02",
+        RUN_ROOT="runs/777",
+        SHARDS="3",
+        PUSH_REPO="alice/merged",
+        DRY_RUN="1",
+    )
     assert result.returncode == 0, result.stderr
     assert _command(result.stdout, " merge ") == (
         f"+ {PY} -m generator.cli merge runs/777/shard-00000 runs/777/shard-00001 runs/777/shard-00002 "
         "--out runs/777/merged --config configs/shards-small.yaml --set dataset.push.repo=alice/merged --push "
-        "--set dataset.test_ratio=0.02")
+        "--set dataset.test_ratio=0.02"
+    )
 
 
 def test_slurm_merge_refuses_missing_shards(tmp_path: Path) -> None:
@@ -227,9 +311,18 @@ def test_slurm_merge_refuses_missing_shards(tmp_path: Path) -> None:
 
 # --- Ray multi-node -------------------------------------------------------------------------------
 
+
 def test_ray_multinode_dry_run_spans_nodes_with_tp_and_pp() -> None:
-    result = _run("ray_multinode.sh", "configs/gpu-70b-tp8.yaml", "--push-repo", "alice/big", NODES="2",
-                  GPUS_PER_NODE="8", HEAD_IP="10.0.0.1", DRY_RUN="1")
+    result = _run(
+        "ray_multinode.sh",
+        "configs/gpu-70b-tp8.yaml",
+        "--push-repo",
+        "alice/big",
+        NODES="2",
+        GPUS_PER_NODE="8",
+        HEAD_IP="10.0.0.1",
+        DRY_RUN="1",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "ray start --head --node-ip-address=10.0.0.1 --port=6379 --num-gpus=8 --block" in out
@@ -238,8 +331,9 @@ def test_ray_multinode_dry_run_spans_nodes_with_tp_and_pp() -> None:
     assert "--tensor-parallel-size 8 --data-parallel-size 1" in serve
     assert serve.endswith("--pipeline-parallel-size 2 --distributed-executor-backend ray")
     assert "export RAY_ADDRESS=10.0.0.1:6379" in out
-    assert _command(out, "run_gpu.sh") == ("+ scripts/run_gpu.sh --endpoint http://127.0.0.1:8000/v1 "
-                                           "configs/gpu-70b-tp8.yaml --push-repo alice/big")
+    assert _command(out, "run_gpu.sh") == (
+        "+ scripts/run_gpu.sh --endpoint http://127.0.0.1:8000/v1 configs/gpu-70b-tp8.yaml --push-repo alice/big"
+    )
     assert _command(out, "ray stop") == "+ srun --nodes=2 --ntasks=2 ray stop --force"
 
 

@@ -156,10 +156,20 @@ def test_relative_path_resolves_against_base_dir() -> None:
 
 
 HF_ROWS = [
-    {"question": "Sort the word into noun or verb.", "context": "run", "answer": "Verb", "kind": "classification",
-     "key": "w1"},
-    {"question": "Sort the word into noun or verb.", "context": "table", "answer": "Noun", "kind": "classification",
-     "key": "w1"},
+    {
+        "question": "Sort the word into noun or verb.",
+        "context": "run",
+        "answer": "Verb",
+        "kind": "classification",
+        "key": "w1",
+    },
+    {
+        "question": "Sort the word into noun or verb.",
+        "context": "table",
+        "answer": "Noun",
+        "kind": "classification",
+        "key": "w1",
+    },
     {"question": "Give a synonym for the word.", "context": "happy", "answer": "Glad", "kind": None, "key": "w2"},
 ]
 HF_MAP = {"instruction": "question", "input": "context", "output": "answer", "task_type": "kind", "id": "key"}

@@ -53,8 +53,7 @@ def _wait_dead(pid: int, seconds: float = 10) -> bool:
 def _supervise(tmp_path: Path, mode: str, deadline_s: float = 10):
     port = free_port()
     cmd = [sys.executable, CHILD, str(port), mode, str(tmp_path / "grandchild.pid")]
-    return supervised(cmd, dict(os.environ), tmp_path / "child.log", f"http://127.0.0.1:{port}/health",
-                      deadline_s)
+    return supervised(cmd, dict(os.environ), tmp_path / "child.log", f"http://127.0.0.1:{port}/health", deadline_s)
 
 
 def test_whole_group_stops_on_normal_exit(tmp_path: Path) -> None:
@@ -144,11 +143,14 @@ def test_cpu_command_and_environment() -> None:
 
 @pytest.mark.vllm
 def test_real_server_answers_a_chat_completion(vllm_server: ServerInfo) -> None:
-    body = json.dumps({"model": vllm_server.model, "max_tokens": 16,
-                       "messages": [{"role": "user", "content": "Say hello."}]}).encode()
-    req = urllib.request.Request(f"{vllm_server.base_url}/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json",
-                                          "Authorization": f"Bearer {vllm_server.api_key}"})
+    body = json.dumps(
+        {"model": vllm_server.model, "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello."}]}
+    ).encode()
+    req = urllib.request.Request(
+        f"{vllm_server.base_url}/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {vllm_server.api_key}"},
+    )
     with urllib.request.urlopen(req, timeout=120) as resp:
         data = json.loads(resp.read())
     assert data["choices"][0]["message"]["content"].strip()

@@ -49,9 +49,14 @@ def test_result_dict_round_trip_covers_every_field() -> None:
 
 @pytest.mark.parametrize(
     ("written", "kind"),
-    [("timeout", ErrorKind.TIMEOUT), ("http_429", ErrorKind.HTTP_429), ("http_5xx", ErrorKind.HTTP_5XX),
-     ("connection", ErrorKind.CONNECTION), ("bad_response", ErrorKind.BAD_RESPONSE),
-     ("bad_request", ErrorKind.BAD_REQUEST)],
+    [
+        ("timeout", ErrorKind.TIMEOUT),
+        ("http_429", ErrorKind.HTTP_429),
+        ("http_5xx", ErrorKind.HTTP_5XX),
+        ("connection", ErrorKind.CONNECTION),
+        ("bad_response", ErrorKind.BAD_RESPONSE),
+        ("bad_request", ErrorKind.BAD_REQUEST),
+    ],
     ids=["timeout", "http_429", "http_5xx", "connection", "bad_response", "bad_request"],
 )
 def test_error_kinds_read_back_as_the_enum_and_write_the_same_strings(written: str, kind: ErrorKind) -> None:
@@ -135,7 +140,10 @@ def test_done_requests_are_never_stored_twice_and_failures_are_retried(tmp_path:
         store.append(bad("b"))
         assert list(store.results(failed=True)) == [ok("b"), ok("a")]
     assert [(d["request_id"], d["error"]) for d in lines(tmp_path)] == [
-        ("a", "http_5xx"), ("a", "timeout"), ("b", None), ("a", None)
+        ("a", "http_5xx"),
+        ("a", "timeout"),
+        ("b", None),
+        ("a", None),
     ]
 
 
@@ -188,5 +196,6 @@ def test_stats_sessions_accumulate(tmp_path: Path) -> None:
 
 def test_fingerprint_changes_lists_each_leaf() -> None:
     assert fingerprint_changes({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 4}) == [
-        "a.c: 2 -> 3", "d: (unset) -> 4"
+        "a.c: 2 -> 3",
+        "d: (unset) -> 4",
     ]

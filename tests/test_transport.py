@@ -57,9 +57,18 @@ def test_status_maps_to_error_kind(status: int, kind: ErrorKind) -> None:
         (b"x" * 500, "x" * 300),
         (b"\xff\xfe broken", "\ufffd\ufffd broken"),
     ],
-    ids=["error-message", "error-detail", "top-message", "error-string", "dict-without-error",
-         "error-without-message", "json-list",
-         "html-stripped", "long-cut-at-300", "not-utf8"],
+    ids=[
+        "error-message",
+        "error-detail",
+        "top-message",
+        "error-string",
+        "dict-without-error",
+        "error-without-message",
+        "json-list",
+        "html-stripped",
+        "long-cut-at-300",
+        "not-utf8",
+    ],
 )
 def test_error_message_is_the_servers_explanation(body: bytes, message: str) -> None:
     assert error_message(body) == message
@@ -67,8 +76,15 @@ def test_error_message_is_the_servers_explanation(body: bytes, message: str) -> 
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("0.01", 0.01), ("2", 2.0), ("-5", 0.0), ("100000", 300.0), ("Wed, 21 Oct 2015 07:28:00 GMT", None),
-     ("", None), (None, None)],
+    [
+        ("0.01", 0.01),
+        ("2", 2.0),
+        ("-5", 0.0),
+        ("100000", 300.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("", None),
+        (None, None),
+    ],
     ids=["fraction", "seconds", "negative-is-zero", "capped", "http-date-falls-back", "empty", "absent"],
 )
 def test_retry_after_header(header: str | None, seconds: float | None) -> None:

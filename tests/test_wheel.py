@@ -15,12 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_wheel_lists_and_uses_builtin_templates_and_configs(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     [wheel] = (tmp_path / "dist").glob("instructforge-*.whl")
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     probe = (
         "from generator.core.paths import builtin_dir\n"
         "from generator.prompting.templates import list_templates\n"
@@ -32,8 +38,9 @@ def test_wheel_lists_and_uses_builtin_templates_and_configs(tmp_path: Path) -> N
         "print(LEXICON, PairCheck.fitted('st:all-MiniLM-L6-v2'), lexicon().opposite('ascending', 'descending'))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True,
-                         capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     assert out[0] == str(target / "generator" / "_data" / "prompts")
     templates, seeds, run_dir = out[1].split()
     assert int(templates) >= 10 and int(seeds) >= 150 and run_dir == "runs/default"

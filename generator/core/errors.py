@@ -61,8 +61,10 @@ def describe_errors(err: ValidationError, data: Any = None, root: str = "") -> s
             lines.append(f"missing key '{key}'")
         elif e["type"] == "union_tag_invalid":
             field = ctx["discriminator"].strip("'")
-            lines.append(f"key '{_join(key, field)}': unknown {field} {ctx['tag']!r}; valid: "
-                         f"{ctx['expected_tags'].replace(chr(39), '')}")
+            lines.append(
+                f"key '{_join(key, field)}': unknown {field} {ctx['tag']!r}; valid: "
+                f"{ctx['expected_tags'].replace(chr(39), '')}"
+            )
         elif e["type"] == "union_tag_not_found":
             lines.append(f"key '{key}': missing key {ctx['discriminator']}, which says what it is")
         else:

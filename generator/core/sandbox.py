@@ -32,15 +32,21 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def environment(*, trim: bool = True, keep_trailing_newline: bool = False,
-                filters: dict[str, Callable[..., Any]] | None = None) -> SandboxedEnvironment:
+def environment(
+    *, trim: bool = True, keep_trailing_newline: bool = False, filters: dict[str, Callable[..., Any]] | None = None
+) -> SandboxedEnvironment:
     """A sandboxed environment with `StrictUndefined`, no autoescaping and the `to_json` filter.
 
     `trim` sets `trim_blocks` and `lstrip_blocks` (a tag alone on its line leaves no blank line);
     `filters` adds filters of the caller's own.
     """
-    env = SandboxedEnvironment(undefined=StrictUndefined, trim_blocks=trim, lstrip_blocks=trim,
-                               autoescape=False, keep_trailing_newline=keep_trailing_newline)
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,
+        trim_blocks=trim,
+        lstrip_blocks=trim,
+        autoescape=False,
+        keep_trailing_newline=keep_trailing_newline,
+    )
     env.filters["to_json"] = to_json
     env.filters.update(filters or {})
     return env
@@ -60,9 +66,10 @@ def read_front_matter(source: str, path: Path | str) -> dict[str, Any] | None:
         data = yaml.safe_load(m.group(1))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1   # +1 for 0-based, +1 for the `{#---` line
-        raise ConfigError(f"{path}:{line}: template metadata is not valid YAML: "
-                          f"{getattr(err, 'problem', err)}") from None
+        line = mark.line + 2 if mark is not None else 1  # +1 for 0-based, +1 for the `{#---` line
+        raise ConfigError(
+            f"{path}:{line}: template metadata is not valid YAML: {getattr(err, 'problem', err)}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:2: template metadata must be a YAML mapping, got {type(data).__name__}")
     return data

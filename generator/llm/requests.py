@@ -59,9 +59,7 @@ class Request:
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
-            raise ValueError(
-                f"request {self.id}: give exactly one of messages (chat) or prompt (completions)"
-            )
+            raise ValueError(f"request {self.id}: give exactly one of messages (chat) or prompt (completions)")
 
     @property
     def api(self) -> str:

@@ -89,13 +89,21 @@ def build_command(config: Config, model_path: str, port: int, api_key: str, gpu:
     distribution named `vllm` and fails."""
     s = config.server
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", model_path,
-        "--served-model-name", served_name(config),
-        "--host", HOST,
-        "--port", str(port),
-        "--api-key", api_key,
-        "--dtype", s.dtype or ("auto" if gpu else "float32"),
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model_path,
+        "--served-model-name",
+        served_name(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--api-key",
+        api_key,
+        "--dtype",
+        s.dtype or ("auto" if gpu else "float32"),
         "--disable-uvicorn-access-log",
     ]
     if config.model.revision:
@@ -106,9 +114,14 @@ def build_command(config: Config, model_path: str, port: int, api_key: str, gpu:
     if eager:
         cmd.append("--enforce-eager")
     if gpu:
-        cmd += ["--tensor-parallel-size", str(s.tensor_parallel_size),
-                "--data-parallel-size", str(s.data_parallel_size),
-                "--gpu-memory-utilization", str(s.gpu_memory_utilization)]
+        cmd += [
+            "--tensor-parallel-size",
+            str(s.tensor_parallel_size),
+            "--data-parallel-size",
+            str(s.data_parallel_size),
+            "--gpu-memory-utilization",
+            str(s.gpu_memory_utilization),
+        ]
     return cmd + list(s.extra_args)
 
 
@@ -174,8 +187,9 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, deadline
     while True:
         code = proc.poll()
         if code is not None:
-            raise ServerError(f"vLLM exited with code {code} before it was ready; "
-                              f"end of {log_path}:\n{log_tail(log_path)}")
+            raise ServerError(
+                f"vLLM exited with code {code} before it was ready; end of {log_path}:\n{log_tail(log_path)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -183,8 +197,10 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, deadline
         except (urllib.error.URLError, OSError, ValueError):
             pass
         if time.monotonic() - start > deadline_s:
-            raise ServerError(f"vLLM was not ready after {deadline_s:.0f} s "
-                              f"(server.startup_timeout_s); end of {log_path}:\n{log_tail(log_path)}")
+            raise ServerError(
+                f"vLLM was not ready after {deadline_s:.0f} s "
+                f"(server.startup_timeout_s); end of {log_path}:\n{log_tail(log_path)}"
+            )
         time.sleep(0.5)
 
 
@@ -196,8 +212,10 @@ def managed_server(config: Config, log_dir: Path, api_key: str | None = None) ->
         gpu = has_gpu()
     port = config.server.port
     if port is not None and not port_is_free(port):
-        raise ConfigError(f"server.port {port} is already in use on {HOST}; "
-                          "choose another port or leave server.port unset for a free one")
+        raise ConfigError(
+            f"server.port {port} is already in use on {HOST}; "
+            "choose another port or leave server.port unset for a free one"
+        )
     model_path = resolve_model(config.model.name)
     if config.model.name != BUNDLED and not Path(model_path).exists() and Path(model_path).is_absolute():
         raise ConfigError(f"model.name {model_path!r}: no such folder")
@@ -207,22 +225,41 @@ def managed_server(config: Config, log_dir: Path, api_key: str | None = None) ->
     port = port or free_port()
     cmd = build_command(config, model_path, port, api_key, gpu)
     shown = " ".join("***" if arg == api_key else arg for arg in cmd)  # the key stays out of logs
-    with supervised(cmd, build_env(config, gpu), log_path, f"http://{HOST}:{port}/health",
-                    config.server.startup_timeout_s, shown=shown) as proc:
-        yield ServerInfo(base_urls=[f"http://{HOST}:{port}/v1"], model=served_name(config),
-                         api_key=api_key, log_path=log_path, pid=proc.pid)
+    with supervised(
+        cmd,
+        build_env(config, gpu),
+        log_path,
+        f"http://{HOST}:{port}/health",
+        config.server.startup_timeout_s,
+        shown=shown,
+    ) as proc:
+        yield ServerInfo(
+            base_urls=[f"http://{HOST}:{port}/v1"],
+            model=served_name(config),
+            api_key=api_key,
+            log_path=log_path,
+            pid=proc.pid,
+        )
 
 
 @contextlib.contextmanager
-def supervised(cmd: list[str], env: dict[str, str], log_path: Path, health_url: str,
-               deadline_s: float, shown: str = "") -> Iterator[subprocess.Popen[bytes]]:
+def supervised(
+    cmd: list[str], env: dict[str, str], log_path: Path, health_url: str, deadline_s: float, shown: str = ""
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `cmd` as a new process group logging to `log_path`; yield once `health_url` answers
     200; stop the whole group on exit, whatever the exit."""
     with log_path.open("ab") as log:
         log.write(f"\n=== instructforge: starting {shown or ' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
     try:
         wait_ready(proc, health_url, log_path, deadline_s)
         yield proc
@@ -238,8 +275,9 @@ def server_for(config: Config, log_dir: Path) -> Iterator[ServerInfo]:
         key = os.environ.get(env_name) if env_name else None
         if env_name and not key:
             raise ConfigError(f"server.api_key_env names {env_name}, but it is not set in the environment")
-        yield ServerInfo(base_urls=[u.rstrip("/") for u in config.server.endpoints],
-                         model=served_name(config), api_key=key)
+        yield ServerInfo(
+            base_urls=[u.rstrip("/") for u in config.server.endpoints], model=served_name(config), api_key=key
+        )
         return
     with managed_server(config, log_dir) as info:
         yield info

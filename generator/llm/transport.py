@@ -104,7 +104,9 @@ async def _post(session: aiohttp.ClientSession, base_url: str, path: str, model:
             + (f"; it serves: {', '.join(names)}" if names else "")
         )
     raise TransportError(
-        error_kind(status), f"HTTP {status}: {error_message(raw)}", status=status,
+        error_kind(status),
+        f"HTTP {status}: {error_message(raw)}",
+        status=status,
         retry_after=parse_retry_after(retry_after),
     )
 

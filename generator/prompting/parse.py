@@ -26,18 +26,20 @@ from typing import Any
 from generator.core.errors import ConfigError
 
 # Every reason a parser may give; tests check that no parser invents another.
-REASONS = frozenset({
-    "empty_answer",       # the completion is empty or whitespace
-    "no_items",           # text was there but nothing in it had the expected shape
-    "truncated",          # cut off by max_tokens (finish_reason "length")
-    "empty_item",         # a list marker or field with nothing after it
-    "duplicate_item",     # the same item twice in one answer
-    "invalid_json",       # no JSON value could be decoded
-    "wrong_json_shape",   # JSON decoded but is not the object/array the schema describes
-    "missing_instruction",
-    "missing_output",
-    "unclear_answer",     # yes/no question answered with neither
-})
+REASONS = frozenset(
+    {
+        "empty_answer",  # the completion is empty or whitespace
+        "no_items",  # text was there but nothing in it had the expected shape
+        "truncated",  # cut off by max_tokens (finish_reason "length")
+        "empty_item",  # a list marker or field with nothing after it
+        "duplicate_item",  # the same item twice in one answer
+        "invalid_json",  # no JSON value could be decoded
+        "wrong_json_shape",  # JSON decoded but is not the object/array the schema describes
+        "missing_instruction",
+        "missing_output",
+        "unclear_answer",  # yes/no question answered with neither
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -91,14 +93,29 @@ def _is_intro(line: str) -> bool:
     stripped = line.strip()
     return bool(_CHATTY.search(stripped)) or (stripped.endswith(":") and len(stripped.split()) <= 3)
 
+
 _LABEL_PREFIX = re.compile(
     r"^\s*(?:#+\s*)?(?:\**)\s*(?:new |rewritten |evolved |created |final )?"
     r"(?:instruction|task|prompt|question)\s*(?:\d+\s*)?(?:#\s*)?(?:\**)(?:\s*:|\s+-\s)\s*(?:\**)\s*",
     re.IGNORECASE,
 )
 _BOLD = re.compile(r"\*\*(.+?)\*\*", re.DOTALL)
-_NOINPUT = {"", "<noinput>", "<no input>", "noinput", "none", "n/a", "na", "null", "(none)", "-",
-            "no input", "<none>", "empty", "(empty)"}
+_NOINPUT = {
+    "",
+    "<noinput>",
+    "<no input>",
+    "noinput",
+    "none",
+    "n/a",
+    "na",
+    "null",
+    "(none)",
+    "-",
+    "no input",
+    "<none>",
+    "empty",
+    "(empty)",
+}
 
 
 def _strip_fences(text: str) -> str:
@@ -146,10 +163,10 @@ def _drop_last_if_truncated(result: ParseResult, finish_reason: str | None, raw:
 # Lists of instructions
 
 _MARKER = re.compile(
-    r"^\s*(\*\*|__)?\s*"                                     # "**1.** Write": bold around the marker
-    r"(?:(?:task|instruction|question|prompt)\s*#?\s*\d+\s*[:.)\-]"   # Task 3:
-    r"|\(?\d{1,3}\s*[.):]"                                       # 3.  3)  (3)  3:
-    r"|[-*\u2022\u2023\u25e6\u2043+](?=\s))"                     # - * • +
+    r"^\s*(\*\*|__)?\s*"  # "**1.** Write": bold around the marker
+    r"(?:(?:task|instruction|question|prompt)\s*#?\s*\d+\s*[:.)\-]"  # Task 3:
+    r"|\(?\d{1,3}\s*[.):]"  # 3.  3)  (3)  3:
+    r"|[-*\u2022\u2023\u25e6\u2043+](?=\s))"  # - * • +
     r"(?(1)\s*(?:\*\*|__))\s*",
     re.IGNORECASE,
 )
@@ -171,7 +188,7 @@ def _split_list(text: str) -> tuple[list[str], bool, bool]:
             found, closed = True, False
             if current is not None:
                 items.append("\n".join(current))
-            current = [line[m.end():]]
+            current = [line[m.end() :]]
         elif not line.strip():
             if current is not None:
                 items.append("\n".join(current))
@@ -197,7 +214,7 @@ def parse_instruction_list(text: str, finish_reason: str | None = None) -> Parse
         # "Sure! Here are five tasks:" introduces a list; it is not one.
         while raw and _is_intro(raw[0]):
             raw = raw[1:]
-    if not closed:   # cut off inside the list, not in the prose after it
+    if not closed:  # cut off inside the list, not in the prose after it
         raw = _drop_last_if_truncated(result, finish_reason, raw)
     for piece in raw:
         item = _clean_item(piece)
@@ -237,7 +254,7 @@ def parse_single_instruction(text: str, finish_reason: str | None = None) -> Par
 # ---------------------------------------------------------------------------------------------
 # JSON
 
-_MAX_JSON_STARTS = 64   # bounds the work on long answers full of brackets (code, math)
+_MAX_JSON_STARTS = 64  # bounds the work on long answers full of brackets (code, math)
 
 
 def _find_json(text: str) -> tuple[Any, int] | None:
@@ -299,7 +316,7 @@ def _json_elements(text: str, key: str, finish_reason: str | None, result: Parse
             # The outer object was cut off; the first decodable value was something inside it.
             result.reject("truncated", text[-200:])
             return _salvage_array(text, key) or []
-        return [value]   # one object instead of a list of one
+        return [value]  # one object instead of a list of one
     if isinstance(value, list):
         return value
     result.reject("wrong_json_shape", text[:200])
@@ -352,8 +369,11 @@ def _task_from_obj(obj: Any, result: ParseResult, need_instruction: bool) -> Ite
     if not output:
         result.reject("missing_output", repr(obj)[:200])
         return None
-    return Item(instruction=instruction if need_instruction else "",
-                input=_normalize_input(_str_field(obj, "input", "context")), output=output)
+    return Item(
+        instruction=instruction if need_instruction else "",
+        input=_normalize_input(_str_field(obj, "input", "context")),
+        output=output,
+    )
 
 
 def parse_json_tasks(text: str, finish_reason: str | None = None) -> ParseResult:
@@ -382,16 +402,23 @@ def parse_json_instances(text: str, finish_reason: str | None = None) -> ParseRe
 _FIELD = re.compile(
     r"^\s*(?:#+\s*)?(?:\d{1,3}\s*[.)]\s*)?(?:[-*]\s+)?(?:\*\*|__)?\s*"
     r"(instruction|task|input|output|class label|label|response|answer)s?"
-    r"(?:\s*#?\d{1,3})?\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?",                # "Input 2:" too
+    r"(?:\s*#?\d{1,3})?\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?",  # "Input 2:" too
     re.IGNORECASE,
 )
 _SEPARATOR = re.compile(
     r"^\s*(?:#{2,}.*|-{3,}|={3,}|(?:\*\*)?\s*(?:example|task|instance)\s*#?\s*\d+\s*(?:\*\*)?\s*:?\s*(?:\*\*)?)\s*$",
     re.IGNORECASE,
 )
-_FIELD_NAMES = {"instruction": "instruction", "task": "instruction", "input": "input",
-                "output": "output", "class label": "output", "label": "output",
-                "response": "output", "answer": "output"}
+_FIELD_NAMES = {
+    "instruction": "instruction",
+    "task": "instruction",
+    "input": "input",
+    "output": "output",
+    "class label": "output",
+    "label": "output",
+    "response": "output",
+    "answer": "output",
+}
 
 
 _UNLABELLED = "_unlabelled"
@@ -424,7 +451,7 @@ def _split_blocks(text: str, fields: set[str]) -> list[dict[str, str]]:
             if name in current:
                 close(current)
                 current = {}
-            current[name] = [line[m.end():].strip()]
+            current[name] = [line[m.end() :].strip()]
             last = name
         elif _SEPARATOR.match(line):
             close(current)
@@ -475,8 +502,9 @@ def parse_alpaca_batch(text: str, finish_reason: str | None = None) -> ParseResu
         elif not block.get("output"):
             result.reject("missing_output", str(block)[:200])
         else:
-            result.items.append(Item(instruction=instruction, input=_normalize_input(block.get("input", "")),
-                                     output=block["output"]))
+            result.items.append(
+                Item(instruction=instruction, input=_normalize_input(block.get("input", "")), output=block["output"])
+            )
     _dedupe(result, lambda i: (i.instruction.lower(), i.input.lower()), _TASK)
     return result
 
@@ -511,8 +539,7 @@ def parse_yes_no(text: str, finish_reason: str | None = None) -> ParseResult:
     return result
 
 
-_RESPONSE_LABEL = re.compile(r"^\s*(?:\*\*)?(?:output|response|answer)(?:\*\*)?\s*:\s*(?:\*\*)?\s*",
-                             re.IGNORECASE)
+_RESPONSE_LABEL = re.compile(r"^\s*(?:\*\*)?(?:output|response|answer)(?:\*\*)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
 
 
 def parse_response(text: str, finish_reason: str | None = None) -> ParseResult:

@@ -258,15 +258,17 @@ def _row_error(err: ValidationError, where: str, names: Mapping[str, str] | None
         parent = extra[0]["loc"][:-1]
         keys = ", ".join(sorted(str(e["loc"][-1]) for e in extra if e["loc"][:-1] == parent))
         if parent:
-            return ConfigError(f"{where}: instance {parent[1] + 1}: unknown key(s) {keys}; "
-                               "an instance has input and output")
+            return ConfigError(
+                f"{where}: instance {parent[1] + 1}: unknown key(s) {keys}; an instance has input and output"
+            )
         known = ", ".join(sorted(_NestedRow.model_fields))
         return ConfigError(f"{where}: unknown key(s) {keys}; a seed task has {known}")
     e = errors[0]
     loc, kind = e["loc"], e["type"]
     if loc[0] == "instances" and len(loc) == 1 and kind != "missing":
-        return ConfigError(f"{where}: 'instances' must be a non-empty list of {{\"input\", \"output\"}} "
-                           f"objects, got {e['input']!r}")
+        return ConfigError(
+            f'{where}: \'instances\' must be a non-empty list of {{"input", "output"}} objects, got {e["input"]!r}'
+        )
     if loc[0] == "instances" and len(loc) > 1:
         where, loc = f"{where}: instance {loc[1] + 1}", loc[2:]
         if not loc:
@@ -291,8 +293,7 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
-            "save the file as UTF-8"
+            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
         ) from None
     if not text.strip():
         raise ConfigError(f"{path}: the file is empty; expected at least one seed task")
@@ -389,9 +390,7 @@ def _nested(rows: list[tuple[str, dict[str, Any]]], prefix: str) -> list[SeedTas
         ids[task_id] = where
         key = seed_key(task.instruction)
         if key in instructions:
-            raise ConfigError(
-                f"{where}: duplicated instruction, first at {instructions[key]}; merge their instances"
-            )
+            raise ConfigError(f"{where}: duplicated instruction, first at {instructions[key]}; merge their instances")
         instructions[key] = where
         tasks.append(
             SeedTask(
@@ -427,8 +426,7 @@ def _group_flat(
     for where, row in _only_present(rows, columns, header is None):
         raw = row.get(columns["instruction"])
         first = not (isinstance(raw, str) and seed_key(raw) in groups)
-        values = {name: row.get(column) for name, column in columns.items()
-                  if first or name not in _TASK_FIELDS}
+        values = {name: row.get(column) for name, column in columns.items() if first or name not in _TASK_FIELDS}
         try:
             flat = _FlatRow.model_validate(values)
         except ValidationError as err:

@@ -63,18 +63,23 @@ class TemplateSampling(BaseModel):
 class TemplateMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(description="One line: what the template asks the model for.")
-    produces: Literal["instructions", "classification_flag", "instances", "tasks", "response",
-                      "judge_scores", "same_task"] = Field(
+    produces: Literal[
+        "instructions", "classification_flag", "instances", "tasks", "response", "judge_scores", "same_task"
+    ] = Field(
         description="What the parsed items are: instructions, classification_flag, instances "
         "(input/output), tasks (instruction/input/output) or response (an output); or, for a "
         "filter's prompt, judge_scores (the LLM judge's 1-5 scores) or same_task (dedup's yes/no)."
     )
-    parser: str | None = Field(None, description="Name of the parser in generator.prompting.parse.PARSERS; "
-                               "none for a filter's prompt, whose filter reads the answer itself.")
+    parser: str | None = Field(
+        None,
+        description="Name of the parser in generator.prompting.parse.PARSERS; "
+        "none for a filter's prompt, whose filter reads the answer itself.",
+    )
     sampling: TemplateSampling = Field(
         default_factory=TemplateSampling,
         description="Sampling laid over the config's for this template: temperature, top_p, max_tokens, stop, "
-        "presence_penalty, frequency_penalty.")
+        "presence_penalty, frequency_penalty.",
+    )
     json_schema: dict[str, Any] | None = Field(
         None, description="JSON schema of the answer; sent as `response_format` when set."
     )
@@ -109,8 +114,10 @@ class PromptTemplate:
         """The OpenAI `response_format` for the template's JSON schema, or None."""
         if self.meta.json_schema is None:
             return None
-        return {"type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.meta.json_schema, "strict": True}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": self.name, "schema": self.meta.json_schema, "strict": True},
+        }
 
 
 _ENV = environment()
@@ -129,11 +136,14 @@ def _read_meta(source: str, path: Path) -> TemplateMeta:
         raise ConfigError(f"{path}: template metadata: {describe_errors(err, data)}") from None
     if info.produces in FILTER_PRODUCES:
         if info.parser is not None:
-            raise ConfigError(f"{path}: template metadata: a filter's prompt (produces: {info.produces}) "
-                              f"takes no parser, got {info.parser!r}; remove the parser line")
+            raise ConfigError(
+                f"{path}: template metadata: a filter's prompt (produces: {info.produces}) "
+                f"takes no parser, got {info.parser!r}; remove the parser line"
+            )
     elif info.parser not in PARSERS:
-        raise ConfigError(f"{path}: template metadata: unknown parser {info.parser!r}; "
-                          f"valid parsers: {', '.join(PARSERS)}")
+        raise ConfigError(
+            f"{path}: template metadata: unknown parser {info.parser!r}; valid parsers: {', '.join(PARSERS)}"
+        )
     return info
 
 
@@ -142,17 +152,20 @@ def _check_layout(ast: nodes.Template, path: Path) -> None:
     blocks = [n.name for n in ast.find_all(nodes.Block)]
     unknown = sorted(set(blocks) - set(ROLES))
     if unknown:
-        raise ConfigError(f"{path}: unknown block {', '.join(map(repr, unknown))}; a template has "
-                          f"a 'system' and/or a 'user' block, one per chat message")
+        raise ConfigError(
+            f"{path}: unknown block {', '.join(map(repr, unknown))}; a template has "
+            f"a 'system' and/or a 'user' block, one per chat message"
+        )
     if "user" not in blocks:
-        raise ConfigError(f"{path}: no 'user' block; wrap the prompt in "
-                          "{% block user %}...{% endblock %}")
+        raise ConfigError(f"{path}: no 'user' block; wrap the prompt in {{% block user %}}...{{% endblock %}}")
     for node in ast.body:
         if isinstance(node, nodes.Output):
             for child in node.nodes:
                 if not (isinstance(child, nodes.TemplateData) and not child.data.strip()):
-                    raise ConfigError(f"{path}:{child.lineno}: text outside the 'system' and 'user' "
-                                      "blocks is never sent; move it into a block")
+                    raise ConfigError(
+                        f"{path}:{child.lineno}: text outside the 'system' and 'user' "
+                        "blocks is never sent; move it into a block"
+                    )
 
 
 def _top_level_names(ast: nodes.Template) -> set[str]:
@@ -174,8 +187,10 @@ def load_template(name_or_path: str | Path) -> PromptTemplate:
         name = str(name_or_path)
         builtin = builtin_dir("prompts") / (name if name.endswith(".jinja") else f"{name}.jinja")
         if "/" in name or not builtin.is_file():
-            raise ConfigError(f"template not found: {name_or_path!r}; give a path to a .jinja file "
-                              f"or one of the built-in names: {', '.join(builtin_names())}")
+            raise ConfigError(
+                f"template not found: {name_or_path!r}; give a path to a .jinja file "
+                f"or one of the built-in names: {', '.join(builtin_names())}"
+            )
         path = builtin
     try:
         source = path.read_text(encoding="utf-8")
@@ -191,21 +206,22 @@ def template_from_string(source: str, path: Path | str = "<string>") -> PromptTe
     if info.produces in FILTER_PRODUCES:
         text = text_template(source, path)
         _check_documented(info, text.variables, path)
-        return PromptTemplate(name=_name(path), path=path, source=source, meta=info,
-                              variables=text.variables, _template=text)
+        return PromptTemplate(
+            name=_name(path), path=path, source=source, meta=info, variables=text.variables, _template=text
+        )
     try:
         ast = _ENV.parse(source, name=path.name, filename=str(path))
     except TemplateSyntaxError as err:
         lines = source.splitlines()
         where = lines[err.lineno - 1].strip() if err.lineno and err.lineno <= len(lines) else ""
-        raise ConfigError(f"{path}:{err.lineno}: template syntax error: {err.message}"
-                          + (f" (in: {where})" if where else "")) from None
+        raise ConfigError(
+            f"{path}:{err.lineno}: template syntax error: {err.message}" + (f" (in: {where})" if where else "")
+        ) from None
     _check_layout(ast, path)
     used = frozenset(meta.find_undeclared_variables(ast) - set(_ENV.globals) - _top_level_names(ast))
     _check_documented(info, used, path)
     compiled = _ENV.from_string(source)
-    return PromptTemplate(name=_name(path), path=path, source=source, meta=info, variables=used,
-                          _template=compiled)
+    return PromptTemplate(name=_name(path), path=path, source=source, meta=info, variables=used, _template=compiled)
 
 
 def _name(path: Path) -> str:
@@ -225,8 +241,7 @@ def _check_documented(info: TemplateMeta, used: frozenset[str], path: Path) -> N
         raise ConfigError(f"{path}: template metadata does not match the template: " + "; ".join(fix))
     stray_defaults = sorted(set(info.defaults) - used)
     if stray_defaults:
-        raise ConfigError(f"{path}: 'defaults' names variables the template never uses: "
-                          f"{', '.join(stray_defaults)}")
+        raise ConfigError(f"{path}: 'defaults' names variables the template never uses: {', '.join(stray_defaults)}")
 
 
 def missing_variables(template: PromptTemplate, provided: Mapping[str, Any] | set[str]) -> list[str]:
@@ -237,11 +252,12 @@ def check_variables(template: PromptTemplate, provided: Mapping[str, Any] | set[
     """Raise ConfigError listing every variable the template needs and `provided` lacks."""
     missing = missing_variables(template, provided)
     if missing:
-        described = "; ".join(f"{v} ({template.meta.variables.get(v, '')})".replace(" ()", "")
-                              for v in missing)
+        described = "; ".join(f"{v} ({template.meta.variables.get(v, '')})".replace(" ()", "") for v in missing)
         given = ", ".join(sorted(provided)) or "none"
-        raise ConfigError(f"template {template.name!r} ({template.path}) needs variables that were "
-                          f"not given: {described}. Given: {given}.")
+        raise ConfigError(
+            f"template {template.name!r} ({template.path}) needs variables that were "
+            f"not given: {described}. Given: {given}."
+        )
 
 
 def render(template: PromptTemplate, variables: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -260,20 +276,25 @@ def render(template: PromptTemplate, variables: Mapping[str, Any]) -> list[dict[
                 pass
             parts = {role: "".join(jt.blocks[role](ctx)).strip() for role in ROLES if role in jt.blocks}
     except SecurityError as err:
-        raise ConfigError(f"template {template.name!r} ({template.path}): unsafe access blocked by "
-                          f"the sandbox: {err}") from None
+        raise ConfigError(
+            f"template {template.name!r} ({template.path}): unsafe access blocked by the sandbox: {err}"
+        ) from None
     except TemplateRuntimeError as err:
-        raise ConfigError(f"template {template.name!r} ({template.path}): rendering failed: {err}; "
-                          "check the variables' values") from None
+        raise ConfigError(
+            f"template {template.name!r} ({template.path}): rendering failed: {err}; check the variables' values"
+        ) from None
     if not parts.get("user"):
-        raise ConfigError(f"template {template.name!r} ({template.path}) rendered an empty user "
-                          f"message with variables {sorted(values)}")
+        raise ConfigError(
+            f"template {template.name!r} ({template.path}) rendered an empty user "
+            f"message with variables {sorted(values)}"
+        )
     return [{"role": role, "content": parts[role]} for role in ROLES if parts.get(role)]
 
 
 def builtin_names() -> list[str]:
-    return sorted(p.stem for p in builtin_dir("prompts").glob("*.jinja")
-                  if has_front_matter(p.read_text(encoding="utf-8")))
+    return sorted(
+        p.stem for p in builtin_dir("prompts").glob("*.jinja") if has_front_matter(p.read_text(encoding="utf-8"))
+    )
 
 
 def list_templates() -> list[PromptTemplate]:
@@ -281,8 +302,9 @@ def list_templates() -> list[PromptTemplate]:
     return [load_template(name) for name in builtin_names()]
 
 
-def preview(name_or_path: str | Path, variables: Mapping[str, Any], seeds: str | None = None,
-            num_demonstrations: int = 4) -> tuple[PromptTemplate, list[dict[str, str]]]:
+def preview(
+    name_or_path: str | Path, variables: Mapping[str, Any], seeds: str | None = None, num_demonstrations: int = 4
+) -> tuple[PromptTemplate, list[dict[str, str]]]:
     """Render a template for a person to read (`instructforge templates render`).
 
     With `seeds` (`builtin` or a seed file) and a template that reads `demonstrations`,

@@ -53,22 +53,24 @@ def features() -> Any:
     from datasets import Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
-    return Features({
-        "id": Value("string"),
-        "instruction": Value("string"),
-        "input": Value("string"),
-        "output": Value("string"),
-        "messages": List(message),
-        "meta": {
-            "task_type": Value("string"),
-            "template": Value("string"),
-            "model": Value("string"),
-            "round": Value("int32"),
-            "seed_ids": List(Value("string")),
-            "scores": List({"name": Value("string"), "value": Value("float64")}),
-            "extra": Value("string"),
-        },
-    })
+    return Features(
+        {
+            "id": Value("string"),
+            "instruction": Value("string"),
+            "input": Value("string"),
+            "output": Value("string"),
+            "messages": List(message),
+            "meta": {
+                "task_type": Value("string"),
+                "template": Value("string"),
+                "model": Value("string"),
+                "round": Value("int32"),
+                "seed_ids": List(Value("string")),
+                "scores": List({"name": Value("string"), "value": Value("float64")}),
+                "extra": Value("string"),
+            },
+        }
+    )
 
 
 @dataclass
@@ -94,6 +96,7 @@ class DatasetInfo:
 
 # --- rows -----------------------------------------------------------------------------------------
 
+
 def record_to_row(record: Record) -> dict[str, Any]:
     """A record as a row of `features()`: known meta keys typed, the rest JSON in `meta.extra`."""
     row = record.to_row()
@@ -116,8 +119,7 @@ def record_to_row(record: Record) -> dict[str, Any]:
 def row_to_record(row: dict[str, Any]) -> Record:
     """The inverse of `record_to_row` (what `Record.from_row` expects back as `meta`)."""
     m = dict(row.get("meta") or {})
-    meta: dict[str, Any] = {k: m[k] for k in ("task_type", "template", "model", "round")
-                            if m.get(k) is not None}
+    meta: dict[str, Any] = {k: m[k] for k in ("task_type", "template", "model", "round") if m.get(k) is not None}
     if m.get("seed_ids"):
         meta["seed_ids"] = list(m["seed_ids"])
     if m.get("scores"):
@@ -158,6 +160,7 @@ def split_records(records: list[Record], test_ratio: float, split_seed: int) -> 
         # Tiny datasets: move the one record nearest the threshold so both splits exist.
         def key(r: Record) -> bytes:
             return hashlib.sha256(f"{split_seed}:{r.id}".encode()).digest()
+
         ordered = sorted(records, key=key)
         test_ids = {ordered[0].id} if not test_ids else test_ids - {ordered[-1].id}
     return {
@@ -168,8 +171,17 @@ def split_records(records: list[Record], test_ratio: float, split_seed: int) -> 
 
 # --- writing --------------------------------------------------------------------------------------
 
-def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, test_ratio: float,
-                  split_seed: int, card_template: Path | None = None, save_to_disk: bool = True) -> Path:
+
+def write_dataset(
+    records: list[Record],
+    out_dir: Path,
+    info: DatasetInfo,
+    *,
+    test_ratio: float,
+    split_seed: int,
+    card_template: Path | None = None,
+    save_to_disk: bool = True,
+) -> Path:
     """Write the dataset folder (see the module docstring) and return it.
 
     The folder is built next to `out_dir` and swapped in at the end, so a crash leaves either the
@@ -182,8 +194,10 @@ def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, te
     disable_progress_bar()  # a dataset of this size writes in a blink; the run has its own bar
 
     if not records:
-        raise InstructforgeError("no records to write: every candidate was dropped or none was generated; "
-                                 "the run's funnel shows which filter dropped what")
+        raise InstructforgeError(
+            "no records to write: every candidate was dropped or none was generated; "
+            "the run's funnel shows which filter dropped what"
+        )
     out_dir = Path(out_dir)
     template = _load_card_template(card_template)  # fail on a bad template before writing
     splits = split_records(records, test_ratio, split_seed)
@@ -210,16 +224,20 @@ def write_dataset(records: list[Record], out_dir: Path, info: DatasetInfo, *, te
 
 # --- the card -------------------------------------------------------------------------------------
 
+
 def _load_card_template(path: Path | None) -> Any:
     from jinja2 import TemplateError
 
     source = Path(path) if path is not None else builtin_path("prompts", "card.md.jinja")
     if source is None or not source.is_file():
-        raise ConfigError(f"dataset card template not found: {path or 'prompts/card.md.jinja'}; "
-                          "give an existing .jinja file or leave dataset.card_template unset")
+        raise ConfigError(
+            f"dataset card template not found: {path or 'prompts/card.md.jinja'}; "
+            "give an existing .jinja file or leave dataset.card_template unset"
+        )
     # A card is a file: its final newline is kept.
-    env = environment(trim=True, keep_trailing_newline=True,
-                      filters={"num": lambda v: f"{v:,}" if isinstance(v, int) else v})
+    env = environment(
+        trim=True, keep_trailing_newline=True, filters={"num": lambda v: f"{v:,}" if isinstance(v, int) else v}
+    )
     try:
         return env.from_string(source.read_text(encoding="utf-8"))
     except TemplateError as err:
@@ -228,9 +246,15 @@ def _load_card_template(path: Path | None) -> Any:
 
 def size_category(n: int) -> str:
     """The Hub's `size_categories` value for n rows."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
-              (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for bound, name in bounds:
         if n < bound:
             return name
@@ -243,8 +267,7 @@ def card_metadata(info: DatasetInfo, dsets: Any) -> dict[str, Any]:
 
     total = sum(len(d) for d in dsets.values())
     hf_info = HFInfo(features=features())._to_yaml_dict()
-    hf_info["splits"] = [{"name": n, "num_bytes": int(d.data.nbytes), "num_examples": len(d)}
-                         for n, d in dsets.items()]
+    hf_info["splits"] = [{"name": n, "num_bytes": int(d.data.nbytes), "num_examples": len(d)} for n, d in dsets.items()]
     hf_info["dataset_size"] = int(sum(d.data.nbytes for d in dsets.values()))
     meta: dict[str, Any] = {
         "pretty_name": info.pretty_name or info.name,
@@ -253,10 +276,12 @@ def card_metadata(info: DatasetInfo, dsets: Any) -> dict[str, Any]:
         "task_categories": ["text-generation"],
         "size_categories": [size_category(total)],
         "tags": ["synthetic", "instruction-tuning", info.method.replace("_", "-"), "instructforge"],
-        "configs": [{
-            "config_name": "default",
-            "data_files": [{"split": n, "path": f"{DATA_DIR}/{n}-*"} for n in dsets],
-        }],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": n, "path": f"{DATA_DIR}/{n}-*"} for n in dsets],
+            }
+        ],
         "dataset_info": hf_info,
     }
     return meta
@@ -314,22 +339,33 @@ def _fence(*texts: str) -> str:
 
 def render_card(template: Any, info: DatasetInfo, splits: dict[str, list[Record]], dsets: Any) -> str:
     metadata = yaml.safe_dump(card_metadata(info, dsets), sort_keys=False, allow_unicode=True)
-    examples = [{"instruction": _clip(r.instruction), "input": _clip(r.input), "output": _clip(r.output),
-                 "task_type": r.meta.get("task_type") or "",
-                 "fence": _fence(r.instruction, r.input, r.output)} for r in splits["train"][:3]]
+    examples = [
+        {
+            "instruction": _clip(r.instruction),
+            "input": _clip(r.input),
+            "output": _clip(r.output),
+            "task_type": r.meta.get("task_type") or "",
+            "fence": _fence(r.instruction, r.input, r.output),
+        }
+        for r in splits["train"][:3]
+    ]
     try:
         return template.render(
-            metadata=metadata, info=asdict(info), stats=card_statistics(splits),
-            funnel=info.funnel, funnel_rows=funnel_rows(info.funnel), examples=examples,
+            metadata=metadata,
+            info=asdict(info),
+            stats=card_statistics(splits),
+            funnel=info.funnel,
+            funnel_rows=funnel_rows(info.funnel),
+            examples=examples,
             repo_id=info.repo_id or REPO_PLACEHOLDER,
             sampling_json=json.dumps(info.sampling, indent=2, sort_keys=True),
         )
     except Exception as err:  # a user template can fail in many ways; name it
-        raise ConfigError(f"the dataset card template failed to render: {type(err).__name__}: {err}") \
-            from None
+        raise ConfigError(f"the dataset card template failed to render: {type(err).__name__}: {err}") from None
 
 
 # --- reading and exporting ------------------------------------------------------------------------
+
 
 def resolve_dataset_dir(path: Path) -> Path:
     """The dataset folder itself, or the `dataset/` folder of a run directory."""
@@ -337,8 +373,10 @@ def resolve_dataset_dir(path: Path) -> Path:
     for candidate in (path, path / "dataset"):
         if (candidate / CARD).is_file() and (candidate / DATA_DIR).is_dir():
             return candidate
-    raise ConfigError(f"{path} holds no dataset: expected {CARD} and {DATA_DIR}/*.parquet in it "
-                      "(or in its dataset/ folder); run `instructforge generate` first")
+    raise ConfigError(
+        f"{path} holds no dataset: expected {CARD} and {DATA_DIR}/*.parquet in it "
+        "(or in its dataset/ folder); run `instructforge generate` first"
+    )
 
 
 def data_files(dataset_dir: Path) -> dict[str, list[Path]]:
@@ -383,12 +421,17 @@ def export(dataset_dir: Path, fmt: str, out_path: Path, *, split: str | None = "
             for row in rows:
                 f.write(json.dumps({"messages": row["messages"]}, ensure_ascii=False) + "\n")
         elif fmt == "alpaca":
-            items = [{"instruction": r["instruction"], "input": r["input"], "output": r["output"]}
-                     for r in rows]
+            items = [{"instruction": r["instruction"], "input": r["input"], "output": r["output"]} for r in rows]
             json.dump(items, f, ensure_ascii=False, indent=2)
         else:
             speaker = {"user": "human", "assistant": "gpt", "system": "system"}
-            items = [{"conversations": [{"from": speaker.get(m["role"], m["role"]), "value": m["content"]}
-                                        for m in r["messages"]]} for r in rows]
+            items = [
+                {
+                    "conversations": [
+                        {"from": speaker.get(m["role"], m["role"]), "value": m["content"]} for m in r["messages"]
+                    ]
+                }
+                for r in rows
+            ]
             json.dump(items, f, ensure_ascii=False, indent=2)
     return len(rows)

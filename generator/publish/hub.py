@@ -23,8 +23,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_TRANSIENT_NAMES = {"TransportError", "ConnectionError", "ConnectError", "TimeoutException", "Timeout",
-                    "ReadTimeout", "RemoteProtocolError", "ChunkedEncodingError"}
+_TRANSIENT_NAMES = {
+    "TransportError",
+    "ConnectionError",
+    "ConnectError",
+    "TimeoutException",
+    "Timeout",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "ChunkedEncodingError",
+}
 
 
 @dataclass
@@ -43,9 +51,11 @@ class PushResult:
         return sum(self.rows.values())
 
     def summary(self) -> str:
-        return (f"pushed {self.total_rows:,} rows to {self.url} "
-                f"({self.revision}, commit {self.commit_sha[:8]}; {len(self.uploaded)} files uploaded, "
-                f"{len(self.deleted)} removed)")
+        return (
+            f"pushed {self.total_rows:,} rows to {self.url} "
+            f"({self.revision}, commit {self.commit_sha[:8]}; {len(self.uploaded)} files uploaded, "
+            f"{len(self.deleted)} removed)"
+        )
 
 
 def parse_repo_id(text: str) -> str:
@@ -60,15 +70,18 @@ def parse_repo_id(text: str) -> str:
     text = re.sub(r"^https?://[^/]+/", "", text.strip()).strip("/")
     kind, _, rest = text.partition("/")
     if kind in ("models", "spaces") and rest.count("/") <= 1:
-        raise HubError(f"{raw!r} names a {kind[:-1]} repository; datasets go to dataset repositories: "
-                       f"give 'user/name' (or 'datasets/user/name')")
+        raise HubError(
+            f"{raw!r} names a {kind[:-1]} repository; datasets go to dataset repositories: "
+            f"give 'user/name' (or 'datasets/user/name')"
+        )
     if kind == "datasets" and rest:
         text = rest
     try:
         validate_repo_id(text)
     except HFValidationError as err:
-        raise HubError(f"invalid repo id {raw!r}: {err}; expected 'user/name' with letters, digits, "
-                       "'-', '_' and '.'") from None
+        raise HubError(
+            f"invalid repo id {raw!r}: {err}; expected 'user/name' with letters, digits, '-', '_' and '.'"
+        ) from None
     return text
 
 
@@ -78,8 +91,7 @@ def resolve_token(token: str | None) -> str:
 
     token = token or get_token()
     if not token:
-        raise HubError("no Hugging Face token: set HF_TOKEN to a write token or run `hf auth login`, "
-                       "then push again")
+        raise HubError("no Hugging Face token: set HF_TOKEN to a write token or run `hf auth login`, then push again")
     return token
 
 
@@ -117,9 +129,10 @@ def with_retries(action: Callable[[], T], what: str, *, retries: int, backoff_s:
             if not _is_transient(err):
                 raise
             if attempt == retries:
-                raise HubError(f"{what} failed after {retries + 1} attempts: {_server_message(err)}; "
-                               "the local dataset is unchanged, push again when the Hub is reachable") \
-                    from None
+                raise HubError(
+                    f"{what} failed after {retries + 1} attempts: {_server_message(err)}; "
+                    "the local dataset is unchanged, push again when the Hub is reachable"
+                ) from None
             delay = backoff_s * 2**attempt
             log.warning("%s failed (%s); retrying in %.1f s", what, _server_message(err), delay)
             time.sleep(delay)
@@ -128,14 +141,15 @@ def with_retries(action: Callable[[], T], what: str, *, retries: int, backoff_s:
 
 def _check_token(api: Any, retries: int, backoff_s: float) -> str:
     try:
-        who = with_retries(api.whoami, "checking the Hugging Face token", retries=retries,
-                           backoff_s=backoff_s)
+        who = with_retries(api.whoami, "checking the Hugging Face token", retries=retries, backoff_s=backoff_s)
     except HubError:
         raise
     except Exception as err:
         if _status(err) in (401, 403):
-            raise HubError("the Hugging Face token was rejected (invalid or expired): create a write "
-                           "token at https://huggingface.co/settings/tokens and set HF_TOKEN") from None
+            raise HubError(
+                "the Hugging Face token was rejected (invalid or expired): create a write "
+                "token at https://huggingface.co/settings/tokens and set HF_TOKEN"
+            ) from None
         raise HubError(f"checking the Hugging Face token failed: {_server_message(err)}") from None
     return who["name"]
 
@@ -164,9 +178,17 @@ def preflight(repo_id: str, token: str | None = None, *, retries: int = 3, backo
     return repo_id if "/" in repo_id else f"{user}/{repo_id}"
 
 
-def push_dataset(dataset_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-                 token: str | None = None, message: str | None = None, retries: int = 3,
-                 backoff_s: float = 2.0) -> PushResult:
+def push_dataset(
+    dataset_dir: Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    message: str | None = None,
+    retries: int = 3,
+    backoff_s: float = 2.0,
+) -> PushResult:
     """Push the dataset folder as one commit; create the repo (and branch) when missing.
 
     Order matters: the repo id, the token and the local folder are checked before anything is
@@ -193,21 +215,26 @@ def push_dataset(dataset_dir: Path, repo_id: str, *, private: bool = False, revi
             raise
         except Exception as err:
             status = _status(err)
-            hint = {401: "the token was rejected", 403: f"the token's user '{user}' may not write to it",
-                    404: "it does not exist or the token cannot see it"}.get(status or 0, "")
-            raise HubError(f"{what} for dataset {repo_id!r} failed"
-                           f"{f' ({status})' if status else ''}: {_server_message(err)}"
-                           f"{f'; {hint}' if hint else ''}; the local dataset is unchanged") from None
+            hint = {
+                401: "the token was rejected",
+                403: f"the token's user '{user}' may not write to it",
+                404: "it does not exist or the token cannot see it",
+            }.get(status or 0, "")
+            raise HubError(
+                f"{what} for dataset {repo_id!r} failed"
+                f"{f' ({status})' if status else ''}: {_server_message(err)}"
+                f"{f'; {hint}' if hint else ''}; the local dataset is unchanged"
+            ) from None
 
-    url = call("creating the repository", api.create_repo, repo_id, repo_type="dataset", private=private,
-         exist_ok=True)
+    url = call("creating the repository", api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
     info = call("reading the repository", api.repo_info, repo_id, repo_type="dataset")
     if private and not info.private:
-        raise HubError(f"dataset {repo_id!r} exists and is public, but a private push was asked; make it "
-                       "private in its settings on the Hub, or push without --private")
+        raise HubError(
+            f"dataset {repo_id!r} exists and is public, but a private push was asked; make it "
+            "private in its settings on the Hub, or push without --private"
+        )
     if revision != "main":
-        call("creating the branch", api.create_branch, repo_id, branch=revision, repo_type="dataset",
-             exist_ok=True)
+        call("creating the branch", api.create_branch, repo_id, branch=revision, repo_type="dataset", exist_ok=True)
     head = call("reading the branch", api.repo_info, repo_id, repo_type="dataset", revision=revision)
     remote = [s.rfilename for s in head.siblings or []]
 
@@ -218,10 +245,25 @@ def push_dataset(dataset_dir: Path, repo_id: str, *, private: bool = False, revi
     stale = [p for p in remote if p.startswith(f"{DATA_DIR}/") and p not in local]
     ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
 
-    commit = call("uploading", api.create_commit, repo_id, ops, repo_type="dataset", revision=revision,
-                  commit_message=message or _default_message(rows),
-                  commit_description=f"Pushed with instructforge: {len(local)} parquet shard(s) and the "
-                  f"dataset card{f'; removed {len(stale)} stale shard(s)' if stale else ''}.",
-                  parent_commit=head.sha)
-    return PushResult(repo_id=repo_id, url=str(url), revision=revision, commit_sha=commit.oid,
-                      commit_url=commit.commit_url, rows=rows, uploaded=[CARD, *local], deleted=stale)
+    commit = call(
+        "uploading",
+        api.create_commit,
+        repo_id,
+        ops,
+        repo_type="dataset",
+        revision=revision,
+        commit_message=message or _default_message(rows),
+        commit_description=f"Pushed with instructforge: {len(local)} parquet shard(s) and the "
+        f"dataset card{f'; removed {len(stale)} stale shard(s)' if stale else ''}.",
+        parent_commit=head.sha,
+    )
+    return PushResult(
+        repo_id=repo_id,
+        url=str(url),
+        revision=revision,
+        commit_sha=commit.oid,
+        commit_url=commit.commit_url,
+        rows=rows,
+        uploaded=[CARD, *local],
+        deleted=stale,
+    )

@@ -30,12 +30,20 @@ class DatasetWriter:
 
         c, d = self.config, self.config.dataset
         return DatasetInfo(
-            name=d.name, pretty_name=d.pretty_name, license=d.license, languages=list(d.languages),
+            name=d.name,
+            pretty_name=d.pretty_name,
+            license=d.license,
+            languages=list(d.languages),
             model=model if c.model.name != BUNDLED else BUNDLED_REPO,
-            model_revision=c.model.revision, method=c.generation.method,
+            model_revision=c.model.revision,
+            method=c.generation.method,
             templates=sorted({r.meta.get("template", "") for r in records} - {""}),
-            sampling=c.sampling.model_dump(), seed_source=c.generation.seeds, funnel=funnel, engine=engine,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), version=__version__,
+            sampling=c.sampling.model_dump(),
+            seed_source=c.generation.seeds,
+            funnel=funnel,
+            engine=engine,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            version=__version__,
             repo_id=d.push.repo if d.push else None,
         )
 
@@ -44,9 +52,15 @@ class DatasetWriter:
 
         d = self.config.dataset
         template = self.config.resolve(d.card_template) if d.card_template else None
-        return write_dataset(records, self.out_dir, self.info(records, funnel.to_dict(), engine, model),
-                             test_ratio=d.test_ratio, split_seed=d.split_seed, card_template=template,
-                             save_to_disk=d.save_to_disk)
+        return write_dataset(
+            records,
+            self.out_dir,
+            self.info(records, funnel.to_dict(), engine, model),
+            test_ratio=d.test_ratio,
+            split_seed=d.split_seed,
+            card_template=template,
+            save_to_disk=d.save_to_disk,
+        )
 
     def checkpoint(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> None:
         """The records so far, written and pushed while the run goes on; tasks still waiting for

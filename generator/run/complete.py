@@ -29,8 +29,9 @@ async def complete(run: Run, sender: Sender, instructions: list[Record]) -> list
 async def classify(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
     """Each record with `meta.task_type`: `classification` or `generation`."""
     tpl = run.templates["classify"]
-    results = await sender.send([sender.request(tpl, {"instruction": r.instruction}, {"stage": "classify"})
-                                 for r in records])
+    results = await sender.send(
+        [sender.request(tpl, {"instruction": r.instruction}, {"stage": "classify"}) for r in records]
+    )
     out = []
     for r, res in zip(records, results):
         flag = False
@@ -45,10 +46,16 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
     """The first valid instance of each task; small models copy the template's worked example
     instead of writing their own, and such copies do not count."""
     per_task = run.config.generation.instances_per_task
-    tpls = [run.templates["instance_output_first" if r.meta.get("task_type") == "classification"
-                          else "instance_input_first"] for r in records]
-    reqs = [sender.request(tpl, {"instruction": r.instruction, "num_instances": per_task}, {"stage": "instances"})
-            for r, tpl in zip(records, tpls)]
+    tpls = [
+        run.templates[
+            "instance_output_first" if r.meta.get("task_type") == "classification" else "instance_input_first"
+        ]
+        for r in records
+    ]
+    reqs = [
+        sender.request(tpl, {"instruction": r.instruction, "num_instances": per_task}, {"stage": "instances"})
+        for r, tpl in zip(records, tpls)
+    ]
     results = await sender.send(reqs)
     out = []
     for r, tpl, req, res in zip(records, tpls, reqs, results):
@@ -59,21 +66,30 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
         prompt = "\n".join(m["content"] for m in req.messages or [])
         good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt)]
         if not good:
-            reason = ("copied_from_prompt" if parsed.items else
-                      parsed.rejections[0].reason if parsed.rejections else "no_instance")
+            reason = (
+                "copied_from_prompt"
+                if parsed.items
+                else parsed.rejections[0].reason
+                if parsed.rejections
+                else "no_instance"
+            )
             run.funnel.drop_task(r, reason)
             continue
         first = good[0]
-        out.append(r.with_(input=first.input.strip(), output=first.output.strip())
-                   .with_meta(finish_reason=res.finish_reasons[0], instance_template=tpl.name))
+        out.append(
+            r.with_(input=first.input.strip(), output=first.output.strip()).with_meta(
+                finish_reason=res.finish_reasons[0], instance_template=tpl.name
+            )
+        )
     return out
 
 
 async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
     """An answer to each instruction (and its input)."""
     tpl = run.templates["response"]
-    results = await sender.send([sender.request(tpl, {"instruction": r.instruction, "input": r.input},
-                                                {"stage": "response"}) for r in records])
+    results = await sender.send(
+        [sender.request(tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"}) for r in records]
+    )
     out = []
     for r, res in zip(records, results):
         if res is None:
@@ -83,8 +99,11 @@ async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Rec
         if not parsed.items:
             run.funnel.drop_task(r, parsed.rejections[0].reason if parsed.rejections else "empty_response")
             continue
-        out.append(r.with_(output=parsed.items[0].output.strip())
-                   .with_meta(finish_reason=res.finish_reasons[0], task_type=r.meta.get("task_type", "generation")))
+        out.append(
+            r.with_(output=parsed.items[0].output.strip()).with_meta(
+                finish_reason=res.finish_reasons[0], task_type=r.meta.get("task_type", "generation")
+            )
+        )
     return out
 
 

@@ -69,12 +69,12 @@ class Run:
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
     """Check every input (seeds, templates, filters, the Hub token), then open the run directory."""
-    seeds = load_seeds(config.generation.seeds, column_map=config.generation.seed_columns,
-                       base_dir=config.base_dir)
+    seeds = load_seeds(config.generation.seeds, column_map=config.generation.seed_columns, base_dir=config.base_dir)
     if (shard := config.generation.shard) is not None:  # its own seeds and sampling seed
         seeds = shard.select(seeds)
-        config = config.model_copy(update={"sampling": config.sampling.model_copy(
-            update={"seed": shard.sampling_seed(config.sampling.seed)})})
+        config = config.model_copy(
+            update={"sampling": config.sampling.model_copy(update={"seed": shard.sampling_seed(config.sampling.seed)})}
+        )
     templates = load_templates(config)
     instruction_filters = build_chain(config.filters.instructions)
     record_filters = build_chain(config.filters.records)
@@ -83,9 +83,22 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         from generator.publish.hub import preflight
 
         preflight(config.dataset.push.repo)  # a missing or rejected token stops the run before any work
-    store = RunStore(run_dir, fingerprint(config), fresh=fresh, force=force,
-                     flush_every=config.engine.flush_every, flush_interval_s=config.engine.flush_interval_s)
+    store = RunStore(
+        run_dir,
+        fingerprint(config),
+        fresh=fresh,
+        force=force,
+        flush_every=config.engine.flush_every,
+        flush_interval_s=config.engine.flush_interval_s,
+    )
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
-    return Run(config=config, seeds=seeds, templates=templates, instruction_filters=instruction_filters,
-               record_filters=record_filters, store=store, writer=DatasetWriter(config, run_dir / DATASET),
-               stop=StopSignals(run_dir))
+    return Run(
+        config=config,
+        seeds=seeds,
+        templates=templates,
+        instruction_filters=instruction_filters,
+        record_filters=record_filters,
+        store=store,
+        writer=DatasetWriter(config, run_dir / DATASET),
+        stop=StopSignals(run_dir),
+    )

@@ -65,16 +65,24 @@ class MergeResult:
 
     def summary(self) -> str:
         rows = sum(s.rows for s in self.shards)
-        return "\n".join([
-            f"merged {len(self.shards)} shards ({rows} rows) into {self.records} records in {self.dataset_dir}",
-            f"  dropped {self.cross_shard_duplicates} cross-shard duplicates ({', '.join(self.dedup)})",
-            f"  funnel: {self.funnel.candidates} candidates -> {self.funnel.kept} kept "
-            f"({self.out_dir / 'funnel.json'})",
-        ])
+        return "\n".join(
+            [
+                f"merged {len(self.shards)} shards ({rows} rows) into {self.records} records in {self.dataset_dir}",
+                f"  dropped {self.cross_shard_duplicates} cross-shard duplicates ({', '.join(self.dedup)})",
+                f"  funnel: {self.funnel.candidates} candidates -> {self.funnel.kept} kept "
+                f"({self.out_dir / 'funnel.json'})",
+            ]
+        )
 
 
-def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | None = None,
-               dedup: list[dict[str, Any]] | None = None, push: bool = False) -> MergeResult:
+def merge_runs(
+    run_dirs: list[Path],
+    out_dir: Path,
+    *,
+    dataset: DatasetConfig | None = None,
+    dedup: list[dict[str, Any]] | None = None,
+    push: bool = False,
+) -> MergeResult:
     """Merge shard run directories into `out_dir` (see the module docstring).
 
     `dataset` gives the split, card and push settings (a config's `dataset` section); `dedup` the
@@ -85,8 +93,10 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
 
     d = dataset or DatasetConfig()
     if push and d.push is None:
-        raise ConfigError("merge was asked to push, but the config has no dataset.push.repo; "
-                          "add `dataset: {push: {repo: user/name}}` to the config")
+        raise ConfigError(
+            "merge was asked to push, but the config has no dataset.push.repo; "
+            "add `dataset: {push: {repo: user/name}}` to the config"
+        )
     run_dirs = [Path(p) for p in run_dirs]
     out_dir = Path(out_dir)
     _check_inputs(run_dirs, out_dir)
@@ -122,19 +132,36 @@ def merge_runs(run_dirs: list[Path], out_dir: Path, *, dataset: DatasetConfig | 
     funnel = _merged_funnel(shard_funnel, stage)
     info = _info(run_dirs, kept, funnel.to_dict(), d)
     template = Path(d.card_template) if d.card_template else None
-    dataset_dir = write_dataset(kept, out_dir / "dataset", info, test_ratio=d.test_ratio,
-                                split_seed=d.split_seed, card_template=template, save_to_disk=d.save_to_disk)
+    dataset_dir = write_dataset(
+        kept,
+        out_dir / "dataset",
+        info,
+        test_ratio=d.test_ratio,
+        split_seed=d.split_seed,
+        card_template=template,
+        save_to_disk=d.save_to_disk,
+    )
     funnel.write(out_dir / "funnel.json")
-    (out_dir / "merge.json").write_text(json.dumps({
-        "dedup": specs,
-        "shards": [{"run_dir": str(s.run_dir), "rows": s.rows, "dropped": s.dropped} for s in shards],
-        "kept": funnel.kept,
-    }, indent=2))
+    (out_dir / "merge.json").write_text(
+        json.dumps(
+            {
+                "dedup": specs,
+                "shards": [{"run_dir": str(s.run_dir), "rows": s.rows, "dropped": s.dropped} for s in shards],
+                "kept": funnel.kept,
+            },
+            indent=2,
+        )
+    )
     if push and d.push is not None:  # checked above: push needs dataset.push
         from generator.publish.hub import push_dataset
 
-        push_dataset(dataset_dir, d.push.repo, private=d.push.private, revision=d.push.revision,
-                     message=f"Merge of {len(shards)} shards: {funnel.kept} records")
+        push_dataset(
+            dataset_dir,
+            d.push.repo,
+            private=d.push.private,
+            revision=d.push.revision,
+            message=f"Merge of {len(shards)} shards: {funnel.kept} records",
+        )
     return MergeResult(out_dir, dataset_dir, funnel, shards, [s["name"] for s in specs])
 
 
@@ -146,8 +173,9 @@ def _check_inputs(run_dirs: list[Path], out_dir: Path) -> None:
     resolved = [p.resolve() for p in run_dirs]
     twice = sorted({str(p) for p, r in zip(run_dirs, resolved) if resolved.count(r) > 1})
     if twice:
-        raise ConfigError(f"merge was given the same shard more than once: {', '.join(twice)}; "
-                          "list each shard run directory once")
+        raise ConfigError(
+            f"merge was given the same shard more than once: {', '.join(twice)}; list each shard run directory once"
+        )
 
 
 def _load_shards(run_dirs: list[Path]) -> tuple[Funnel, list[tuple[Path, list[Record]]]]:
@@ -159,13 +187,17 @@ def _load_shards(run_dirs: list[Path]) -> tuple[Funnel, list[tuple[Path, list[Re
     for run_dir in run_dirs:
         funnel_path = run_dir / "funnel.json"
         if not funnel_path.is_file():
-            raise ConfigError(f"{run_dir} is not a finished run directory: no funnel.json in it; "
-                              "run `instructforge generate` for this shard first (or leave it out)")
+            raise ConfigError(
+                f"{run_dir} is not a finished run directory: no funnel.json in it; "
+                "run `instructforge generate` for this shard first (or leave it out)"
+            )
         funnel = Funnel.from_dict(json.loads(funnel_path.read_text(encoding="utf-8")))
         rows = read_rows(run_dir, split=None)
         if len(rows) != funnel.kept:
-            raise ConfigError(f"{run_dir}: its dataset holds {len(rows)} rows but its funnel.json says "
-                              f"{funnel.kept} were kept; run `instructforge generate` for it again")
+            raise ConfigError(
+                f"{run_dir}: its dataset holds {len(rows)} rows but its funnel.json says "
+                f"{funnel.kept} were kept; run `instructforge generate` for it again"
+            )
         shard_funnel.merge(funnel)
         loaded.append((run_dir, [row_to_record(r) for r in rows]))
     return shard_funnel, loaded
@@ -203,11 +235,19 @@ def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d
                 engine[key] = engine.get(key, 0) + int(session.get(key, 0))
     model_cfg = fp.get("model", {})
     return DatasetInfo(
-        name=d.name, pretty_name=d.pretty_name, license=d.license, languages=list(d.languages),
+        name=d.name,
+        pretty_name=d.pretty_name,
+        license=d.license,
+        languages=list(d.languages),
         model=", ".join(models) or str(model_cfg.get("name", "unknown")),
-        model_revision=model_cfg.get("revision"), method=gen.get("method", "self_instruct"),
+        model_revision=model_cfg.get("revision"),
+        method=gen.get("method", "self_instruct"),
         templates=sorted({r.meta.get("template", "") for r in records} - {""}),
-        sampling=sampling, seed_source=str(gen.get("seeds", "builtin")), funnel=funnel, engine=engine,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), version=__version__,
+        sampling=sampling,
+        seed_source=str(gen.get("seeds", "builtin")),
+        funnel=funnel,
+        engine=engine,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=__version__,
         repo_id=d.push.repo if d.push else None,
     )

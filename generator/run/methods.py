@@ -62,8 +62,13 @@ def _from_demonstrations(role: str, tag: str, count: str, seeds_only: bool) -> M
             demos, seed_ids = demonstrations(run, pool, _rng(tag, rnd, i, len(pool)))
             if seeds_only:
                 demos = [d for d in demos if isinstance(d, SeedTask)] or run.seeds[:3]
-            asks.append(Ask(run.templates[role], {"demonstrations": demos, count: per},
-                            {"stage": "instructions", "round": rnd, "seed_ids": seed_ids}))
+            asks.append(
+                Ask(
+                    run.templates[role],
+                    {"demonstrations": demos, count: per},
+                    {"stage": "instructions", "round": rnd, "seed_ids": seed_ids},
+                )
+            )
         return asks
 
     return method
@@ -96,18 +101,28 @@ def custom(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
     """Crosses topics x personas x difficulties x directives from the config."""
     c = run.config.generation.custom
     per = run.config.generation.instructions_per_prompt
-    combos = [(t, p, d, x) for t in c.topics for p in c.personas for d in c.difficulties
-              for x in (c.directives or [""])]
+    combos = [
+        (t, p, d, x) for t in c.topics for p in c.personas for d in c.difficulties for x in (c.directives or [""])
+    ]
     rng = _rng("custom", rnd)
     asks = []
     for i in range(requests_per_round(run, need, per)):
         topic, persona, difficulty, directive = combos[(rnd * 997 + i) % len(combos)]
         demos = rng.sample(run.seeds, min(2, len(run.seeds)))
-        asks.append(Ask(run.templates["custom"],
-                        {"topic": topic, "persona": persona, "difficulty": difficulty, "directive": directive,
-                         "demonstrations": demos, "num_instructions": per},
-                        {"stage": "instructions", "round": rnd, "topic": topic, "persona": persona,
-                         "difficulty": difficulty}))
+        asks.append(
+            Ask(
+                run.templates["custom"],
+                {
+                    "topic": topic,
+                    "persona": persona,
+                    "difficulty": difficulty,
+                    "directive": directive,
+                    "demonstrations": demos,
+                    "num_instructions": per,
+                },
+                {"stage": "instructions", "round": rnd, "topic": topic, "persona": persona, "difficulty": difficulty},
+            )
+        )
     return asks
 
 

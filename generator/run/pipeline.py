@@ -43,14 +43,16 @@ class RunResult:
 
     def summary(self) -> str:
         splits = ", ".join(f"{k}: {v}" for k, v in self.stats.get("splits", {}).items())
-        return "\n".join([
-            f"wrote {self.records} records to {self.dataset_dir}" + (f" ({splits})" if splits else ""),
-            f"  funnel: {self.funnel.candidates} candidates -> {self.funnel.kept} kept "
-            f"({self.run_dir / FUNNEL}); bootstrap stopped: {self.bootstrap.stop_reason}",
-            "  load it with:",
-            "    import datasets",
-            f"    ds = datasets.load_dataset({str(self.dataset_dir)!r})",
-        ])
+        return "\n".join(
+            [
+                f"wrote {self.records} records to {self.dataset_dir}" + (f" ({splits})" if splits else ""),
+                f"  funnel: {self.funnel.candidates} candidates -> {self.funnel.kept} kept "
+                f"({self.run_dir / FUNNEL}); bootstrap stopped: {self.bootstrap.stop_reason}",
+                "  load it with:",
+                "    import datasets",
+                f"    ds = datasets.load_dataset({str(self.dataset_dir)!r})",
+            ]
+        )
 
 
 @dataclass
@@ -83,8 +85,9 @@ async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:
     loop = asyncio.get_running_loop()
     bar = Progress(progress)
     bar.start()
-    async with Engine([Endpoint(url, server.api_key) for url in server.base_urls], server.model,
-                      run.config.engine) as engine:
+    async with Engine(
+        [Endpoint(url, server.api_key) for url in server.base_urls], server.model, run.config.engine
+    ) as engine:
         run.stop.defer()
         run.stop.engine(loop, engine.stop)  # Ctrl-C and SIGTERM stop the engine gracefully
         try:
@@ -100,8 +103,9 @@ async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:
         return _Generated(pool, records, engine.stats.to_dict(), server.model)
 
 
-async def _complete_and_filter(run: Run, sender: Sender, instructions: list[Record], bar: Progress,
-                               engine: Engine) -> list[Record]:
+async def _complete_and_filter(
+    run: Run, sender: Sender, instructions: list[Record], bar: Progress, engine: Engine
+) -> list[Record]:
     """Complete the tasks and pass them through the record filters. Tasks are completed in chunks
     so that long runs can push checkpoints as they go."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
@@ -109,26 +113,40 @@ async def _complete_and_filter(run: Run, sender: Sender, instructions: list[Reco
     chunk = (push.checkpoint_every if push and push.checkpoint_every else 0) or len(instructions) or 1
     records: list[Record] = []
     for start in range(0, len(instructions), chunk):
-        completed = await complete(run, sender, instructions[start:start + chunk])
+        completed = await complete(run, sender, instructions[start : start + chunk])
         final = await asyncio.to_thread(chain.run, completed)
         records += [r.with_meta(model=sender.model) for r in final.kept]
         bar.add_kept(len(final.kept))
         if start + chunk < len(instructions) and push is not None:
-            await asyncio.to_thread(run.writer.checkpoint, records, run.funnel.total(len(records)),
-                                    engine.stats.to_dict(), sender.model)
+            await asyncio.to_thread(
+                run.writer.checkpoint, records, run.funnel.total(len(records)), engine.stats.to_dict(), sender.model
+            )
     return records
 
 
 def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     funnel = run.funnel.total(len(out.records))
     funnel.write(run.run_dir / FUNNEL)
-    (run.run_dir / ROUNDS).write_text(json.dumps(
-        {"stop_reason": out.pool.stop_reason,
-         "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in out.pool.rounds]}, indent=2))
+    (run.run_dir / ROUNDS).write_text(
+        json.dumps(
+            {
+                "stop_reason": out.pool.stop_reason,
+                "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in out.pool.rounds],
+            },
+            indent=2,
+        )
+    )
     dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model)
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()
     run.stop.check()  # a signal during the write or the push is honoured too: exit 130, as asked
-    return RunResult(run.run_dir, dataset_dir, len(out.records), funnel, out.pool,
-                     {"splits": run.writer.split_counts(), "engine": out.engine}, time.monotonic() - started)
+    return RunResult(
+        run.run_dir,
+        dataset_dir,
+        len(out.records),
+        funnel,
+        out.pool,
+        {"splits": run.writer.split_counts(), "engine": out.engine},
+        time.monotonic() - started,
+    )

@@ -69,8 +69,10 @@ async def grow_pool(run: Run, sender: Sender) -> PoolResult:
         pool.extend(kept[:room])
         st = RoundStats(rnd, len(requests), len(candidates), len(kept[:room]))
         stats.append(st)
-        run.log(f"round {rnd}: {len(requests)} requests, {st.candidates} candidates, {st.accepted} accepted "
-                f"({st.acceptance:.0%}); pool {len(pool)}/{g.num_instructions}")
+        run.log(
+            f"round {rnd}: {len(requests)} requests, {st.candidates} candidates, {st.accepted} accepted "
+            f"({st.acceptance:.0%}); pool {len(pool)}/{g.num_instructions}"
+        )
         stalled = stalled + 1 if st.acceptance < g.min_acceptance else 0
         if stalled >= g.stall_rounds:
             return PoolResult(pool, stats, f"acceptance below {g.min_acceptance:.0%} for {stalled} rounds")
@@ -78,8 +80,9 @@ async def grow_pool(run: Run, sender: Sender) -> PoolResult:
     return PoolResult(pool, stats, reason)
 
 
-def _instructions(run: Run, asks: list[Ask], requests: list[Request], results: list[Result | None],
-                  seed_texts: set[str]) -> list[Record]:
+def _instructions(
+    run: Run, asks: list[Ask], requests: list[Request], results: list[Result | None], seed_texts: set[str]
+) -> list[Record]:
     """The candidate instructions in a round's answers, in request order; what cannot be parsed
     and copies of seed tasks are dropped with their reason."""
     out: list[Record] = []
@@ -95,10 +98,12 @@ def _instructions(run: Run, asks: list[Ask], requests: list[Request], results: l
                     # Small models copy their demonstrations; a seed is not new data.
                     run.funnel.reject(Record(instruction=item.instruction), "bootstrap", "copies_seed")
                     continue
-                out.append(Record(
-                    instruction=item.instruction.strip(),
-                    input=item.input,
-                    output=item.output,
-                    meta={**{k: v for k, v in req.meta.items() if k in _LINEAGE}, "finish_reason": finish},
-                ))
+                out.append(
+                    Record(
+                        instruction=item.instruction.strip(),
+                        input=item.input,
+                        output=item.output,
+                        meta={**{k: v for k, v in req.meta.items() if k in _LINEAGE}, "finish_reason": finish},
+                    )
+                )
     return out

@@ -22,8 +22,9 @@ from generator.run.store import RunStore
 class Sender:
     """Sends a stage's requests, reusing what the run directory already holds."""
 
-    def __init__(self, sampling: SamplingConfig, engine: Engine, store: RunStore, model: str,
-                 progress: Progress | None = None):
+    def __init__(
+        self, sampling: SamplingConfig, engine: Engine, store: RunStore, model: str, progress: Progress | None = None
+    ):
         self.sampling = sampling
         self.engine = engine
         self.store = store
@@ -31,8 +32,9 @@ class Sender:
         self.progress = progress or Progress(enabled=False)
         self.cached: dict[str, Result] = {r.request_id: r for r in store.results()}
 
-    def request(self, template: PromptTemplate, variables: dict[str, Any], meta: dict[str, Any],
-                **extra: Any) -> Request:
+    def request(
+        self, template: PromptTemplate, variables: dict[str, Any], meta: dict[str, Any], **extra: Any
+    ) -> Request:
         """The request for `template` with `variables`: sampling from the config, then the
         template's own settings, then `extra`; its id is stable across runs."""
         s = self.sampling
@@ -48,8 +50,9 @@ class Sender:
             params["seed"] = (s.seed + zlib.crc32(repr(sorted(variables.items())).encode())) % 2**31
         values = {**template.meta.defaults, **variables}
         rid = request_id(template.name, _plain(values), self.model, params)
-        return Request(id=rid, messages=render(template, values), params=params,
-                       meta={**meta, "template": template.name})
+        return Request(
+            id=rid, messages=render(template, values), params=params, meta={**meta, "template": template.name}
+        )
 
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
@@ -76,8 +79,15 @@ class Sender:
 
         def chat(conversations: list[list[dict[str, str]]], extra: dict[str, Any]) -> list[str | None]:
             params = {"temperature": 0.0, "max_tokens": 256, **extra}
-            requests = [Request(id=request_id("chat", {"messages": m}, self.model, params), messages=m,
-                                params=params, meta={"stage": "filter"}) for m in conversations]
+            requests = [
+                Request(
+                    id=request_id("chat", {"messages": m}, self.model, params),
+                    messages=m,
+                    params=params,
+                    meta={"stage": "filter"},
+                )
+                for m in conversations
+            ]
             results = asyncio.run_coroutine_threadsafe(self.send(requests), loop).result()
             return [r.texts[0] if r is not None and r.texts else None for r in results]
 

@@ -20,6 +20,16 @@ from generator.core.errors import Interrupted
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _unwind(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_unwinds() -> None:
+    """SIGTERM (a batch scheduler's stop) unwinds like Ctrl-C for every command, so servers are
+    stopped and files closed on the way out; `generate` replaces this with `StopSignals`."""
+    signal.signal(signal.SIGTERM, _unwind)
+
+
 class StopSignals:
     """Installed with `with StopSignals(run_dir) as stop:`; the previous handlers come back on exit.
 
@@ -38,8 +48,7 @@ class StopSignals:
             self._previous[sig] = signal.signal(sig, self._note)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
@@ -49,7 +58,7 @@ class StopSignals:
 
     def _note(self, signum: int, frame: object) -> None:
         if not self.deferring:
-            raise KeyboardInterrupt
+            _unwind(signum, frame)
         self.received = signum
         if self._stop_engine is not None:
             loop, stop = self._stop_engine
@@ -66,5 +75,6 @@ class StopSignals:
 
 
 def interrupted(run_dir: Path) -> Interrupted:
-    return Interrupted(f"stopped; every finished request is saved in {run_dir}. Run the same command "
-                       "again to resume where it stopped.")
+    return Interrupted(
+        f"stopped; every finished request is saved in {run_dir}. Run the same command again to resume where it stopped."
+    )

@@ -41,9 +41,11 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 class ForeignRun(ConfigError):
     """The run directory holds results that another config (or an unknown one) made."""
 
-    def __init__(self, problem: str,
-                 fix: str = "open it with fresh=True to start over, force=True to continue anyway, "
-                 "or use another run_dir") -> None:
+    def __init__(
+        self,
+        problem: str,
+        fix: str = "open it with fresh=True to start over, force=True to continue anyway, or use another run_dir",
+    ) -> None:
         super().__init__(f"{problem}; {fix}")
         self.problem = problem
 
@@ -119,8 +121,7 @@ class RunStore:
         except BlockingIOError:
             os.close(fd)
             raise ConfigError(
-                f"{self.run_dir} is in use by another instructforge process; wait for it to end "
-                "or use another run_dir"
+                f"{self.run_dir} is in use by another instructforge process; wait for it to end or use another run_dir"
             ) from None
         return fd
 
@@ -193,10 +194,7 @@ class RunStore:
         self._buffer.append(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
         # Batches when results stream in; each result at once when they trickle in (a slow
         # server), so that none waits in the buffer for the next one.
-        if (
-            len(self._buffer) >= self._flush_every
-            or time.monotonic() - self._last_flush >= self._flush_interval_s
-        ):
+        if len(self._buffer) >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 
     def flush(self) -> None:
