@@ -278,3 +278,13 @@ def test_a_template_without_a_user_block_is_rejected():
     )
     with pytest.raises(ConfigError, match=r"mine\.jinja: no 'user' block; wrap the prompt in"):
         template_from_string(src, path="mine.jinja")
+
+
+def test_a_filter_prompt_cannot_play_a_generation_role() -> None:
+    from generator.config import parse_config
+    from generator.core.errors import ConfigError
+    from generator.prompting.roles import load_templates
+
+    config = parse_config({"generation": {"templates": {"response": "judge"}}})
+    with pytest.raises(ConfigError, match=r"generation.templates.response: 'judge' is a filter's prompt.*'response'"):
+        load_templates(config)

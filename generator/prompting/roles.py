@@ -6,7 +6,8 @@ role may read the role's variables (and those it gives defaults for), and nothin
 
 from __future__ import annotations
 
-from generator.config import Config
+from generator.config import Config, TemplatesConfig
+from generator.core.errors import ConfigError
 from generator.prompting.templates import PromptTemplate, check_variables, load_template
 
 ROLE_VARIABLES: dict[str, set[str]] = {
@@ -29,6 +30,12 @@ def load_templates(config: Config) -> dict[str, PromptTemplate]:
     for role, ref in config.generation.templates.model_dump().items():
         local = config.resolve(ref)
         tpl = load_template(local if local.is_file() else ref)
+        if tpl.meta.parser is None:
+            raise ConfigError(
+                f"generation.templates.{role}: {ref!r} is a filter's prompt (produces: {tpl.meta.produces}), "
+                f"not a generation template; use a template with a parser, such as the built-in "
+                f"{TemplatesConfig.model_fields[role].default!r}"
+            )
         check_variables(tpl, ROLE_VARIABLES[role])
         out[role] = tpl
     return out
