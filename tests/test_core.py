@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import doctest
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,16 @@ from jinja2.exceptions import SecurityError, UndefinedError
 
 from generator.core import text
 from generator.core.errors import ConfigError
-from generator.core.files import atomic_open, swap_dir, write_atomic, write_json
+from generator.core.files import (
+    HOST,
+    LEFTOVER,
+    atomic_open,
+    clean_stale,
+    swap_dir,
+    temp_name,
+    write_atomic,
+    write_json,
+)
 from generator.core.sandbox import body_source, environment, read_front_matter, text_template
 
 # -- atomic writes --------------------------------------------------------------------------------
@@ -51,8 +63,8 @@ def test_swap_dir_replaces_a_folder_whole(tmp_path: Path) -> None:
     target = tmp_path / "dataset"
     target.mkdir()
     (target / "stale.parquet").write_text("x")
-    with swap_dir(target, staging=".dataset.tmp-1") as tmp:
-        assert tmp == tmp_path / ".dataset.tmp-1" and not any(tmp.iterdir())
+    with swap_dir(target) as tmp:
+        assert tmp == tmp_path / temp_name("dataset") and not any(tmp.iterdir())
         (tmp / "new.parquet").write_text("y")
     assert [p.name for p in target.iterdir()] == ["new.parquet"]
     assert [p.name for p in tmp_path.iterdir()] == ["dataset"]  # no staging or old folder left
@@ -77,6 +89,66 @@ def test_swap_dir_without_replace_keeps_the_first_writer(tmp_path: Path) -> None
         (target / "meta.json").write_text("theirs")
     assert (target / "meta.json").read_text() == "theirs"
     assert [p.name for p in tmp_path.iterdir()] == ["table"]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temp_names_carry_the_owner_pid_and_host() -> None:
+    assert temp_name("dataset") == f".dataset.tmp-{os.getpid()}@{HOST}"
+    assert temp_name("dataset", "old", pid=7) == f".dataset.old-7@{HOST}"
+    assert LEFTOVER.match(temp_name("results.jsonl"))["name"] == "results.jsonl"
+
+
+def test_clean_stale_removes_dead_owners_only(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        leftovers = {
+            "dead_dir": tmp_path / temp_name("dataset", pid=dead),
+            "dead_old": tmp_path / temp_name("dataset", "old", pid=dead),
+            "dead_file": tmp_path / temp_name("funnel.json", pid=dead),
+            "pid_zero": tmp_path / temp_name("dataset", pid=0),
+        }
+        kept = {
+            "ours": tmp_path / temp_name("dataset"),
+            "sleeping_child": tmp_path / temp_name("dataset", pid=sleeper.pid),
+            "other_host": tmp_path / f".dataset.tmp-{dead}@another-host",
+            "not_ours": tmp_path / f".dataset.tmp-{dead}",  # no host: not our pattern
+            "target": tmp_path / "dataset",
+        }
+        for path in [*leftovers.values(), *kept.values()]:
+            path.mkdir() if "funnel" not in path.name else path.write_text("{}")
+        assert sorted(clean_stale(tmp_path)) == sorted(leftovers.values())
+        assert sorted(tmp_path.iterdir()) == sorted(kept.values())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_clean_stale_by_name_and_a_reused_pid(tmp_path: Path) -> None:
+    other = tmp_path / temp_name("model", pid=_dead_pid())
+    other.mkdir()
+    reused = tmp_path / temp_name("dataset")  # our pid, but the folder is older than this process
+    reused.mkdir()
+    os.utime(reused, (0, 0))
+    assert clean_stale(tmp_path, "dataset") == [reused] and other.is_dir()
+    assert clean_stale(tmp_path / "missing") == []
+
+
+def test_write_paths_remove_leftovers_of_a_killed_writer(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    staged = tmp_path / temp_name("dataset", pid=dead)
+    (staged / "data").mkdir(parents=True)
+    half = tmp_path / temp_name("state.json", pid=dead)
+    half.write_text("{")
+    with swap_dir(tmp_path / "dataset") as tmp:
+        (tmp / "x").write_text("y")
+    write_json(tmp_path / "state.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "state.json"]
 
 
 # -- the sandbox ------------------------------------------------------------------------------------

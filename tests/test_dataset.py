@@ -147,6 +147,55 @@ def test_rewrite_removes_shards_of_the_previous_write(records, info, tmp_path):
     assert not list(tmp_path.glob(".ds.*"))  # no temporary folders left behind
 
 
+_KILLED_WRITE = """
+import json, os, signal, sys
+from pathlib import Path
+from generator.core.records import Record
+from generator.publish import dataset
+
+def die(*args, **kwargs):  # the card is rendered inside the staging block: be killed there
+    os.kill(os.getpid(), signal.SIGKILL)
+
+dataset.render_card = die
+lines = Path(sys.argv[1]).read_text(encoding="utf-8").splitlines()
+info = dataset.DatasetInfo(name="x", pretty_name="x", model="m", model_revision=None, templates=[],
+                           sampling={}, funnel={"candidates": 0, "kept": 0, "dropped": 0, "drops": {}}, engine={},
+                           created_at="2026-01-01", version="0")
+dataset.write_dataset([Record.from_row(json.loads(x)) for x in lines], Path(sys.argv[2]), info,
+                      test_ratio=0.0, split_seed=0)
+"""
+
+
+def test_a_write_killed_midway_is_cleaned_by_the_next_one(records, info, tmp_path, tests_dir):
+    import os
+    import subprocess
+    import sys
+
+    from generator.core.files import temp_name
+
+    out = tmp_path / "ds"
+    write_dataset(records[:3], out, info, test_ratio=0.0, split_seed=0)
+    (out / "data" / "train-00000-of-00001.parquet").rename(out / "data" / "old.parquet")  # a marker
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITE, str(tests_dir / "data" / "dataset_records.jsonl"), str(out)],
+        cwd=tests_dir.parent, env={**os.environ, "PYTHONPATH": str(tests_dir.parent)}, stderr=subprocess.PIPE,
+    )
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == -9, err.decode()
+    staged = tmp_path / temp_name("ds", pid=child.pid)
+    assert (staged / "data").is_dir() and (out / "data" / "old.parquet").is_file()  # the old dataset stands
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / temp_name("ds", pid=sleeper.pid)  # a writer still at work
+        live.mkdir()
+        write_dataset(records, out, info, test_ratio=0.0, split_seed=0)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ds", live.name])
+        assert len(read_rows(out)) == len(records)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_card_metadata_and_sections(records, info, tmp_path):
     out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
     meta = _card_yaml(out)

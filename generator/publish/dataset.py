@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import statistics
 from collections import Counter
@@ -208,7 +207,7 @@ def write_dataset(
         # columns, not from_list: an empty split still gets every column
         dsets[name] = Dataset.from_dict({col: [row[col] for row in rows] for col in feats}, features=feats)
 
-    with swap_dir(out_dir, staging=f".{out_dir.name}.tmp-{os.getpid()}") as tmp:
+    with swap_dir(out_dir) as tmp:
         (tmp / DATA_DIR).mkdir()
         for name, ds in dsets.items():
             n = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
