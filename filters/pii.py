@@ -30,7 +30,12 @@ _FIELDS = ("instruction", "input", "output")
 
 Span = tuple[int, int, str]  # start, end, kind
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
+# The local part: RFC 5322's atext (letters, digits and ! # $ % & ' * + - / = ? ^ _ ` { | } ~) and
+# dots, starting with a letter or digit: a quote, backtick or brace before the name is the text's
+# punctuation ('bob@x.org', `bob@x.org`), not the address. Dots are taken anywhere (a doubled or
+# trailing one is not legal, but redacting the near-address is the safe side). Quoted local parts
+# ("john doe"@x.org) are not looked for.
+_EMAIL = re.compile(r"(?<![\w!#$%&*+/=?^~-])\w[\w.!#$%&'*+/=?^`{|}~-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
 # RFC 2606/6761 names reserved for documentation: "user@example.com" is nobody's address.
 _DOC_DOMAIN = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|invalid|localhost)$", re.I)
 # Every kind but email and street address has a run like this (seven digits or more with separators):
@@ -43,6 +48,7 @@ _PHONE = re.compile(
     r"\d{1,4}(?:[ .-]?\d{1,4}){1,5}(?!\w)"
 )
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+_ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}(?!\d)")  # "2024-01-10 08:15" is a timestamp
 _CARD = re.compile(r"(?<![\d.,-])(?:\d[ -]?){12,18}\d(?![\d.,]\d|-\d)")
 # Issuer prefixes and lengths: Visa, Mastercard, Amex, Discover, JCB, Diners.
 _CARD_IIN = re.compile(
@@ -87,8 +93,21 @@ _STREET_SUFFIXES = (
     "Square",
     "Sq",
 )
+_UNIT = r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm)\.? ?#?[0-9]{1,5}[A-Z]?|,? #[0-9]{1,5}[A-Z]?)"
+_PLACE = r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2}"
+_US_STATE_ZIP = r"[A-Z]{2},? [0-9]{5}(?:-[0-9]{4})?"
+_UK_POSTCODE = r"[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}"
+_ZIP = r"[0-9]{5}(?:-[0-9]{4})?"
+# The whole address: the street, then (after a comma) an optional unit, the city, and a US state and
+# ZIP or a UK postcode or a bare ZIP. A city with no postal code counts only when the sentence or
+# clause ends after it ("221B Baker Street, London."): "5 Main Street, John said" keeps "John".
 _STREET = re.compile(
-    r"[0-9]{1,5}[A-Z]? [A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,3}\s+(?:" + "|".join(_STREET_SUFFIXES) + r")\b\.?"
+    r"[0-9]{1,5}[A-Z]? [A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,3}\s+(?:"
+    + "|".join(_STREET_SUFFIXES)
+    + rf")\b\.?(?: [NS]?[EW]\b| [NS]\b)?{_UNIT}?"
+    + rf"(?:, {_PLACE}(?:,? (?:{_US_STATE_ZIP}|{_UK_POSTCODE}|{_ZIP})\b|(?=[,.;:!?)]|$))"
+    + rf"|,? (?:{_US_STATE_ZIP}|{_UK_POSTCODE})\b)?"
+    + r"(?:,? (?:USA|US|UK|United States|United Kingdom)\b)?"
 )
 _STREET_HINTS = tuple(f" {suffix}" for suffix in _STREET_SUFFIXES)
 
@@ -199,7 +218,7 @@ class PIIFilter(Filter):
             # The decimals of "3.14159265358" are not a phone number.
             if start > 1 and text[start - 1] in ".," and text[start - 2].isdigit():
                 continue
-            if not 7 <= sum(c.isdigit() for c in cand) <= 15 or _DATE.fullmatch(cand):
+            if not 7 <= sum(c.isdigit() for c in cand) <= 15 or _DATE.fullmatch(cand) or _ISO_DATE.match(cand):
                 continue
             try:
                 number = phonenumbers.parse(cand, self.phone_region)

@@ -246,7 +246,11 @@ class RefusalSpec(FilterSpec):
 
 class PIISpec(FilterSpec):
     """Finds personal data (validated by phonenumbers and python-stdnum) and drops the record or
-    replaces each span with a typed placeholder such as `<EMAIL>`."""
+    replaces each span with a typed placeholder such as `<EMAIL>`. Emails: any local part of RFC
+    5322 characters (`j.o'brien+x@acme.org`), not quoted ones. Street addresses: number first, then
+    a street type (`221B Baker Street`, `12 Main St.`), replaced whole with what follows it: a unit
+    (`Apt 4B`), the city, a US state and ZIP, a UK postcode or a ZIP, and the country (US, UK);
+    name-first shapes (`Hauptstraße 5`, `rue de la Paix`) and PO boxes are not found."""
 
     name: Literal["pii"] = "pii"
     action: Literal["drop", "redact"] = Field(

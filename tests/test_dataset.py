@@ -178,7 +178,9 @@ def test_a_write_killed_midway_is_cleaned_by_the_next_one(records, info, tmp_pat
     (out / "data" / "train-00000-of-00001.parquet").rename(out / "data" / "old.parquet")  # a marker
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_WRITE, str(tests_dir / "data" / "dataset_records.jsonl"), str(out)],
-        cwd=tests_dir.parent, env={**os.environ, "PYTHONPATH": str(tests_dir.parent)}, stderr=subprocess.PIPE,
+        cwd=tests_dir.parent,
+        env={**os.environ, "PYTHONPATH": str(tests_dir.parent)},
+        stderr=subprocess.PIPE,
     )
     _, err = child.communicate(timeout=120)
     assert child.returncode == -9, err.decode()

@@ -22,7 +22,7 @@ FOUND = [
     ("My SSN is 536-90-4399.", "My SSN is <NATIONAL_ID>."),
     ("CPF 390.533.447-05 on file.", "CPF <NATIONAL_ID> on file."),
     ("DNI 54362315K en vigor.", "DNI <NATIONAL_ID> en vigor."),
-    ("She lives at 221B Baker Street, London.", "She lives at <STREET_ADDRESS>, London."),
+    ("She lives at 221B Baker Street, London.", "She lives at <STREET_ADDRESS>."),
     ("Mail a@b.co and call 202-555-0143.", "Mail <EMAIL> and call <PHONE>."),
 ]
 
@@ -75,6 +75,70 @@ def test_redacts_each_kind(text: str, redacted: str) -> None:
     ],
 )
 def test_leaves_look_alikes(text: str) -> None:
+    assert PIIFilter().find(text) == []
+
+
+# Emails with every legal local-part character, and addresses replaced whole: street, unit, city,
+# state and postal code.
+WHOLE = [
+    pytest.param("Write to j.o'brien@acme.org today.", "Write to <EMAIL> today.", id="email-apostrophe"),
+    pytest.param("Ask o'neil+tag@mail.co.uk.", "Ask <EMAIL>.", id="email-apostrophe-plus"),
+    pytest.param("Mail a!b#c$d%e&f*g+h/i=j?k^l_m`n{o|p}q~r-s@acme.org now.", "Mail <EMAIL> now.", id="email-all-atext"),
+    pytest.param("Mail 'bob@acme.org' now.", "Mail '<EMAIL>' now.", id="email-in-single-quotes"),
+    pytest.param("Run `ann.lee@corp.io` here.", "Run `<EMAIL>` here.", id="email-in-backticks"),
+    pytest.param("It's o'clock: write ann@corp.io.", "It's o'clock: write <EMAIL>.", id="email-after-apostrophes"),
+    pytest.param("Write to a..b@acme.org.", "Write to <EMAIL>.", id="email-doubled-dot-still-redacted"),
+    pytest.param("She lives at 221B Baker Street, London NW1 6XE.", "She lives at <STREET_ADDRESS>.", id="uk-postcode"),
+    pytest.param(
+        "Post it to 10 Downing Street, London, SW1A 2AA, UK.", "Post it to <STREET_ADDRESS>.", id="uk-country"
+    ),
+    pytest.param(
+        "Ship to 42 Elm Road, Springfield, IL 62704-1234 by Monday.",
+        "Ship to <STREET_ADDRESS> by Monday.",
+        id="us-zip4",
+    ),
+    pytest.param(
+        "Send 1600 Pennsylvania Avenue NW, Washington, DC 20500 a card.",
+        "Send <STREET_ADDRESS> a card.",
+        id="us-directional",
+    ),
+    pytest.param("Mail 12 Main St., Apt 4B, Springfield, IL 62704.", "Mail <STREET_ADDRESS>.", id="us-unit"),
+    pytest.param(
+        "He lives at 350 Fifth Avenue, New York, NY 10118.", "He lives at <STREET_ADDRESS>.", id="us-two-word-city"
+    ),
+    pytest.param(
+        "We met at 5 Oak Lane, Boston, and then left.",
+        "We met at <STREET_ADDRESS>, and then left.",
+        id="city-before-comma",
+    ),
+    pytest.param(
+        "Drop it at 5 Main Street, John said.",
+        "Drop it at <STREET_ADDRESS>, John said.",
+        id="no-city-when-the-clause-goes-on",
+    ),
+]
+
+# Apostrophes, @ and dots in prose, versions and handles: nothing to redact.
+NOT_WHOLE = [
+    pytest.param("don't @ me", id="dont-at-me"),
+    pytest.param("Build v1.2@beta before the release.", id="version-at-tag"),
+    pytest.param("It's the team's job; they'll ship at 5pm.", id="prose-apostrophes"),
+    pytest.param("Ping @o'brien on the channel.", id="handle"),
+    pytest.param("pip install pkg==1.2 and git tag v1.2@{upstream}.", id="git-ref"),
+    pytest.param("The cat's toy is @home.", id="at-word"),
+    pytest.param("Turn left on Main Street after the bridge.", id="street-without-number"),
+    pytest.param("The job ran at 2024-01-10 08:15:02 and failed.", id="iso-timestamp"),
+]
+
+
+@pytest.mark.parametrize(("text", "redacted"), WHOLE)
+def test_redacts_emails_and_addresses_whole(text: str, redacted: str) -> None:
+    flt = PIIFilter()
+    assert flt.redact(text, flt.find(text)) == redacted
+
+
+@pytest.mark.parametrize("text", NOT_WHOLE)
+def test_leaves_apostrophes_and_at_signs_in_prose(text: str) -> None:
     assert PIIFilter().find(text) == []
 
 
