@@ -49,7 +49,7 @@ def info() -> DatasetInfo:
         templates=["self_instruct.jinja", "response.jinja"],
         sampling={"temperature": 0.7, "top_p": 0.95},
         funnel=FUNNEL,
-        engine={"requests": 80, "output_tokens": 5000},
+        engine={"requests": 80, "completion_tokens": 5000},
         created_at="2026-11-23",
         version="0.1.0",
     )
@@ -198,6 +198,52 @@ def test_a_write_killed_midway_is_cleaned_by_the_next_one(records, info, tmp_pat
         sleeper.wait()
 
 
+def _engine_stats(errors: dict[str, int], url: str) -> dict:
+    """An engine's `to_dict()` as the run passes it to the card."""
+    endpoint = {"url": url, "requests": 68, "ok": 66, "failed": 2, "retried": 5, "prompt_tokens": 13356,
+                "completion_tokens": 8548, "taken_out": 0, "errors": errors}  # fmt: skip
+    return {
+        "requests": 68, "ok": 66, "failed": 2, "retried": 5, "prompt_tokens": 13356, "completion_tokens": 8548,
+        "errors": errors, "elapsed_s": 73.234, "completion_tokens_per_s": 116.72, "endpoints": {url: endpoint},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("errors", "by_kind"),
+    [
+        pytest.param({}, "none", id="no-failures"),
+        pytest.param({"timeout": 2, "http_5xx": 5, "http_429": 0}, "http_5xx 5, timeout 2", id="by-kind"),
+    ],
+)
+def test_card_engine_table_is_readable_and_names_no_endpoint(records, info, tmp_path, errors, by_kind):
+    url = "http://127.0.0.1:33649/v1"
+    info.engine = _engine_stats(errors, url)
+    card = (write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0) / "README.md").read_text()
+    table = card.split("## How it was generated")[1].split("Sampling parameters")[0]
+    assert [line for line in table.splitlines() if line.startswith("| ") and "`" not in line][1:] == [
+        "| seed tasks | builtin |",
+        "| requests | 68 |",
+        "| failed requests | 2 |",
+        "| retried attempts | 5 |",
+        f"| failed attempts by kind | {by_kind} |",
+        "| prompt tokens | 13,356 |",
+        "| completion tokens | 8,548 |",
+        "| completion tokens per second | 116.7 |",
+        "| elapsed | 1 min 13 s |",
+        "| endpoints | 1 |",
+    ]
+    assert "127.0.0.1" not in card and "33649" not in card and "{}" not in card and "{'" not in card
+
+
+def test_a_card_template_sees_no_endpoint_url(records, info, tmp_path):
+    info.engine = _engine_stats({}, "http://127.0.0.1:33649/v1")
+    template = tmp_path / "card.md.jinja"
+    template.write_text("---\n{{ metadata }}---\n{{ info.engine }}\n", encoding="utf-8")
+    out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.0, split_seed=0, card_template=template)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "'requests': 68" in card and "127.0.0.1" not in card
+
+
 def test_card_metadata_and_sections(records, info, tmp_path):
     out = write_dataset(records, tmp_path / "ds", info, test_ratio=0.25, split_seed=0)
     meta = _card_yaml(out)
@@ -222,7 +268,7 @@ def test_card_metadata_and_sections(records, info, tmp_path):
         "**40** candidates went in, **12** were kept",
         "## Limitations",
         '"temperature": 0.7',
-        "| output tokens | 5,000 |",
+        "| completion tokens | 5,000 |",
         "## Examples",
         "| instruction |",
     ]:

@@ -336,8 +336,50 @@ def _fence(*texts: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def _elapsed(seconds: float) -> str:
+    """`73.2` -> "1 min 13 s"; `4000` -> "1 h 6 min"."""
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.1f} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def engine_rows(engine: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's generation figures as (label, value) rows, from an engine's `to_dict()` (or a
+    merge's totals). Endpoint URLs never appear (a managed server's is a throwaway 127.0.0.1 port,
+    an external one is the user's infrastructure): only how many there were."""
+    rows: list[tuple[str, str]] = []
+
+    def add(key: str, label: str, fmt: Any = "{:,}") -> None:
+        if engine.get(key) is not None:
+            rows.append((label, fmt(engine[key]) if callable(fmt) else fmt.format(engine[key])))
+
+    add("shards", "shards")
+    add("requests", "requests")
+    add("failed", "failed requests")
+    add("retried", "retried attempts")
+    if "errors" in engine:
+        errors = {k: v for k, v in engine["errors"].items() if v}
+        by_kind = ", ".join(
+            f"{kind} {count:,}" for kind, count in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        rows.append(("failed attempts by kind", by_kind or "none"))
+    add("prompt_tokens", "prompt tokens")
+    add("completion_tokens", "completion tokens")
+    add("completion_tokens_per_s", "completion tokens per second", "{:,.1f}")
+    add("elapsed_s", "elapsed", _elapsed)
+    if engine.get("endpoints"):
+        rows.append(("endpoints", str(len(engine["endpoints"]))))
+    return rows
+
+
 def render_card(template: Any, info: DatasetInfo, splits: dict[str, list[Record]], dsets: Any) -> str:
     metadata = yaml.safe_dump(card_metadata(info, dsets), sort_keys=False, allow_unicode=True)
+    info_vars = asdict(info)
+    # No endpoint URL reaches a template, the built-in one or a user's.
+    info_vars["engine"] = {k: v for k, v in info.engine.items() if k != "endpoints"}
     examples = [
         {
             "instruction": _clip(r.instruction),
@@ -351,7 +393,8 @@ def render_card(template: Any, info: DatasetInfo, splits: dict[str, list[Record]
     try:
         return template.render(
             metadata=metadata,
-            info=asdict(info),
+            info=info_vars,
+            engine_rows=engine_rows(info.engine),
             stats=card_statistics(splits),
             funnel=info.funnel,
             funnel_rows=funnel_rows(info.funnel),
