@@ -9,6 +9,9 @@ Three keys, each exact for what it is used for; they differ on purpose and are n
   punctuation are ignored, so seeds that differ in wording stay apart.
 - `echo_key`: does an output merely repeat its input or instruction (filters.heuristics)?
   Case and every run of non-word characters, underscores included, are ignored.
+- `copy_key`: is a generated output the one a prompt's worked example shows (run.complete)?
+  Case, width, spacing and the punctuation around the text are ignored; signs, units and the
+  punctuation inside it count ("212 °F" and "-5" stay as they are).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ _POLITE = re.compile(
 )
 _POLITE_END = re.compile(r"\s*\b(?:please|thanks|thank you)$")
 _NON_WORD = re.compile(r"[\W_]+")
+_AROUND = ".,;:!?…\"'`“”‘’«»()[]{}*_ \t\n\r"
 
 
 def dedup_key(text: str) -> str:
@@ -62,3 +66,16 @@ def echo_key(text: str) -> str:
     'positive sentiment yes'
     """
     return _NON_WORD.sub(" ", text.casefold()).strip()
+
+
+def copy_key(text: str) -> str:
+    """Case-folded, width-folded, spacing collapsed, sentence punctuation, quotes and brackets
+    around the text removed.
+
+    >>> copy_key('  "212  °F." ')
+    '212 °f'
+    >>> copy_key("**Positive**")
+    'positive'
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(text.strip(_AROUND).split())

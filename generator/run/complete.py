@@ -10,6 +10,7 @@ with its reason (stage `instances`).
 from __future__ import annotations
 
 from generator.core.records import Record
+from generator.core.text import copy_key, echo_key
 from generator.prompting.parse import Item, parse
 from generator.run.context import Run
 from generator.run.sender import Sender
@@ -64,7 +65,8 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
             continue
         parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
         prompt = "\n".join(m["content"] for m in req.messages or [])
-        good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt)]
+        shown = shown_examples(tpl.meta.parser, prompt)
+        good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt, shown, r.instruction)]
         if not good:
             reason = (
                 "copied_from_prompt"
@@ -107,10 +109,40 @@ async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Rec
     return out
 
 
-def _copied(item: Item, prompt: str) -> bool:
-    """The instance stands in the prompt as it is: its input and output, or (with no input) an
-    output long enough not to be a short label or number that may well recur."""
+def shown_examples(parser: str, prompt: str) -> list[tuple[str, str]]:
+    """(input, output) of each worked example in `prompt`, as `copy_key`s: the prompt read by the
+    template's own parser, each value cut at its first blank line (the last example would
+    otherwise run on into the rest of the prompt)."""
+    pairs = []
+    for it in parse(parser, prompt).items:
+        output = copy_key(it.output.split("\n\n")[0])
+        if output:
+            pairs.append((copy_key(it.input.split("\n\n")[0]), output))
+    return pairs
+
+
+def _contains(text: str, part: str) -> bool:
+    """`part` stands in `text` as whole words (case and punctuation ignored)."""
+    part = echo_key(part)
+    return bool(part) and f" {part} " in f" {echo_key(text)} "
+
+
+def _copied(item: Item, prompt: str, shown: list[tuple[str, str]], instruction: str) -> bool:
+    """The instance copies the prompt: its input and output stand in the prompt as they are, or
+    (with no input) an output of 20 characters or more does; or its output (or the output's first
+    paragraph) is, as `copy_key`s, the output of a worked example (`shown`), whatever its length.
+    That last one is no copy when the task makes it the right answer: the instance's input is that
+    example's input (or, with no input, the instruction holds it: "Convert 100 °C to
+    Fahrenheit."), or the instruction names the output ("... as positive or negative")."""
     output, input_ = item.output.strip(), item.input.strip()
+    if input_ and input_ in prompt and output in prompt:
+        return True
+    if not input_ and len(output) >= 20 and output in prompt:
+        return True
+    keys = {copy_key(output), copy_key(output.split("\n\n")[0])}  # the copy, then chatter after it
+    examples = [shown_input for shown_input, shown_output in shown if shown_output in keys]
+    if not examples or _contains(instruction, output):
+        return False
     if input_:
-        return input_ in prompt and output in prompt
-    return len(output) >= 20 and output in prompt
+        return copy_key(input_) not in examples
+    return not any(_contains(instruction, shown_input) for shown_input in examples if shown_input)
