@@ -10,8 +10,8 @@ the store and the rounds loop dominate rather than the model or the filters.
     python scripts/bench_run.py --sizes 10000 100000 1000000
     python scripts/bench_run.py --keep /tmp/bench_runs   # keep the run directories
 
-Prints one row per size (requests, wall s, requests/s, CPU s per 1k requests, peak RSS MiB) and
-the RSS growth between the two largest sizes.
+Prints one row per size (requests, wall s, requests/s, CPU s per 1k requests, peak RSS MiB, and
+the peak before the dataset write starts) and the RSS growth between the two largest sizes.
 """
 
 from __future__ import annotations
@@ -48,15 +48,27 @@ def _config(run_dir: Path, url: str, requests: int, concurrency: int) -> str:
 
 def child(config_path: str) -> None:
     """One run, in this process; prints its figures as one JSON line."""
+    import resource
+
     from generator.config import load_config
+    from generator.publish.writer import DatasetWriter
     from generator.run.pipeline import generate
 
+    # The peak before the dataset write: what generating (engine, store, rounds, filters) holds,
+    # apart from what writing the dataset adds on top.
+    before_write: list[float] = []
+    write = DatasetWriter.write
+
+    def measured_write(self: DatasetWriter, *args: object, **kwargs: object) -> object:
+        before_write.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return write(self, *args, **kwargs)
+
+    DatasetWriter.write = measured_write  # type: ignore[method-assign]
     config = load_config(config_path)
     start = time.perf_counter()
     result = generate(config, fresh=True, progress=False)
     seconds = time.perf_counter() - start
-    engine = result.stats.get("engine", {})
-    print(json.dumps({"seconds": seconds, "records": result.records, "engine": engine}))
+    print(json.dumps({"seconds": seconds, "records": result.records, "peak_before_write_mib": before_write[0]}))
 
 
 def _one(url: str, requests: int, concurrency: int, work: Path) -> dict[str, float]:
@@ -83,6 +95,7 @@ def _one(url: str, requests: int, concurrency: int, work: Path) -> dict[str, flo
         "requests_per_s": round(sent / row["seconds"]),
         "cpu_s_per_1k": round(cpu / sent * 1000, 3),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "peak_before_write_mib": round(row["peak_before_write_mib"], 1),
     }
 
 
@@ -102,8 +115,8 @@ def main() -> None:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         print(f"fake server {url}, concurrency {args.concurrency}, load {os.getloadavg()[0]:.1f}", flush=True)
-        print("| requests | records | wall s | req/s | CPU s per 1k | peak RSS MiB |", flush=True)
-        print("| --- | --- | --- | --- | --- | --- |", flush=True)
+        print("| requests | records | wall s | req/s | CPU s per 1k | peak RSS MiB | peak before the write MiB |")
+        print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
         rows = []
         for n in args.sizes:
             if args.keep:
@@ -115,14 +128,15 @@ def main() -> None:
             rows.append(row)
             print(
                 f"| {row['requests']:,} | {row['records']:,} | {row['wall_s']} | {row['requests_per_s']:,} "
-                f"| {row['cpu_s_per_1k']} | {row['peak_rss_mib']} |",
+                f"| {row['cpu_s_per_1k']} | {row['peak_rss_mib']} | {row['peak_before_write_mib']} |",
                 flush=True,
             )
         if len(rows) >= 2:
             a, b = rows[-2], rows[-1]
             print(
                 f"peak RSS {a['requests']:,} -> {b['requests']:,} requests: {a['peak_rss_mib']} -> "
-                f"{b['peak_rss_mib']} MiB ({(b['peak_rss_mib'] / a['peak_rss_mib'] - 1):+.0%}); "
+                f"{b['peak_rss_mib']} MiB ({(b['peak_rss_mib'] / a['peak_rss_mib'] - 1):+.0%}), before the write "
+                f"{a['peak_before_write_mib']} -> {b['peak_before_write_mib']} MiB; "
                 f"CPU s per 1k {a['cpu_s_per_1k']} -> {b['cpu_s_per_1k']}; load {os.getloadavg()[0]:.1f}"
             )
     finally:
