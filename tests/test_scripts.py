@@ -341,3 +341,18 @@ def test_ray_multinode_wants_two_nodes_or_more() -> None:
     result = _run("ray_multinode.sh", "configs/gpu-70b-tp8.yaml", NODES="1", DRY_RUN="1")
     assert result.returncode == 2
     assert "one node is scripts/run_gpu.sh's job" in result.stderr
+
+
+def test_bench_run_measures_a_small_whole_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PY, str(SCRIPTS / "bench_run.py"), "--sizes", "300", "600", "--keep", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 2, done.stdout
+    assert "peak RSS" in done.stdout.splitlines()[-1]
+    assert (tmp_path / "run-600" / "dataset" / "README.md").is_file()

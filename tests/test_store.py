@@ -199,3 +199,52 @@ def test_fingerprint_changes_lists_each_leaf() -> None:
         "a.c: 2 -> 3",
         "d: (unset) -> 4",
     ]
+
+
+def test_get_reads_a_stored_result_back_after_reopen(tmp_path: Path) -> None:
+    written = [ok("a", "é ü"), bad("b"), ok("c", "x" * 5000)]
+    with RunStore(tmp_path, FP) as store:
+        for r in written:
+            store.append(r)
+    with RunStore(tmp_path, FP) as store:
+        assert store.get("a") == written[0] and store.get("c") == written[2]
+        assert store.get("b") is None  # a failure is not a result to reuse
+        assert store.get("nope") is None
+
+
+def test_get_finds_a_result_still_in_the_buffer(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, FP, flush_every=100, flush_interval_s=60)
+    store.flush()  # as if results had been streaming in: the next appends stay in the buffer
+    store.append(ok("a"))
+    store.append(ok("b", "two"))
+    assert (tmp_path / RESULTS).read_text() == ""
+    assert store.get("b") == ok("b", "two") and store.get("a") == ok("a")
+    store.append(ok("c"))  # appended after a flush: its offset follows what was written
+    assert store.get("c") == ok("c")
+    store.close()
+
+
+def test_get_returns_the_first_success_and_ignores_failures_before_it(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(bad("a"))
+        assert store.get("a") is None
+        store.append(ok("a", "first"))
+        store.append(ok("a", "second"))  # already done: not stored
+    with (tmp_path / RESULTS).open("a") as f:  # a second success written by hand
+        f.write(json.dumps(ok("a", "third").to_dict()) + "\n")
+    with RunStore(tmp_path, FP) as store:
+        assert store.get("a") == ok("a", "first")
+        assert list(store.results(failed=True)) == [ok("a", "first")]
+
+
+def test_get_after_a_torn_line_was_cut_off(tmp_path: Path) -> None:
+    with RunStore(tmp_path, FP) as store:
+        store.append(ok("a"))
+    path = tmp_path / RESULTS
+    path.write_bytes(path.read_bytes() + json.dumps(ok("b").to_dict()).encode()[:-5])
+    with RunStore(tmp_path, FP) as store:
+        assert store.get("b") is None and store.get("a") == ok("a")
+        store.append(ok("b", "again"))
+        assert store.get("b") == ok("b", "again")
+    with RunStore(tmp_path, FP) as store:
+        assert store.get("b") == ok("b", "again") and store.get("a") == ok("a")

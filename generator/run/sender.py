@@ -20,7 +20,8 @@ from generator.run.store import RunStore
 
 
 class Sender:
-    """Sends a stage's requests, reusing what the run directory already holds."""
+    """Sends a stage's requests, reusing what the run directory already holds (read from the store
+    when asked, not held here)."""
 
     def __init__(
         self, sampling: SamplingConfig, engine: Engine, store: RunStore, model: str, progress: Progress | None = None
@@ -30,7 +31,6 @@ class Sender:
         self.store = store
         self.model = model
         self.progress = progress or Progress(enabled=False)
-        self.cached: dict[str, Result] = {r.request_id: r for r in store.results()}
 
     def request(
         self, template: PromptTemplate, variables: dict[str, Any], meta: dict[str, Any], **extra: Any
@@ -57,8 +57,11 @@ class Sender:
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
         `Interrupted` when the engine was stopped (what finished is stored)."""
-        missing = [r for r in requests if r.id not in self.cached]
+        done = self.store.done_ids
+        missing = [r for r in requests if r.id not in done]
         by_id = {r.id: r for r in missing}
+        # What arrives now is returned as it is; what was stored before is read back from the store.
+        arrived: dict[str, Result] = {}
         if missing:
             self.progress.restart(len(missing))  # the bar counts this stage's requests
             async with contextlib.aclosing(self.engine.run(missing)) as results:
@@ -67,11 +70,11 @@ class Sender:
                     result.meta = {**by_id[result.request_id].meta, **result.meta}
                     self.store.append(result)
                     if result.ok:
-                        self.cached[result.request_id] = result
+                        arrived[result.request_id] = result
             self.store.flush()
         if self.engine.stopped:
             raise interrupted(self.store.run_dir)
-        return [self.cached.get(r.id) for r in requests]
+        return [arrived[r.id] if r.id in arrived else self.store.get(r.id) for r in requests]
 
     def batch_chat(self, loop: asyncio.AbstractEventLoop) -> BatchChat:
         """The `BatchChat` filters get: requests through this sender (so a resumed run does not

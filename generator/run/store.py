@@ -8,6 +8,9 @@ Layout of `run_dir`:
 
 Appends go to the kernel with one `write` per batch: a killed process loses at most the batch in
 its buffer (sent again on resume) and can leave a torn last line, which the next open cuts off.
+
+Results are not held in memory: the store indexes where each request's successful line starts in
+results.jsonl (and its length), and `get` reads that one line when asked.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, KeysView
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,11 @@ def _write_json(path: Path, data: Any) -> None:
     write_json(path, data, newline=True, indent=2, sort_keys=True, default=str)
 
 
+# An index entry packs a line's offset and length into one int (a dict of ids to ints costs about
+# 160 B an entry with the id's string; a second int per entry would add 32 B more).
+_LENGTH_BITS = 32
+
+
 class RunStore:
     """Results of one run directory. `done_ids` holds every request that succeeded; failed
     results are stored too (for the record) but are not done, so a resumed run retries them.
@@ -101,12 +109,19 @@ class RunStore:
             self._release_lock()
             raise ForeignRun(f"{self.path} exists but {fp_path} does not: cannot tell what made these results")
         _write_json(fp_path, fingerprint)
-        self.done_ids: set[str] = set()
+        self._index: dict[str, int] = {}  # request id -> offset << _LENGTH_BITS | length of its successful line
         self.failed_ids: set[str] = set()
-        self._repair_and_index()
+        self._written = self._repair_and_index()  # bytes in the file; the buffer's lines come after
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._buffer: list[str] = []
+        self._reader = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
+        self._buffer: list[bytes] = []
+        self._buffered = 0  # bytes in the buffer
         self._last_flush = float("-inf")
+
+    @property
+    def done_ids(self) -> KeysView[str]:
+        """The requests that succeeded (stored or in the buffer)."""
+        return self._index.keys()
 
     # -- lock ----------------------------------------------------------------------------------
 
@@ -132,10 +147,11 @@ class RunStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _repair_and_index(self) -> None:
-        """Index what is stored, cutting off a torn last line left by a killed process."""
+    def _repair_and_index(self) -> int:
+        """Index what is stored, cutting off a torn last line left by a killed process; the size
+        of what is kept."""
         if not self.path.exists():
-            return
+            return 0
         good_end = 0
         with open(self.path, "rb") as f:
             for number, line in enumerate(f, 1):
@@ -150,48 +166,64 @@ class RunStore:
                             "delete that line, or pass --fresh to start over"
                         ) from None
                     break
-                good_end += len(line)
+                rid = data["request_id"]
                 if data.get("error") is None:
-                    self.done_ids.add(data["request_id"])
-                    self.failed_ids.discard(data["request_id"])
-                elif data["request_id"] not in self.done_ids:
-                    self.failed_ids.add(data["request_id"])
+                    self._index.setdefault(rid, good_end << _LENGTH_BITS | len(line))
+                    self.failed_ids.discard(rid)
+                elif rid not in self._index:
+                    self.failed_ids.add(rid)
+                good_end += len(line)
         if good_end != self.path.stat().st_size:
             os.truncate(self.path, good_end)
+        return good_end
+
+    def get(self, request_id: str) -> Result | None:
+        """The successful result of `request_id`, read from its line; None when it has none."""
+        entry = self._index.get(request_id)
+        if entry is None:
+            return None
+        offset, length = entry >> _LENGTH_BITS, entry & ((1 << _LENGTH_BITS) - 1)
+        if offset + length > self._written:
+            self.flush()  # still in the buffer
+        self._reader.seek(offset)
+        line = self._reader.read(length)
+        return Result.from_dict(json.loads(line))
 
     def results(self, *, failed: bool = False) -> Iterator[Result]:
         """Stored results, one per request: the successful ones, plus with `failed=True` the
         last failure of each request that never succeeded. Buffered results are written first."""
         self.flush()
-        seen: set[str] = set()
         last_failure: dict[str, Result] = {}
+        offset = 0
         with open(self.path, "rb") as f:
             for line in f:
                 if not line.endswith(b"\n"):
                     break
                 result = Result.from_dict(json.loads(line))
                 if result.ok:
-                    if result.request_id not in seen:
-                        seen.add(result.request_id)
-                        yield result
+                    if self._index.get(result.request_id) == offset << _LENGTH_BITS | len(line):
+                        yield result  # the indexed (first) success of its request
                 elif failed:
                     last_failure[result.request_id] = result
+                offset += len(line)
         for rid, result in last_failure.items():
-            if rid not in seen:
+            if rid not in self._index:
                 yield result
 
     # -- writing -------------------------------------------------------------------------------
 
     def append(self, result: Result) -> None:
         rid = result.request_id
-        if rid in self.done_ids:
+        if rid in self._index:
             return
+        line = (json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n").encode()
         if result.ok:
-            self.done_ids.add(rid)
+            self._index[rid] = (self._written + self._buffered) << _LENGTH_BITS | len(line)
             self.failed_ids.discard(rid)
         else:
             self.failed_ids.add(rid)
-        self._buffer.append(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self._buffer.append(line)
+        self._buffered += len(line)
         # Batches when results stream in; each result at once when they trickle in (a slow
         # server), so that none waits in the buffer for the next one.
         if len(self._buffer) >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval_s:
@@ -200,11 +232,14 @@ class RunStore:
     def flush(self) -> None:
         self._last_flush = time.monotonic()
         if self._buffer:
-            data = "".join(self._buffer).encode()
+            data = b"".join(self._buffer)
             self._buffer.clear()
             view = memoryview(data)
             while view:  # os.write may write less than asked
-                view = view[os.write(self._fd, view) :]
+                written = os.write(self._fd, view)
+                self._written += written
+                self._buffered -= written
+                view = view[written:]
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         """Add one session's engine accounting to `engine_stats.json`."""
@@ -220,6 +255,7 @@ class RunStore:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None  # type: ignore[assignment]
+        self._reader.close()
         self._release_lock()
 
     def __enter__(self) -> RunStore:
