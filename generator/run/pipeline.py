@@ -2,8 +2,8 @@
 
 open_run (every input checked) -> server -> engine -> grow_pool (the method's rounds: ask, send,
 parse, instruction filters) -> complete (instances or responses) -> record filters -> dataset and
-card. Everything the engine returns is appended to the run directory as it arrives, so a rerun of
-the same config resumes.
+card. A managed server that dies ends the run within `WATCH_S` seconds. Everything the engine
+returns is appended to the run directory as it arrives, so a rerun of the same config resumes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from generator.run.sender import Sender
 from generator.run.stop import interrupted
 
 __all__ = ["RunResult", "fingerprint", "generate"]
+
+WATCH_S = 0.5  # how often the run checks that the managed server is alive
 
 
 @dataclass
@@ -90,6 +92,7 @@ async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:
     ) as engine:
         run.stop.defer()
         run.stop.engine(loop, engine.stop)  # Ctrl-C and SIGTERM stop the engine gracefully
+        watch = asyncio.create_task(_watch(server, engine, run.run_dir)) if server.process is not None else None
         try:
             sender = Sender(run.config.sampling, engine, run.store, server.model, bar)
             run.setup_filters(sender.batch_chat(loop))
@@ -98,9 +101,19 @@ async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:
         finally:
             bar.stop()
             run.stop.engine(loop, None)
+            if watch is not None:
+                watch.cancel()
         run.stop.check()
         run.store.write_stats(engine.stats.to_dict())
         return _Generated(pool, records, engine.stats.to_dict(), server.model)
+
+
+async def _watch(server: ServerInfo, engine: Engine, run_dir: Path) -> None:
+    """Fail the engine within `WATCH_S` of the managed server's death, with its log tail."""
+    hint = f". Every finished request is saved in {run_dir}. Run the same command again to resume"
+    while (error := server.died(hint)) is None:
+        await asyncio.sleep(WATCH_S)
+    engine.fail(error)
 
 
 async def _complete_and_filter(

@@ -61,16 +61,18 @@ class Sender:
         by_id = {r.id: r for r in missing}
         if missing:
             self.progress.restart(len(missing))  # the bar counts this stage's requests
-            async with contextlib.aclosing(self.engine.run(missing)) as results:
-                async for result in results:
-                    self.progress.update(result)
-                    result.meta = {**by_id[result.request_id].meta, **result.meta}
-                    self.store.append(result)
-                    if result.ok:
-                        self.cached[result.request_id] = result
-            self.store.flush()
+            try:
+                async with contextlib.aclosing(self.engine.run(missing)) as results:
+                    async for result in results:
+                        self.progress.update(result)
+                        result.meta = {**by_id[result.request_id].meta, **result.meta}
+                        self.store.append(result)
+                        if result.ok:
+                            self.cached[result.request_id] = result
+            finally:
+                self.store.flush()  # also when the engine fails: what finished is kept
         if self.engine.stopped:
-            raise interrupted(self.store.run_dir)
+            raise self.engine.failure or interrupted(self.store.run_dir)
         return [self.cached.get(r.id) for r in requests]
 
     def batch_chat(self, loop: asyncio.AbstractEventLoop) -> BatchChat:
