@@ -1,5 +1,5 @@
-"""A run with a managed server: its death ends the run within seconds, with its log tail, after
-which a rerun resumes to the same dataset.
+"""A run with a managed server: the server starts only when a request must be sent, and its death
+ends the run within seconds, with its log tail, after which a rerun resumes to the same dataset.
 
 The managed process is the fake OpenAI-compatible server (tests/fake_openai.py) launched through
 `managed_server` in place of vLLM; the real server's death is the `vllm`-marked test at the end.
@@ -7,6 +7,7 @@ The managed process is the fake OpenAI-compatible server (tests/fake_openai.py) 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,12 +21,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fake_openai import FakeOpenAI
 
 from generator import cli
-from generator.config import Config, parse_config
+from generator.config import Config, EngineConfig, SamplingConfig, parse_config
 from generator.core.errors import ServerError
 from generator.llm import server
+from generator.llm.endpoints import Endpoint
+from generator.llm.engine import Engine
 from generator.run.pipeline import WATCH_S, generate
+from generator.run.sender import Sender
+from generator.run.store import RunStore
 
 FAKE = str(Path(__file__).parent / "fake_openai.py")
 
@@ -95,6 +101,30 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
     ids = _ids(run_dir)
     assert len(ids) == 24
     return run_dir, ids
+
+
+def test_a_finished_run_starts_no_server(reference: tuple[Path, list[str]]) -> None:
+    run_dir, ids = reference
+    with fake_vllm() as started:
+        result = generate(_config(run_dir), progress=False)
+    assert started == []
+    assert result.records == 24
+    assert _ids(run_dir) == ids
+    assert json.loads((run_dir / "engine_stats.json").read_text())["sessions"][-1]["requests"] == 0
+
+
+def test_a_missing_result_starts_the_server_once(reference: tuple[Path, list[str]], tmp_path: Path) -> None:
+    src, ids = reference
+    run_dir = tmp_path / "ref"
+    subprocess.run(["cp", "-r", str(src), str(run_dir)], check=True)
+    results = run_dir / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:-1]))  # the last response is lost
+    with fake_vllm() as started:
+        generate(_config(run_dir), progress=False)
+    assert len(started) == 1
+    assert _ids(run_dir) == ids
+    assert json.loads((run_dir / "engine_stats.json").read_text())["sessions"][-1]["requests"] == 1
 
 
 def _kill_after(results: Path, started: list[subprocess.Popen[bytes]], count: int, killed: list[float]) -> None:
@@ -186,3 +216,26 @@ def test_a_dead_vllm_server_ends_the_run_at_once(tmp_path: Path) -> None:
     assert ended - killed[0] < WATCH_S + 25, f"noticed after {ended - killed[0]:.1f} s"  # includes stopping EngineCore
     assert "Run the same command again to resume" in str(err.value)
     assert len(_ok_stored(run_dir)) >= 2
+
+
+def test_the_judge_opens_the_engine_when_it_must_send(tmp_path: Path) -> None:
+    """`Sender.batch_chat` (the filters' judge, called from a worker thread) opens the engine like
+    any stage; what is in the run directory is answered without it."""
+    async def go(run_dir: Path) -> tuple[list[str | None], int]:
+        opened: list[Engine] = []
+        async with FakeOpenAI() as fake:
+
+            async def open_engine() -> Engine:
+                opened.append(Engine([Endpoint(fake.url)], "fake-model", EngineConfig()))
+                return opened[-1]
+
+            with RunStore(run_dir, {"test": 1}) as store:
+                sender = Sender(SamplingConfig(), open_engine, store, "fake-model")
+                chat = sender.batch_chat(asyncio.get_running_loop())
+                answers = await asyncio.to_thread(chat, [[{"role": "user", "content": "is it good?"}]], {})
+            for engine in opened:
+                await engine.aclose()
+        return answers, len(opened)
+
+    assert asyncio.run(go(tmp_path / "run")) == (["echo: is it good?"], 1)
+    assert asyncio.run(go(tmp_path / "run")) == (["echo: is it good?"], 0)  # resumed: nothing sent
