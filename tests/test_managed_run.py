@@ -25,7 +25,7 @@ from fake_openai import FakeOpenAI
 
 from generator import cli
 from generator.config import Config, EngineConfig, SamplingConfig, parse_config
-from generator.core.errors import ServerError
+from generator.core.errors import Interrupted, ServerError
 from generator.llm import server
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
@@ -37,12 +37,15 @@ FAKE = str(Path(__file__).parent / "fake_openai.py")
 
 
 @contextlib.contextmanager
-def fake_vllm(delay_s: float = 0.1) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """`managed_server` runs the fake server instead of vLLM; yields each process it starts."""
+def fake_vllm(delay_s: float = 0.1, argv: list[str] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`managed_server` runs the fake server (or `argv` and the port) instead of vLLM; yields each
+    process it starts."""
     started: list[subprocess.Popen[bytes]] = []
     supervised = server.supervised
 
     def command(config: Config, model_path: str, port: int, api_key: str, gpu: bool) -> list[str]:
+        if argv is not None:
+            return [*argv, str(port)]
         return [sys.executable, FAKE, "--port", str(port), "--delay", str(delay_s), "--variants"]
 
     @contextlib.contextmanager
@@ -125,6 +128,38 @@ def test_a_missing_result_starts_the_server_once(reference: tuple[Path, list[str
     assert len(started) == 1
     assert _ids(run_dir) == ids
     assert json.loads((run_dir / "engine_stats.json").read_text())["sessions"][-1]["requests"] == 1
+
+
+def test_ctrl_c_while_the_server_starts_unwinds_at_once(tmp_path: Path) -> None:
+    """The start happens mid-run now (on the first request), yet Ctrl-C during it still unwinds at
+    once and stops the server's whole process group."""
+    run_dir = tmp_path / "run"
+    child = [sys.executable, "-c", HANGS, str(tmp_path / "pid")]
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    with fake_vllm(argv=child):
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(Interrupted, match="Run the same command again to resume"):
+            generate(_config(run_dir), progress=False)
+    assert time.monotonic() - start < 6
+    pid = int((tmp_path / "pid").read_text())
+    assert _gone(pid), "the server was left running"
+
+
+def _gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":  # dead, not yet reaped
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# A server that never becomes ready: writes its pid, then sleeps.
+HANGS = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)"
 
 
 def _kill_after(results: Path, started: list[subprocess.Popen[bytes]], count: int, killed: list[float]) -> None:
