@@ -248,7 +248,9 @@ def test_a_dead_vllm_server_ends_the_run_at_once(tmp_path: Path) -> None:
         ended = time.monotonic()
         killer.join()
     assert killed
-    assert ended - killed[0] < WATCH_S + 25, f"noticed after {ended - killed[0]:.1f} s"  # includes stopping EngineCore
+    print(f"the run ended {ended - killed[0]:.2f} s after the server was killed")
+    # Noticed within WATCH_S; then what is left of vLLM (EngineCore) gets LEFTOVER_GRACE_S to stop.
+    assert ended - killed[0] < WATCH_S + server.LEFTOVER_GRACE_S + 10, f"ended {ended - killed[0]:.1f} s after"
     assert "Run the same command again to resume" in str(err.value)
     assert len(_ok_stored(run_dir)) >= 2
 

@@ -32,6 +32,7 @@ from generator.llm.model import BUNDLED, BUNDLED_NAME, resolve_model
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 25
 STOP_GRACE_S = 20.0
+LEFTOVER_GRACE_S = 3.0  # for what is left of a server whose main process died: it serves no one
 
 
 @dataclass
@@ -283,7 +284,7 @@ def supervised(
         wait_ready(proc, health_url, log_path, deadline_s)
         yield proc
     finally:
-        stop_group(proc)
+        stop_group(proc, STOP_GRACE_S if proc.poll() is None else LEFTOVER_GRACE_S)
 
 
 @contextlib.contextmanager
