@@ -258,6 +258,7 @@ def test_a_dead_vllm_server_ends_the_run_at_once(tmp_path: Path) -> None:
 def test_the_judge_opens_the_engine_when_it_must_send(tmp_path: Path) -> None:
     """`Sender.batch_chat` (the filters' judge, called from a worker thread) opens the engine like
     any stage; what is in the run directory is answered without it."""
+
     async def go(run_dir: Path) -> tuple[list[str | None], int]:
         opened: list[Engine] = []
         async with FakeOpenAI() as fake:
