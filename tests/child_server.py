@@ -1,7 +1,7 @@
 """A stand-in for the vLLM server process tree, for supervision tests: it serves /health on the
 port given, and leaves a grandchild in its process group as vLLM's EngineCore does.
 
-usage: child_server.py PORT ok|die|hang PIDFILE
+usage: child_server.py PORT ok|die|hang|stubborn PIDFILE   (stubborn: the grandchild ignores SIGTERM)
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import sys
 import time
 
 port, mode, pidfile = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if mode == "stubborn" else ""
+grandchild = subprocess.Popen([sys.executable, "-c", ignore + "import time; time.sleep(600)"])
 with open(pidfile, "w") as f:
     f.write(f"{grandchild.pid}\n")
 print("loading weights...", flush=True)

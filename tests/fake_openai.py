@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server that fails on demand (a real one cannot be made to).
 
-It answers /v1/chat/completions, /v1/completions and /v1/models on 127.0.0.1 and a free port.
+It answers /v1/chat/completions, /v1/completions, /v1/models and /health (as vLLM does) on
+127.0.0.1 and a free port.
 The answer echoes the prompt (the last message's content): `echo: <prompt>`, or `echo <i>: ...`
 per choice when `n` > 1, cut at `max_tokens` words (finish_reason `length`) or at a stop string.
 
@@ -74,6 +75,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1)
         await self._runner.setup()
@@ -141,6 +143,9 @@ class FakeOpenAI:
         if self.down:
             raise ConnectionResetError("down")
         return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response()
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -47,3 +47,19 @@ def test_a_run_dir_of_another_config_is_refused_with_the_flags_that_fix_it(
     assert code == 2 and "Traceback" not in err and err.strip().count("\n") == 0
     assert "holds a run made with another config (" in err and "model.name: 'another' -> 'bundled'" in err
     assert "pass --fresh to start over there, --force to continue anyway" in err
+
+
+def test_a_missing_endpoint_key_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_SUCH_KEY_FOR_TEST", raising=False)
+    run_dir = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"run_dir: {run_dir}\nserver: {{endpoints: [http://127.0.0.1:9/v1], api_key_env: NO_SUCH_KEY_FOR_TEST}}\n"
+    )
+    code = main(["generate", "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "server.api_key_env names NO_SUCH_KEY_FOR_TEST, but it is not set" in err
+    assert not run_dir.exists()

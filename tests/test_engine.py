@@ -328,6 +328,28 @@ def test_stop_cancels_in_flight_after_grace() -> None:
     asyncio.run(go())
 
 
+def test_fail_cancels_at_once_and_raises_after_what_finished() -> None:
+    async def go() -> None:
+        async with FakeOpenAI() as server:
+            engine = Engine([Endpoint(server.url)], MODEL, EngineConfig(**{**FAST, "timeout_s": 60}, concurrency=4))
+            dead = RuntimeError("the server died")
+            seen: list[Result] = []
+            start = time.monotonic()
+            async with engine:
+                assert [r.ok async for r in engine.run([chat("quick", 0)])] == [True]
+                server.delay_s = 10
+                asyncio.get_running_loop().call_later(0.1, engine.fail, dead)
+                with pytest.raises(RuntimeError, match="the server died"):
+                    async for r in engine.run(chat(f"s{i}", i) for i in range(40)):
+                        seen.append(r)
+                with pytest.raises(RuntimeError, match="the server died"):  # and every later run
+                    [r async for r in engine.run([chat("again", 1)])]
+        assert engine.stopped and engine.failure is dead
+        assert seen == [] and time.monotonic() - start < 3  # not after the 10 s answers
+
+    asyncio.run(go())
+
+
 def test_progress_counts_what_caller_and_engine_report() -> None:
     async def go() -> None:
         p = Progress(enabled=False)

@@ -17,6 +17,8 @@ import pytest
 from generator.config import parse_config
 from generator.core.errors import ConfigError, ServerError
 from generator.llm.server import (
+    LEFTOVER_GRACE_S,
+    STOP_GRACE_S,
     ServerInfo,
     build_command,
     build_env,
@@ -86,6 +88,19 @@ def test_never_ready_raises_at_deadline(tmp_path: Path) -> None:
             pass
     assert time.monotonic() - start < 30
     assert _wait_dead(int((tmp_path / "grandchild.pid").read_text()))
+
+
+def test_a_dead_servers_leftovers_get_a_short_grace(tmp_path: Path) -> None:
+    """vLLM killed mid-run leaves its EngineCore behind: it serves no one, so it is not given the
+    full grace a live server gets to finish its requests."""
+    with _supervise(tmp_path, "stubborn") as proc:
+        grandchild = int((tmp_path / "grandchild.pid").read_text())
+        time.sleep(0.5)  # the grandchild has set its SIGTERM handler
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        start = time.monotonic()
+    assert time.monotonic() - start < LEFTOVER_GRACE_S + 3 < STOP_GRACE_S
+    assert _wait_dead(grandchild)
 
 
 def test_parent_killed_takes_the_server_down(tmp_path: Path) -> None:

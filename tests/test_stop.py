@@ -52,3 +52,22 @@ def test_no_signal_no_stop(tmp_path: Path) -> None:
         stop.defer()
         stop.check()
     assert stop.received is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_inside_unwinding_a_signal_unwinds_at_once_even_after_defer(tmp_path: Path, sig: signal.Signals) -> None:
+    with StopSignals(tmp_path) as stop:
+        stop.defer()
+        with pytest.raises(KeyboardInterrupt), stop.unwinding():  # the server's start
+            os.kill(os.getpid(), sig)
+            pytest.fail("the signal did not unwind")
+        assert stop.deferring
+        stop.check()  # the unwound signal is not raised twice
+
+
+def test_unwinding_after_a_noted_signal_raises_interrupted(tmp_path: Path) -> None:
+    with StopSignals(tmp_path) as stop:
+        stop.defer()
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(Interrupted), stop.unwinding():
+            pytest.fail("a server would start after Ctrl-C")

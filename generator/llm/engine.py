@@ -11,7 +11,8 @@ Stopping (Ctrl-C, SIGTERM): the caller installs the signal handlers and calls `E
 The engine then sends nothing new, lets requests in flight finish for `stop_grace_s`, cancels
 the rest, and `run()` ends normally after yielding every finished result; the caller flushes its
 store and checks `Engine.stopped`. Cancelled and unsent requests are simply missing from the run
-directory, so a resumed run sends them again.
+directory, so a resumed run sends them again. `Engine.fail(error)` stops it the same way but at
+once, and `run()` raises `error` after the finished results (the managed server died).
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class Engine:
         self._slots: asyncio.Semaphore | None = None
         self._busy: set[asyncio.Task[Any]] = set()  # tasks sending a request (what stop() cancels)
         self._stopping = False
+        self.failure: Exception | None = None  # what `fail()` ended the engine with
         self._closed = False
         self._cancel_handle: asyncio.TimerHandle | None = None
         self._started = 0
@@ -150,6 +152,13 @@ class Engine:
         self._stopping = True
         grace = self.config.stop_grace_s if grace_s is None else grace_s
         self._cancel_handle = loop.call_later(grace, self._cancel_in_flight)
+
+    def fail(self, error: Exception) -> None:
+        """Stop and cancel what is in flight now: nothing more can be sent. This `run()` and every
+        later one raise `error` once the results that finished are yielded."""
+        self.failure = error
+        self._stopping = True
+        self._cancel_in_flight()
 
     async def run(self, requests: Iterable[Request] | AsyncIterable[Request]) -> AsyncIterator[Result]:
         """Yield one `Result` per request, in completion order (after `stop()`, only those that
@@ -222,7 +231,7 @@ class Engine:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        await queue.put(_DONE)
+        await queue.put(_DONE if self.failure is None else self.failure)
 
     async def _run_one(self, request: Request, queue: asyncio.Queue[Any]) -> None:
         """Execute one request and queue its result, or the fatal error that ends the run."""

@@ -1,7 +1,8 @@
 """The vLLM server: started as a child process group on 127.0.0.1, or external endpoints.
 
 A managed server gets a free port, a fresh API key, its log in the run directory, and a deadline
-to answer `/health`. If it dies or never becomes ready, the error quotes the end of its log. On
+to answer `/health`. If it dies or never becomes ready, the error quotes the end of its log; once
+it is up, `ServerInfo.died()` says whether it has exited since (the run polls it). On
 any exit (normal, exception, Ctrl-C, SIGTERM, or the parent being killed) its whole process
 group stops: vLLM leaves an EngineCore child in the group, so stopping the pid is not enough.
 """
@@ -31,6 +32,7 @@ from generator.llm.model import BUNDLED, BUNDLED_NAME, resolve_model
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 25
 STOP_GRACE_S = 20.0
+LEFTOVER_GRACE_S = 3.0  # for what is left of a server whose main process died: it serves no one
 
 
 @dataclass
@@ -42,10 +44,27 @@ class ServerInfo:
     api_key: str | None = field(default=None, repr=False)
     log_path: Path | None = None
     pid: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)  # when managed
 
     @property
     def base_url(self) -> str:
         return self.base_urls[0]
+
+    def died(self, hint: str = "") -> ServerError | None:
+        """The error that ends a run once the managed server has exited (`hint` follows the exit
+        status); None while it runs, and always for external endpoints, whose outages the engine
+        rides out. One `waitpid` without blocking: cheap enough to call every half second."""
+        code = None if self.process is None else self.process.poll()
+        if code is None:
+            return None
+        how = f"code {code}"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                how = f"signal {signal.Signals(-code).name}"
+        tail = log_tail(self.log_path) if self.log_path is not None else "(no log)"
+        return ServerError(
+            f"the vLLM server (pid {self.pid}) exited mid-run with {how}{hint}. End of {self.log_path}:\n{tail}"
+        )
 
 
 def free_port() -> int:
@@ -239,6 +258,7 @@ def managed_server(config: Config, log_dir: Path, api_key: str | None = None) ->
             api_key=api_key,
             log_path=log_path,
             pid=proc.pid,
+            process=proc,
         )
 
 
@@ -264,19 +284,26 @@ def supervised(
         wait_ready(proc, health_url, log_path, deadline_s)
         yield proc
     finally:
-        stop_group(proc)
+        stop_group(proc, STOP_GRACE_S if proc.poll() is None else LEFTOVER_GRACE_S)
+
+
+def endpoint_key(config: Config) -> str | None:
+    """The key for external endpoints, from the environment variable `server.api_key_env` names."""
+    env_name = config.server.api_key_env
+    key = os.environ.get(env_name) if env_name else None
+    if env_name and not key:
+        raise ConfigError(f"server.api_key_env names {env_name}, but it is not set in the environment")
+    return key
 
 
 @contextlib.contextmanager
 def server_for(config: Config, log_dir: Path) -> Iterator[ServerInfo]:
     """The config's endpoints: external ones as they are, or a managed server for the run."""
     if config.server.endpoints:
-        env_name = config.server.api_key_env
-        key = os.environ.get(env_name) if env_name else None
-        if env_name and not key:
-            raise ConfigError(f"server.api_key_env names {env_name}, but it is not set in the environment")
         yield ServerInfo(
-            base_urls=[u.rstrip("/") for u in config.server.endpoints], model=served_name(config), api_key=key
+            base_urls=[u.rstrip("/") for u in config.server.endpoints],
+            model=served_name(config),
+            api_key=endpoint_key(config),
         )
         return
     with managed_server(config, log_dir) as info:

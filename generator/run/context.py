@@ -10,6 +10,7 @@ from typing import Any
 from filters.base import BatchChat, Filter, FilterContext
 from filters.registry import build_chain
 from generator.config import Config
+from generator.llm.server import endpoint_key
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
@@ -79,6 +80,8 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     instruction_filters = build_chain(config.filters.instructions)
     record_filters = build_chain(config.filters.records)
     run_dir = Path(config.run_dir)
+    if config.server.endpoints:
+        endpoint_key(config)  # a missing key is found now, not at the first request
     if config.dataset.push is not None:
         from generator.publish.hub import preflight
 

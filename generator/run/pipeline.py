@@ -1,14 +1,16 @@
 """`generate`: the whole flow for one config, from seeds to a Hugging Face dataset on disk.
 
-open_run (every input checked) -> server -> engine -> grow_pool (the method's rounds: ask, send,
-parse, instruction filters) -> complete (instances or responses) -> record filters -> dataset and
-card. Everything the engine returns is appended to the run directory as it arrives, so a rerun of
-the same config resumes.
+open_run (every input checked) -> grow_pool (the method's rounds: ask, send, parse, instruction
+filters) -> complete (instances or responses) -> record filters -> dataset and card. The server
+and the engine open when the first request must be sent (a finished run starts no server); a
+managed server that dies ends the run within `WATCH_S` seconds. Everything the engine returns is
+appended to the run directory as it arrives, so a rerun of the same config resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from generator.config import Config
 from generator.core.records import Record
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
-from generator.llm.server import ServerInfo, server_for
+from generator.llm.server import ServerInfo, served_name, server_for
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
 from generator.run.progress import Progress
@@ -29,6 +31,8 @@ from generator.run.sender import Sender
 from generator.run.stop import interrupted
 
 __all__ = ["RunResult", "fingerprint", "generate"]
+
+WATCH_S = 0.5  # how often the run checks that the managed server is alive
 
 
 @dataclass
@@ -69,7 +73,7 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     run = open_run(config, fresh=fresh, force=force)  # everything wrong with the inputs is found here
     try:
         with run.stop:
-            with run.store, server_for(run.config, run.run_dir / "logs") as server:
+            with run.store, contextlib.ExitStack() as server:  # the server, if one is started
                 try:
                     out = asyncio.run(_generate(run, server, progress))
                 finally:
@@ -81,31 +85,58 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
         raise interrupted(run.run_dir) from None
 
 
-async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:
-    loop = asyncio.get_running_loop()
+async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _Generated:
     bar = Progress(progress)
     bar.start()
-    async with Engine(
-        [Endpoint(url, server.api_key) for url in server.base_urls], server.model, run.config.engine
-    ) as engine:
-        run.stop.defer()
-        run.stop.engine(loop, engine.stop)  # Ctrl-C and SIGTERM stop the engine gracefully
+    run.stop.defer()  # Ctrl-C and SIGTERM stop the engine gracefully
+    model = served_name(run.config)
+    async with contextlib.AsyncExitStack() as engine:
         try:
-            sender = Sender(run.config.sampling, engine, run.store, server.model, bar)
-            run.setup_filters(sender.batch_chat(loop))
+            sender = Sender(run.config.sampling, _Connect(run, server, engine), run.store, model, bar)
+            run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
             pool = await grow_pool(run, sender)
-            records = await _complete_and_filter(run, sender, pool.records, bar, engine)
+            records = await _complete_and_filter(run, sender, pool.records, bar)
         finally:
             bar.stop()
-            run.stop.engine(loop, None)
-        run.stop.check()
-        run.store.write_stats(engine.stats.to_dict())
-        return _Generated(pool, records, engine.stats.to_dict(), server.model)
+    run.stop.check()
+    run.store.write_stats(sender.engine_stats())
+    return _Generated(pool, records, sender.engine_stats(), model)
 
 
-async def _complete_and_filter(
-    run: Run, sender: Sender, instructions: list[Record], bar: Progress, engine: Engine
-) -> list[Record]:
+class _Connect:
+    """Starts the server (or takes the external endpoints) and opens the engine, when the sender
+    first has a request to send; `servers` and `engines` close them when the run ends."""
+
+    def __init__(self, run: Run, servers: contextlib.ExitStack, engines: contextlib.AsyncExitStack) -> None:
+        self.run = run
+        self.servers = servers
+        self.engines = engines
+
+    async def __call__(self) -> Engine:
+        run = self.run
+        with run.stop.unwinding():  # the loop waits for the start; Ctrl-C unwinds it at once
+            info = self.servers.enter_context(server_for(run.config, run.run_dir / "logs"))
+        engine = await self.engines.enter_async_context(
+            Engine([Endpoint(url, info.api_key) for url in info.base_urls], info.model, run.config.engine)
+        )
+        loop = asyncio.get_running_loop()
+        run.stop.engine(loop, engine.stop)
+        self.engines.callback(run.stop.engine, loop, None)
+        if info.process is not None:
+            watch = asyncio.create_task(_watch(info, engine, run.run_dir))
+            self.engines.callback(watch.cancel)
+        return engine
+
+
+async def _watch(server: ServerInfo, engine: Engine, run_dir: Path) -> None:
+    """Fail the engine within `WATCH_S` of the managed server's death, with its log tail."""
+    hint = f". Every finished request is saved in {run_dir}. Run the same command again to resume"
+    while (error := server.died(hint)) is None:
+        await asyncio.sleep(WATCH_S)
+    engine.fail(error)
+
+
+async def _complete_and_filter(run: Run, sender: Sender, instructions: list[Record], bar: Progress) -> list[Record]:
     """Complete the tasks and pass them through the record filters. Tasks are completed in chunks
     so that long runs can push checkpoints as they go."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
@@ -119,7 +150,7 @@ async def _complete_and_filter(
         bar.add_kept(len(final.kept))
         if start + chunk < len(instructions) and push is not None:
             await asyncio.to_thread(
-                run.writer.checkpoint, records, run.funnel.total(len(records)), engine.stats.to_dict(), sender.model
+                run.writer.checkpoint, records, run.funnel.total(len(records)), sender.engine_stats(), sender.model
             )
     return records
 

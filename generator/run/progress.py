@@ -23,6 +23,7 @@ class Progress:
         self.failed = 0
         self.tokens = 0
         self._started = time.monotonic()
+        self._sending = False
         self._bar: Any = None
         self._task: Any = None
         self._last_draw = 0.0
@@ -58,6 +59,9 @@ class Progress:
     def restart(self, total: int | None) -> None:
         """Requests expected from now on (this stage): done and failed start again from 0;
         kept and tokens/s carry on."""
+        if not self._sending:  # tokens/s count from the first request, not from the server's start
+            self._sending = True
+            self._started = time.monotonic()
         self.total = total
         self.done = self.failed = 0
         if self._bar is not None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from filters.base import BatchChat
 from generator.config import SamplingConfig
-from generator.llm.engine import Engine
+from generator.llm.engine import Engine, EngineStats
 from generator.llm.requests import Request, Result, request_id
 from generator.prompting.seeds import SeedTask
 from generator.prompting.templates import PromptTemplate, render
@@ -21,13 +22,23 @@ from generator.run.store import RunStore
 
 class Sender:
     """Sends a stage's requests, reusing what the run directory already holds (read from the store
-    when asked, not held here)."""
+    when asked, not held here).
+
+    `engine` is an engine, or an async function that opens one; it is called when the first request
+    must be sent, so a run whose directory holds every result it needs starts no server."""
 
     def __init__(
-        self, sampling: SamplingConfig, engine: Engine, store: RunStore, model: str, progress: Progress | None = None
+        self,
+        sampling: SamplingConfig,
+        engine: Engine | Callable[[], Awaitable[Engine]],
+        store: RunStore,
+        model: str,
+        progress: Progress | None = None,
     ):
         self.sampling = sampling
-        self.engine = engine
+        self.engine = engine if isinstance(engine, Engine) else None
+        self._open = None if isinstance(engine, Engine) else engine
+        self._opening = asyncio.Lock()
         self.store = store
         self.model = model
         self.progress = progress or Progress(enabled=False)
@@ -63,18 +74,32 @@ class Sender:
         # What arrives now is returned as it is; what was stored before is read back from the store.
         arrived: dict[str, Result] = {}
         if missing:
+            engine = await self._engine()
             self.progress.restart(len(missing))  # the bar counts this stage's requests
-            async with contextlib.aclosing(self.engine.run(missing)) as results:
-                async for result in results:
-                    self.progress.update(result)
-                    result.meta = {**by_id[result.request_id].meta, **result.meta}
-                    self.store.append(result)
-                    if result.ok:
-                        arrived[result.request_id] = result
-            self.store.flush()
-        if self.engine.stopped:
-            raise interrupted(self.store.run_dir)
+            try:
+                async with contextlib.aclosing(engine.run(missing)) as results:
+                    async for result in results:
+                        self.progress.update(result)
+                        result.meta = {**by_id[result.request_id].meta, **result.meta}
+                        self.store.append(result)
+                        if result.ok:
+                            arrived[result.request_id] = result
+            finally:
+                self.store.flush()  # also when the engine fails: what finished is kept
+        if self.engine is not None and self.engine.stopped:
+            raise self.engine.failure or interrupted(self.store.run_dir)
         return [arrived[r.id] if r.id in arrived else self.store.get(r.id) for r in requests]
+
+    async def _engine(self) -> Engine:
+        async with self._opening:
+            if self.engine is None:
+                assert self._open is not None
+                self.engine = await self._open()
+        return self.engine
+
+    def engine_stats(self) -> dict[str, Any]:
+        """The engine's figures; zeros when nothing had to be sent (no engine was opened)."""
+        return (self.engine.stats if self.engine is not None else EngineStats({})).to_dict()
 
     def batch_chat(self, loop: asyncio.AbstractEventLoop) -> BatchChat:
         """The `BatchChat` filters get: requests through this sender (so a resumed run does not

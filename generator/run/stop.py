@@ -1,7 +1,8 @@
 """Stopping a run: Ctrl-C and SIGTERM, from the moment `generate` starts to the moment it returns.
 
-One handler for the whole run. Until `defer()` (while the server starts) a signal unwinds at
-once as `KeyboardInterrupt`: nothing is being written then. From `defer()` on it is noted, the
+One handler for the whole run. Until `defer()`, and inside `unwinding()` (while the server starts,
+which the run does when its first request must be sent), a signal unwinds at once as
+`KeyboardInterrupt`: nothing is being written then. From `defer()` on it is noted, the
 engine is asked to stop sending (requests in flight get `engine.stop_grace_s` to finish), and the
 run checks at known points (after each stage's requests, between steps, before it returns) and
 raises `Interrupted` there, so a signal is never lost in a finalizer and never cuts a write in half.
@@ -10,8 +11,9 @@ raises `Interrupted` there, so a signal is never lost in a finalizer and never c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -55,6 +57,17 @@ class StopSignals:
     def defer(self) -> None:
         """From now on a signal is noted and honoured at the next `check()`."""
         self.deferring = True
+
+    @contextlib.contextmanager
+    def unwinding(self) -> Iterator[None]:
+        """A block that writes nothing and may take long (the server's start): a signal that came
+        before it raises `Interrupted`; one that comes inside unwinds it at once."""
+        self.check()
+        deferring, self.deferring = self.deferring, False
+        try:
+            yield
+        finally:
+            self.deferring = deferring
 
     def _note(self, signum: int, frame: object) -> None:
         if not self.deferring:
