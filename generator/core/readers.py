@@ -44,6 +44,22 @@ FORMATS: dict[str, str] = {
 }
 """The schemas `common_rows` recognises, by name (the `format` option), with the keys that tell them."""
 
+EXAMPLES: dict[str, str] = {
+    "seed_tasks": '{"id": "seed_task_0", "name": "breakfast_suggestion", "instruction": "Is there anything I can '
+    'eat for a breakfast that doesn\'t include eggs?", "instances": [{"input": "", "output": "Yes: oatmeal."}], '
+    '"is_classification": false}',
+    "own": '{"id": "3f2a9c1e0b7d4a55", "instruction": "Add the numbers.", "input": "2 and 3", "output": "5", '
+    '"meta": {"task_type": "math"}}',
+    "alpaca": '{"instruction": "Give three tips for staying healthy.", "input": "", "output": "1. Eat well ..."}',
+    "dolly": '{"instruction": "When was Tomoaki Komorida born?", "context": "Komorida was born on July 10, 1981.", '
+    '"response": "July 10, 1981", "category": "closed_qa"}',
+    "sharegpt": '{"conversations": [{"from": "human", "value": "Hi, what is 2+2?"}, {"from": "gpt", "value": "4"}]}',
+    "chat": '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a '
+    'color."}, {"role": "assistant", "content": "Blue."}]}',
+    "text": '{"question": "How many clips did Natalia sell?", "answer": "72"}',
+}
+"""One JSON Lines row per format (the README's table; a test reads each back as its format)."""
+
 COLUMN_FIELDS = (
     "instruction",
     "input",
