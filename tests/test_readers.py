@@ -321,3 +321,19 @@ def test_split_and_config_of_a_local_dataset_folder(tmp_path: Path) -> None:
     assert [r.instruction for r in readers.read_records([folder], split="test")] == [TASKS[1][0]]
     with pytest.raises(ConfigError, match=r"has no split 'dev'; it has \['train', 'test'\]"):
         readers.read_records([folder], split="dev")
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ('{"task_type": "qa"}', {"task_type": "qa"}),
+        ("not json", {"meta": "not json"}),
+        (3, {"meta": 3}),
+        (None, {}),
+    ],
+    ids=["json-text", "text", "number", "none"],
+)
+def test_own_rows_meta_is_never_dropped(tmp_path: Path, meta: Any, expected: dict[str, Any]) -> None:
+    path = tmp_path / "own.jsonl"
+    path.write_text(_jsonl([{"instruction": "x", "output": "y", "meta": meta}]), encoding="utf-8")
+    assert read_records([path])[0].meta == expected

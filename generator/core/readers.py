@@ -139,8 +139,15 @@ def _text(value: Any, name: str, where: str, *, required: bool = False) -> str:
 def decode_meta(meta: Any) -> dict[str, Any]:
     """`meta` as a record holds it: our dataset's typed meta columns (scores as {name, value} pairs,
     other keys JSON in `extra`) are decoded; any other mapping is taken as it is."""
-    if not isinstance(meta, Mapping):
+    if meta is None:
         return {}
+    if isinstance(meta, str):  # a CSV or flattened export: meta as JSON text
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            return {"meta": meta}
+    if not isinstance(meta, Mapping):
+        return {"meta": meta}  # kept, not dropped: nothing is lost silently
     if set(meta) != _META_STRUCT:
         return dict(meta)
     out: dict[str, Any] = {k: meta[k] for k in ("task_type", "template", "model", "round") if meta.get(k) is not None}
