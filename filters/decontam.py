@@ -4,16 +4,13 @@ dataset, a held-out split), by word n-gram overlap (GPT-3's 13-grams) and by emb
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.dedup import VectorIndex
 from filters.embed import Embedder, make_embedder
+from generator.core import readers
 from generator.core.records import Record, user_content
 from generator.core.text import dedup_key
-
-TEXT_FIELDS = ("instruction", "prompt", "question", "text", "input")
 
 
 def ngrams(text: str, n: int) -> set[int]:
@@ -25,41 +22,20 @@ def ngrams(text: str, n: int) -> set[int]:
     return {int.from_bytes(hashlib.blake2b(" ".join(s).encode(), digest_size=8).digest(), "big") for s in spans}
 
 
-def _row_text(row: dict, source: str) -> str:
-    for key in TEXT_FIELDS:
-        if isinstance(row.get(key), str) and row[key].strip():
-            if key == "instruction":
-                return user_content(row["instruction"], row.get("input") or "")
-            return row[key]
-    raise ValueError(f"{source}: a reference row needs one of the fields {', '.join(TEXT_FIELDS)}; got {sorted(row)}")
-
-
 def load_reference(spec: str) -> list[str]:
-    """Texts of a reference: a .txt (one per line), .jsonl or .parquet file, or a Hugging Face
-    dataset as `hf:NAME[:SPLIT]` (through `datasets.load_dataset`, so a local cache or the Hub)."""
-    if spec.startswith("hf:"):
-        import datasets
-
-        name, _, split = spec[3:].partition(":")
-        ds = datasets.load_dataset(name, split=split or "test")
-        return [_row_text(row, spec) for row in ds]
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(
-            f"reference {spec!r} is not a file; give a .txt, .jsonl or .parquet file or hf:DATASET[:SPLIT]"
-        )
-    if path.suffix == ".txt":
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [_row_text(json.loads(line), spec) for line in lines if line.strip()]
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return [_row_text(row, spec) for row in pq.read_table(path).to_pylist()]
-    raise ValueError(
-        f"reference {spec!r}: unknown format {path.suffix!r}; expected .txt, .jsonl, .parquet or hf:DATASET[:SPLIT]"
-    )
+    """Texts of a reference, read by the one reader (generator/core/readers.py): any file, folder or
+    Hugging Face dataset it knows (`hf:NAME[:SPLIT]`, split `test` unless named); a .txt file is one
+    text a line. A text is the user turn (instruction, then input); a nested task (with `instances`)
+    gives one text per instance, so that every input is compared."""
+    split = "test" if spec.startswith("hf:") and ":" not in spec[3:] else None
+    texts: list[str] = []
+    for row in readers.read_rows(spec, split=split, what="reference"):
+        record = row.to_record()
+        if row.instances is None:
+            texts.append(user_content(record.instruction, record.input))
+        else:
+            texts.extend(user_content(record.instruction, str(i.get("input") or "")) for i in row.instances)
+    return texts
 
 
 class Decontaminate(Filter):
@@ -83,7 +59,8 @@ class Decontaminate(Filter):
     ):
         if not references and not texts:
             raise ValueError(
-                "decontaminate needs `references`: files (.txt, .jsonl, .parquet) or hf:DATASET[:SPLIT] ids; got none"
+                "decontaminate needs `references`: files (.txt, .jsonl, .json, .csv, .parquet), dataset "
+                "folders or hf:DATASET[:SPLIT] ids; got none"
             )
         self.references = list(references or [])
         self.ngram, self.threshold = ngram, threshold

@@ -15,6 +15,7 @@ from filters.base import KEEP, Filter, FilterContext, Verdict, drop
 from filters.embed import Embedder, make_embedder
 from filters.pairs import PairCheck
 from filters.specs import parse_specs
+from generator.core import readers
 from generator.core.files import atomic_open, write_json
 from generator.core.paths import builtin_dir
 from generator.core.records import Record, user_content
@@ -490,43 +491,21 @@ def dedup_records(
     return DedupResult(kept=kept, dropped=dropped, report=report)
 
 
-def read_records(paths: list[Path]) -> list[Record]:
-    """Rows of JSONL or parquet files, or of a dataset folder's `data/*.parquet`, in order."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted((p / "data").glob("*.parquet")) or sorted(p.glob("*.parquet")) or sorted(p.glob("*.jsonl"))
-            if not found:
-                raise ValueError(
-                    f"{p} holds no data/*.parquet, *.parquet or *.jsonl files; "
-                    "give a dataset folder or the files themselves"
-                )
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ValueError(f"{p} does not exist; give JSONL or parquet files or a dataset folder")
-    out: list[Record] = []
-    for f in files:
-        if f.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.read_table(f).to_pylist()
-        elif f.suffix in (".jsonl", ".json"):
-            rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-        else:
-            raise ValueError(f"{f}: unknown format {f.suffix!r}; expected .jsonl or .parquet")
-        for i, row in enumerate(rows):
-            if "instruction" not in row:
-                raise ValueError(f"{f} row {i} has no 'instruction' field (keys: {sorted(row)})")
-            out.append(Record.from_row(row))
-    return out
+def read_records(
+    paths: list[Path], *, format: str | None = None, columns: dict[str, str] | None = None
+) -> list[Record]:
+    """Records of every input in order, through the one reader (generator/core/readers.py): any file,
+    dataset folder or Hub dataset it knows. A nested seed task is one record (its first instance)
+    with all its instances in `meta["instances"]`."""
+    return readers.read_records(paths, format=format, columns=columns, what="dedup input")
 
 
-def dedup_files(paths: list[Path], out_dir: Path, **kwargs: Any) -> DedupResult:
+def dedup_files(
+    paths: list[Path], out_dir: Path, *, format: str | None = None, columns: dict[str, str] | None = None, **kwargs: Any
+) -> DedupResult:
     """Offline dedup of finished datasets or shards (merged in the order given): writes
-    `kept.jsonl` and `dedup_report.json` into `out_dir`."""
-    result = dedup_records(read_records(paths), **kwargs)
+    `kept.jsonl` and `dedup_report.json` into `out_dir`. `format` and `columns` go to the reader."""
+    result = dedup_records(read_records(paths, format=format, columns=columns), **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as f:
         for r in result.kept:

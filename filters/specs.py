@@ -428,8 +428,9 @@ class DecontaminateSpec(FilterSpec):
     references: list[str] = Field(
         ...,
         min_length=1,
-        description="Reference files (.txt, one text a line; .jsonl; .parquet) or "
-        "`hf:DATASET[:SPLIT]` (split `test` when left out).",
+        description="References in any source the reader knows (see Reading data: .txt, one text a "
+        "line; .jsonl; .json; .csv; .parquet; dataset folders) or `hf:DATASET[:SPLIT]` (split `test` "
+        "when left out).",
     )
     ngram: int = Field(13, ge=1, description="Words in a shared n-gram (13, as GPT-3).")
     threshold: float | None = Field(

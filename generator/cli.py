@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from generator.core.errors import InstructforgeError
+from generator.core.readers import FORMATS
 from generator.run.stop import sigterm_unwinds
 
 Command = Callable[[argparse.Namespace], int | None]
@@ -65,6 +66,7 @@ def _dedup(args: argparse.Namespace) -> int | None:
             model=args.model,
             semantic=not args.exact_only,
             pair_check=False if args.no_pair_check else None,
+            format=args.format,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from err
@@ -215,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="INPUT",
-        help="dataset folder, .jsonl or .parquet file; several are merged in the order given",
+        help="a file (.jsonl, .json, .csv, .parquet), a dataset folder or hf:owner/name (see Reading data); "
+        "several are merged in the order given",
+    )
+    p.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        help="the inputs' schema (default: told by each file's keys)",
     )
     p.add_argument("--out", "-o", type=Path, required=True, help="folder for kept.jsonl and dedup_report.json")
     p.add_argument(

@@ -203,11 +203,14 @@ class GenerationConfig(Section):
     )
     seeds: str = Field(
         "builtin",
-        description="`builtin` for the bundled seed tasks; a JSONL or CSV file; or a Hugging Face "
-        "dataset (local folder or repo id) read with `load_dataset`.",
+        description="`builtin` for the bundled seed tasks, or any source the reader knows (see Reading "
+        "data): a .jsonl, .json, .csv or .parquet file, a dataset folder, or a Hugging Face dataset "
+        "(`hf:owner/name` or `owner/name`).",
     )
     seed_columns: dict[str, str] | None = Field(
-        None, description="Column mapping for CSV or dataset seeds, e.g. {instruction: prompt, output: answer}."
+        None,
+        description="Column map for seeds in any format (logical field: your column), e.g. "
+        "{instruction: prompt, output: answer}.",
     )
     num_instructions: int = Field(30, ge=1, description="Instructions to generate.")
     instructions_per_prompt: int = Field(8, ge=1, description="Instructions (or tasks) asked for per request.")

@@ -139,7 +139,17 @@ def template_metadata() -> str:
     return "\n".join(rows)
 
 
+def read_formats() -> str:
+    """The schemas the reader recognises, how it tells them, and a row of each."""
+    from generator.core.readers import EXAMPLES, FORMATS
+
+    rows = ["| `format` | keys | example row |", "| --- | --- | --- |"]
+    rows += [f"| `{name}` | {_cell(keys)} | `{_cell(EXAMPLES[name])}` |" for name, keys in FORMATS.items()]
+    return "\n".join(rows)
+
+
 SECTIONS = {
+    "read-formats": read_formats,
     "config-reference": config_reference,
     "filter-catalogue": filter_catalogue,
     "template-metadata": template_metadata,

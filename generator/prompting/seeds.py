@@ -1,12 +1,12 @@
-"""Seed tasks: the bundled set in `prompts/seeds/*.jsonl`, a user's JSONL or CSV file, or a Hugging
-Face dataset (a local folder or a Hub repo id).
+"""Seed tasks: the bundled set in `prompts/seeds/*.jsonl`, or any source the reader knows
+(generator/core/readers.py: JSONL, JSON arrays, CSV, parquet, dataset folders, Hugging Face datasets).
 
-Two row shapes are read:
+Two row shapes become tasks:
 
-- nested (the bundled format), one task a line:
+- nested, one task a row (the bundled format and Self-Instruct's `seed_tasks.jsonl`):
   `{"id", "instruction", "instances": [{"input", "output"}, ...], "is_classification", "task_type",
-  "domain"}`; only `instruction` and `instances` are required, unknown keys are rejected;
-- flat, one instance a row (CSV, Hugging Face datasets, JSONL without `instances`): columns for
+  "domain"}`; only `instruction` and `instances` are required, other keys (`name`) are ignored;
+- flat, one instance a row (Alpaca, Dolly, ShareGPT, chat, CSV, Hugging Face datasets): columns for
   instruction, input, output and optionally id, is_classification, task_type, domain, renamed
   through `column_map`. Rows sharing an instruction become one task with several instances.
 
@@ -15,11 +15,8 @@ Every problem raises `ConfigError` naming the file and the line (or dataset row)
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from generator.core.errors import ConfigError
 from generator.core.paths import builtin_dir
+from generator.core.readers import Row, Table, check_column_map, common_rows, open_tables
 from generator.core.text import seed_key
 
 TASK_TYPES = (
@@ -46,11 +44,10 @@ TASK_TYPES = (
 """The task types the bundled seeds use; user seeds may carry any other label."""
 
 FIELDS = ("instruction", "input", "output", "id", "is_classification", "task_type", "domain")
-"""Logical fields a `column_map` may rename (logical name -> column name in the source)."""
+"""The fields of a flat seed row (a column map may rename these and the others the reader knows)."""
 
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -87,56 +84,29 @@ def load_seeds(
     *,
     column_map: Mapping[str, str] | None = None,
     base_dir: str | Path | None = None,
+    format: str | None = None,
 ) -> list[SeedTask]:
-    """Load seed tasks from `"builtin"`, a `.jsonl`/`.csv`/`.parquet` file, a dataset folder or a
-    Hub repo id. A relative path is resolved against `base_dir` (the config file's folder)."""
-    columns = _check_column_map(column_map)
+    """Load seed tasks from `"builtin"` or a source the reader knows (a file, a dataset folder, a
+    Hub dataset as `hf:owner/name` or `owner/name`). A relative path is resolved against `base_dir`
+    (the config file's folder); `format` overrides the schema told by the keys."""
+    columns = check_column_map(column_map)
     if str(source) == "builtin":
         files = sorted(builtin_dir("prompts").glob("seeds/*.jsonl"))
         if not files:
             raise ConfigError(f"no built-in seed files in {builtin_dir('prompts') / 'seeds'}")
-        return _merge([(f, _load_jsonl(f, columns)) for f in files])
+        return _merge([(f, _tasks(open_tables(f), columns, format, prefix=f.stem)) for f in files])
     path = Path(source).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
     if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json"):
-            return _load_jsonl(path, columns)
-        if suffix == ".csv":
-            return _load_csv(path, columns)
-        if suffix == ".parquet":
-            return _load_hf(str(path), f"parquet file {path}", columns, parquet=True)
-        raise ConfigError(
-            f"seed file {path}: unknown extension {path.suffix!r}; expected .jsonl, .csv or .parquet, "
-            "a Hugging Face dataset folder or repo id, or 'builtin'"
-        )
-    if path.is_dir():
-        return _load_hf(str(path), f"dataset folder {path}", columns)
-    text = str(source)
-    if _REPO_ID.match(text) and not Path(text).suffix:
-        return _load_hf(text, f"Hugging Face dataset {text!r}", columns)
-    raise ConfigError(
-        f"seed source {text!r} not found (looked at {path}); expected 'builtin', an existing "
-        ".jsonl/.csv/.parquet file, a dataset folder, or a Hugging Face repo id like 'owner/name'"
-    )
+        prefix = path.stem
+    else:
+        prefix = re.sub(r"\W+", "_", Path(str(source)).stem or str(source)).strip("_") or "seed"
+    tables = open_tables(source, base_dir=base_dir, what="seed source")
+    return _tasks(tables, columns, format, prefix=prefix)
 
 
 # ---------------------------------------------------------------------------------------------- checks
-
-
-def _check_column_map(column_map: Mapping[str, str] | None) -> dict[str, str]:
-    columns = {name: name for name in FIELDS}
-    for key, value in (column_map or {}).items():
-        if key not in FIELDS:
-            raise ConfigError(
-                f"seed column map: unknown field {key!r}; valid fields are {', '.join(FIELDS)} "
-                "(map each to the column name in your data)"
-            )
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"seed column map: {key!r} must name a column, got {value!r}")
-        columns[key] = value
-    return columns
 
 
 def _merge(loaded: Iterable[tuple[Path, list[SeedTask]]]) -> list[SeedTask]:
@@ -216,7 +186,7 @@ TaskId = Annotated[str | None, PlainValidator(_task_id)]
 
 
 class _InstanceRow(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     input: OptionalText = ""
     output: RequiredText
 
@@ -224,7 +194,7 @@ class _InstanceRow(BaseModel):
 class _NestedRow(BaseModel):
     """A task in the bundled shape; fields in the order they are checked."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     instruction: RequiredText
     id: TaskId = None
     instances: list[_InstanceRow] = Field(min_length=1)
@@ -250,19 +220,10 @@ _TASK_FIELDS = ("is_classification", "task_type", "domain")
 
 
 def _row_error(err: ValidationError, where: str, names: Mapping[str, str] | None = None) -> ConfigError:
-    """The row's first problem (unknown keys first, then the fields in order) as a ConfigError naming
-    the file, the line, the instance and the field (`names` maps a field to its column)."""
+    """The row's first problem (the fields in order) as a ConfigError naming the file, the line, the
+    instance and the field (`names` maps a field to its column). Unknown keys are not a problem:
+    the reader keeps them in the row's meta."""
     errors = err.errors()
-    extra = [e for e in errors if e["type"] == "extra_forbidden"]
-    if extra:
-        parent = extra[0]["loc"][:-1]
-        keys = ", ".join(sorted(str(e["loc"][-1]) for e in extra if e["loc"][:-1] == parent))
-        if parent:
-            return ConfigError(
-                f"{where}: instance {parent[1] + 1}: unknown key(s) {keys}; an instance has input and output"
-            )
-        known = ", ".join(sorted(_NestedRow.model_fields))
-        return ConfigError(f"{where}: unknown key(s) {keys}; a seed task has {known}")
     e = errors[0]
     loc, kind = e["loc"], e["type"]
     if loc[0] == "instances" and len(loc) == 1 and kind != "missing":
@@ -283,103 +244,50 @@ def _row_error(err: ValidationError, where: str, names: Mapping[str, str] | None
     return ConfigError(f"{where}: {key!r} {e['msg']}, got {e['ctx']['got']}")
 
 
-# ---------------------------------------------------------------------------------------------- files
+# ---------------------------------------------------------------------------------------------- rows
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+def _tasks(tables: list[Table], columns: dict[str, str], format: str | None, *, prefix: str) -> list[SeedTask]:
+    """The tasks of a source's tables (read as one): nested when its first row is, else flat."""
+    label, header = tables[0].label, tables[0].header
+    if any(t.text_lines for t in tables):
         raise ConfigError(
-            f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
-        ) from None
-    if not text.strip():
-        raise ConfigError(f"{path}: the file is empty; expected at least one seed task")
-    return text
-
-
-def _load_jsonl(path: Path, columns: dict[str, str]) -> list[SeedTask]:
-    rows: list[tuple[str, dict[str, Any]]] = []
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}: line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); expected one JSON object a line"
-            ) from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        rows.append((where, row))
-    if "instances" in rows[0][1]:
-        return _nested(rows, prefix=path.stem)
-    return _group_flat(rows, columns, prefix=path.stem, source=str(path))
-
-
-def _load_csv(path: Path, columns: dict[str, str]) -> list[SeedTask]:
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    header = reader.fieldnames or []
-    rows: list[tuple[str, dict[str, Any]]] = []
-    for row in reader:
-        where = f"{path}: line {reader.line_num}"
-        extra = row.pop(None, None) or []  # type: ignore[call-overload]
-        missing = sum(value is None for value in row.values())
-        if extra or missing:
-            raise ConfigError(
-                f"{where}: {len(header) + len(extra) - missing} fields where the header has "
-                f"{len(header)}; quote values that contain commas"
-            )
-        rows.append((where, row))
+            f"seed file {label}: unknown extension '.txt'; expected .jsonl, .csv or .parquet (or a .json "
+            "array, a dataset folder, a Hub dataset): a .txt file holds texts without outputs"
+        )
+    rows = [row for table in tables for row in common_rows(table, format=format, columns=columns)]
     if not rows:
-        raise ConfigError(f"{path}: the file has a header but no rows; expected at least one seed task")
-    return _group_flat(rows, columns, prefix=path.stem, source=str(path), header=header)
-
-
-def _load_hf(source: str, label: str, columns: dict[str, str], *, parquet: bool = False) -> list[SeedTask]:
-    import datasets
-
-    try:
-        if parquet:
-            loaded = datasets.load_dataset("parquet", data_files=source)
-        elif any((Path(source) / name).is_file() for name in ("state.json", "dataset_dict.json")):
-            # a folder written by save_to_disk; load_dataset would not read it
-            loaded = datasets.load_from_disk(source)
-        else:
-            loaded = datasets.load_dataset(source)
-    except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
-        raise ConfigError(f"could not load the {label}: {exc}") from None
-    if isinstance(loaded, datasets.DatasetDict):
-        splits = list(loaded)
-        if "train" in loaded:
-            loaded = loaded["train"]
-        elif len(splits) == 1:
-            loaded = loaded[splits[0]]
-        else:
-            raise ConfigError(
-                f"the {label} has splits {splits} and none is 'train'; save the split to use as its own dataset"
-            )
-    header = list(loaded.column_names)
-    rows = [(f"{label}: row {index}", row) for index, row in enumerate(loaded)]
-    if not rows:
-        raise ConfigError(f"the {label} is empty; expected at least one seed task")
-    prefix = re.sub(r"\W+", "_", Path(source).stem or source).strip("_") or "seed"
-    return _group_flat(rows, columns, prefix=prefix, source=label, header=header)
+        if header:
+            raise ConfigError(f"{label}: the file has a header but no rows; expected at least one seed task")
+        raise ConfigError(f"{label}: the file is empty; expected at least one seed task")
+    if rows[0].format == "seed_tasks":
+        return _nested(rows, prefix=prefix)
+    names = {name: columns.get(name, name) for name in FIELDS}
+    if header is not None:
+        for name in ("instruction", "output"):
+            if getattr(rows[0], name) is None:
+                raise ConfigError(
+                    f"{label}: missing column {names[name]!r} for the {name}; columns are "
+                    f"{', '.join(sorted(header))}; map yours with a column map, e.g. {{{name!r}: 'your_column'}}"
+                )
+    return _group_flat(rows, names, prefix=prefix)
 
 
 # ---------------------------------------------------------------------------------------------- shapes
 
 
-def _nested(rows: list[tuple[str, dict[str, Any]]], prefix: str) -> list[SeedTask]:
+def _nested(rows: list[Row], prefix: str) -> list[SeedTask]:
     tasks: list[SeedTask] = []
     ids: dict[str, str] = {}
     instructions: dict[str, str] = {}
-    for index, (where, row) in enumerate(rows, 1):
+    for index, row in enumerate(rows, 1):
+        where = row.where
+        if row.format != "seed_tasks":
+            raise ConfigError(f"{where}: missing key 'instances'; the file's first row is a nested seed task")
+        values = {"instruction": row.instruction, "id": row.id, "instances": row.instances}
+        values.update({k: row.meta[k] for k in _TASK_FIELDS if k in row.meta})
         try:
-            task = _NestedRow.model_validate(row)
+            task = _NestedRow.model_validate(values)
         except ValidationError as err:
             raise _row_error(err, where) from None
         task_id = task.id or f"{prefix}_{index:04d}"
@@ -405,32 +313,25 @@ def _nested(rows: list[tuple[str, dict[str, Any]]], prefix: str) -> list[SeedTas
     return tasks
 
 
-def _group_flat(
-    rows: list[tuple[str, Mapping[str, Any]]],
-    columns: dict[str, str],
-    *,
-    prefix: str,
-    source: str,
-    header: list[str] | None = None,
-) -> list[SeedTask]:
-    """One task per distinct instruction, in first-seen order; its rows become its instances."""
-    present = set(header) if header is not None else set().union(*(row for _, row in rows))
-    for field in ("instruction", "output"):
-        if columns[field] not in present:
-            raise ConfigError(
-                f"{source}: missing column {columns[field]!r} for the {field}; columns are "
-                f"{', '.join(sorted(present))}; map yours with a column map, e.g. {{{field!r}: 'your_column'}}"
-            )
+def _group_flat(rows: list[Row], names: dict[str, str], *, prefix: str) -> list[SeedTask]:
+    """One task per distinct instruction, in first-seen order; its rows become its instances.
+    `names` maps a field to its column, for errors."""
     groups: dict[str, dict[str, Any]] = {}
     ids: dict[str, str] = {}
-    for where, row in _only_present(rows, columns, header is None):
-        raw = row.get(columns["instruction"])
-        first = not (isinstance(raw, str) and seed_key(raw) in groups)
-        values = {name: row.get(column) for name, column in columns.items() if first or name not in _TASK_FIELDS}
+    for row in rows:
+        where = row.where
+        if row.format == "seed_tasks":
+            raise ConfigError(f"{where}: a nested seed task (with 'instances') in a file of flat rows")
+        if row.output is None:
+            raise ConfigError(f"{where}: missing key {names['output']!r} for the output")
+        first = not (isinstance(row.instruction, str) and seed_key(row.instruction) in groups)
+        values = {"instruction": row.instruction, "input": row.input, "output": row.output, "id": row.id}
+        if first:
+            values.update({k: row.meta.get(k) for k in _TASK_FIELDS})
         try:
             flat = _FlatRow.model_validate(values)
         except ValidationError as err:
-            raise _row_error(err, where, columns) from None
+            raise _row_error(err, where, names) from None
         instruction, row_id = flat.instruction, flat.id
         instance = Instance(input=flat.input, output=flat.output)
         key = seed_key(instruction)
@@ -458,15 +359,3 @@ def _group_flat(
                 )
             group["instances"].append(instance)
     return [SeedTask(**{**g, "instances": tuple(g["instances"])}) for g in groups.values()]
-
-
-def _only_present(
-    rows: list[tuple[str, Mapping[str, Any]]], columns: dict[str, str], per_row: bool
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Flat JSONL rows have no header: each row must carry the required keys itself."""
-    for where, row in rows:
-        if per_row:
-            for field in ("instruction", "output"):
-                if columns[field] not in row:
-                    raise ConfigError(f"{where}: missing key {columns[field]!r} for the {field}")
-        yield where, row

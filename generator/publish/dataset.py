@@ -27,6 +27,7 @@ import yaml
 from generator.core.errors import ConfigError, InstructforgeError
 from generator.core.files import atomic_open, swap_dir
 from generator.core.paths import builtin_path
+from generator.core.readers import decode_meta
 from generator.core.records import Record
 from generator.core.sandbox import environment
 
@@ -117,15 +118,7 @@ def record_to_row(record: Record) -> dict[str, Any]:
 
 def row_to_record(row: dict[str, Any]) -> Record:
     """The inverse of `record_to_row` (what `Record.from_row` expects back as `meta`)."""
-    m = dict(row.get("meta") or {})
-    meta: dict[str, Any] = {k: m[k] for k in ("task_type", "template", "model", "round") if m.get(k) is not None}
-    if m.get("seed_ids"):
-        meta["seed_ids"] = list(m["seed_ids"])
-    if m.get("scores"):
-        meta["scores"] = {s["name"]: s["value"] for s in m["scores"]}
-    if m.get("extra"):
-        meta.update(json.loads(m["extra"]))
-    return Record.from_row({**row, "meta": meta})
+    return Record.from_row({**row, "meta": decode_meta(row.get("meta"))})
 
 
 def _opt_str(value: Any) -> str | None:
