@@ -116,7 +116,7 @@ class Row:
             instances = self.instances
             if not (isinstance(instances, list) and instances and all(isinstance(i, dict) for i in instances)):
                 raise ConfigError(
-                    f"{self.where}: 'instances' must be a non-empty list of {{\"input\", \"output\"}} objects, "
+                    f'{self.where}: \'instances\' must be a non-empty list of {{"input", "output"}} objects, '
                     f"got {instances!r}"
                 )
             input, output = instances[0].get("input"), instances[0].get("output")
@@ -482,8 +482,9 @@ def _chat(where: str, row: dict[str, Any], fmt: str, key: str, role: str, conten
         messages.append({"role": SPEAKERS.get(str(turn[role]).lower(), str(turn[role])), "content": turn[content]})
     user = next((m["content"] for m in messages if m["role"] == "user"), None)
     if user is None:
-        raise ConfigError(f"{where}: {key!r} has no user (human) turn, so no instruction; got roles "
-                          f"{[m['role'] for m in messages]}")
+        raise ConfigError(
+            f"{where}: {key!r} has no user (human) turn, so no instruction; got roles {[m['role'] for m in messages]}"
+        )
     answer = next((m["content"] for m in messages if m["role"] == "assistant"), None)
     system = [m["content"] for m in messages if m["role"] == "system"]
     if system:
