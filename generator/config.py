@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from filters.specs import AnyFilterSpec
 from generator.core.errors import ConfigError, describe_errors
@@ -207,6 +207,11 @@ class GenerationConfig(Section):
         "data): a .jsonl, .json, .csv or .parquet file, a dataset folder, or a Hugging Face dataset "
         "(`hf:owner/name` or `owner/name`).",
     )
+    seed_format: str | None = Field(
+        None,
+        description="The seed file's schema when its keys do not say it: `seed_tasks`, `alpaca`, `dolly`, "
+        "`sharegpt`, `chat` or `own` (see Reading data); recognised from the first row's keys when null.",
+    )
     seed_columns: dict[str, str] | None = Field(
         None,
         description="Column map for seeds in any format (logical field: your column), e.g. "
@@ -240,6 +245,15 @@ class GenerationConfig(Section):
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     evol: EvolConfig = Field(default_factory=EvolConfig)
     custom: CustomConfig = Field(default_factory=CustomConfig)
+
+    @field_validator("seed_format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        from generator.core.readers import FORMATS
+
+        if value is not None and value not in FORMATS:
+            raise ValueError(f"unknown format {value!r}; expected one of {', '.join(FORMATS)} (or leave it out)")
+        return value
 
 
 class FiltersConfig(Section):

@@ -248,3 +248,31 @@ def test_get_after_a_torn_line_was_cut_off(tmp_path: Path) -> None:
         assert store.get("b") == ok("b", "again")
     with RunStore(tmp_path, FP) as store:
         assert store.get("b") == ok("b", "again") and store.get("a") == ok("a")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changes"),
+    [
+        ({"g": {"a": 1}}, {"g": {"a": 1, "added": None}}, []),
+        ({"g": {"a": 1, "dropped": None}}, {"g": {"a": 1}}, []),
+        ({"g": {"a": 1}}, {"g": {"a": 1, "added": "x"}}, ["g.added: (unset) -> 'x'"]),
+        ({"g": {"a": None}}, {"g": {"a": 0}}, ["g.a: None -> 0"]),
+    ],
+    ids=["new-null-setting", "dropped-null-setting", "new-set-setting", "null-to-value"],
+)
+def test_a_setting_added_with_a_null_default_is_no_change(old: dict, new: dict, changes: list[str]) -> None:
+    assert fingerprint_changes(old, new) == changes
+
+
+def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: Path) -> None:
+    from generator.config import parse_config
+    from generator.core.errors import ConfigError as Err
+    from generator.run.context import fingerprint
+
+    with pytest.raises(Err, match=r"generation.seed_format.*unknown format 'nope'"):
+        parse_config({"generation": {"seed_format": "nope"}})
+    new = fingerprint(parse_config({}))
+    old = json.loads(json.dumps(new))
+    del old["generation"]["seed_format"]  # a run directory written before the setting existed
+    assert fingerprint_changes(old, new) == []
+    assert fingerprint(parse_config({"generation": {"seed_format": "alpaca"}}))["generation"]["seed_format"] == "alpaca"

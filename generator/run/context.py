@@ -70,7 +70,8 @@ class Run:
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
     """Check every input (seeds, templates, filters, the Hub token), then open the run directory."""
-    seeds = load_seeds(config.generation.seeds, column_map=config.generation.seed_columns, base_dir=config.base_dir)
+    g = config.generation
+    seeds = load_seeds(g.seeds, column_map=g.seed_columns, base_dir=config.base_dir, format=g.seed_format)
     if (shard := config.generation.shard) is not None:  # its own seeds and sampling seed
         seeds = shard.select(seeds)
         config = config.model_copy(

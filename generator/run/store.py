@@ -54,14 +54,19 @@ class ForeignRun(ConfigError):
 
 
 def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two fingerprints, one `key: old -> new` per changed leaf."""
+    """What differs between two fingerprints, one `key: old -> new` per changed leaf.
+
+    A key only one side has, with the value null (None), is no change: a setting added by a later
+    version with a null default, or one dropped while unset, changes nothing the run made."""
     a, b = _flatten(old), _flatten(new)
     missing = object()
-    return [
-        f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}".replace(repr(missing), "(unset)")
-        for key in sorted(a.keys() | b.keys())
-        if a.get(key, missing) != b.get(key, missing)
-    ]
+    changes = []
+    for key in sorted(a.keys() | b.keys()):
+        before, after = a.get(key, missing), b.get(key, missing)
+        if before == after or {before, after} <= {missing, None} and missing in (before, after):
+            continue
+        changes.append(f"{key}: {before!r} -> {after!r}".replace(repr(missing), "(unset)"))
+    return changes
 
 
 def _write_json(path: Path, data: Any) -> None:
