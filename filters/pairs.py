@@ -45,7 +45,15 @@ LEXICON = DATA / "wordnet.json.gz"
 WEIGHTS = DATA / "pair_check.json"
 FEATURES = ("cosine", "antonym", "numbers_differ", "overlap", "changed", "cosine_x_changed", "reordered")
 
-_TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
+# Operators and symbols are words: "3x + 7 = 22" and "3x - 7 = 22" are different tasks. A hyphen
+# inside a word ("well-known") joins, it is not a minus.
+_TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[+*/<>=^]|(?<![a-z])-|-(?![a-z])")
+OPERATORS = frozenset("+ - * / < > = ^".split())
+# Words that give the phrases around them roles: swapping them ("Celsius to Fahrenheit") changes the task.
+DIRECTIONAL = frozenset("to from into than over versus vs before after onto toward towards per".split())
+# Words that join phrases whose order does not matter ("sort the list and remove duplicates").
+COORDINATORS = frozenset(["and", "or", ",", ";", "&"])
+_RAW = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[+*/<>=^,;&]|(?<![a-z])-|-(?![a-z])")
 STOP = frozenset(
     "a an the of to in on for with and or by from at as is are was were be been this that these those it its "
     "into about below above following given your my me i you we us our their them they what which how do does "
@@ -147,6 +155,72 @@ def analyze(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     return tuple(numbers), tuple(content), tuple(lemmas)
 
 
+@lru_cache(maxsize=200_000)
+def _raw(text: str) -> tuple[str, ...]:
+    """Every token in order, stop words, operators and coordinating commas included."""
+    return tuple(_RAW.findall(text.lower().replace("%", " percent ")))
+
+
+def _expression(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(t for t in tokens if t[0].isdigit() or t in OPERATORS)
+
+
+def _triples(tokens: tuple[str, ...]) -> set[tuple[str, str, str]]:
+    """(nearest content word before, directional word, nearest content word after) of each
+    directional word: "celsius to fahrenheit" gives ("celsius", "to", "fahrenheit")."""
+    content = [(i, t) for i, t in enumerate(tokens) if t not in STOP and t not in COORDINATORS]
+    out = set()
+    for i, t in enumerate(tokens):
+        if t in DIRECTIONAL:
+            before = [w for j, w in content if j < i]
+            after = [w for j, w in content if j > i]
+            if before and after:
+                out.add((before[-1], t, after[0]))
+    return out
+
+
+def _segments(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The phrases between coordinators, each as its content words."""
+    segs: list[list[str]] = [[]]
+    for t in tokens:
+        if t in COORDINATORS:
+            segs.append([])
+        elif t not in STOP:
+            segs[-1].append(t)
+    return sorted(tuple(s) for s in segs if s)
+
+
+def structural(a: str, b: str) -> float | None:
+    """A verdict that needs no regression: 0.0 (different) or 1.0 (same), else None.
+
+    - Both hold an arithmetic expression and the numbers and operators differ: different.
+    - The same words, one text a permutation of the other (stop words included): phrases around a
+      directional word swapped ("from A to B" / "from B to A", "Celsius to Fahrenheit") is a role
+      swap, different; coordinated phrases reordered ("sort the list and remove duplicates" /
+      "remove duplicates and sort the list") is the same task.
+    """
+    ta, tb = _raw(a), _raw(b)
+    ea, eb = _expression(ta), _expression(tb)
+    if ea != eb and any(t in OPERATORS for t in ea) and any(t in OPERATORS for t in eb):
+        return 0.0
+    if ta == tb or sorted(ta) != sorted(tb):
+        return None
+    if any((y, d, x) in _triples(tb) for x, d, y in _triples(ta) if x != y):
+        return 0.0
+    # Cut the shared beginning and end; what is left must be the same coordinated phrases reordered.
+    start = 0
+    while ta[start] == tb[start]:
+        start += 1
+    end = 0
+    while ta[-1 - end] == tb[-1 - end]:
+        end += 1
+    ma, mb = ta[start : len(ta) - end], tb[start : len(tb) - end]
+    seg_a = _segments(ma)
+    if len(seg_a) >= 2 and seg_a == _segments(mb) and any(t in COORDINATORS for t in ma):
+        return 1.0
+    return None
+
+
 def features(cosine: float, a: str, b: str) -> list[float]:
     """The features of FEATURES for the pair (a, b) at encoder similarity `cosine`."""
     lex = lexicon()
@@ -203,7 +277,11 @@ class PairCheck:
 
     def probability(self, cosine: float, a: str, b: str) -> float:
         """1.0 when the two differ only in stop words, case, punctuation and inflection (same words in
-        the same order, same numbers); else the regression's probability."""
+        the same order, same numbers); the structural verdict (`structural`) where there is one; else
+        the regression's probability."""
+        rule = structural(a, b)
+        if rule is not None:
+            return rule
         if analyze(a)[0] == analyze(b)[0] and analyze(a)[2] == analyze(b)[2]:
             return 1.0
         z = self.intercept + sum(c * f for c, f in zip(self.coef, features(cosine, a, b)))
