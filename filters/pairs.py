@@ -16,7 +16,13 @@ number, a swapped entity) and keeps the rest. The check scores a pair from these
 - `cosine_x_changed`: their product (a high cosine despite many changed words marks a paraphrase);
 - `reordered`: the shared content words stand in another order and some word changed too ("In two
   sentences, describe the story's protagonist"); a pure permutation ("Celsius to Fahrenheit" against
-  "Fahrenheit to Celsius") is a direction swap and does not count.
+  "Fahrenheit to Celsius") is a direction swap and does not count;
+- `words_changed`: how many words one text has and the other lacks, on a log scale (1.0 at 40): a
+  long templated prompt reworded around the same passage changes a few words out of many (`changed`
+  is low, as for a one-word swap), while the same template filled with another passage changes dozens.
+
+Some pairs need no regression (`structural`): arithmetic expressions that differ, phrases swapped
+around a directional word (a role swap), and coordinated phrases reordered.
 
 A logistic regression over them, fitted per encoder by `scripts/fit_pair_check.py` on
 `tests/data/paraphrase_groups_train.jsonl` and `paraphrase_groups.jsonl` (never on the blind
@@ -43,7 +49,16 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data"
 LEXICON = DATA / "wordnet.json.gz"
 WEIGHTS = DATA / "pair_check.json"
-FEATURES = ("cosine", "antonym", "numbers_differ", "overlap", "changed", "cosine_x_changed", "reordered")
+FEATURES = (
+    "cosine",
+    "antonym",
+    "numbers_differ",
+    "overlap",
+    "changed",
+    "cosine_x_changed",
+    "reordered",
+    "words_changed",
+)
 
 # Operators and symbols are words: "3x + 7 = 22" and "3x - 7 = 22" are different tasks. A hyphen
 # inside a word ("well-known") joins, it is not a minus.
@@ -236,6 +251,7 @@ def features(cosine: float, a: str, b: str) -> list[float]:
     # A pure permutation ("Celsius to Fahrenheit" / "Fahrenheit to Celsius") is a direction swap, not a
     # restructured paraphrase: reordering counts only when some word changed too.
     reordered = shared_a != shared_b and sorted(shared_a) == sorted(shared_b) and sorted(all_a) != sorted(all_b)
+    n_changed = sum(w not in lb for w in set(all_a)) + sum(w not in la for w in set(all_b))
     return [
         float(cosine),
         float(antonym),
@@ -244,6 +260,7 @@ def features(cosine: float, a: str, b: str) -> list[float]:
         changed,
         float(cosine) * changed,
         float(reordered),
+        min(1.0, math.log1p(n_changed) / math.log1p(40)),
     ]
 
 

@@ -11,7 +11,10 @@ with the same encoder at its default 0.9, and the fast static path at cosine >= 
 
 Sets (tests/data/): `paraphrase_groups.jsonl` (107 groups, the quality target's set),
 `paraphrase_groups_heldout.jsonl` (120 groups written apart, never used to fit or tune anything),
-and `paraphrase_groups_train.jsonl` (160 groups the pair check was fitted on; in-sample, shown last).
+`templated_pairs.jsonl` (20 templated prompts: reviews, passages, concept lists, word problems; the
+paraphrases reword the template around the same content, the negatives fill it with other content;
+never fitted on), and `paraphrase_groups_train.jsonl` (184 groups the pair check was fitted on, 24 of
+them templated; in-sample, shown last).
 
     .venv/bin/python scripts/eval_dedup.py [--sets NAME ...] [--json out.json]
 """
@@ -32,7 +35,7 @@ from filters.dedup import SemanticDedup  # noqa: E402
 from filters.embed import SentenceTransformerEmbedder, StaticEmbedder  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-SETS = ("paraphrase_groups", "paraphrase_groups_heldout", "paraphrase_groups_train")
+SETS = ("paraphrase_groups", "paraphrase_groups_heldout", "templated_pairs", "paraphrase_groups_train")
 
 
 def load_pairs(name: str = "paraphrase_groups") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -12,7 +12,7 @@ from filters.base import FilterContext
 from filters.dedup import ExactDedup, SemanticDedup, VectorIndex, dedup_files
 from filters.embed import StaticEmbedder, normalize_rows
 from filters.specs import parse_specs
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, ModelError
 from generator.core.records import Record
 from generator.core.text import dedup_key
 
@@ -176,6 +176,42 @@ def test_static_embedder_from_folder(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text("{}")
     e = StaticEmbedder(folder=tmp_path).encode(["sort list", "order", ""])
     np.testing.assert_allclose(e, [[0.7071, 0.7071], [0.7071, 0.7071], [0, 0]], atol=1e-4)
+    # past the range it was measured on, the static encoder refuses with the count and the way out
+    with pytest.raises(ModelError, match=r"static encoder got a text of 65 word pieces.*encoder: minilm"):
+        StaticEmbedder(folder=tmp_path).encode([" ".join(["sort"] * 65)])
+
+
+def _passages(name: str, kind: str) -> list[str]:
+    """The passages (the filled-in content) of one kind of templated prompt in a labeled set."""
+    groups = [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
+    return [g["instruction"].split("\n\n", 1)[1] for g in groups if g.get("kind") == kind]
+
+
+@pytest.mark.timeout(300)
+def test_minilm_sees_the_tail_of_a_long_text() -> None:
+    """Two texts identical in their first 256 word pieces and different after are not duplicates
+    (truncated at the window they were the same vector); texts that fit encode exactly as before."""
+    from filters.embed import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder()
+    head = "Read the articles below, then answer the question at the end.\n\n" + "\n\n".join(
+        [p for k in ("summary", "topic", "qa") for p in _passages("templated_pairs.jsonl", k)][:7]
+    )
+    train = _passages("paraphrase_groups_train.jsonl", "summary")
+    a = head + "\n\n" + "\n\n".join(train[:2]) + "\n\nWhich of these articles is about history?"
+    b = head + "\n\n" + "\n\n".join(train[2:4]) + "\n\nWhich of these articles is about health?"
+    window = emb.window
+    tok = emb._load().tokenizer
+    ids_a, ids_b = (tok(t, add_special_tokens=False)["input_ids"] for t in (a, b))
+    assert ids_a[:window] == ids_b[:window] and len(ids_a) > window + 100 and len(ids_b) > window + 100
+    flt = SemanticDedup(embedder=emb)
+    verdicts = flt.judge([Record(a), Record(b)])
+    assert [v.keep for v in verdicts] == [True, True]
+    report = flt.report()["long_texts"]
+    assert report["texts_longer"] == 2 and report["window_word_pieces"] == window
+    short = ["Write a haiku about the ocean.", "Sort the list of numbers."]
+    raw = emb._load().encode(short, convert_to_numpy=True, normalize_embeddings=True)
+    np.testing.assert_array_equal(emb.encode(short), normalize_rows(raw))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from filters.dedup import SemanticDedup
-from filters.pairs import FEATURES, WEIGHTS, PairCheck, analyze, features, lexicon
+from filters.pairs import FEATURES, WEIGHTS, PairCheck, analyze, features, lexicon, structural
 from filters.specs import parse_specs
 from generator.core.errors import ConfigError
 from generator.core.records import Record
@@ -64,6 +64,7 @@ def test_features_of_identical_texts() -> None:
         "changed": 0.0,
         "cosine_x_changed": 0.0,
         "reordered": 0.0,
+        "words_changed": 0.0,
     }
 
 
@@ -94,6 +95,48 @@ def test_same_words_in_the_same_order_are_the_same_task() -> None:
     assert check.same(0.98, "Write a haiku about rain.", "Write one haiku about the RAIN!") == (True, 1.0)
     assert check.same(0.97, "Convert Celsius to Fahrenheit.", "Convert Fahrenheit to Celsius.")[0] is False
     assert check.probability(0.95, "Compute the factorial of 6.", "Compute the factorial of 8.") < 1.0
+
+
+@pytest.mark.parametrize(
+    "a, b, verdict",
+    [
+        ("Sort the list and remove duplicates.", "Remove duplicates and sort the list.", 1.0),
+        ("Explain the causes and effects of inflation.", "Explain the effects and causes of inflation.", 1.0),
+        ("Write a story about a cat and a dog.", "Write a story about a dog and a cat.", 1.0),
+        ("Convert Celsius to Fahrenheit.", "Convert Fahrenheit to Celsius.", 0.0),
+        ("Plan a route from Paris to Berlin.", "Plan a route from Berlin to Paris.", 0.0),
+        ("Subtract 5 from 10.", "Subtract 10 from 5.", 0.0),
+        ("Solve 3x + 7 = 22.", "Solve 3x - 7 = 22.", 0.0),
+        ("Solve 3x+7=22.", "Solve 3x-7=22.", 0.0),
+        ("Is 4 * 3 > 10?", "Is 4 / 3 > 10?", 0.0),
+        ("Solve 3x + 7 = 22.", "Find x such that 3x + 7 = 22.", None),
+        ("Explain to a child how rain forms.", "Explain how rain forms to a child.", None),
+    ],
+    ids=[
+        "reorder-actions",
+        "reorder-nouns",
+        "reorder-with-articles",
+        "role-swap-to",
+        "role-swap-from-to",
+        "role-swap-numbers",
+        "operator-plus-minus",
+        "operator-no-spaces",
+        "operator-times-divide",
+        "same-expression-asks-regression",
+        "moved-phrase-asks-regression",
+    ],
+)
+def test_structural_verdicts(a: str, b: str, verdict: float | None) -> None:
+    """Reordered coordinated phrases are the same task; a role swap or another operator is not, whatever
+    the cosine; the rest goes to the regression."""
+    assert structural(a, b) == verdict
+    if verdict is not None:
+        assert PairCheck("st:all-MiniLM-L6-v2").same(0.98, a, b)[0] is bool(verdict)
+
+
+def test_operators_are_words() -> None:
+    assert analyze("Solve 3x + 7 = 22.")[2] == ("solve", "3", "x", "+", "7", "=", "22")
+    assert "-" in analyze("Solve 3x - 7 = 22.")[2] and "-" not in analyze("Describe a well-known place.")[2]
 
 
 def test_weights_file_names_features_and_threshold() -> None:
