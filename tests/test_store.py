@@ -276,3 +276,8 @@ def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: P
     del old["generation"]["seed_format"]  # a run directory written before the setting existed
     assert fingerprint_changes(old, new) == []
     assert fingerprint(parse_config({"generation": {"seed_format": "alpaca"}}))["generation"]["seed_format"] == "alpaca"
+
+
+def test_changed_list_values_are_reported() -> None:
+    assert fingerprint_changes({"stop": ["a"]}, {"stop": ["b"]}) == ["stop: ['a'] -> ['b']"]
+    assert fingerprint_changes({"a": 1}, {"a": 1, "stop": ["b"]}) == ["stop: (unset) -> ['b']"]

@@ -63,7 +63,7 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changes = []
     for key in sorted(a.keys() | b.keys()):
         before, after = a.get(key, missing), b.get(key, missing)
-        if before == after or {before, after} <= {missing, None} and missing in (before, after):
+        if before == after or (before is missing and after is None) or (after is missing and before is None):
             continue
         changes.append(f"{key}: {before!r} -> {after!r}".replace(repr(missing), "(unset)"))
     return changes
