@@ -238,17 +238,18 @@ class Decontaminate(Filter):
         for i, r in enumerate(records):
             hit = self._text_match(r)
             if hit is not None:
-                j, share = hit
-                out[i] = self._drop(r, "ngram_overlap", j, share, ngram=self.ngram)
+                out[i] = drop("ngram_overlap", ngram=self.ngram, **self._match(r, "ngram_overlap", *hit))
         rest = [i for i, v in enumerate(out) if v is None]
         if self.threshold is not None and rest and self.refs:
             self.setup()
             for i, (j, s) in zip(rest, self._similar([records[i] for i in rest])):
                 if j >= 0 and s >= self.threshold - 1e-6:
-                    out[i] = self._drop(records[i], "semantic_overlap", j, s, similarity=round(s, 4))
+                    detail = self._match(records[i], "semantic_overlap", j, s)
+                    out[i] = drop("semantic_overlap", similarity=round(s, 4), **detail)
         return [v if v is not None else KEEP for v in out]
 
-    def _drop(self, r: Record, reason: str, j: int, score: float, **detail: Any) -> Verdict:
+    def _match(self, r: Record, reason: str, j: int, score: float) -> dict[str, Any]:
+        """Records the match for the report; the verdict's detail."""
         ref = self.refs[j]
         self.matches.setdefault(
             r.id,
@@ -262,7 +263,7 @@ class Decontaminate(Filter):
                 "reference": _clip(ref.text),
             },
         )
-        return drop(reason, **detail, benchmark=ref.source, reference=ref.text[:200])
+        return {"benchmark": ref.source, "reference": ref.text[:200]}
 
     # -- report -------------------------------------------------------------------------------------------
 
