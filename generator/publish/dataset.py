@@ -92,6 +92,8 @@ class DatasetInfo:
     license: str = "apache-2.0"
     languages: list[str] = field(default_factory=lambda: ["en"])
     repo_id: str | None = None
+    contamination: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per decontamination reference: {references, ngram_overlap, semantic_overlap} (rows it caught)."""
 
 
 # --- rows -----------------------------------------------------------------------------------------

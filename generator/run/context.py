@@ -78,8 +78,11 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
             update={"sampling": config.sampling.model_copy(update={"seed": shard.sampling_seed(config.sampling.seed)})}
         )
     templates = load_templates(config)
-    instruction_filters = build_chain(config.filters.instructions)
-    record_filters = build_chain(config.filters.records)
+    # Files the filters name (decontamination references) are read now, relative to the config file.
+    instruction_filters = build_chain(
+        config.filters.instructions, base_dir=config.base_dir, where="filters.instructions"
+    )
+    record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
