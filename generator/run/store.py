@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, KeysView
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,96 @@ def _write_json(path: Path, data: Any) -> None:
     write_json(path, data, newline=True, indent=2, sort_keys=True, default=str)
 
 
-# An index entry packs a line's offset and length into one int (a dict of ids to ints costs about
-# 160 B an entry with the id's string; a second int per entry would add 32 B more).
+# An index entry packs a line's offset and length into one int.
 _LENGTH_BITS = 32
+# Ids added to the index's dict before they move to its sorted arrays.
+_MERGE_AT = 50_000
+
+
+class _Index:
+    """Request id -> packed entry, compact: a request id (32 hex digits) takes 16 bytes in a sorted
+    array and its entry 8 (about 24 B an id, against about 160 B in a dict of str to int). New ids
+    wait in a dict until `_MERGE_AT` of them have come; ids of another form stay in a dict."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._keys = np.empty(0, dtype="S16")
+        self._entries = np.empty(0, dtype=np.int64)
+        self._recent: dict[str, int] = {}
+        self._other: dict[str, int] = {}
+
+    @staticmethod
+    def _binary(rid: str) -> bytes | None:
+        if len(rid) != 32:
+            return None
+        try:
+            key = bytes.fromhex(rid)
+        except ValueError:
+            return None
+        return key if key.hex() == rid else None  # lower case only: one spelling per key
+
+    def get(self, rid: str) -> int | None:
+        entry = self._recent.get(rid)
+        if entry is not None:
+            return entry
+        key = self._binary(rid)
+        if key is None:
+            return self._other.get(rid)
+        i = int(self._np.searchsorted(self._keys, key))
+        # numpy drops an S16 value's trailing NUL bytes: compare the same way
+        if i < len(self._keys) and self._keys[i] == key.rstrip(b"\0"):
+            return int(self._entries[i])
+        return None
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, str) and self.get(rid) is not None
+
+    def add(self, rid: str, entry: int) -> None:
+        """Index `rid` (not indexed yet)."""
+        if self._binary(rid) is None:
+            self._other[rid] = entry
+            return
+        self._recent[rid] = entry
+        if len(self._recent) >= _MERGE_AT:
+            self._merge()
+
+    def _merge(self) -> None:
+        np = self._np
+        new = np.array([bytes.fromhex(rid) for rid in self._recent], dtype="S16")
+        entries = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
+        order = np.argsort(new, kind="stable")
+        new, entries = new[order], entries[order]
+        at = np.searchsorted(self._keys, new)
+        self._keys = np.insert(self._keys, at, new)
+        self._entries = np.insert(self._entries, at, entries)
+        self._recent = {}
+
+    def __len__(self) -> int:
+        return len(self._keys) + len(self._recent) + len(self._other)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._other
+        yield from self._recent
+        for key in self._keys:
+            yield bytes(key).ljust(16, b"\0").hex()
+
+
+class _Ids(AbstractSet[str]):
+    """A read-only, set-like view of an index's ids."""
+
+    def __init__(self, index: _Index) -> None:
+        self._index = index
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 class RunStore:
@@ -114,7 +202,7 @@ class RunStore:
             self._release_lock()
             raise ForeignRun(f"{self.path} exists but {fp_path} does not: cannot tell what made these results")
         _write_json(fp_path, fingerprint)
-        self._index: dict[str, int] = {}  # request id -> offset << _LENGTH_BITS | length of its successful line
+        self._index = _Index()  # request id -> offset << _LENGTH_BITS | length of its successful line
         self.failed_ids: set[str] = set()
         self._written = self._repair_and_index()  # bytes in the file; the buffer's lines come after
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -124,9 +212,9 @@ class RunStore:
         self._last_flush = float("-inf")
 
     @property
-    def done_ids(self) -> KeysView[str]:
-        """The requests that succeeded (stored or in the buffer)."""
-        return self._index.keys()
+    def done_ids(self) -> AbstractSet[str]:
+        """The requests that succeeded (stored or in the buffer), as a read-only set-like view."""
+        return _Ids(self._index)
 
     # -- lock ----------------------------------------------------------------------------------
 
@@ -173,7 +261,8 @@ class RunStore:
                     break
                 rid = data["request_id"]
                 if data.get("error") is None:
-                    self._index.setdefault(rid, good_end << _LENGTH_BITS | len(line))
+                    if rid not in self._index:
+                        self._index.add(rid, good_end << _LENGTH_BITS | len(line))
                     self.failed_ids.discard(rid)
                 elif rid not in self._index:
                     self.failed_ids.add(rid)
@@ -223,7 +312,7 @@ class RunStore:
             return
         line = (json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n").encode()
         if result.ok:
-            self._index[rid] = (self._written + self._buffered) << _LENGTH_BITS | len(line)
+            self._index.add(rid, (self._written + self._buffered) << _LENGTH_BITS | len(line))
             self.failed_ids.discard(rid)
         else:
             self.failed_ids.add(rid)
