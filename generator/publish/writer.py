@@ -26,7 +26,15 @@ class DatasetWriter:
         self.config = config
         self.out_dir = out_dir
 
-    def info(self, records: Iterable[Record], funnel: dict[str, Any], engine: dict[str, Any], model: str) -> Any:
+    def info(
+        self,
+        records: Iterable[Record],
+        funnel: dict[str, Any],
+        engine: dict[str, Any],
+        model: str,
+        contamination: dict[str, dict[str, int]] | None = None,
+    ) -> Any:
+        """The card's facts; `contamination` is the decontamination filters' counts per reference."""
         from generator.publish.dataset import DatasetInfo
 
         c, d = self.config, self.config.dataset
@@ -46,9 +54,17 @@ class DatasetWriter:
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             version=__version__,
             repo_id=d.push.repo if d.push else None,
+            contamination=contamination or {},
         )
 
-    def write(self, records: Iterable[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> Path:
+    def write(
+        self,
+        records: Iterable[Record],
+        funnel: Funnel,
+        engine: dict[str, Any],
+        model: str,
+        contamination: dict[str, dict[str, int]] | None = None,
+    ) -> Path:
         from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
 
         d = self.config.dataset
@@ -56,7 +72,7 @@ class DatasetWriter:
         return write_dataset(
             records,
             self.out_dir,
-            self.info(records, funnel.to_dict(), engine, model),
+            self.info(records, funnel.to_dict(), engine, model, contamination),
             test_ratio=d.test_ratio,
             split_seed=d.split_seed,
             card_template=template,

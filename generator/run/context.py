@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from filters.base import BatchChat, Filter, FilterContext
+from filters.decontam import Decontaminate
 from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.server import endpoint_key
@@ -62,6 +63,14 @@ class Run:
             ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat)
             for flt in flts:
                 flt.setup(ctx)
+
+    def contamination(self) -> dict[str, dict[str, int]]:
+        """What the decontamination filters caught, per reference, for the card."""
+        out: dict[str, dict[str, int]] = {}
+        for flt in (*self.instruction_filters, *self.record_filters):
+            if isinstance(flt, Decontaminate):
+                out.update(flt.counts())
+        return out
 
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):

@@ -188,7 +188,7 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
             indent=2,
         )
     )
-    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model)
+    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model, run.contamination())
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()
