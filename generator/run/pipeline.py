@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
+from generator.run.store import storage_error
 
 __all__ = ["RunResult", "fingerprint", "generate"]
 
@@ -64,7 +66,8 @@ class _Generated:
 
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
-    """Run `config` end to end; resume what its run directory holds."""
+    """Run `config` end to end; resume what its run directory holds. A write to the run directory
+    that fails (disk full, read-only) raises `StorageError`: rerun to resume."""
     started = time.monotonic()
     run = open_run(config, fresh=fresh, force=force)  # everything wrong with the inputs is found here
     try:
@@ -79,6 +82,14 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     except KeyboardInterrupt:
         # The store was flushed and closed and the server stopped on the way out.
         raise interrupted(run.run_dir) from None
+    except OSError as err:  # a write to the run directory (funnel, dataset, filter state) failed
+        if err.filename is None or not _inside(Path(err.filename), run.run_dir):
+            raise
+        raise storage_error(Path(err.filename), err, run.run_dir) from None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
 
 
 async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:

@@ -8,10 +8,14 @@ Layout of `run_dir`:
 
 Appends go to the kernel with one `write` per batch: a killed process loses at most the batch in
 its buffer (sent again on resume) and can leave a torn last line, which the next open cuts off.
+A write that fails (disk full, read-only) raises `StorageError` with the file cut back to its
+last whole batch, so the run stops with one line and the same command resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, StorageError
 from generator.core.files import write_json
 from generator.llm.requests import Result
 
@@ -61,6 +65,16 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
+def storage_error(path: Path, err: OSError, run_dir: Path) -> StorageError:
+    """`err`, raised writing `path` in `run_dir`, as one line that says how to go on."""
+    code = errno.errorcode.get(err.errno or 0)
+    reason = f"{err.strerror or err}" + (f" ({code})" if code else "")
+    return StorageError(
+        f"cannot write {path}: {reason}; free disk space or make {run_dir} writable, then run the same "
+        "command again to resume (everything saved so far is kept)"
+    )
+
+
 def _write_json(path: Path, data: Any) -> None:
     write_json(path, data, newline=True, indent=2, sort_keys=True, default=str)
 
@@ -81,10 +95,19 @@ class RunStore:
         flush_interval_s: float = 1.0,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / RESULTS
         self._flush_every = flush_every
         self._flush_interval_s = flush_interval_s
+        self._lock_fd: int | None = None
+        try:
+            self._open(fingerprint, fresh, force)
+        except OSError as err:
+            self._release_lock()
+            raise storage_error(Path(err.filename or self.run_dir), err, self.run_dir) from None
+
+    def _open(self, fingerprint: dict[str, Any], fresh: bool, force: bool) -> None:
+        """Lock the run directory, check its fingerprint, index what it holds, open it to append."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
         fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it will read back
         fp_path = self.run_dir / FINGERPRINT
@@ -203,24 +226,38 @@ class RunStore:
             data = "".join(self._buffer).encode()
             self._buffer.clear()
             view = memoryview(data)
-            while view:  # os.write may write less than asked
-                view = view[os.write(self._fd, view) :]
+            size = os.fstat(self._fd).st_size
+            try:
+                while view:  # os.write may write less than asked
+                    view = view[os.write(self._fd, view) :]
+            except OSError as err:
+                # No torn line in the middle of the file, should anything be written after this.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, size)
+                raise storage_error(self.path, err, self.run_dir) from None
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         """Add one session's engine accounting to `engine_stats.json`."""
         path = self.run_dir / STATS
         sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if path.exists() else []
         sessions.append(stats)
-        _write_json(path, {"sessions": sessions})
+        try:
+            _write_json(path, {"sessions": sessions})
+        except OSError as err:
+            raise storage_error(path, err, self.run_dir) from None
 
     def close(self) -> None:
         if self._fd is None:
             return
-        self.flush()
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None  # type: ignore[assignment]
-        self._release_lock()
+        try:
+            self.flush()
+            os.fsync(self._fd)
+        except OSError as err:
+            raise storage_error(self.path, err, self.run_dir) from None
+        finally:
+            os.close(self._fd)
+            self._fd = None  # type: ignore[assignment]
+            self._release_lock()
 
     def __enter__(self) -> RunStore:
         return self
