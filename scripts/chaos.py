@@ -69,6 +69,7 @@ FILTERS = "{instructions: [{name: length}, {name: exact_dedup}], records: [{name
 FAULT_SEED = 1
 RUN_LIMIT_S = 120.0
 REAL_RUN_LIMIT_S = 900.0
+TEMP_CLEANUP = "needs the temporary-folder cleanup of issue 17 (helper 17a): a kill leaves .dataset.tmp-<pid>"
 MANAGED_WATCH = (
     "needs the managed-server watch of issue 17 (helper 17b): today the run waits engine.no_endpoint_timeout_s"
 )
@@ -244,6 +245,7 @@ class Ctx:
     run_dir: Path
     server: FakeServer | None
     how: str = ""
+    problems: list[str] = field(default_factory=list)  # what the injection itself found wrong
 
 
 Undo = Callable[[], None]
@@ -275,6 +277,14 @@ def fill_disk(ctx: Ctx) -> Undo:
     resource.prlimit(ctx.proc.pid, resource.RLIMIT_FSIZE, (size, size))
     ctx.how = f"RLIMIT_FSIZE={size}"
     return _nothing  # the limit dies with the process; the resume is a new one
+
+
+def fill_disk_at_finish(ctx: Ctx) -> Undo:
+    assert ctx.proc is not None
+    # Small files (the funnel, a temporary-folder probe) still fit; the dataset's files do not.
+    resource.prlimit(ctx.proc.pid, resource.RLIMIT_FSIZE, (4096, 4096))
+    ctx.how = "RLIMIT_FSIZE=4096 once engine_stats.json is written"
+    return _nothing
 
 
 def read_only_mechanism(probe_parent: Path) -> str | None:
@@ -312,7 +322,15 @@ def read_only_dir(ctx: Ctx) -> Undo:
 
 def kill_run(ctx: Ctx) -> Undo:
     assert ctx.proc is not None
+    managed = None if ctx.server is not None else managed_server_pid(ctx.proc.pid)
     ctx.proc.send_signal(signal.SIGKILL)
+    if managed is not None:  # it must die with the run (PR_SET_PDEATHSIG), not linger on its port
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{managed}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if Path(f"/proc/{managed}").exists():
+            ctx.problems.append(f"the managed server (pid {managed}) outlived the killed run")
+            os.killpg(managed, signal.SIGKILL)
     return _nothing
 
 
@@ -364,10 +382,14 @@ class Fault:
     notice: str = "retry"  # "retry": first request sent again; "exit": the run's end; "": none
     max_notice_s: float = 10.0
     min_notice_s: float = 0.0
-    at_start: bool = False  # injected before the run starts
+    # When to inject: "start" (before the run starts), "results" (a quarter of the reference's
+    # results are stored), "stats" (every request is stored: engine_stats.json is written),
+    # "staging" (the dataset is being written: a hidden staging folder appeared).
+    when: str = "results"
     real: bool = False
     one_line: bool = True
-    pending: str = ""  # why the row cannot pass yet
+    pending: str = ""  # why the row cannot pass yet ...
+    pending_problems: tuple[str, ...] = ()  # ... and the starts of the problems that this explains
 
 
 FAKE_FAULTS = [
@@ -435,6 +457,16 @@ FAKE_FAULTS = [
         max_notice_s=5,
     ),
     Fault(
+        "disk_full_at_finish",
+        "stops while writing the funnel or dataset: one line naming the file, exit 1",
+        fill_disk_at_finish,
+        1,
+        error=r"cannot write .*again to resume",
+        notice="exit",
+        max_notice_s=15,  # the dataset stage starts with heavy imports
+        when="stats",
+    ),
+    Fault(
         "read_only_run_dir",
         "stops at the next write: one line naming the file, exit 1",
         read_only_dir,
@@ -451,9 +483,19 @@ FAKE_FAULTS = [
         error=r"cannot write .*again to resume",
         notice="exit",
         max_notice_s=30,  # from the start of the process: its imports count
-        at_start=True,
+        when="start",
     ),
     Fault("sigkill_run", "killed (-9); the resume completes it", kill_run, -9, notice=""),
+    Fault(
+        "sigkill_dataset_write",
+        "killed (-9) while the dataset is written; the resume completes it and leaves no staging folder",
+        kill_run,
+        -9,
+        notice="",
+        when="staging",
+        pending=TEMP_CLEANUP,
+        pending_problems=("left behind",),
+    ),
 ]
 
 REAL_FAULTS = [
@@ -468,6 +510,7 @@ REAL_FAULTS = [
         real=True,
         one_line=False,  # the log tail follows the error line
         pending=MANAGED_WATCH,
+        pending_problems=("noticed after", "the error does not match"),
     ),
     Fault(
         "sigkill_run_managed",
@@ -501,6 +544,13 @@ class Row:
     skipped: str = ""
 
     @property
+    def unexpected(self) -> list[str]:
+        """The problems that the fault's `pending` note does not explain."""
+        return [
+            p for p in self.problems if not self.fault.pending_problems or not p.startswith(self.fault.pending_problems)
+        ]
+
+    @property
     def passed(self) -> bool:
         return not self.problems and not self.skipped
 
@@ -510,7 +560,7 @@ class Row:
             return "skipped"
         if self.passed:
             return "pass"
-        return "FAIL (pending)" if self.fault.pending else "FAIL"
+        return "FAIL" if self.unexpected else "FAIL (pending)"
 
     def explain(self) -> str:
         lines = [f"{self.fault.name}: {self.verdict}; expected: {self.fault.expect}; got: {self.outcome}"]
@@ -524,11 +574,24 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("instructforge: error:")]
 
 
+def _reached(when: str, run_dir: Path) -> bool:
+    if when == "stats":
+        return (run_dir / "engine_stats.json").exists()
+    if when == "staging":
+        return any(p.name.startswith(".dataset") for p in run_dir.iterdir())
+    return True
+
+
+def leftovers(run_dir: Path) -> list[str]:
+    """Temporary files and folders a write path left behind (atomic writes, dataset staging)."""
+    return sorted(p.name for p in run_dir.rglob("*") if ".tmp" in p.name or ".old-" in p.name)
+
+
 def _wait_for_injection(proc: subprocess.Popen[str], run_dir: Path, after: int, fault: Fault, limit_s: float) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline and proc.poll() is None:
-        server_up = fault.inject is not kill_managed_server or managed_server_pid(proc.pid) is not None
-        if server_up and result_lines(run_dir) >= after:
+        server_up = not fault.real or managed_server_pid(proc.pid) is not None
+        if server_up and result_lines(run_dir) >= after and _reached(fault.when, run_dir):
             return
         time.sleep(0.02)
     if proc.poll() is not None:
@@ -544,10 +607,10 @@ def run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
     server = None if fault.real else FakeServer(work / "fake_server.log")
     limit = REAL_RUN_LIMIT_S if fault.real else RUN_LIMIT_S
     undo: Undo = _nothing
+    ctx = Ctx(None, run_dir, server)
     try:
         cfg = write_config(work / "run.yaml", run_dir, None if server is None else server.url)
-        ctx = Ctx(None, run_dir, server)
-        if fault.at_start:
+        if fault.when == "start":
             run_dir.mkdir()
             try:
                 undo = fault.inject(ctx)
@@ -563,8 +626,6 @@ def run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
             try:
                 undo = fault.inject(ctx)
             except Skip as why:
-                ctx.proc.kill()
-                ctx.proc.communicate()
                 row.skipped = str(why)
                 return row
         proc = ctx.proc
@@ -579,10 +640,14 @@ def run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
         undo()
         undo = _nothing
         row.how = ctx.how
+        row.problems += ctx.problems
         row.exit_code = proc.returncode
         _check_faulted(row, err, report, injected, ended, run_dir)
         _resume(row, cfg, run_dir, reference, limit)
     finally:
+        if ctx.proc is not None and ctx.proc.poll() is None:  # an error of this script's own
+            ctx.proc.kill()
+            ctx.proc.communicate()
         undo()
         if server is not None:
             server.stop()
@@ -611,7 +676,8 @@ def _check_faulted(row: Row, err: str, report: dict[str, object], injected: floa
     if code != fault.exit_code:
         row.problems.append(f"exit {code}, expected {fault.exit_code}: {err.strip()[-600:]}")
     if "Traceback" in err:
-        row.problems.append("a traceback on stderr")
+        tail = "\n      ".join(err.strip().splitlines()[-12:])
+        row.problems.append(f"a traceback on stderr, ending:\n      {tail}")
     if fault.exit_code not in (0, -signal.SIGKILL):
         if len(errors) != 1:
             row.problems.append(f"{len(errors)} error lines, expected 1")
@@ -655,6 +721,8 @@ def _resume(row: Row, cfg: Path, run_dir: Path, reference: Reference, limit: flo
             row.problems.append(f"{count} {what} against the uninterrupted run")
     if row.resent:
         row.problems.append(f"the resume sent {row.resent} requests that were already stored")
+    if left := leftovers(run_dir):
+        row.problems.append(f"left behind in the run directory after the resume: {', '.join(left)}")
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -684,6 +752,7 @@ _HOW = {
     "malformed_json": "`rates` garbage at 20%",
     "sigkill_run": "SIGKILL to the run",
     "sigkill_run_managed": "SIGKILL to the run",
+    "sigkill_dataset_write": "SIGKILL to the run once a .dataset staging folder exists",
 }
 
 
@@ -711,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
     print(f"\n{len(rows)} faults in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return 0 if all(r.passed or r.skipped or r.fault.pending for r in rows) else 1
+    return 1 if any(r.unexpected for r in rows) else 0
 
 
 if __name__ == "__main__":

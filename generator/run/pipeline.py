@@ -9,6 +9,7 @@ the same config resumes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import time
@@ -83,13 +84,23 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
         # The store was flushed and closed and the server stopped on the way out.
         raise interrupted(run.run_dir) from None
     except OSError as err:  # a write to the run directory (funnel, dataset, filter state) failed
-        if err.filename is None or not _inside(Path(err.filename), run.run_dir):
+        path = _unwritable(err, run.run_dir)
+        if path is None:
             raise
-        raise storage_error(Path(err.filename), err, run.run_dir) from None
+        raise storage_error(path, err, run.run_dir) from None
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+# A full or read-only disk: a failed write() carries no file name, only this.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _unwritable(err: OSError, run_dir: Path) -> Path | None:
+    """The file in `run_dir` that `err` failed to write, `run_dir` itself for a full or read-only
+    disk when the error names no file, or None when `err` is about something else."""
+    if err.filename is None:
+        return run_dir if err.errno in _NO_ROOM else None
+    path = Path(os.path.abspath(err.filename))
+    return path if path.is_relative_to(os.path.abspath(run_dir)) else None
 
 
 async def _generate(run: Run, server: ServerInfo, progress: bool) -> _Generated:
