@@ -729,16 +729,22 @@ def _resume(row: Row, cfg: Path, run_dir: Path, reference: Reference, limit: flo
 
 
 def table(rows: list[Row]) -> str:
-    head = "| fault | made by | outcome | lost | duplicated | time to notice | verdict |"
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    """The matrix as a Markdown table, then each error message."""
+    lines = [
+        "| fault | made by | documented outcome | outcome | lost | duplicated | time to notice | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
+        how = r.how or _HOW.get(r.fault.name, "-")
         if r.skipped:
-            lines.append(f"| {r.fault.name} | - | {r.skipped} | - | - | - | skipped |")
+            lines.append(f"| {r.fault.name} | {how} | {r.fault.expect} | {r.skipped} | - | - | - | skipped |")
             continue
         notice = "-" if r.notice_s is None else f"{r.notice_s:.1f} s"
         lost = f"{r.lost}" + (f" (+{r.extra} extra)" if r.extra else "")
-        how = r.how or _HOW.get(r.fault.name, "fake server")
-        lines.append(f"| {r.fault.name} | {how} | {r.outcome} | {lost} | {r.duplicated} | {notice} | {r.verdict} |")
+        lines.append(
+            f"| {r.fault.name} | {how} | {r.fault.expect} | {r.outcome} | {lost} | {r.duplicated} | {notice} "
+            f"| {r.verdict} |"
+        )
     messages = [f"- {r.fault.name}: `{r.message}`" for r in rows if r.message]
     return "\n".join(lines + (["", "Error messages (one line each):", *messages] if messages else []))
 
