@@ -117,7 +117,7 @@ class FakeServer:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def write_config(path: Path, run_dir: Path, url: str | None, *, real: bool = False) -> Path:
+def write_config(path: Path, run_dir: Path, url: str | None) -> Path:
     """A config the echo server passes (`url`), or a managed real server's (`url` None)."""
     if url is None:
         text = (
@@ -271,8 +271,14 @@ def hang_endpoint(ctx: Ctx) -> Undo:
     return lambda: os.kill(ctx.server.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
 
 
+def _prlimit_or_skip() -> None:
+    if not hasattr(resource, "prlimit"):
+        raise Skip("no prlimit on this system (Linux only)")
+
+
 def fill_disk(ctx: Ctx) -> Undo:
     assert ctx.proc is not None
+    _prlimit_or_skip()
     size = (ctx.run_dir / "results.jsonl").stat().st_size
     resource.prlimit(ctx.proc.pid, resource.RLIMIT_FSIZE, (size, size))
     ctx.how = f"RLIMIT_FSIZE={size}"
@@ -281,6 +287,7 @@ def fill_disk(ctx: Ctx) -> Undo:
 
 def fill_disk_at_finish(ctx: Ctx) -> Undo:
     assert ctx.proc is not None
+    _prlimit_or_skip()
     # Small files (the funnel, a temporary-folder probe) still fit; the dataset's files do not.
     resource.prlimit(ctx.proc.pid, resource.RLIMIT_FSIZE, (4096, 4096))
     ctx.how = "RLIMIT_FSIZE=4096 once engine_stats.json is written"
@@ -402,11 +409,11 @@ FAKE_FAULTS = [
     ),
     Fault(
         "429_retry_after",
-        "continues; each retry waits the Retry-After (1 s)",
-        server_faults(rates={"429": 0.2}, retry_after="1"),
+        "continues; each retry waits the Retry-After (2 s)",
+        server_faults(rates={"429": 0.2}, retry_after="2"),
         0,
         counted="http_429",
-        min_notice_s=1.0,
+        min_notice_s=2.0,
     ),
     Fault(
         "429_no_retry_after",
@@ -414,7 +421,7 @@ FAKE_FAULTS = [
         server_faults(rates={"429": 0.2}, retry_after=None),
         0,
         counted="http_429",
-        max_notice_s=1.0,
+        max_notice_s=1.5,  # well below the other row's Retry-After
     ),
     Fault(
         "timeouts",
@@ -578,13 +585,21 @@ def _reached(when: str, run_dir: Path) -> bool:
     if when == "stats":
         return (run_dir / "engine_stats.json").exists()
     if when == "staging":
-        return any(p.name.startswith(".dataset") for p in run_dir.iterdir())
+        return any(_hidden(p) for p in run_dir.iterdir())
     return True
 
 
+def _hidden(path: Path) -> bool:
+    """A hidden entry of the run directory other than its lock: a staging or old folder."""
+    return path.name.startswith(".") and path.name != ".lock"
+
+
 def leftovers(run_dir: Path) -> list[str]:
-    """Temporary files and folders a write path left behind (atomic writes, dataset staging)."""
-    return sorted(p.name for p in run_dir.rglob("*") if ".tmp" in p.name or ".old-" in p.name)
+    """What a write path left behind: hidden staging or old folders beside the run's files, and
+    `*.tmp` files of atomic writes anywhere in it."""
+    found = {p.name for p in run_dir.iterdir() if _hidden(p)}
+    found |= {str(p.relative_to(run_dir)) for p in run_dir.rglob("*.tmp")}
+    return sorted(found)
 
 
 def _wait_for_injection(proc: subprocess.Popen[str], run_dir: Path, after: int, fault: Fault, limit_s: float) -> None:
@@ -593,14 +608,31 @@ def _wait_for_injection(proc: subprocess.Popen[str], run_dir: Path, after: int, 
         server_up = not fault.real or managed_server_pid(proc.pid) is not None
         if server_up and result_lines(run_dir) >= after and _reached(fault.when, run_dir):
             return
-        time.sleep(0.02)
+        time.sleep(0.001 if fault.when == "staging" else 0.02)  # the dataset's write is brief
     if proc.poll() is not None:
-        raise RuntimeError(f"the run ended (exit {proc.returncode}) before the fault could be injected")
-    raise RuntimeError(f"no {after} results after {limit_s:g} s")
+        raise Missed(f"the run ended (exit {proc.returncode}) before the fault could be injected")
+    raise Missed(f"no {after} results after {limit_s:g} s")
 
 
-def run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
-    """Inject `fault` into a run in `work`, resume it without the fault, and check everything."""
+class Missed(Exception):
+    """The run ended before the moment the fault waits for."""
+
+
+def run_fault(fault: Fault, work: Path, reference: Reference, tries: int = 3) -> Row:
+    """Inject `fault` into a run in `work`, resume it without the fault, and check everything.
+    A run that ends before the fault's moment (a quick dataset write) is tried again, in a new
+    folder, up to `tries` times."""
+    for attempt in range(1, tries + 1):
+        try:
+            return _run_fault(fault, work if attempt == 1 else work / f"try-{attempt}", reference)
+        except Missed as why:
+            missed = str(why)
+    row = Row(fault)
+    row.problems.append(f"{missed}, {tries} times")
+    return row
+
+
+def _run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
     row = Row(fault)
     work.mkdir(parents=True, exist_ok=True)
     run_dir = work / "run"
@@ -683,8 +715,10 @@ def _check_faulted(row: Row, err: str, report: dict[str, object], injected: floa
             row.problems.append(f"{len(errors)} error lines, expected 1")
         elif fault.one_line and err.strip().splitlines()[-1] != errors[0]:
             row.problems.append("the error is not the last line of stderr (more than one line?)")
-        if fault.error and not re.search(fault.error, row.message):
-            row.problems.append(f"the error does not match {fault.error!r}: {row.message!r}")
+        # A multi-line error (a log tail after the first line) is matched as a whole.
+        text = row.message if fault.one_line else err[err.find("instructforge: error:") :]
+        if fault.error and not re.search(fault.error, text, re.DOTALL):
+            row.problems.append(f"the error does not match {fault.error!r}: {text[:600]!r}")
     if fault.notice == "exit":
         row.notice_s = ended - injected
     elif fault.notice == "retry" and report:
@@ -751,14 +785,14 @@ def table(rows: list[Row]) -> str:
 
 _HOW = {
     "5xx_20pct": "`rates` 500+503 at 20%",
-    "429_retry_after": "`rates` 429 at 20%, Retry-After: 1",
+    "429_retry_after": "`rates` 429 at 20%, Retry-After: 2",
     "429_no_retry_after": "`rates` 429 at 20%, no Retry-After",
     "timeouts": "`rates` hang at 10%",
     "dropped_mid_body": "`rates` close at 20%",
     "malformed_json": "`rates` garbage at 20%",
     "sigkill_run": "SIGKILL to the run",
     "sigkill_run_managed": "SIGKILL to the run",
-    "sigkill_dataset_write": "SIGKILL to the run once a .dataset staging folder exists",
+    "sigkill_dataset_write": "SIGKILL to the run once a hidden staging folder exists",
 }
 
 
