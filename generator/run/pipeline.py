@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
+from generator.run.store import storage_error
 
 __all__ = ["RunResult", "fingerprint", "generate"]
 
@@ -72,7 +75,8 @@ class _Generated:
 
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
-    """Run `config` end to end; resume what its run directory holds."""
+    """Run `config` end to end; resume what its run directory holds. A write to the run directory
+    that fails (disk full, read-only) raises `StorageError`: rerun to resume."""
     started = time.monotonic()
     run = open_run(config, fresh=fresh, force=force)  # everything wrong with the inputs is found here
     try:
@@ -87,6 +91,24 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     except KeyboardInterrupt:
         # The store was flushed and closed and the server stopped on the way out.
         raise interrupted(run.run_dir) from None
+    except OSError as err:  # a write to the run directory (funnel, dataset, filter state) failed
+        path = _unwritable(err, run.run_dir)
+        if path is None:
+            raise
+        raise storage_error(path, err, run.run_dir) from None
+
+
+# A full or read-only disk: a failed write() carries no file name, only this.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _unwritable(err: OSError, run_dir: Path) -> Path | None:
+    """The file in `run_dir` that `err` failed to write, `run_dir` itself for a full or read-only
+    disk when the error names no file, or None when `err` is about something else."""
+    if err.filename is None:
+        return run_dir if err.errno in _NO_ROOM else None
+    path = Path(os.path.abspath(err.filename))
+    return path if path.is_relative_to(os.path.abspath(run_dir)) else None
 
 
 async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _Generated:

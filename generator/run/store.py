@@ -11,10 +11,15 @@ its buffer (sent again on resume) and can leave a torn last line, which the next
 
 Results are not held in memory: the store indexes where each request's successful line starts in
 results.jsonl (and its length), and `get` reads that one line when asked.
+
+A write that fails (disk full, read-only) raises `StorageError` with the file cut back to its
+last whole batch, so the run stops with one line and the same command resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -23,7 +28,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, StorageError
 from generator.core.files import write_json
 from generator.llm.requests import Result
 
@@ -68,6 +73,16 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         changes.append(f"{key}: {before!r} -> {after!r}".replace(repr(missing), "(unset)"))
     return changes
+
+
+def storage_error(path: Path, err: OSError, run_dir: Path) -> StorageError:
+    """`err`, raised writing `path` in `run_dir`, as one line that says how to go on."""
+    code = errno.errorcode.get(err.errno or 0)
+    reason = f"{err.strerror or err}" + (f" ({code})" if code else "")
+    return StorageError(
+        f"cannot write {path}: {reason}; free disk space or make {run_dir} writable, then run the same "
+        "command again to resume (everything saved so far is kept)"
+    )
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -182,10 +197,19 @@ class RunStore:
         flush_interval_s: float = 1.0,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / RESULTS
         self._flush_every = flush_every
         self._flush_interval_s = flush_interval_s
+        self._lock_fd: int | None = None
+        try:
+            self._open(fingerprint, fresh, force)
+        except OSError as err:
+            self._release_lock()
+            raise storage_error(Path(err.filename or self.run_dir), err, self.run_dir) from None
+
+    def _open(self, fingerprint: dict[str, Any], fresh: bool, force: bool) -> None:
+        """Lock the run directory, check its fingerprint, index what it holds, open it to append."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
         fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it will read back
         fp_path = self.run_dir / FINGERPRINT
@@ -329,28 +353,44 @@ class RunStore:
             data = b"".join(self._buffer)
             self._buffer.clear()
             view = memoryview(data)
-            while view:  # os.write may write less than asked
-                written = os.write(self._fd, view)
-                self._written += written
-                self._buffered -= written
-                view = view[written:]
+            size = os.fstat(self._fd).st_size
+            try:
+                while view:  # os.write may write less than asked
+                    written = os.write(self._fd, view)
+                    self._written += written
+                    self._buffered -= written
+                    view = view[written:]
+            except OSError as err:
+                # No torn line in the middle of the file, should anything be written after this. The
+                # run stops here; the batch's results are sent again on resume.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, size)
+                self._written, self._buffered = size, 0
+                raise storage_error(self.path, err, self.run_dir) from None
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         """Add one session's engine accounting to `engine_stats.json`."""
         path = self.run_dir / STATS
         sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if path.exists() else []
         sessions.append(stats)
-        _write_json(path, {"sessions": sessions})
+        try:
+            _write_json(path, {"sessions": sessions})
+        except OSError as err:
+            raise storage_error(path, err, self.run_dir) from None
 
     def close(self) -> None:
         if self._fd is None:
             return
-        self.flush()
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None  # type: ignore[assignment]
-        self._reader.close()
-        self._release_lock()
+        try:
+            self.flush()
+            os.fsync(self._fd)
+        except OSError as err:
+            raise storage_error(self.path, err, self.run_dir) from None
+        finally:
+            os.close(self._fd)
+            self._fd = None  # type: ignore[assignment]
+            self._reader.close()
+            self._release_lock()
 
     def __enter__(self) -> RunStore:
         return self
