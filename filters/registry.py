@@ -4,6 +4,7 @@ each filter accepts is its spec in filters/specs.py, checked when the config loa
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from filters.base import Filter
 from filters.decontam import Decontaminate
@@ -39,10 +40,17 @@ FILTERS: dict[str, type[Filter]] = {
 }
 
 
-def build(spec: FilterSpec) -> Filter:
-    """The filter a validated spec describes."""
-    return FILTERS[spec.name](**spec.params())
+def build(spec: FilterSpec, *, base_dir: str | Path | None = None, where: str | None = None) -> Filter:
+    """The filter a validated spec describes; one that reads files (`spec.reads_files`) reads them
+    now, relative paths from `base_dir`, errors naming the key `where`."""
+    params = spec.params()
+    if spec.reads_files:
+        params.update(base_dir=base_dir, where=where or spec.name)
+    return FILTERS[spec.name](**params)
 
 
-def build_chain(specs: Iterable[FilterSpec]) -> list[Filter]:
-    return [build(spec) for spec in specs]
+def build_chain(
+    specs: Iterable[FilterSpec], *, base_dir: str | Path | None = None, where: str = "filters"
+) -> list[Filter]:
+    """The filters of a chain; `where` is the chain's key (`filters.records`) in errors."""
+    return [build(spec, base_dir=base_dir, where=f"{where}[{i}]") for i, spec in enumerate(specs)]

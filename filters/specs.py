@@ -70,6 +70,9 @@ class FilterSpec(BaseModel):
     name: str
     reasons: ClassVar[dict[str, str]] = {}
     """Each drop reason the filter reports, with what it means."""
+    reads_files: ClassVar[bool] = False
+    """The filter reads files named in its parameters: it is built with `base_dir` (where relative
+    paths start: the config file's folder) and `where` (its key, for errors), and reads them then."""
 
     _written: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -421,29 +424,40 @@ class SemanticDedupSpec(FilterSpec):
 
 
 class DecontaminateSpec(FilterSpec):
-    """Drops a record that shares a word n-gram with a reference text (a benchmark, a held-out split)
-    or whose user turn is within `threshold` cosine of one."""
+    """Drops a record that copies a reference text (a benchmark, a held-out split): the same
+    normalized user turn, or a shared word n-gram; or whose instruction and input (or user turn) are
+    within `threshold` cosine of one. Each match is reported per reference, with the text it matched
+    (`state/<chain>/decontaminate/report.json` in the run directory)."""
 
     name: Literal["decontaminate"] = "decontaminate"
     references: list[str] = Field(
         ...,
         min_length=1,
         description="References in any source the reader knows (see Reading data: .txt, one text a "
-        "line; .jsonl; .json; .csv; .parquet; dataset folders) or `hf:DATASET[:SPLIT]` (split `test` "
-        "when left out).",
+        "line; .jsonl; .json; .csv; .parquet; dataset folders; nested `instances`, chat `messages`), "
+        "relative to the config file's folder, or `hf:DATASET[:SPLIT]` (split `test` when left out; "
+        "read once, then cached). Read when the run opens: a missing one stops it before anything starts.",
     )
-    ngram: int = Field(13, ge=1, description="Words in a shared n-gram (13, as GPT-3).")
+    ngram: int = Field(
+        13,
+        ge=1,
+        description="Words in a shared n-gram (13, as GPT-3); a reference of 8 to `ngram` words is "
+        "matched whole, a shorter one only as the whole user turn.",
+    )
     threshold: float | None = Field(
         0.9,
         gt=0,
         le=1,
-        description="Cosine at or above which a record overlaps a reference; null turns the embedding check off.",
+        description="Cosine at or above which a record overlaps a reference (instruction to instruction "
+        "and input to input, or user turn to user turn); null turns the embedding check off.",
     )
     encoder: Literal["minilm", "static"] = Field("minilm", description="As in `semantic_dedup`.")
     model: str | None = Field(None, description="As in `semantic_dedup`.")
+    reads_files: ClassVar[bool] = True
     reasons: ClassVar[dict[str, str]] = {
-        "ngram_overlap": "the record shares a word n-gram with a reference text",
-        "semantic_overlap": "the user turn is within `threshold` cosine of a reference text",
+        "ngram_overlap": "the record copies a reference text: the same user turn, or a shared word n-gram",
+        "semantic_overlap": "the instruction and input (or the user turn) are within `threshold` cosine of a "
+        "reference's",
     }
 
 

@@ -54,11 +54,11 @@ def _model_prepare(args: argparse.Namespace) -> int | None:
 
 
 def _dedup(args: argparse.Namespace) -> int | None:
-    from filters.dedup import dedup_files
     from generator.core.errors import ConfigError
+    from generator.run.clean import dedup
 
     try:
-        result = dedup_files(
+        result = dedup(
             args.inputs,
             args.out,
             threshold=args.threshold,
@@ -70,7 +70,28 @@ def _dedup(args: argparse.Namespace) -> int | None:
         )
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    print(f"{result.summary()}\nwrote {args.out / 'kept.jsonl'} and {args.out / 'dedup_report.json'}")
+    print(result.summary())
+    return 0
+
+
+def _decontaminate(args: argparse.Namespace) -> int | None:
+    from generator.core.errors import ConfigError
+    from generator.run.clean import decontaminate
+
+    try:
+        result = decontaminate(
+            args.inputs,
+            args.against,
+            args.out,
+            format=args.format,
+            ngram=args.ngram,
+            threshold=None if args.ngram_only else args.threshold,
+            encoder=args.encoder,
+            model=args.model,
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    print(result.summary())
     return 0
 
 
@@ -225,7 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(FORMATS),
         help="the inputs' schema (default: told by each file's keys)",
     )
-    p.add_argument("--out", "-o", type=Path, required=True, help="folder for kept.jsonl and dedup_report.json")
+    p.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        required=True,
+        help="folder for kept.jsonl, dedup_report.json, funnel.json and the dataset/ folder (parquet + card)",
+    )
     p.add_argument(
         "--threshold",
         type=float,
@@ -247,6 +274,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--exact-only", action="store_true", help="only the exact (normalized text) stage")
     p.set_defaults(func=_dedup)
+
+    p = sub.add_parser(
+        "decontaminate",
+        help="drop rows that leak a benchmark (shared n-grams, embedding similarity) and report each match",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="DATA",
+        help="a file (.jsonl, .json, .csv, .parquet), a dataset folder or hf:owner/name (see Reading data)",
+    )
+    p.add_argument(
+        "--against",
+        nargs="+",
+        required=True,
+        metavar="REF",
+        help="references (benchmarks) in any format the reader knows, nested `instances` and chat "
+        "`messages` included, or hf:owner/name[:split] (split `test` when left out; cached after the first read)",
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        required=True,
+        help="folder for dataset/, decontamination.json, funnel.json and rejected.jsonl",
+    )
+    p.add_argument("--format", choices=list(FORMATS), help="the inputs' schema (default: told by each file's keys)")
+    p.add_argument("--ngram", type=int, default=13, help="words in a shared n-gram (default: 13)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.9,
+        help="cosine at or above which a row overlaps a reference (default: 0.9)",
+    )
+    p.add_argument("--ngram-only", action="store_true", help="only the text checks: no encoder")
+    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm", help="as for dedup (default: minilm)")
+    p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
+    p.set_defaults(func=_decontaminate)
 
     p = sub.add_parser("templates", help="list, show and preview the prompt templates")
     tsub = p.add_subparsers(dest="templates_command", required=True, metavar="ACTION")

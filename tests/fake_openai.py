@@ -14,17 +14,25 @@ connection closes mid-body), garbage (200 with a body that is not JSON), 400, 40
 
 Run it alone (benchmarks, subprocess tests): `python tests/fake_openai.py [--delay S] [--rates ...]`
 prints `http://127.0.0.1:PORT/v1` on its first line.
+
+Faults can also be switched on and off while it serves (scripts/chaos.py does, mid-run):
+`POST /_chaos` with `{"rates": {...}, "retry_after": "1" | null, "hang_s": 30, "seed": 1}`
+replaces those settings (`seed` restarts the draws); `GET /_chaos` reports `served` and, as Unix
+times, `first_fault` (the first fault served since the last POST) and `first_retry` (the first
+request sent again after a fault: when the client noticed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import re
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -62,6 +70,9 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests answered at once
         self.down = False  # when True every request gets its connection closed at once
+        self.first_fault: float | None = None  # Unix time of the first fault served (see /_chaos)
+        self.first_retry: float | None = None  # ... and of the first request sent again after one
+        self._faulted: set[str] = set()  # requests (by body) that met a fault
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
@@ -76,6 +87,8 @@ class FakeOpenAI:
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
+        app.router.add_post("/_chaos", self._set_chaos)
+        app.router.add_get("/_chaos", self._get_chaos)
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1)
         await self._runner.setup()
@@ -138,6 +151,32 @@ class FakeOpenAI:
                 draw -= rate
         return "ok"
 
+    def note(self, body: dict[str, Any], fault: str) -> None:
+        """Remember which requests met a fault, to time the first one sent again."""
+        key = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if key in self._faulted and self.first_retry is None:
+            self.first_retry = time.time()
+        if fault != "ok":
+            self._faulted.add(key)
+            if self.first_fault is None:
+                self.first_fault = time.time()
+
+    async def _set_chaos(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.rates = body.get("rates", self.rates)
+        self.retry_after = body.get("retry_after", self.retry_after)
+        self.hang_s = body.get("hang_s", self.hang_s)
+        if "seed" in body:
+            self._rng = random.Random(body["seed"])
+        self.first_fault = self.first_retry = None
+        self._faulted.clear()
+        return web.json_response({"ok": True})
+
+    async def _get_chaos(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"served": dict(self.served), "first_fault": self.first_fault, "first_retry": self.first_retry}
+        )
+
     async def _models(self, request: web.Request) -> web.Response:
         self.models_calls += 1
         if self.down:
@@ -179,6 +218,7 @@ class FakeOpenAI:
             await asyncio.sleep(self.delay_s)
         fault = self._fault(prompt)
         self.served[fault] += 1
+        self.note(body, fault)
         if fault == "ok":
             return _ok(body, _variant(body, prompt) if self.variants else prompt, chat)
         if fault == "hang":
@@ -204,8 +244,6 @@ class FakeOpenAI:
 
 
 def _variant(body: dict[str, Any], prompt: str) -> str:
-    import hashlib
-
     tag = hashlib.sha1(json.dumps([prompt, body.get("seed")]).encode()).hexdigest()[:6]
     return "\n".join(
         f"{line} (variant {tag}{i})" if line.strip() else line for i, line in enumerate(prompt.split("\n"))
@@ -257,6 +295,8 @@ def main() -> None:
     parser.add_argument("--rates", default="", help="fault rates, like 500=0.1,hang=0.01")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", action="store_true", help="tag each echoed line (see FakeOpenAI)")
+    parser.add_argument("--hang", type=float, default=30.0, help="seconds a `hang` fault waits before answering")
+    parser.add_argument("--no-retry-after", action="store_true", help="answer 429 without a Retry-After header")
     args = parser.parse_args()
     rates = {k: float(v) for k, v in (p.split("=") for p in args.rates.split(",") if p)}
     try:
@@ -267,7 +307,14 @@ def main() -> None:
         pass
 
     async def serve() -> None:
-        server = FakeOpenAI(rates=rates, seed=args.seed, delay_s=args.delay, variants=args.variants)
+        server = FakeOpenAI(
+            rates=rates,
+            seed=args.seed,
+            delay_s=args.delay,
+            hang_s=args.hang,
+            retry_after=None if args.no_retry_after else "0.01",
+            variants=args.variants,
+        )
         print(await server.start(args.port), flush=True)
         await asyncio.Event().wait()
 

@@ -187,8 +187,9 @@ def test_every_filter_has_one_spec_of_its_name() -> None:
     assert all(cls.name == name for name, cls in FILTERS.items())
 
 
-# Constructor parameters a config cannot give: Python objects.
-PYTHON_ONLY = {"embedder", "texts"}
+# Constructor parameters a config cannot give: Python objects, and what the registry passes to a
+# filter that reads files (`spec.reads_files`): the config file's folder and the filter's key.
+PYTHON_ONLY = {"embedder", "texts", "base_dir", "where"}
 
 
 @pytest.mark.parametrize("name", list(FILTERS))

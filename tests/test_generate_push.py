@@ -71,3 +71,16 @@ def test_missing_token_stops_before_any_request(hub, fake, tmp_path: Path, monke
         generate(_config(tmp_path, fake.url), progress=False)
     assert sum(fake.served.values()) == 0
     assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_the_card_of_a_decontaminated_run_counts_what_each_reference_caught(tmp_path: Path, fake: FakeOpenAI) -> None:
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text('{"instruction": "Name the largest moon of Saturn.", "input": "", "output": "Titan"}\n')
+    config = _config(tmp_path, fake.url)
+    config.dataset.push = None
+    config.filters.records = [{"name": "truncated"}, {"name": "decontaminate", "references": [str(bench)]}]
+    result = generate(config, progress=False)
+    card = (result.dataset_dir / "README.md").read_text(encoding="utf-8")
+    assert "## Decontamination" in card
+    section = card[card.index("## Decontamination") :]
+    assert "bench.jsonl" in section.split("\n## ")[0]

@@ -276,3 +276,25 @@ def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: P
     del old["generation"]["seed_format"]  # a run directory written before the setting existed
     assert fingerprint_changes(old, new) == []
     assert fingerprint(parse_config({"generation": {"seed_format": "alpaca"}}))["generation"]["seed_format"] == "alpaca"
+
+
+def test_changed_list_values_are_reported() -> None:
+    assert fingerprint_changes({"stop": ["a"]}, {"stop": ["b"]}) == ["stop: ['a'] -> ['b']"]
+    assert fingerprint_changes({"a": 1}, {"a": 1, "stop": ["b"]}) == ["stop: (unset) -> ['b']"]
+
+
+def test_index_of_request_ids_is_compact_and_exact(monkeypatch):
+    """Request ids move from the index's dict to its sorted arrays every `_MERGE_AT`; `get`,
+    membership and `done_ids` answer the same before and after, ids of another form included."""
+    import hashlib
+
+    from generator.run import store as store_mod
+
+    monkeypatch.setattr(store_mod, "_MERGE_AT", 7)
+    index = store_mod._Index()
+    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(50)] + ["a", "B" * 32, "00" * 16]
+    for n, rid in enumerate(ids):
+        index.add(rid, n)
+    assert [index.get(rid) for rid in ids] == list(range(len(ids)))
+    assert index.get("ff" * 16) is None and "ff" * 16 not in index and ("AB" * 16) not in index
+    assert store_mod._Ids(index) == set(ids) and len(index) == len(ids)

@@ -23,6 +23,10 @@ class ConfigError(InstructforgeError):
     exit_code = 2
 
 
+class StorageError(InstructforgeError):
+    """The run directory cannot be written: the disk is full, it is read-only, or permission is denied."""
+
+
 class ServerError(InstructforgeError):
     """The vLLM server could not be started, died, or never became ready."""
 

@@ -22,7 +22,7 @@ def user_content(instruction: str, input: str = "") -> str:
     return f"{instruction}\n\n{input}" if input else instruction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-record __dict__: a run holds its whole pool
 class Record:
     """One instruction-tuning example. `output` is "" while only the instruction exists."""
 

@@ -16,8 +16,10 @@ import hashlib
 import json
 import math
 import re
-import statistics
+import shutil
+from array import array
 from collections import Counter
+from collections.abc import Iterable, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ DISK_DIR = "hf"
 CARD = "README.md"
 REPO_PLACEHOLDER = "<repo_id>"  # the card's load snippet before the dataset has a Hub repo
 SHARD_BYTES = 256 * 2**20
+BATCH_ROWS = 10_000  # rows encoded at a time while writing: what the write holds in memory
+STAGE_DIR = ".stage"  # the rows of each split before the shards are written; removed after
 SPLITS = ("train", "test")
 EXPORT_FORMATS = ("alpaca", "sharegpt", "chat")
 # Known meta keys become typed columns; anything else is kept, JSON-encoded, in `meta.extra`.
@@ -92,6 +96,8 @@ class DatasetInfo:
     license: str = "apache-2.0"
     languages: list[str] = field(default_factory=lambda: ["en"])
     repo_id: str | None = None
+    contamination: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per decontamination reference: {references, ngram_overlap, semantic_overlap} (rows it caught)."""
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -165,7 +171,7 @@ def split_records(records: list[Record], test_ratio: float, split_seed: int) -> 
 
 
 def write_dataset(
-    records: list[Record],
+    records: Iterable[Record],
     out_dir: Path,
     info: DatasetInfo,
     *,
@@ -176,6 +182,12 @@ def write_dataset(
 ) -> Path:
     """Write the dataset folder (see the module docstring) and return it.
 
+    `records` is read once, as a stream (a list or a spill file's `KeptRecords`): rows go to one
+    Arrow file per split in batches of `BATCH_ROWS`, and the parquet shards, the `save_to_disk`
+    copy and the card's statistics are made from those files, memory-mapped or read batch by batch,
+    so that the write holds about one batch in memory whatever the size. The splits are those of
+    `split_records`.
+
     The folder is built next to `out_dir` and swapped in at the end, so a crash leaves either the
     old dataset or the new one, and shards of an earlier write never linger. `out_dir` belongs to
     the dataset: anything else in it is replaced.
@@ -183,24 +195,20 @@ def write_dataset(
     from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar
 
-    disable_progress_bar()  # a dataset of this size writes in a blink; the run has its own bar
+    disable_progress_bar()  # the run has its own bar
 
-    if not records:
-        raise InstructforgeError(
-            "no records to write: every candidate was dropped or none was generated; "
-            "the run's funnel shows which filter dropped what"
-        )
+    if isinstance(records, Sized) and not len(records):
+        raise _no_records()
     out_dir = Path(out_dir)
     template = _load_card_template(card_template)  # fail on a bad template before writing
-    splits = split_records(records, test_ratio, split_seed)
-    feats = features()
-    dsets = DatasetDict()
-    for name, recs in splits.items():
-        rows = [record_to_row(r) for r in recs]
-        # columns, not from_list: an empty split still gets every column
-        dsets[name] = Dataset.from_dict({col: [row[col] for row in rows] for col in feats}, features=feats)
-
+    if not 0 <= test_ratio < 1:
+        raise ConfigError(f"dataset.test_ratio must be in [0, 1), got {test_ratio!r}")
     with swap_dir(out_dir) as tmp:
+        stage = tmp / STAGE_DIR
+        stage.mkdir()
+        staged = _stage_splits(records, stage, test_ratio, split_seed)
+        stats, examples = _statistics(staged)
+        dsets = DatasetDict({name: Dataset.from_file(str(path)) for name, path in staged.items()})
         (tmp / DATA_DIR).mkdir()
         for name, ds in dsets.items():
             n = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
@@ -209,9 +217,166 @@ def write_dataset(
                 shard.to_parquet(str(tmp / DATA_DIR / f"{name}-{i:05d}-of-{n:05d}.parquet"))
         if save_to_disk:
             dsets.save_to_disk(str(tmp / DISK_DIR))
-        card = render_card(template, info, splits, dsets)
+        card = render_card(template, info, stats, examples, dsets)
+        del dsets
+        shutil.rmtree(stage)
         (tmp / CARD).write_text(card, encoding="utf-8")
     return out_dir
+
+
+def _no_records() -> InstructforgeError:
+    return InstructforgeError(
+        "no records to write: every candidate was dropped or none was generated; "
+        "the run's funnel shows which filter dropped what"
+    )
+
+
+class _SplitFile:
+    """Rows of one split appended to an Arrow stream file, `BATCH_ROWS` at a time, each batch
+    encoded as `Dataset.from_dict` encodes a whole split (a split of up to `BATCH_ROWS` rows is
+    one batch: the same table, bytes and card as a dataset built in memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._writer: Any = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        self.rows += 1
+        if len(self._buffer) >= BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        from datasets import Dataset
+
+        feats = features()
+        # columns, not from_list: an empty split still gets every column
+        cols = {col: [row[col] for row in self._buffer] for col in feats}
+        table = Dataset.from_dict(cols, features=feats).data.table
+        if self._writer is None:
+            self._writer = pa.ipc.new_stream(str(self.path), table.schema)
+        self._writer.write_table(table)
+        self._buffer = []
+
+    def close(self) -> Path:
+        if self._buffer or self._writer is None:
+            self._flush()
+        self._writer.close()
+        return self.path
+
+
+def _stage_splits(records: Iterable[Record], stage: Path, test_ratio: float, split_seed: int) -> dict[str, Path]:
+    """The rows of each split in its own Arrow file under `stage`, split as `split_records` does
+    (the tiny-dataset rule included), in the order the records came."""
+    train, test = (_SplitFile(stage / f"{name}.arrow") for name in SPLITS)
+    # The records with the lowest and highest split key, for the tiny-dataset rule.
+    lowest: tuple[bytes, str] | None = None
+    highest: tuple[bytes, str] | None = None
+    for r in records:
+        row = record_to_row(r)
+        if test_ratio == 0:
+            train.add(row)
+            continue
+        key = hashlib.sha256(f"{split_seed}:{row['id']}".encode()).digest()
+        (test if int.from_bytes(key[:8], "big") / 2**64 < test_ratio else train).add(row)
+        lowest = min(lowest or (key, row["id"]), (key, row["id"]))
+        highest = max(highest or (key, row["id"]), (key, row["id"]))
+    total = train.rows + test.rows
+    if not total:
+        raise _no_records()
+    if test_ratio == 0 or total < 2:
+        if test.rows:  # a single record goes to train
+            _move(test, train, None)
+        train.close()
+        test.close()
+        return {"train": train.path}
+    # Tiny datasets: move the one record nearest the threshold so both splits exist.
+    if not test.rows and lowest is not None:
+        train = _move(train, test, lowest[1])
+    elif not train.rows and highest is not None:
+        test = _move(test, train, highest[1])
+    return {"train": train.close(), "test": test.close()}
+
+
+def _move(source: _SplitFile, target: _SplitFile, record_id: str | None) -> _SplitFile:
+    """Move the rows with `record_id` (every row when None) from `source` to the empty `target`;
+    returns what is left of `source`, rewritten."""
+    import pyarrow as pa
+
+    left = _SplitFile(source.path.with_suffix(".left.arrow"))
+    source.close()
+    with pa.OSFile(str(source.path)) as f:
+        for batch in pa.ipc.open_stream(f):
+            for row in batch.to_pylist():
+                (target if record_id is None or row["id"] == record_id else left).add(row)
+    source.path.unlink()
+    return left
+
+
+class _Lengths:
+    """Word counts as a compact array, summarised as the card shows them."""
+
+    def __init__(self) -> None:
+        self.values = array("I")
+
+    def summary(self) -> dict[str, Any]:
+        if not self.values:
+            return {"min": 0, "median": 0, "mean": 0, "p90": 0, "max": 0}
+        import numpy as np
+
+        ordered = np.sort(np.frombuffer(self.values, dtype=np.uint32)).astype(np.int64)
+        n = len(ordered)
+        median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        return {
+            "min": int(ordered[0]),
+            "median": int(median),
+            "mean": round(int(ordered.sum()) / n, 1),
+            "p90": int(ordered[min(n - 1, math.ceil(0.9 * n) - 1)]),
+            "max": int(ordered[-1]),
+        }
+
+
+def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The card's statistics, in one pass over the staged splits (train first), and its examples:
+    the first three train rows."""
+    import pyarrow as pa
+
+    splits: dict[str, int] = {}
+    task_types: Counter[str] = Counter()
+    with_input = 0
+    lengths = {"instruction": _Lengths(), "input": _Lengths(), "output": _Lengths()}
+    examples: list[dict[str, Any]] = []
+    for name, path in staged.items():
+        splits[name] = 0
+        with pa.OSFile(str(path)) as f:
+            for batch in pa.ipc.open_stream(f):
+                instructions = batch.column("instruction").to_pylist()
+                inputs = batch.column("input").to_pylist()
+                outputs = batch.column("output").to_pylist()
+                types = batch.column("meta").field("task_type").to_pylist()
+                splits[name] += batch.num_rows
+                for instruction, inp, out, task_type in zip(instructions, inputs, outputs, types):
+                    task_types[str(task_type or "unspecified")] += 1
+                    lengths["instruction"].values.append(len(instruction.split()))
+                    lengths["output"].values.append(len(out.split()))
+                    if inp:
+                        with_input += 1
+                        lengths["input"].values.append(len(inp.split()))
+                    if name == "train" and len(examples) < 3:
+                        examples.append(
+                            {"instruction": instruction, "input": inp, "output": out, "task_type": task_type}
+                        )
+    stats = {
+        "total": sum(splits.values()),
+        "splits": splits,
+        "with_input": with_input,
+        "task_types": dict(task_types.most_common()),
+        "lengths": {k: v.summary() for k, v in lengths.items()},  # in words
+    }
+    return stats, examples
 
 
 # --- the card -------------------------------------------------------------------------------------
@@ -279,35 +444,6 @@ def card_metadata(info: DatasetInfo, dsets: Any) -> dict[str, Any]:
     return meta
 
 
-def _distribution(values: list[int]) -> dict[str, Any]:
-    if not values:
-        return {"min": 0, "median": 0, "mean": 0, "p90": 0, "max": 0}
-    ordered = sorted(values)
-    return {
-        "min": ordered[0],
-        "median": int(statistics.median(ordered)),
-        "mean": round(statistics.fmean(ordered), 1),
-        "p90": ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)],
-        "max": ordered[-1],
-    }
-
-
-def card_statistics(splits: dict[str, list[Record]]) -> dict[str, Any]:
-    records = [r for recs in splits.values() for r in recs]
-    task_types = Counter(str(r.meta.get("task_type") or "unspecified") for r in records)
-    return {
-        "total": len(records),
-        "splits": {n: len(recs) for n, recs in splits.items()},
-        "with_input": sum(1 for r in records if r.input),
-        "task_types": dict(task_types.most_common()),
-        "lengths": {  # in words
-            "instruction": _distribution([len(r.instruction.split()) for r in records]),
-            "input": _distribution([len(r.input.split()) for r in records if r.input]),
-            "output": _distribution([len(r.output.split()) for r in records]),
-        },
-    }
-
-
 def funnel_rows(funnel: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (filter, reason), in filter order, with its share of the candidates."""
     candidates = funnel.get("candidates") or 0
@@ -368,30 +504,34 @@ def engine_rows(engine: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def render_card(template: Any, info: DatasetInfo, splits: dict[str, list[Record]], dsets: Any) -> str:
+def render_card(
+    template: Any, info: DatasetInfo, stats: dict[str, Any], examples: list[dict[str, Any]], dsets: Any
+) -> str:
+    """The card's text; `stats` and `examples` (rows: instruction, input, output, task_type) come
+    from `_statistics`."""
     metadata = yaml.safe_dump(card_metadata(info, dsets), sort_keys=False, allow_unicode=True)
     info_vars = asdict(info)
     # No endpoint URL reaches a template, the built-in one or a user's.
     info_vars["engine"] = {k: v for k, v in info.engine.items() if k != "endpoints"}
-    examples = [
+    shown = [
         {
-            "instruction": _clip(r.instruction),
-            "input": _clip(r.input),
-            "output": _clip(r.output),
-            "task_type": r.meta.get("task_type") or "",
-            "fence": _fence(r.instruction, r.input, r.output),
+            "instruction": _clip(r["instruction"]),
+            "input": _clip(r["input"]),
+            "output": _clip(r["output"]),
+            "task_type": r["task_type"] or "",
+            "fence": _fence(r["instruction"], r["input"], r["output"]),
         }
-        for r in splits["train"][:3]
+        for r in examples
     ]
     try:
         return template.render(
             metadata=metadata,
             info=info_vars,
             engine_rows=engine_rows(info.engine),
-            stats=card_statistics(splits),
+            stats=stats,
             funnel=info.funnel,
             funnel_rows=funnel_rows(info.funnel),
-            examples=examples,
+            examples=shown,
             repo_id=info.repo_id or REPO_PLACEHOLDER,
             sampling_json=json.dumps(info.sampling, indent=2, sort_keys=True),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sized
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,15 @@ class DatasetWriter:
         self.config = config
         self.out_dir = out_dir
 
-    def info(self, records: list[Record], funnel: dict[str, Any], engine: dict[str, Any], model: str) -> Any:
+    def info(
+        self,
+        records: Iterable[Record],
+        funnel: dict[str, Any],
+        engine: dict[str, Any],
+        model: str,
+        contamination: dict[str, dict[str, int]] | None = None,
+    ) -> Any:
+        """The card's facts; `contamination` is the decontamination filters' counts per reference."""
         from generator.publish.dataset import DatasetInfo
 
         c, d = self.config, self.config.dataset
@@ -37,7 +46,7 @@ class DatasetWriter:
             model=model if c.model.name != BUNDLED else BUNDLED_REPO,
             model_revision=c.model.revision,
             method=c.generation.method,
-            templates=sorted({r.meta.get("template", "") for r in records} - {""}),
+            templates=_templates(records),
             sampling=c.sampling.model_dump(),
             seed_source=c.generation.seeds,
             funnel=funnel,
@@ -45,9 +54,17 @@ class DatasetWriter:
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             version=__version__,
             repo_id=d.push.repo if d.push else None,
+            contamination=contamination or {},
         )
 
-    def write(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> Path:
+    def write(
+        self,
+        records: Iterable[Record],
+        funnel: Funnel,
+        engine: dict[str, Any],
+        model: str,
+        contamination: dict[str, dict[str, int]] | None = None,
+    ) -> Path:
         from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
 
         d = self.config.dataset
@@ -55,19 +72,20 @@ class DatasetWriter:
         return write_dataset(
             records,
             self.out_dir,
-            self.info(records, funnel.to_dict(), engine, model),
+            self.info(records, funnel.to_dict(), engine, model, contamination),
             test_ratio=d.test_ratio,
             split_seed=d.split_seed,
             card_template=template,
             save_to_disk=d.save_to_disk,
         )
 
-    def checkpoint(self, records: list[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> None:
+    def checkpoint(self, records: Iterable[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> None:
         """The records so far, written and pushed while the run goes on; tasks still waiting for
         their output are not in the funnel yet."""
         self.write(records, funnel, engine, model)
-        self.push(f"Checkpoint: {len(records)} records so far")
-        log(f"checkpoint pushed: {len(records)} records")
+        n = len(records) if isinstance(records, Sized) else funnel.kept
+        self.push(f"Checkpoint: {n} records so far")
+        log(f"checkpoint pushed: {n} records")
 
     def push(self, message: str | None = None) -> None:
         from generator.publish.hub import push_dataset
@@ -87,3 +105,11 @@ class DatasetWriter:
             split = f.name.split("-")[0]
             counts[split] = counts.get(split, 0) + pq.ParquetFile(f).metadata.num_rows
         return counts
+
+
+def _templates(records: Iterable[Record]) -> list[str]:
+    """The templates the records came from: a spill file knows them, a list is read for them."""
+    known = getattr(records, "templates", None)
+    if known is not None:
+        return sorted(known)
+    return sorted({r.meta.get("template", "") for r in records} - {""})

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from filters.base import BatchChat, Filter, FilterContext
+from filters.decontam import Decontaminate
 from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.server import endpoint_key
@@ -63,6 +64,14 @@ class Run:
             for flt in flts:
                 flt.setup(ctx)
 
+    def contamination(self) -> dict[str, dict[str, int]]:
+        """What the decontamination filters caught, per reference, for the card."""
+        out: dict[str, dict[str, int]] = {}
+        for flt in (*self.instruction_filters, *self.record_filters):
+            if isinstance(flt, Decontaminate):
+                out.update(flt.counts())
+        return out
+
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):
             flt.close()
@@ -78,8 +87,11 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
             update={"sampling": config.sampling.model_copy(update={"seed": shard.sampling_seed(config.sampling.seed)})}
         )
     templates = load_templates(config)
-    instruction_filters = build_chain(config.filters.instructions)
-    record_filters = build_chain(config.filters.records)
+    # Files the filters name (decontamination references) are read now, relative to the config file.
+    instruction_filters = build_chain(
+        config.filters.instructions, base_dir=config.base_dir, where="filters.instructions"
+    )
+    record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request

@@ -180,7 +180,7 @@ def _check_inputs(run_dirs: list[Path], out_dir: Path) -> None:
 
 def _load_shards(run_dirs: list[Path]) -> tuple[Funnel, list[tuple[Path, list[Record]]]]:
     """The shards' funnels added up, and each shard's records, checked against its funnel."""
-    from generator.publish.dataset import read_rows, row_to_record
+    from generator.core.readers import read_records
 
     shard_funnel = Funnel()
     loaded: list[tuple[Path, list[Record]]] = []
@@ -192,14 +192,14 @@ def _load_shards(run_dirs: list[Path]) -> tuple[Funnel, list[tuple[Path, list[Re
                 "run `instructforge generate` for this shard first (or leave it out)"
             )
         funnel = Funnel.from_dict(json.loads(funnel_path.read_text(encoding="utf-8")))
-        rows = read_rows(run_dir, split=None)
-        if len(rows) != funnel.kept:
+        records = read_records([run_dir / "dataset"], format="own", what="shard")
+        if len(records) != funnel.kept:
             raise ConfigError(
-                f"{run_dir}: its dataset holds {len(rows)} rows but its funnel.json says "
+                f"{run_dir}: its dataset holds {len(records)} rows but its funnel.json says "
                 f"{funnel.kept} were kept; run `instructforge generate` for it again"
             )
         shard_funnel.merge(funnel)
-        loaded.append((run_dir, [row_to_record(r) for r in rows]))
+        loaded.append((run_dir, records))
     return shard_funnel, loaded
 
 

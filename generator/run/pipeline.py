@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,20 +21,25 @@ from typing import Any
 
 from filters.base import Chain, Funnel
 from generator.config import Config
-from generator.core.records import Record
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, served_name, server_for
+from generator.publish.kept import KeptRecords
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
 from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
+from generator.run.store import storage_error
 
 __all__ = ["RunResult", "fingerprint", "generate"]
 
 WATCH_S = 0.5  # how often the run checks that the managed server is alive
+# Tasks completed and filtered at a time: what the completion stage holds at once. Larger chunks
+# gain nothing measurable (scripts/bench_run.py) and cost about 3 KB a task.
+CHUNK = 2_000
+KEPT = "kept.jsonl"  # the records kept so far, rebuilt on every run (the chains replay all results)
 
 
 @dataclass
@@ -62,13 +69,14 @@ class RunResult:
 @dataclass
 class _Generated:
     pool: PoolResult
-    records: list[Record]
+    records: KeptRecords
     engine: dict[str, Any]
     model: str
 
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
-    """Run `config` end to end; resume what its run directory holds."""
+    """Run `config` end to end; resume what its run directory holds. A write to the run directory
+    that fails (disk full, read-only) raises `StorageError`: rerun to resume."""
     started = time.monotonic()
     run = open_run(config, fresh=fresh, force=force)  # everything wrong with the inputs is found here
     try:
@@ -83,6 +91,24 @@ def generate(config: Config, *, fresh: bool = False, force: bool = False, progre
     except KeyboardInterrupt:
         # The store was flushed and closed and the server stopped on the way out.
         raise interrupted(run.run_dir) from None
+    except OSError as err:  # a write to the run directory (funnel, dataset, filter state) failed
+        path = _unwritable(err, run.run_dir)
+        if path is None:
+            raise
+        raise storage_error(path, err, run.run_dir) from None
+
+
+# A full or read-only disk: a failed write() carries no file name, only this.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _unwritable(err: OSError, run_dir: Path) -> Path | None:
+    """The file in `run_dir` that `err` failed to write, `run_dir` itself for a full or read-only
+    disk when the error names no file, or None when `err` is about something else."""
+    if err.filename is None:
+        return run_dir if err.errno in _NO_ROOM else None
+    path = Path(os.path.abspath(err.filename))
+    return path if path.is_relative_to(os.path.abspath(run_dir)) else None
 
 
 async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _Generated:
@@ -95,7 +121,7 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
             sender = Sender(run.config.sampling, _Connect(run, server, engine), run.store, model, bar)
             run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
             pool = await grow_pool(run, sender)
-            records = await _complete_and_filter(run, sender, pool.records, bar)
+            records = await _complete_and_filter(run, sender, pool, bar)
         finally:
             bar.stop()
     run.stop.check()
@@ -136,23 +162,40 @@ async def _watch(server: ServerInfo, engine: Engine, run_dir: Path) -> None:
     engine.fail(error)
 
 
-async def _complete_and_filter(run: Run, sender: Sender, instructions: list[Record], bar: Progress) -> list[Record]:
-    """Complete the tasks and pass them through the record filters. Tasks are completed in chunks
-    so that long runs can push checkpoints as they go."""
+async def _complete_and_filter(run: Run, sender: Sender, pool: PoolResult, bar: Progress) -> KeptRecords:
+    """Complete the tasks and pass them through the record filters, `CHUNK` tasks at a time (or
+    `checkpoint_every`, to push checkpoints as the run goes): a chunk's requests, results and
+    records are released before the next starts, and the kept records go to the run's spill file.
+
+    Tasks that came with their output go first, as `complete` orders them for a whole list, so the
+    records (and what the stateful filters see first) are in the same order whatever the chunk.
+    The pool's records are consumed (`pool.records` is left empty): each task is released once
+    its chunk is done, so neither the pool nor the completed records outlive the stage."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
     push = run.config.dataset.push
-    chunk = (push.checkpoint_every if push and push.checkpoint_every else 0) or len(instructions) or 1
-    records: list[Record] = []
-    for start in range(0, len(instructions), chunk):
-        completed = await complete(run, sender, instructions[start : start + chunk])
+    every = push.checkpoint_every if push and push.checkpoint_every else 0
+    chunk = min(every, CHUNK) if every else CHUNK
+    # Reversed, so that each chunk is cut off the end of the list.
+    tasks = [r for r in pool.records if not r.output][::-1] + [r for r in pool.records if r.output][::-1]
+    pool.records = []
+    total = len(tasks)
+    kept = KeptRecords(run.run_dir / KEPT)
+    checkpointed = 0
+    for start in range(0, total, chunk):
+        batch = tasks[-chunk:][::-1]
+        del tasks[-chunk:]
+        completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
-        records += [r.with_meta(model=sender.model) for r in final.kept]
+        kept.extend(r.with_meta(model=sender.model) for r in final.kept)
         bar.add_kept(len(final.kept))
-        if start + chunk < len(instructions) and push is not None:
+        del batch, completed, final
+        end = start + chunk
+        if push is not None and every and end < total and end // every > checkpointed:
+            checkpointed = end // every
             await asyncio.to_thread(
-                run.writer.checkpoint, records, run.funnel.total(len(records)), sender.engine_stats(), sender.model
+                run.writer.checkpoint, kept, run.funnel.total(len(kept)), sender.engine_stats(), sender.model
             )
-    return records
+    return kept
 
 
 def _finish(run: Run, out: _Generated, started: float) -> RunResult:
@@ -167,7 +210,7 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
             indent=2,
         )
     )
-    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model)
+    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model, run.contamination())
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()

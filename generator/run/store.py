@@ -11,18 +11,24 @@ its buffer (sent again on resume) and can leave a torn last line, which the next
 
 Results are not held in memory: the store indexes where each request's successful line starts in
 results.jsonl (and its length), and `get` reads that one line when asked.
+
+A write that fails (disk full, read-only) raises `StorageError` with the file cut back to its
+last whole batch, so the run stops with one line and the same command resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
-from collections.abc import Iterator, KeysView
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, StorageError
 from generator.core.files import write_json
 from generator.llm.requests import Result
 
@@ -63,19 +69,116 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changes = []
     for key in sorted(a.keys() | b.keys()):
         before, after = a.get(key, missing), b.get(key, missing)
-        if before == after or {before, after} <= {missing, None} and missing in (before, after):
+        if before == after or (before is missing and after is None) or (after is missing and before is None):
             continue
         changes.append(f"{key}: {before!r} -> {after!r}".replace(repr(missing), "(unset)"))
     return changes
+
+
+def storage_error(path: Path, err: OSError, run_dir: Path) -> StorageError:
+    """`err`, raised writing `path` in `run_dir`, as one line that says how to go on."""
+    code = errno.errorcode.get(err.errno or 0)
+    reason = f"{err.strerror or err}" + (f" ({code})" if code else "")
+    return StorageError(
+        f"cannot write {path}: {reason}; free disk space or make {run_dir} writable, then run the same "
+        "command again to resume (everything saved so far is kept)"
+    )
 
 
 def _write_json(path: Path, data: Any) -> None:
     write_json(path, data, newline=True, indent=2, sort_keys=True, default=str)
 
 
-# An index entry packs a line's offset and length into one int (a dict of ids to ints costs about
-# 160 B an entry with the id's string; a second int per entry would add 32 B more).
+# An index entry packs a line's offset and length into one int.
 _LENGTH_BITS = 32
+# Ids added to the index's dict before they move to its sorted arrays.
+_MERGE_AT = 50_000
+
+
+class _Index:
+    """Request id -> packed entry, compact: a request id (32 hex digits) takes 16 bytes in a sorted
+    array and its entry 8 (about 24 B an id, against about 160 B in a dict of str to int). New ids
+    wait in a dict until `_MERGE_AT` of them have come; ids of another form stay in a dict."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._keys = np.empty(0, dtype="S16")
+        self._entries = np.empty(0, dtype=np.int64)
+        self._recent: dict[str, int] = {}
+        self._other: dict[str, int] = {}
+
+    @staticmethod
+    def _binary(rid: str) -> bytes | None:
+        if len(rid) != 32:
+            return None
+        try:
+            key = bytes.fromhex(rid)
+        except ValueError:
+            return None
+        return key if key.hex() == rid else None  # lower case only: one spelling per key
+
+    def get(self, rid: str) -> int | None:
+        entry = self._recent.get(rid)
+        if entry is not None:
+            return entry
+        key = self._binary(rid)
+        if key is None:
+            return self._other.get(rid)
+        i = int(self._np.searchsorted(self._keys, key))
+        # numpy drops an S16 value's trailing NUL bytes: compare the same way
+        if i < len(self._keys) and self._keys[i] == key.rstrip(b"\0"):
+            return int(self._entries[i])
+        return None
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, str) and self.get(rid) is not None
+
+    def add(self, rid: str, entry: int) -> None:
+        """Index `rid` (not indexed yet)."""
+        if self._binary(rid) is None:
+            self._other[rid] = entry
+            return
+        self._recent[rid] = entry
+        if len(self._recent) >= _MERGE_AT:
+            self._merge()
+
+    def _merge(self) -> None:
+        np = self._np
+        new = np.array([bytes.fromhex(rid) for rid in self._recent], dtype="S16")
+        entries = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
+        order = np.argsort(new, kind="stable")
+        new, entries = new[order], entries[order]
+        at = np.searchsorted(self._keys, new)
+        self._keys = np.insert(self._keys, at, new)
+        self._entries = np.insert(self._entries, at, entries)
+        self._recent = {}
+
+    def __len__(self) -> int:
+        return len(self._keys) + len(self._recent) + len(self._other)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._other
+        yield from self._recent
+        for key in self._keys:
+            yield bytes(key).ljust(16, b"\0").hex()
+
+
+class _Ids(AbstractSet[str]):
+    """A read-only, set-like view of an index's ids."""
+
+    def __init__(self, index: _Index) -> None:
+        self._index = index
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 class RunStore:
@@ -94,10 +197,19 @@ class RunStore:
         flush_interval_s: float = 1.0,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / RESULTS
         self._flush_every = flush_every
         self._flush_interval_s = flush_interval_s
+        self._lock_fd: int | None = None
+        try:
+            self._open(fingerprint, fresh, force)
+        except OSError as err:
+            self._release_lock()
+            raise storage_error(Path(err.filename or self.run_dir), err, self.run_dir) from None
+
+    def _open(self, fingerprint: dict[str, Any], fresh: bool, force: bool) -> None:
+        """Lock the run directory, check its fingerprint, index what it holds, open it to append."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
         fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it will read back
         fp_path = self.run_dir / FINGERPRINT
@@ -114,7 +226,7 @@ class RunStore:
             self._release_lock()
             raise ForeignRun(f"{self.path} exists but {fp_path} does not: cannot tell what made these results")
         _write_json(fp_path, fingerprint)
-        self._index: dict[str, int] = {}  # request id -> offset << _LENGTH_BITS | length of its successful line
+        self._index = _Index()  # request id -> offset << _LENGTH_BITS | length of its successful line
         self.failed_ids: set[str] = set()
         self._written = self._repair_and_index()  # bytes in the file; the buffer's lines come after
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -124,9 +236,9 @@ class RunStore:
         self._last_flush = float("-inf")
 
     @property
-    def done_ids(self) -> KeysView[str]:
-        """The requests that succeeded (stored or in the buffer)."""
-        return self._index.keys()
+    def done_ids(self) -> AbstractSet[str]:
+        """The requests that succeeded (stored or in the buffer), as a read-only set-like view."""
+        return _Ids(self._index)
 
     # -- lock ----------------------------------------------------------------------------------
 
@@ -173,7 +285,8 @@ class RunStore:
                     break
                 rid = data["request_id"]
                 if data.get("error") is None:
-                    self._index.setdefault(rid, good_end << _LENGTH_BITS | len(line))
+                    if rid not in self._index:
+                        self._index.add(rid, good_end << _LENGTH_BITS | len(line))
                     self.failed_ids.discard(rid)
                 elif rid not in self._index:
                     self.failed_ids.add(rid)
@@ -223,7 +336,7 @@ class RunStore:
             return
         line = (json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n").encode()
         if result.ok:
-            self._index[rid] = (self._written + self._buffered) << _LENGTH_BITS | len(line)
+            self._index.add(rid, (self._written + self._buffered) << _LENGTH_BITS | len(line))
             self.failed_ids.discard(rid)
         else:
             self.failed_ids.add(rid)
@@ -240,28 +353,44 @@ class RunStore:
             data = b"".join(self._buffer)
             self._buffer.clear()
             view = memoryview(data)
-            while view:  # os.write may write less than asked
-                written = os.write(self._fd, view)
-                self._written += written
-                self._buffered -= written
-                view = view[written:]
+            size = os.fstat(self._fd).st_size
+            try:
+                while view:  # os.write may write less than asked
+                    written = os.write(self._fd, view)
+                    self._written += written
+                    self._buffered -= written
+                    view = view[written:]
+            except OSError as err:
+                # No torn line in the middle of the file, should anything be written after this. The
+                # run stops here; the batch's results are sent again on resume.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, size)
+                self._written, self._buffered = size, 0
+                raise storage_error(self.path, err, self.run_dir) from None
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         """Add one session's engine accounting to `engine_stats.json`."""
         path = self.run_dir / STATS
         sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if path.exists() else []
         sessions.append(stats)
-        _write_json(path, {"sessions": sessions})
+        try:
+            _write_json(path, {"sessions": sessions})
+        except OSError as err:
+            raise storage_error(path, err, self.run_dir) from None
 
     def close(self) -> None:
         if self._fd is None:
             return
-        self.flush()
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None  # type: ignore[assignment]
-        self._reader.close()
-        self._release_lock()
+        try:
+            self.flush()
+            os.fsync(self._fd)
+        except OSError as err:
+            raise storage_error(self.path, err, self.run_dir) from None
+        finally:
+            os.close(self._fd)
+            self._fd = None  # type: ignore[assignment]
+            self._reader.close()
+            self._release_lock()
 
     def __enter__(self) -> RunStore:
         return self

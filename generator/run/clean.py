@@ -1,0 +1,156 @@
+"""`dedup` and `decontaminate` over finished data: any files the reader knows in, a dataset folder out.
+
+Each writes a run-like directory, so that `export`, `push` and `load_dataset` take its output as they
+take a run's:
+
+    <out>/dataset/          parquet + card, as `generate` writes it
+    <out>/funnel.json       rows in, dropped per filter and reason, kept
+    <out>/rejected.jsonl    every dropped row with the filter's detail (decontaminate)
+    <out>/kept.jsonl, <out>/dedup_report.json                  (dedup, as before)
+    <out>/decontamination.json   per reference: rows caught by n-gram and by similarity, each with
+                                 the matched reference text and score (decontaminate)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filters.base import Chain, Funnel
+from generator import __version__
+from generator.config import DatasetConfig
+from generator.core.errors import ConfigError
+from generator.core.files import atomic_open
+from generator.core.records import Record
+
+DATASET = "dataset"
+FUNNEL = "funnel.json"
+REJECTED = "rejected.jsonl"
+DECONTAMINATION = "decontamination.json"
+
+
+def write_folder(
+    records: list[Record],
+    out_dir: Path,
+    *,
+    sources: list[str],
+    funnel: Funnel,
+    dataset: DatasetConfig | None = None,
+    contamination: dict[str, dict[str, int]] | None = None,
+) -> Path:
+    """The kept records as `<out_dir>/dataset` (parquet + card) and the funnel as `funnel.json`."""
+    from generator.publish.dataset import DatasetInfo, write_dataset
+
+    d = dataset or DatasetConfig()
+    models = sorted({str(r.meta["model"]) for r in records if r.meta.get("model")})
+    info = DatasetInfo(
+        name=d.name,
+        pretty_name=d.pretty_name,
+        license=d.license,
+        languages=list(d.languages),
+        model=", ".join(models) or "unknown",
+        method="unknown",
+        templates=sorted({str(r.meta.get("template") or "") for r in records} - {""}),
+        seed_source=", ".join(sources),
+        funnel=funnel.to_dict(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=__version__,
+        repo_id=d.push.repo if d.push else None,
+        contamination=contamination or {},
+    )
+    template = Path(d.card_template) if d.card_template else None
+    path = write_dataset(
+        records,
+        out_dir / DATASET,
+        info,
+        test_ratio=d.test_ratio,
+        split_seed=d.split_seed,
+        card_template=template,
+        save_to_disk=d.save_to_disk,
+    )
+    funnel.write(out_dir / FUNNEL)
+    return path
+
+
+# --- dedup ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanResult:
+    """What an offline step read, kept and dropped, and where it wrote them."""
+
+    out_dir: Path
+    funnel: Funnel
+    summary_line: str
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.out_dir / DATASET
+
+    def summary(self) -> str:
+        return "\n".join([self.summary_line, f"wrote {', '.join(str(p) for p in self.written)}"])
+
+
+def dedup(inputs: list[Path], out_dir: Path, *, format: str | None = None, **params: Any) -> CleanResult:
+    """`filters.dedup.dedup_files` (kept.jsonl, dedup_report.json), then the dataset folder of the
+    kept rows; `params` go to `dedup_files` (threshold, encoder, model, semantic, pair_check)."""
+    from filters.dedup import dedup_files
+
+    out_dir = Path(out_dir)
+    result = dedup_files(inputs, out_dir, format=format, **params)
+    funnel = Funnel(candidates=len(result.kept) + len(result.dropped), kept=len(result.kept))
+    for d in result.dropped:
+        funnel.drops["dedup"][d.reason] += 1
+    path = write_folder(result.kept, out_dir, sources=[str(p) for p in inputs], funnel=funnel)
+    return CleanResult(out_dir, funnel, result.summary(), [out_dir / "kept.jsonl", out_dir / "dedup_report.json", path])
+
+
+# --- decontaminate ---------------------------------------------------------------------------------
+
+
+def decontaminate(
+    inputs: list[str | Path],
+    references: list[str],
+    out_dir: Path,
+    *,
+    format: str | None = None,
+    columns: dict[str, str] | None = None,
+    embedder: Any = None,
+    **params: Any,
+) -> CleanResult:
+    """Drop the rows of `inputs` that leak a reference (filters/decontam.py), keep the rest in order.
+    `params` are the filter's (ngram, threshold, encoder, model), checked by its spec; `embedder`
+    replaces the encoder. References are read (and a bad one refused) before anything is written."""
+    from filters.decontam import Decontaminate
+    from filters.specs import parse_specs
+    from generator.core import readers
+
+    [spec] = parse_specs(
+        [{"name": "decontaminate", "references": [str(r) for r in references], **params}],
+        where="decontaminate",
+    )
+    flt = Decontaminate(**spec.params(), embedder=embedder, where="decontaminate")
+    records = readers.read_records(inputs, format=format, columns=columns, what="input")
+    if not records:
+        raise ConfigError(f"decontaminate: the inputs {', '.join(map(str, inputs))} hold no rows")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / REJECTED).unlink(missing_ok=True)
+    funnel = Funnel()
+    result = Chain([flt], funnel, out_dir / REJECTED).run(records)
+    report = {"inputs": [str(p) for p in inputs], "rows": len(records), "kept": len(result.kept), **flt.report()}
+    with atomic_open(out_dir / DECONTAMINATION, "w") as f:
+        json.dump(report, f, ensure_ascii=False, indent=2)
+    path = write_folder(
+        result.kept, out_dir, sources=[str(p) for p in inputs], funnel=funnel, contamination=flt.counts()
+    )
+    per = ", ".join(
+        f"{name}: {c['ngram_overlap']} by n-gram, {c['semantic_overlap']} by similarity"
+        for name, c in flt.counts().items()
+    )
+    line = f"kept {len(result.kept)} of {len(records)} rows (dropped {len(result.dropped)}; {per})"
+    return CleanResult(out_dir, funnel, line, [out_dir / DECONTAMINATION, path])
