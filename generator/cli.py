@@ -54,43 +54,35 @@ def _model_prepare(args: argparse.Namespace) -> int | None:
 
 
 def _dedup(args: argparse.Namespace) -> int | None:
-    from generator.core.errors import ConfigError
     from generator.run.clean import dedup
 
-    try:
-        result = dedup(
-            args.inputs,
-            args.out,
-            threshold=args.threshold,
-            encoder=args.encoder,
-            model=args.model,
-            semantic=not args.exact_only,
-            pair_check=False if args.no_pair_check else None,
-            format=args.format,
-        )
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    result = dedup(
+        args.inputs,
+        args.out,
+        threshold=args.threshold,
+        encoder=args.encoder,
+        model=args.model,
+        semantic=not args.exact_only,
+        pair_check=False if args.no_pair_check else None,
+        format=args.format,
+    )
     print(result.summary())
     return 0
 
 
 def _decontaminate(args: argparse.Namespace) -> int | None:
-    from generator.core.errors import ConfigError
     from generator.run.clean import decontaminate
 
-    try:
-        result = decontaminate(
-            args.inputs,
-            args.against,
-            args.out,
-            format=args.format,
-            ngram=args.ngram,
-            threshold=None if args.ngram_only else args.threshold,
-            encoder=args.encoder,
-            model=args.model,
-        )
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    result = decontaminate(
+        args.inputs,
+        args.against,
+        args.out,
+        format=args.format,
+        ngram=args.ngram,
+        threshold=None if args.ngram_only else args.threshold,
+        encoder=args.encoder,
+        model=args.model,
+    )
     print(result.summary())
     return 0
 

@@ -101,7 +101,10 @@ def dedup(inputs: list[Path], out_dir: Path, *, format: str | None = None, **par
     from filters.dedup import dedup_files
 
     out_dir = Path(out_dir)
-    result = dedup_files(inputs, out_dir, format=format, **params)
+    try:
+        result = dedup_files(inputs, out_dir, format=format, **params)
+    except ValueError as err:  # a setting the filter itself refuses (an unfitted pair check, say)
+        raise ConfigError(f"dedup: {err}") from None
     funnel = Funnel(candidates=len(result.kept) + len(result.dropped), kept=len(result.kept))
     for d in result.dropped:
         funnel.drops["dedup"][d.reason] += 1
@@ -133,7 +136,10 @@ def decontaminate(
         [{"name": "decontaminate", "references": [str(r) for r in references], **params}],
         where="decontaminate",
     )
-    flt = Decontaminate(**spec.params(), embedder=embedder, where="decontaminate")
+    try:
+        flt = Decontaminate(**spec.params(), embedder=embedder, where="decontaminate")
+    except ValueError as err:
+        raise ConfigError(f"decontaminate: {err}") from None
     records = readers.read_records(inputs, format=format, columns=columns, what="input")
     if not records:
         raise ConfigError(f"decontaminate: the inputs {', '.join(map(str, inputs))} hold no rows")
