@@ -566,18 +566,12 @@ def data_files(dataset_dir: Path) -> dict[str, list[Path]]:
 
 
 def read_rows(dataset_dir: Path, split: str | None = "train") -> list[dict[str, Any]]:
-    """Rows of one split (all splits, train first, when `split` is None)."""
-    import pyarrow.parquet as pq
+    """Rows of one split (all splits, train first, when `split` is None), as stored: read through
+    the reader every command shares (`core.readers`), which knows our dataset folders."""
+    from generator.core.readers import open_tables
 
-    files = data_files(dataset_dir)
-    if split is not None and split not in files:
-        raise ConfigError(f"split {split!r} not in {dataset_dir}; it has {', '.join(sorted(files))}")
-    names = [split] if split is not None else sorted(files, key=lambda s: (s not in SPLITS, s))
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        for path in files[name]:
-            rows.extend(pq.read_table(path).to_pylist())
-    return rows
+    folder = resolve_dataset_dir(dataset_dir)
+    return [row for table in open_tables(folder, split=split, what="dataset") for _, row in table.rows]
 
 
 def export(dataset_dir: Path, fmt: str, out_path: Path, *, split: str | None = "train") -> int:
