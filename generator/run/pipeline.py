@@ -28,6 +28,7 @@ from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
+from generator.run.budget import SAVE_EVERY_S
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
 from generator.run.progress import Progress
@@ -55,8 +56,7 @@ class RunResult:
     bootstrap: PoolResult
     stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-    stop: Stop | None = None
+    stop: Stop | None = None  # why the run ended
 
     def summary(self) -> str:
         splits = ", ".join(f"{k}: {v}" for k, v in self.stats.get("splits", {}).items())
@@ -155,8 +155,7 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
             pool.records = []  # the pool is not grown again: only the completion stage holds it
         completed = await _complete_and_filter(run, sender, tasks, kept, bar, target.room)
         target.add(added, completed, len(kept) - before)
-        budget = run.budget.stopped if run.budget is not None else None
-        stop = target.stop(pool, budget, run.budget.reason() if budget and run.budget else "")
+        stop = target.stop(pool, run.budget)
         if stop is not None:
             run.log(f"stopped: {stop.reason}")
             return pool, kept, target, stop
@@ -165,9 +164,9 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
 
 async def _keep_saving(run: Run) -> None:
     """The session's seconds to spent.json every few seconds, so that a killed run loses little."""
-    from generator.run.budget import SAVE_EVERY_S
-
-    while run.budget is not None:
+    if run.budget is None:
+        return
+    while True:
         run.budget.save()
         await asyncio.sleep(SAVE_EVERY_S)
 

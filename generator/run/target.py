@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from generator.config import GenerationConfig
+from generator.run.budget import Budget
 from generator.run.rounds import PoolResult
 
 # Later refills ask for this much more than the yield so far predicts: a refill that falls short
@@ -73,13 +74,13 @@ class Target:
         self.kept += kept
         self.stalled = 0 if kept else self.stalled + 1
 
-    def stop(self, pool: PoolResult, budget: str | None, budget_reason: str) -> Stop | None:
-        """Why the run stops after the last refill, or None to refill again. `budget` is the limit
-        reached, if any; a target met at the same time wins (the dataset is whole)."""
+    def stop(self, pool: PoolResult, budget: Budget | None) -> Stop | None:
+        """Why the run stops after the last refill, or None to refill again. A target met when a
+        budget limit is reached too wins: the dataset is whole."""
         if self.records is not None and self.kept >= self.records:
             return Stop("target", f"target reached: {self.records} records")
-        if budget is not None:
-            return Stop("budget", budget_reason, budget)
+        if budget is not None and budget.stopped is not None:
+            return Stop("budget", budget.reason(), budget.stopped)
         if self.records is None:
             if pool.stop_kind == "full":
                 return Stop("pool", f"num_instructions reached: {self.first} instructions")
