@@ -24,6 +24,8 @@ from generator.core.errors import ConfigError
 from generator.core.files import write_json
 
 SPENT = "spent.json"
+# The limits, in the order they are checked (and named in a stop reason).
+LIMITS = ("max_requests", "max_tokens", "max_time_s", "max_gpu_hours", "max_cost")
 SAVE_EVERY_S = 5.0  # how often the session's seconds are written to spent.json
 _PP = re.compile(r"^(?:--pipeline-parallel-size|-pp)(?:=(\d+))?$")
 
@@ -101,11 +103,7 @@ class Budget:
 
     @property
     def limited(self) -> bool:
-        return any(
-            v is not None
-            for v in (self.limits.max_requests, self.limits.max_tokens, self.limits.max_time_s)
-            + (self.limits.max_gpu_hours, self.limits.max_cost)
-        )
+        return any(getattr(self.limits, key) is not None for key in LIMITS)
 
     def seconds(self) -> float:
         return self.earlier_s + time.monotonic() - self.started
@@ -126,17 +124,13 @@ class Budget:
 
     def reached(self) -> str | None:
         """The first limit reached, by its key, or None."""
-        b, s = self.limits, self.spent()
-        checks = (
-            ("max_requests", b.max_requests, s.requests),
-            ("max_tokens", b.max_tokens, s.tokens),
-            ("max_time_s", b.max_time_s, s.seconds),
-            ("max_gpu_hours", b.max_gpu_hours, s.gpu_hours),
-            ("max_cost", b.max_cost, s.cost),
-        )
-        return next(
-            (key for key, limit, used in checks if limit is not None and used is not None and used >= limit), None
-        )
+        s = self.spent()
+        used = dict(zip(LIMITS, (s.requests, s.tokens, s.seconds, s.gpu_hours, s.cost)))
+        for key in LIMITS:
+            limit = getattr(self.limits, key)
+            if limit is not None and used[key] is not None and used[key] >= limit:
+                return key
+        return None
 
     def check(self) -> bool:
         """True once a limit is reached (and from then on: the run sends nothing more)."""
