@@ -23,7 +23,9 @@ def _generate(args: argparse.Namespace) -> int | None:
     from generator.run.pipeline import generate
     from generator.run.store import ForeignRun
 
-    config = load_config(args.config, overrides=dict(args.set or []))
+    overrides = dict(args.set or [])
+    overrides.update({key: value for flag, key in _BUDGET_FLAGS.items() if (value := getattr(args, flag)) is not None})
+    config = load_config(args.config, overrides=overrides)
     if args.run_dir:
         config.run_dir = Path(args.run_dir)
     try:
@@ -34,6 +36,17 @@ def _generate(args: argparse.Namespace) -> int | None:
         ) from None
     print(result.summary())
     return 0
+
+
+# `generate` flags that set a config key (the run's target and budget), by argparse dest.
+_BUDGET_FLAGS = {
+    "records": "generation.num_records",
+    "max_requests": "budget.max_requests",
+    "max_tokens": "budget.max_tokens",
+    "max_time": "budget.max_time_s",
+    "max_gpu_hours": "budget.max_gpu_hours",
+    "max_cost": "budget.max_cost",
+}
 
 
 def _serve(args: argparse.Namespace) -> int | None:
@@ -206,6 +219,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fresh", action="store_true", help="discard what the run directory holds and start over")
     p.add_argument("--force", action="store_true", help="continue a run directory even though its config changed")
+    p.add_argument("--records", type=int, metavar="N", help="rows the dataset must hold (generation.num_records)")
+    p.add_argument("--max-requests", type=int, metavar="N", help="stop sending after N requests (budget.max_requests)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help="stop sending at N tokens, prompt and completion (budget.max_tokens)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        metavar="SECONDS",
+        help="stop sending after this wall-clock time, summed over sessions (budget.max_time_s)",
+    )
+    p.add_argument(
+        "--max-gpu-hours", type=float, metavar="H", help="stop sending after H GPU-hours (budget.max_gpu_hours)"
+    )
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="X",
+        help="stop sending at this cost (budget.max_cost; needs a price in the config)",
+    )
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("serve", help="start the config's vLLM server in the foreground")

@@ -217,7 +217,26 @@ class GenerationConfig(Section):
         description="Column map for seeds in any format (logical field: your column), e.g. "
         "{instruction: prompt, output: answer}.",
     )
-    num_instructions: int = Field(30, ge=1, description="Instructions to generate.")
+    num_records: int | None = Field(
+        None,
+        ge=1,
+        description="Rows the dataset must hold, each past every filter and dedup: the run grows the "
+        "instruction pool and completes it in refills until it has them (the surplus of the last refill "
+        "is cut, in order), then stops. Null: the run makes `num_instructions` instructions and keeps "
+        "what survives. Not part of the run's fingerprint: a changed target continues the run.",
+    )
+    num_instructions: int = Field(
+        30,
+        ge=1,
+        description="Without `num_records`: the instruction pool's size. With it: the first refill "
+        "(a pilot whose yield of kept rows per instruction sizes the later refills).",
+    )
+    requests_per_round: int | None = Field(
+        None,
+        ge=1,
+        description="Most requests one round sends; null means 256. Part of the fingerprint (it decides "
+        "what is sent), unlike `engine.concurrency`, which only says how many are in flight at once.",
+    )
     instructions_per_prompt: int = Field(8, ge=1, description="Instructions (or tasks) asked for per request.")
     num_demonstrations: int = Field(6, ge=1, description="Example tasks shown in each prompt.")
     machine_ratio: float = Field(
@@ -254,6 +273,40 @@ class GenerationConfig(Section):
         if value is not None and value not in FORMATS:
             raise ValueError(f"unknown format {value!r}; expected one of {', '.join(FORMATS)} (or leave it out)")
         return value
+
+
+class BudgetConfig(Section):
+    """What a run may spend, summed over every session of its run directory. The first limit
+    reached stops the sending (requests in flight finish); the run then filters what it has and
+    writes a complete dataset. A rerun with a larger budget continues. Not part of the fingerprint."""
+
+    max_requests: int | None = Field(None, ge=1, description="Most requests sent (each stored result is one).")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens, prompt and completion; requests in flight at the limit may pass it."
+    )
+    max_time_s: float | None = Field(None, gt=0, description="Most wall-clock seconds, summed over sessions.")
+    max_gpu_hours: float | None = Field(None, gt=0, description="Most GPU-hours: wall-clock hours x `gpus`.")
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description="Most money: GPU-hours x `price_per_gpu_hour` plus tokens / 1e6 x `price_per_million_tokens`.",
+    )
+    gpus: int | None = Field(
+        None,
+        ge=0,
+        description="GPUs the server holds, for GPU-hours; null: the managed server's tensor x data x "
+        "pipeline parallel size on a GPU (0 on CPU). Required for GPU-hours with `server.endpoints`.",
+    )
+    price_per_gpu_hour: float | None = Field(None, ge=0, description="Price of one GPU-hour, for `max_cost`.")
+    price_per_million_tokens: float | None = Field(
+        None, ge=0, description="Price of a million tokens (prompt and completion), for `max_cost`."
+    )
+
+    @model_validator(mode="after")
+    def _cost_has_a_price(self) -> BudgetConfig:
+        if self.max_cost is not None and self.price_per_gpu_hour is None and self.price_per_million_tokens is None:
+            raise ValueError("max_cost needs price_per_gpu_hour or price_per_million_tokens (or both)")
+        return self
 
 
 class FiltersConfig(Section):
@@ -331,6 +384,7 @@ class Config(Section):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
 

@@ -44,7 +44,11 @@ def test_default_config_writes_a_loadable_dataset(default_run) -> None:
     train = ds["train"]
     assert {"id", "instruction", "input", "output", "messages", "meta"} <= set(train.column_names)
     assert train.num_rows == result.records > 0
-    assert result.records <= config.generation.num_instructions
+    # The default config asks for a record target, and the run meets it exactly.
+    assert config.generation.num_records is not None
+    assert result.records == config.generation.num_records
+    assert json.loads((result.run_dir / "rounds.json").read_text())["stop"] == "target"
+    assert result.summary().count(f"stopped: target reached: {result.records} records") == 1
     row = train[0]
     assert row["messages"][0]["role"] == "user" and row["messages"][1]["content"] == row["output"]
     assert row["instruction"] in row["messages"][0]["content"]

@@ -98,6 +98,8 @@ class DatasetInfo:
     repo_id: str | None = None
     contamination: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per decontamination reference: {references, ngram_overlap, semantic_overlap} (rows it caught)."""
+    stop: dict[str, Any] = field(default_factory=dict)
+    """Why the run stopped: {reason, kind, num_records, refills, rounds, budget: {limits, spent, stopped_by}}."""
 
 
 # --- rows -----------------------------------------------------------------------------------------

@@ -30,11 +30,13 @@ async def complete(run: Run, sender: Sender, instructions: list[Record]) -> list
 async def classify(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
     """Each record with `meta.task_type`: `classification` or `generation`."""
     tpl = run.templates["classify"]
-    results = await sender.send(
-        [sender.request(tpl, {"instruction": r.instruction}, {"stage": "classify"}) for r in records]
-    )
+    reqs = [sender.request(tpl, {"instruction": r.instruction}, {"stage": "classify"}) for r in records]
+    results = await sender.send(reqs)
     out = []
-    for r, res in zip(records, results):
+    for r, req, res in zip(records, reqs, results):
+        if req.id in sender.unsent:  # the budget ran out: not "generation" by default
+            run.funnel.unfinished(r)
+            continue
         flag = False
         if res is not None and res.texts:
             parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
@@ -61,7 +63,7 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
     out = []
     for r, tpl, req, res in zip(records, tpls, reqs, results):
         if res is None:
-            run.funnel.drop_task(r, "request_failed")
+            _missing(run, sender, r, req.id)
             continue
         parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
         prompt = "\n".join(m["content"] for m in req.messages or [])
@@ -89,13 +91,14 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
 async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
     """An answer to each instruction (and its input)."""
     tpl = run.templates["response"]
-    results = await sender.send(
-        [sender.request(tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"}) for r in records]
-    )
+    reqs = [
+        sender.request(tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"}) for r in records
+    ]
+    results = await sender.send(reqs)
     out = []
-    for r, res in zip(records, results):
+    for r, req, res in zip(records, reqs, results):
         if res is None:
-            run.funnel.drop_task(r, "request_failed")
+            _missing(run, sender, r, req.id)
             continue
         parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
         if not parsed.items:
@@ -107,6 +110,14 @@ async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Rec
             )
         )
     return out
+
+
+def _missing(run: Run, sender: Sender, record: Record, request_id: str) -> None:
+    """A task whose request got no result: it failed for good, or the budget kept it unsent."""
+    if request_id in sender.unsent:
+        run.funnel.unfinished(record)
+    else:
+        run.funnel.drop_task(record, "request_failed")
 
 
 def shown_examples(parser: str, prompt: str) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
+from generator.run.budget import Budget, check_budget
 from generator.run.funnel import RunFunnel
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
@@ -29,9 +30,14 @@ STATE = "state"
 
 def fingerprint(config: Config) -> dict[str, Any]:
     """What decides the requests and which results are kept; a run directory holding another
-    fingerprint is refused (unless --fresh or --force). Engine, server and output settings may
-    change between runs."""
-    return config.model_dump(mode="json", include={"model", "sampling", "generation", "filters"})
+    fingerprint is refused (unless --fresh or --force). Engine, server, budget and output settings
+    may change between runs, and so may the record target (`generation.num_records`): a larger
+    one, or a larger budget, continues the run."""
+    return config.model_dump(
+        mode="json",
+        include={"model": True, "sampling": True, "generation": True, "filters": True},
+        exclude={"generation": {"num_records"}},
+    )
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Run:
     writer: DatasetWriter
     stop: StopSignals
     funnel: RunFunnel = field(default_factory=RunFunnel)
+    budget: Budget | None = None  # the spending limits; None: unlimited
 
     @property
     def run_dir(self) -> Path:
@@ -99,6 +106,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         from generator.publish.hub import preflight
 
         preflight(config.dataset.push.repo)  # a missing or rejected token stops the run before any work
+    gpus = check_budget(config)  # a limit that cannot work is refused before any work too
     store = RunStore(
         run_dir,
         fingerprint(config),
@@ -117,4 +125,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         store=store,
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
+        budget=Budget(config.budget, gpus, run_dir, store.spent_requests, store.spent_tokens, fresh=fresh),
     )

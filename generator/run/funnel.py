@@ -1,8 +1,9 @@
 """The run's one funnel: a section per stage, changed only through its methods, added up at the end.
 
 Sections: `generation` (what the run itself drops: unparseable answers, copies of seed tasks,
-tasks that got no instance or response), `instructions` and `records` (what each filter chain
-drops; the chains count into their section). At the end of a run, candidates = kept + every drop.
+tasks that got no instance or response, or none because the budget ran out), `instructions` and
+`records` (what each filter chain drops; the chains count into their section, and what a record
+target leaves out counts as `target: over_target`). At the end of a run, candidates = kept + every drop.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ class RunFunnel:
     def over_target(self, record: Record) -> None:
         """An instruction the filters kept, past the pool's target."""
         self.instructions.unkeep(Drop(record, "bootstrap", "over_target"))
+
+    def unfinished(self, record: Record) -> None:
+        """An accepted instruction left without its output because the budget ran out."""
+        self.generation.add_drop(Drop(record, "budget", "not_completed"))
+
+    def unneeded(self, record: Record) -> None:
+        """An accepted instruction not completed: the record target was met without it."""
+        self.instructions.unkeep(Drop(record, "target", "over_target"))
+
+    def trimmed(self, record: Record) -> None:
+        """A finished record past the record target, cut so the dataset holds exactly the target."""
+        self.records.unkeep(Drop(record, "target", "over_target"))
 
     def total(self, kept: int) -> Funnel:
         """The run's funnel as written to funnel.json and the card: `kept` final records."""

@@ -35,10 +35,17 @@ def _rng(*parts: Any) -> random.Random:
     return random.Random(zlib.crc32(repr(parts).encode()))
 
 
+# Requests per round when `generation.requests_per_round` is null.
+REQUESTS_PER_ROUND = 256
+
+
 def requests_per_round(run: Run, need: int, per_request: int) -> int:
-    # Ask for more than needed: many candidates are filtered out, and a request costs little.
+    """Ask for more than needed: many candidates are filtered out, and a request costs little.
+    Capped by a setting in the fingerprint, never by the engine's: what is sent must not change
+    when the concurrency does."""
     g = run.config.generation
-    return max(1, min(run.config.engine.concurrency, math.ceil(need * g.overgenerate / per_request)))
+    cap = g.requests_per_round or REQUESTS_PER_ROUND
+    return max(1, min(cap, math.ceil(need * g.overgenerate / per_request)))
 
 
 def demonstrations(run: Run, pool: list[Record], rng: random.Random) -> tuple[list[Any], list[str]]:

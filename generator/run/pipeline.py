@@ -1,7 +1,9 @@
 """`generate`: the whole flow for one config, from seeds to a Hugging Face dataset on disk.
 
 open_run (every input checked) -> grow_pool (the method's rounds: ask, send, parse, instruction
-filters) -> complete (instances or responses) -> record filters -> dataset and card. The server
+filters) -> complete (instances or responses) -> record filters -> dataset and card. With a record
+target (`generation.num_records`) the middle repeats in refills until the dataset holds the target
+(`generator.run.target`); a budget (`generator.run.budget`) may stop the sending first. The server
 and the engine open when the first request must be sent (a finished run starts no server); a
 managed server that dies ends the run within `WATCH_S` seconds. Everything the engine returns is
 appended to the run directory as it arrives, so a rerun of the same config resumes.
@@ -21,10 +23,12 @@ from typing import Any
 
 from filters.base import Chain, Funnel
 from generator.config import Config
+from generator.core.records import Record
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
+from generator.run.budget import SAVE_EVERY_S
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
 from generator.run.progress import Progress
@@ -32,6 +36,7 @@ from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
 from generator.run.store import storage_error
+from generator.run.target import Stop, Target
 
 __all__ = ["RunResult", "fingerprint", "generate"]
 
@@ -51,14 +56,16 @@ class RunResult:
     bootstrap: PoolResult
     stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    stop: Stop | None = None  # why the run ended
 
     def summary(self) -> str:
         splits = ", ".join(f"{k}: {v}" for k, v in self.stats.get("splits", {}).items())
+        stop = self.stop.reason if self.stop is not None else self.bootstrap.stop_reason
         return "\n".join(
             [
                 f"wrote {self.records} records to {self.dataset_dir}" + (f" ({splits})" if splits else ""),
                 f"  funnel: {self.funnel.candidates} candidates -> {self.funnel.kept} kept "
-                f"({self.run_dir / FUNNEL}); bootstrap stopped: {self.bootstrap.stop_reason}",
+                f"({self.run_dir / FUNNEL}); stopped: {stop}",
                 "  load it with:",
                 "    import datasets",
                 f"    ds = datasets.load_dataset({str(self.dataset_dir)!r})",
@@ -72,6 +79,8 @@ class _Generated:
     records: KeptRecords
     engine: dict[str, Any]
     model: str
+    target: Target
+    stop: Stop
 
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
@@ -117,16 +126,49 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
     run.stop.defer()  # Ctrl-C and SIGTERM stop the engine gracefully
     model = served_name(run.config)
     async with contextlib.AsyncExitStack() as engine:
+        saver = asyncio.create_task(_keep_saving(run))
         try:
-            sender = Sender(run.config.sampling, _Connect(run, server, engine), run.store, model, bar)
+            sender = Sender(run.config.sampling, _Connect(run, server, engine), run.store, model, bar, run.budget)
             run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
-            pool = await grow_pool(run, sender)
-            records = await _complete_and_filter(run, sender, pool, bar)
+            pool, records, target, stop = await _fill(run, sender, bar)
         finally:
+            saver.cancel()
             bar.stop()
     run.stop.check()
     run.store.write_stats(sender.engine_stats())
-    return _Generated(pool, records, sender.engine_stats(), model)
+    return _Generated(pool, records, sender.engine_stats(), model, target, stop)
+
+
+async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, KeptRecords, Target, Stop]:
+    """Refill after refill (`generator.run.target`): grow the pool, complete and filter what is
+    new, until the run has a reason to stop. Without a record target, one refill, after which
+    the pool's records are released (the completion stage consumed them)."""
+    target = Target.of(run.config.generation)
+    pool = PoolResult([])
+    kept = KeptRecords(run.run_dir / KEPT)
+    while True:
+        start = len(pool.records)
+        pool = await grow_pool(run, sender, pool, target.pool_size(start))
+        tasks = pool.records[start:]
+        added, before = len(tasks), len(kept)
+        if target.records is None:
+            pool.records = []  # the pool is not grown again: only the completion stage holds it
+        completed = await _complete_and_filter(run, sender, tasks, kept, bar, target.room)
+        target.add(added, completed, len(kept) - before)
+        stop = target.stop(pool, run.budget)
+        if stop is not None:
+            run.log(f"stopped: {stop.reason}")
+            return pool, kept, target, stop
+        run.log(f"refill {len(target.refills)}: {target.kept}/{target.records} records; refilling")
+
+
+async def _keep_saving(run: Run) -> None:
+    """The session's seconds to spent.json every few seconds, so that a killed run loses little."""
+    if run.budget is None:
+        return
+    while True:
+        run.budget.save()
+        await asyncio.sleep(SAVE_EVERY_S)
 
 
 class _Connect:
@@ -162,40 +204,50 @@ async def _watch(server: ServerInfo, engine: Engine, run_dir: Path) -> None:
     engine.fail(error)
 
 
-async def _complete_and_filter(run: Run, sender: Sender, pool: PoolResult, bar: Progress) -> KeptRecords:
-    """Complete the tasks and pass them through the record filters, `CHUNK` tasks at a time (or
-    `checkpoint_every`, to push checkpoints as the run goes): a chunk's requests, results and
-    records are released before the next starts, and the kept records go to the run's spill file.
+async def _complete_and_filter(
+    run: Run, sender: Sender, tasks: list[Record], kept: KeptRecords, bar: Progress, room: int | None = None
+) -> int:
+    """Complete `tasks` and pass them through the record filters, `CHUNK` tasks at a time (or
+    `checkpoint_every`, to push checkpoints as the run goes), into `kept`; the number of tasks
+    completed. A chunk's requests, results and records are released before the next starts.
 
     Tasks that came with their output go first, as `complete` orders them for a whole list, so the
     records (and what the stateful filters see first) are in the same order whatever the chunk.
-    The pool's records are consumed (`pool.records` is left empty): each task is released once
-    its chunk is done, so neither the pool nor the completed records outlive the stage."""
+    `tasks` is consumed. With `room` (rows still wanted for the record target) the records past it
+    are cut, in order, and the tasks not yet completed are left out: both count as over_target."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
     push = run.config.dataset.push
     every = push.checkpoint_every if push and push.checkpoint_every else 0
     chunk = min(every, CHUNK) if every else CHUNK
     # Reversed, so that each chunk is cut off the end of the list.
-    tasks = [r for r in pool.records if not r.output][::-1] + [r for r in pool.records if r.output][::-1]
-    pool.records = []
+    tasks[:] = [r for r in tasks if not r.output][::-1] + [r for r in tasks if r.output][::-1]
     total = len(tasks)
-    kept = KeptRecords(run.run_dir / KEPT)
     checkpointed = 0
     for start in range(0, total, chunk):
+        if room is not None and room <= 0:
+            for task in tasks:
+                run.funnel.unneeded(task)
+            tasks.clear()
+            return start
         batch = tasks[-chunk:][::-1]
         del tasks[-chunk:]
         completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
-        kept.extend(r.with_meta(model=sender.model) for r in final.kept)
-        bar.add_kept(len(final.kept))
-        del batch, completed, final
+        new = final.kept
+        if room is not None:
+            for record in new[room:]:
+                run.funnel.trimmed(record)
+            new, room = new[:room], room - min(room, len(new))
+        kept.extend(r.with_meta(model=sender.model) for r in new)
+        bar.add_kept(len(new))
+        del batch, completed, final, new
         end = start + chunk
         if push is not None and every and end < total and end // every > checkpointed:
             checkpointed = end // every
             await asyncio.to_thread(
                 run.writer.checkpoint, kept, run.funnel.total(len(kept)), sender.engine_stats(), sender.model
             )
-    return kept
+    return total
 
 
 def _finish(run: Run, out: _Generated, started: float) -> RunResult:
@@ -204,13 +256,21 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     (run.run_dir / ROUNDS).write_text(
         json.dumps(
             {
-                "stop_reason": out.pool.stop_reason,
+                "stop_reason": out.stop.reason,
+                "stop": out.stop.kind,
+                "stopped_by_budget": out.stop.budget,
+                "target": out.target.to_dict(),
+                "budget": run.budget.to_dict() if run.budget is not None else None,
                 "rounds": [{**r.__dict__, "acceptance": round(r.acceptance, 4)} for r in out.pool.rounds],
             },
             indent=2,
         )
     )
-    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model, run.contamination())
+    if run.budget is not None:
+        run.budget.save()
+    dataset_dir = run.writer.write(
+        out.records, funnel, out.engine, out.model, run.contamination(), stop=_card_stop(run, out)
+    )
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()
@@ -223,4 +283,17 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         out.pool,
         {"splits": run.writer.split_counts(), "engine": out.engine},
         time.monotonic() - started,
+        out.stop,
     )
+
+
+def _card_stop(run: Run, out: _Generated) -> dict[str, Any]:
+    """What the card says about the end of the run: why it stopped, the target, the budget."""
+    return {
+        "reason": out.stop.reason,
+        "kind": out.stop.kind,
+        "num_records": out.target.records,
+        "refills": len(out.target.refills),
+        "rounds": len(out.pool.rounds),
+        "budget": run.budget.to_dict() if run.budget is not None and run.budget.limited else None,
+    }

@@ -1,5 +1,6 @@
 """The rounds loop every method shares: ask -> send -> parse -> filter, round after round, until the
-pool of instructions is full, the rounds run out, or acceptance stalls.
+pool of instructions is full, the rounds run out, acceptance stalls, or the budget is spent. A run
+with a record target calls it again for each refill, on the same pool.
 
 A method only says what to ask for in a round (`generator.run.methods`). Every request id is
 deterministic and every round's results are processed in request order, not arrival order, so a
@@ -41,43 +42,56 @@ class PoolResult:
     records: list[Record]
     rounds: list[RoundStats] = field(default_factory=list)
     stop_reason: str = ""
+    # Why the last call stopped: `full` (it holds what was asked), `max_rounds`, `stall`, `budget`.
+    stop_kind: str = ""
+    stalled: int = 0  # stalled rounds in a row, carried into the next refill
+
+    def stop(self, kind: str, reason: str) -> PoolResult:
+        self.stop_kind, self.stop_reason = kind, reason
+        return self
 
 
-async def grow_pool(run: Run, sender: Sender) -> PoolResult:
-    """Round after round of the configured method until the pool is full, the rounds run out, or
-    acceptance stays below `min_acceptance` for `stall_rounds` rounds."""
+async def grow_pool(run: Run, sender: Sender, pool: PoolResult | None = None, size: int | None = None) -> PoolResult:
+    """Round after round of the configured method until the pool holds `size` instructions
+    (`num_instructions` by default), the rounds run out, acceptance stays below `min_acceptance`
+    for `stall_rounds` rounds, or the budget is spent. Given a `pool`, it grows that one (a refill
+    for a record target): its rounds and stalled rounds count on."""
     g = run.config.generation
+    size = g.num_instructions if size is None else size
+    pool = PoolResult([]) if pool is None else pool
     method = METHODS[g.method]
-    pool: list[Record] = []
     chain = Chain(run.instruction_filters, run.funnel.instructions, run.rejected_path)
     seed_texts = {dedup_key(s.instruction) for s in run.seeds}
-    stats: list[RoundStats] = []
-    stalled = 0
-    for rnd in range(g.max_rounds):
-        need = g.num_instructions - len(pool)
+    while (rnd := len(pool.rounds)) < g.max_rounds:
+        need = size - len(pool.records)
         if need <= 0:
-            return PoolResult(pool, stats, "target reached")
-        asks = method(run, pool, rnd, need)
+            return pool.stop("full", "target reached")
+        asks = method(run, pool.records, rnd, need)
         requests = [sender.request(a.template, a.variables, a.meta) for a in asks]
+        if sender.cut_off(requests):  # a round the run has not stored in full, with no budget left
+            return pool.stop("budget", "budget reached")
         results = await sender.send(requests)
         candidates = _instructions(run, asks, requests, results, seed_texts)
         # In a worker thread: a filter that asks the LLM (a judge) sends through this event loop.
         kept = (await asyncio.to_thread(chain.run, candidates)).kept
-        room = g.num_instructions - len(pool)
+        room = size - len(pool.records)
         for surplus in kept[room:]:
             run.funnel.over_target(surplus)
-        pool.extend(kept[:room])
+        pool.records.extend(kept[:room])
         st = RoundStats(rnd, len(requests), len(candidates), len(kept[:room]))
-        stats.append(st)
+        pool.rounds.append(st)
         run.log(
             f"round {rnd}: {len(requests)} requests, {st.candidates} candidates, {st.accepted} accepted "
-            f"({st.acceptance:.0%}); pool {len(pool)}/{g.num_instructions}"
+            f"({st.acceptance:.0%}); pool {len(pool.records)}/{size}"
         )
-        stalled = stalled + 1 if st.acceptance < g.min_acceptance else 0
-        if stalled >= g.stall_rounds:
-            return PoolResult(pool, stats, f"acceptance below {g.min_acceptance:.0%} for {stalled} rounds")
-    reason = "target reached" if len(pool) >= g.num_instructions else f"max_rounds ({g.max_rounds}) reached"
-    return PoolResult(pool, stats, reason)
+        if sender.unsent.intersection(r.id for r in requests):  # the budget cut this round short
+            return pool.stop("budget", "budget reached")
+        pool.stalled = pool.stalled + 1 if st.acceptance < g.min_acceptance else 0
+        if pool.stalled >= g.stall_rounds:
+            return pool.stop("stall", f"acceptance below {g.min_acceptance:.0%} for {pool.stalled} rounds")
+    if len(pool.records) >= size:
+        return pool.stop("full", "target reached")
+    return pool.stop("max_rounds", f"max_rounds ({g.max_rounds}) reached")
 
 
 def _instructions(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from filters.base import BatchChat
@@ -15,6 +15,7 @@ from generator.llm.engine import Engine, EngineStats
 from generator.llm.requests import Request, Result, request_id
 from generator.prompting.seeds import SeedTask
 from generator.prompting.templates import PromptTemplate, render
+from generator.run.budget import Budget
 from generator.run.progress import Progress
 from generator.run.stop import interrupted
 from generator.run.store import RunStore
@@ -25,7 +26,11 @@ class Sender:
     when asked, not held here).
 
     `engine` is an engine, or an async function that opens one; it is called when the first request
-    must be sent, so a run whose directory holds every result it needs starts no server."""
+    must be sent, so a run whose directory holds every result it needs starts no server.
+
+    With a `budget`, each request is handed to the engine only while no limit is reached; once one
+    is, requests in flight finish and nothing more is sent: `send` returns None for what is
+    missing, and `unsent` holds those requests' ids."""
 
     def __init__(
         self,
@@ -34,6 +39,7 @@ class Sender:
         store: RunStore,
         model: str,
         progress: Progress | None = None,
+        budget: Budget | None = None,
     ):
         self.sampling = sampling
         self.engine = engine if isinstance(engine, Engine) else None
@@ -42,6 +48,8 @@ class Sender:
         self.store = store
         self.model = model
         self.progress = progress or Progress(enabled=False)
+        self.budget = budget
+        self.unsent: set[str] = set()  # requests the budget kept from being sent
 
     def request(
         self, template: PromptTemplate, variables: dict[str, Any], meta: dict[str, Any], **extra: Any
@@ -73,22 +81,65 @@ class Sender:
         by_id = {r.id: r for r in missing}
         # What arrives now is returned as it is; what was stored before is read back from the store.
         arrived: dict[str, Result] = {}
-        if missing:
+        if missing and not self.spent:
             engine = await self._engine()
             self.progress.restart(len(missing))  # the bar counts this stage's requests
+            timer = self._arm_budget_timer(engine)
             try:
-                async with contextlib.aclosing(engine.run(missing)) as results:
+                async with contextlib.aclosing(engine.run(self._within_budget(missing))) as results:
                     async for result in results:
                         self.progress.update(result)
                         result.meta = {**by_id[result.request_id].meta, **result.meta}
                         self.store.append(result)
+                        if self.budget is not None:
+                            self.budget.add_tokens(result.prompt_tokens + result.completion_tokens)
                         if result.ok:
                             arrived[result.request_id] = result
             finally:
+                if timer is not None:
+                    timer.cancel()
                 self.store.flush()  # also when the engine fails: what finished is kept
-        if self.engine is not None and self.engine.stopped:
+        if self.engine is not None and self.engine.stopped and (self.engine.failure is not None or not self.spent):
             raise self.engine.failure or interrupted(self.store.run_dir)
-        return [arrived[r.id] if r.id in arrived else self.store.get(r.id) for r in requests]
+        out = [arrived[r.id] if r.id in arrived else self.store.get(r.id) for r in requests]
+        if self.spent:
+            self.unsent.update(
+                r.id for r, res in zip(requests, out) if res is None and r.id not in self.store.failed_ids
+            )
+        return out
+
+    @property
+    def spent(self) -> bool:
+        """A budget limit is reached: nothing more is sent."""
+        return self.budget is not None and self.budget.check()
+
+    def cut_off(self, requests: list[Request]) -> bool:
+        """The budget is spent and some of `requests` have no stored result: they would not be sent."""
+        done = self.store.done_ids
+        return self.spent and any(r.id not in done for r in requests)
+
+    def _within_budget(self, requests: list[Request]) -> Iterator[Request]:
+        """`requests`, drawn by the engine one at a time, until a budget limit is reached."""
+        for r in requests:
+            if self.budget is not None:
+                if self.budget.check():
+                    return
+                self.budget.add_request()
+            yield r
+
+    def _arm_budget_timer(self, engine: Engine) -> asyncio.TimerHandle | None:
+        """Stop the engine (in flight: `engine.stop_grace_s` to finish) when a limit that time
+        alone reaches runs out while requests are out."""
+        left = self.budget.seconds_left() if self.budget is not None else None
+        if left is None:
+            return None
+        budget = self.budget
+
+        def out_of_time() -> None:
+            if budget is not None and budget.check():
+                engine.stop()
+
+        return asyncio.get_running_loop().call_later(left + 0.01, out_of_time)
 
     async def _engine(self) -> Engine:
         async with self._opening:

@@ -228,6 +228,9 @@ class RunStore:
         _write_json(fp_path, fingerprint)
         self._index = _Index()  # request id -> offset << _LENGTH_BITS | length of its successful line
         self.failed_ids: set[str] = set()
+        # What the stored results cost, failures included (budgets count them over every session).
+        self.spent_requests = 0
+        self.spent_tokens = 0
         self._written = self._repair_and_index()  # bytes in the file; the buffer's lines come after
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._reader = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
@@ -284,6 +287,8 @@ class RunStore:
                         ) from None
                     break
                 rid = data["request_id"]
+                self.spent_requests += 1
+                self.spent_tokens += data.get("prompt_tokens", 0) + data.get("completion_tokens", 0)
                 if data.get("error") is None:
                     if rid not in self._index:
                         self._index.add(rid, good_end << _LENGTH_BITS | len(line))
@@ -335,6 +340,8 @@ class RunStore:
         if rid in self._index:
             return
         line = (json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n").encode()
+        self.spent_requests += 1
+        self.spent_tokens += result.prompt_tokens + result.completion_tokens
         if result.ok:
             self._index.add(rid, (self._written + self._buffered) << _LENGTH_BITS | len(line))
             self.failed_ids.discard(rid)

@@ -1,0 +1,99 @@
+"""The record target (`generation.num_records`): rows in the dataset, each past every filter and
+dedup. The run reaches it in refills: grow the instruction pool, complete and filter the new
+instructions, count the kept rows; then another refill, sized from the yield so far, until the
+target is met, a budget is spent, the rounds run out, or refills stop adding rows.
+
+Every decision here is taken from counts of processed results, never from timing, so a resumed run
+replays the same refills from the stored results and sends exactly what is missing. Without a
+target the run makes one refill of `num_instructions` instructions, as it always did.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from generator.config import GenerationConfig
+from generator.run.budget import Budget
+from generator.run.rounds import PoolResult
+
+# Later refills ask for this much more than the yield so far predicts: a refill that falls short
+# costs another refill (rounds and completions in turn), a surplus only the requests it took.
+REFILL_MARGIN = 1.2
+
+
+@dataclass
+class Stop:
+    """Why the run stopped. `kind`: `target` (num_records met), `pool` (num_instructions made,
+    without a record target), `max_rounds`, `stall`, `budget`."""
+
+    kind: str
+    reason: str
+    budget: str | None = None  # the budget limit that stopped it: `max_requests`, ...
+
+
+@dataclass
+class Refill:
+    instructions: int  # added to the pool by this refill
+    completed: int  # instructions completed and filtered (the rest were not needed)
+    kept: int  # rows kept (before the cut at the target)
+
+
+@dataclass
+class Target:
+    records: int | None  # None: no record target
+    first: int  # the first refill (num_instructions)
+    stall_refills: int
+    kept: int = 0
+    completed: int = 0
+    refills: list[Refill] = field(default_factory=list)
+    stalled: int = 0  # refills in a row that added no row
+
+    @classmethod
+    def of(cls, g: GenerationConfig) -> Target:
+        return cls(g.num_records, g.num_instructions, g.stall_rounds)
+
+    @property
+    def room(self) -> int | None:
+        """Rows still wanted; None without a target."""
+        return None if self.records is None else max(0, self.records - self.kept)
+
+    def pool_size(self, pool: int) -> int:
+        """The pool's size to grow to in the next refill: `num_instructions` first; then, for the
+        rows still wanted, the instructions the yield so far (rows per completed instruction)
+        predicts, with a margin. With no row yet, another `num_instructions`."""
+        if not self.refills or self.records is None or self.kept == 0:
+            return pool + self.first
+        per_row = self.completed / self.kept
+        return pool + max(1, math.ceil((self.records - self.kept) * per_row * REFILL_MARGIN))
+
+    def add(self, instructions: int, completed: int, kept: int) -> None:
+        self.refills.append(Refill(instructions, completed, kept))
+        self.completed += completed
+        self.kept += kept
+        self.stalled = 0 if kept else self.stalled + 1
+
+    def stop(self, pool: PoolResult, budget: Budget | None) -> Stop | None:
+        """Why the run stops after the last refill, or None to refill again. A target met when a
+        budget limit is reached too wins: the dataset is whole."""
+        if self.records is not None and self.kept >= self.records:
+            return Stop("target", f"target reached: {self.records} records")
+        if budget is not None and budget.stopped is not None:
+            return Stop("budget", budget.reason(), budget.stopped)
+        if self.records is None:
+            if pool.stop_kind == "full":
+                return Stop("pool", f"num_instructions reached: {self.first} instructions")
+            return Stop(pool.stop_kind, pool.stop_reason)
+        if pool.stop_kind in ("max_rounds", "stall"):
+            return Stop(pool.stop_kind, pool.stop_reason)
+        if self.stalled >= self.stall_refills:
+            return Stop("stall", f"no new record in {self.stalled} refills")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_records": self.records,
+            "kept": self.kept,
+            "refills": [asdict(r) for r in self.refills],
+        }
