@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import json
 import os
 import time
@@ -169,21 +170,18 @@ async def _complete_and_filter(run: Run, sender: Sender, pool: PoolResult, bar: 
 
     Tasks that came with their output go first, as `complete` orders them for a whole list, so the
     records (and what the stateful filters see first) are in the same order whatever the chunk.
-    The pool's records are consumed (`pool.records` is left empty): each task is released once
-    its chunk is done, so neither the pool nor the completed records outlive the stage."""
+    The pool's records are read a chunk at a time and the pool is closed (left empty) after the
+    last chunk, so neither the pool nor the completed records outlive the stage."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
     push = run.config.dataset.push
     every = push.checkpoint_every if push and push.checkpoint_every else 0
     chunk = min(every, CHUNK) if every else CHUNK
-    # Reversed, so that each chunk is cut off the end of the list.
-    tasks = [r for r in pool.records if not r.output][::-1] + [r for r in pool.records if r.output][::-1]
-    pool.records = []
-    total = len(tasks)
+    tasks = pool.records.tasks()
+    total = len(pool.records)
     kept = KeptRecords(run.run_dir / KEPT)
     checkpointed = 0
     for start in range(0, total, chunk):
-        batch = tasks[-chunk:][::-1]
-        del tasks[-chunk:]
+        batch = list(itertools.islice(tasks, chunk))
         completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
         kept.extend(r.with_meta(model=sender.model) for r in final.kept)
@@ -195,6 +193,7 @@ async def _complete_and_filter(run: Run, sender: Sender, pool: PoolResult, bar: 
             await asyncio.to_thread(
                 run.writer.checkpoint, kept, run.funnel.total(len(kept)), sender.engine_stats(), sender.model
             )
+    pool.records.close()
     return kept
 
 

@@ -18,6 +18,7 @@ from generator.llm.requests import Request, Result
 from generator.prompting.parse import parse
 from generator.run.context import Run
 from generator.run.methods import METHODS, Ask
+from generator.run.pool import Pool
 from generator.run.sender import Sender
 
 # Request meta that an instruction's record carries on.
@@ -38,7 +39,7 @@ class RoundStats:
 
 @dataclass
 class PoolResult:
-    records: list[Record]
+    records: Pool
     rounds: list[RoundStats] = field(default_factory=list)
     stop_reason: str = ""
 
@@ -48,7 +49,7 @@ async def grow_pool(run: Run, sender: Sender) -> PoolResult:
     acceptance stays below `min_acceptance` for `stall_rounds` rounds."""
     g = run.config.generation
     method = METHODS[g.method]
-    pool: list[Record] = []
+    pool = Pool(run.run_dir)  # a list of records, spilled to a file
     chain = Chain(run.instruction_filters, run.funnel.instructions, run.rejected_path)
     seed_texts = {dedup_key(s.instruction) for s in run.seeds}
     stats: list[RoundStats] = []
