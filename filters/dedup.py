@@ -49,6 +49,10 @@ class ExactDedup(Filter):
                 out.append(KEEP)
         return out
 
+    def close(self) -> None:
+        """The run is over: the keys are not held on (through the dataset write, say)."""
+        self.seen = KeyMap(16)
+
 
 # -- semantic dedup -----------------------------------------------------------------------------
 

@@ -363,6 +363,7 @@ class RunStore:
             self._fd = None  # type: ignore[assignment]
             self._reader.close()
             self._release_lock()
+            self._index = _Index()  # a closed store answers nothing: the index is not held on
 
     def __enter__(self) -> RunStore:
         return self
