@@ -4,7 +4,7 @@ Layout written by `write_dataset` (the folder is what `push_dataset` uploads):
 
     out_dir/README.md                       the card (YAML metadata + generated documentation)
     out_dir/data/{split}-00000-of-0000N.parquet
-    out_dir/hf/                             `DatasetDict.save_to_disk` copy, for `load_from_disk`
+    out_dir/hf/                             for `load_from_disk`: `save_to_disk`'s layout, one Arrow file a split
 
 `datasets.load_dataset(str(out_dir))` reads data/ through the card's `configs`; the same files on
 the Hub give the same rows and splits.
