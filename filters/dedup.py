@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from filters.pairs import PairCheck
 from filters.specs import parse_specs
 from generator.core import readers
 from generator.core.files import atomic_open, write_json
+from generator.core.keymap import KeyMap
 from generator.core.paths import builtin_dir
 from generator.core.records import Record, user_content
 from generator.core.sandbox import TextTemplate, load_text_template
@@ -24,23 +26,32 @@ from generator.core.text import dedup_key
 
 
 class ExactDedup(Filter):
-    """Keeps the first record of each normalized (instruction, input); stateful across batches."""
+    """Keeps the first record of each normalized (instruction, input); stateful across batches.
+
+    A key is held as a 16-byte digest with its kept record's id (8 bytes) in a `KeyMap`: about
+    24 B a kept record, whatever the text's length."""
 
     name = "exact_dedup"
 
     def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
+        self.seen = KeyMap(16)  # digest of the key -> the kept record's id, as a signed int
 
     def judge(self, records: list[Record]) -> list[Verdict]:
         out = []
         for r in records:
             key = dedup_key(r.instruction) + "\x1f" + dedup_key(r.input)
-            if key in self.seen:
-                out.append(drop("exact_duplicate", kept_id=self.seen[key]))
+            digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            kept = self.seen.get(digest)
+            if kept is not None:
+                out.append(drop("exact_duplicate", kept_id=kept.to_bytes(8, "big", signed=True).hex()))
             else:
-                self.seen[key] = r.id
+                self.seen.add(digest, int.from_bytes(bytes.fromhex(r.id), "big", signed=True))
                 out.append(KEEP)
         return out
+
+    def close(self) -> None:
+        """The run is over: the keys are not held on (through the dataset write, say)."""
+        self.seen = KeyMap(16)
 
 
 # -- semantic dedup -----------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_stalled_acceptance_ends_the_loop_with_a_reason(tmp_path: Path, fake: Fa
     config = _config(tmp_path, stall_rounds=2, max_rounds=10)
     config.filters.instructions = [{"name": "length", "min_words": 500, "max_words": 1000}]  # drops all
     result, _, _ = _run(config, fake.url, None, "fake-model")
-    assert result.records == []
+    assert len(result.records) == 0
     assert len(result.rounds) == 2
     assert "acceptance below 5% for 2 rounds" in result.stop_reason
 

@@ -417,3 +417,67 @@ def test_every_row_fits_the_bundled_models_chat_template(records, info, tmp_path
             assert len(ids) > 0
             n += 1
     assert n == len(records)
+
+
+def _many(n: int) -> list[Record]:
+    return [
+        Record(
+            f"Task number {i}: " + "describe " * (i % 17),
+            "some input " * (i % 4),
+            f"answer {i} " * (1 + i % 23),
+            {"task_type": "generation", "round": i % 9, "seed_ids": [f"s{i % 5}"], "scores": {"q": i / 7}},
+        )
+        for i in range(n)
+    ]
+
+
+def test_shards_are_the_bytes_datasets_writes_and_the_disk_copy_loads(info, tmp_path, monkeypatch):
+    """The shards are written a row group at a time from the staged files: with small batches,
+    shards and row groups (so that row groups and shards cut through batches) they are, byte for
+    byte, what `Dataset.shard(n, i, contiguous=True).to_parquet` makes of the same rows."""
+    import datasets.config
+
+    from generator.publish import dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "BATCH_ROWS", 170)
+    monkeypatch.setattr(dataset_mod, "SHARD_BYTES", 200_000)
+    monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", "60KB")
+    records = _many(2_500)
+    out = write_dataset(iter(records), tmp_path / "ds", info, test_ratio=0.2, split_seed=3)
+    from_disk = datasets.load_from_disk(str(out / "hf"))
+    expected = split_records(records, 0.2, 3)
+    for split, recs in expected.items():
+        ds = from_disk[split]
+        assert ds.features == features() and [row_to_record(r) for r in ds] == recs
+        shards = sorted((out / "data").glob(f"{split}-*.parquet"))
+        assert len(shards) > 1
+        for i, shard in enumerate(shards):
+            again = tmp_path / f"again-{split}-{i}.parquet"
+            ds.shard(num_shards=len(shards), index=i, contiguous=True).to_parquet(str(again))
+            assert shard.read_bytes() == again.read_bytes()
+        import pyarrow.parquet as pq
+
+        assert pq.ParquetFile(shards[0]).metadata.num_row_groups > 1
+
+
+def test_card_lengths_are_those_of_the_sorted_values():
+    import math
+    import random
+
+    from generator.publish.dataset import _Lengths
+
+    rng = random.Random(0)
+    for n in (1, 2, 3, 10, 11, 1_000):
+        values = [rng.randrange(0, 60) for _ in range(n)]
+        lengths = _Lengths()
+        for v in values:
+            lengths.add(v)
+        s = sorted(values)
+        median = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+        assert lengths.summary() == {
+            "min": s[0],
+            "median": int(median),
+            "mean": round(sum(s) / n, 1),
+            "p90": s[min(n - 1, math.ceil(0.9 * n) - 1)],
+            "max": s[-1],
+        }

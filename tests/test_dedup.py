@@ -62,6 +62,27 @@ def test_exact_dedup_keeps_first_and_names_it() -> None:
     assert verdicts[1].detail["kept_id"] == Record("Sort the list.").id
 
 
+def test_exact_dedup_across_batches_and_merges_names_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys move from the map's dict to its sorted arrays every `MERGE_AT` (7 here): a duplicate
+    is found, and its first record named, wherever its key is by then."""
+    from generator.core import keymap
+
+    monkeypatch.setattr(keymap, "MERGE_AT", 7)
+    dedup = ExactDedup()
+    texts = [f"Task {i % 40}, with input" for i in range(120)]
+    kept: dict[str, str] = {}
+    for start in range(0, len(texts), 9):
+        batch = [Record(t, "x" if (i // 40) % 2 else "") for i, t in enumerate(texts[start : start + 9], start)]
+        for r, v in zip(batch, dedup.judge(batch)):
+            key = (dedup_key(r.instruction), r.input)
+            assert v.keep is (key not in kept)
+            if v.keep:
+                kept[key] = r.id
+            else:
+                assert v.detail["kept_id"] == kept[key]
+    assert len(kept) == 80 and len(dedup.seen) == 80
+
+
 @pytest.mark.parametrize(
     ("batches", "kept"),
     [

@@ -284,13 +284,14 @@ def test_changed_list_values_are_reported() -> None:
 
 
 def test_index_of_request_ids_is_compact_and_exact(monkeypatch):
-    """Request ids move from the index's dict to its sorted arrays every `_MERGE_AT`; `get`,
+    """Request ids move from the index's dict to its sorted arrays every `MERGE_AT`; `get`,
     membership and `done_ids` answer the same before and after, ids of another form included."""
     import hashlib
 
+    from generator.core import keymap
     from generator.run import store as store_mod
 
-    monkeypatch.setattr(store_mod, "_MERGE_AT", 7)
+    monkeypatch.setattr(keymap, "MERGE_AT", 7)
     index = store_mod._Index()
     ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(50)] + ["a", "B" * 32, "00" * 16]
     for n, rid in enumerate(ids):

@@ -4,7 +4,7 @@ Layout written by `write_dataset` (the folder is what `push_dataset` uploads):
 
     out_dir/README.md                       the card (YAML metadata + generated documentation)
     out_dir/data/{split}-00000-of-0000N.parquet
-    out_dir/hf/                             `DatasetDict.save_to_disk` copy, for `load_from_disk`
+    out_dir/hf/                             for `load_from_disk`: `save_to_disk`'s layout, one Arrow file a split
 
 `datasets.load_dataset(str(out_dir))` reads data/ through the card's `configs`; the same files on
 the Hub give the same rows and splits.
@@ -17,7 +17,6 @@ import json
 import math
 import re
 import shutil
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Sized
 from dataclasses import asdict, dataclass, field
@@ -185,16 +184,16 @@ def write_dataset(
     """Write the dataset folder (see the module docstring) and return it.
 
     `records` is read once, as a stream (a list or a spill file's `KeptRecords`): rows go to one
-    Arrow file per split in batches of `BATCH_ROWS`, and the parquet shards, the `save_to_disk`
-    copy and the card's statistics are made from those files, memory-mapped or read batch by batch,
-    so that the write holds about one batch in memory whatever the size. The splits are those of
-    `split_records`.
+    Arrow stream file per split in batches of `BATCH_ROWS`; the card's statistics are read from
+    those files batch by batch, the parquet shards are written a row group at a time from a memory
+    map opened for that row group alone, and the files themselves become the `save_to_disk` copy.
+    So the write holds about one row group (at most `datasets`' 100 MB) whatever the size. The
+    splits are those of `split_records`; the shards are the bytes `Dataset.to_parquet` writes.
 
     The folder is built next to `out_dir` and swapped in at the end, so a crash leaves either the
     old dataset or the new one, and shards of an earlier write never linger. `out_dir` belongs to
     the dataset: anything else in it is replaced.
     """
-    from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # the run has its own bar
@@ -209,21 +208,132 @@ def write_dataset(
         stage = tmp / STAGE_DIR
         stage.mkdir()
         staged = _stage_splits(records, stage, test_ratio, split_seed)
-        stats, examples = _statistics(staged)
-        dsets = DatasetDict({name: Dataset.from_file(str(path)) for name, path in staged.items()})
+        stats, examples, sizes = _statistics(staged)
         (tmp / DATA_DIR).mkdir()
-        for name, ds in dsets.items():
-            n = max(1, math.ceil(ds.data.nbytes / SHARD_BYTES))
-            for i in range(n):
-                shard = ds.shard(num_shards=n, index=i, contiguous=True)
-                shard.to_parquet(str(tmp / DATA_DIR / f"{name}-{i:05d}-of-{n:05d}.parquet"))
+        for name, path in staged.items():
+            _write_parquet(path, sizes[name], tmp / DATA_DIR, name)
         if save_to_disk:
-            dsets.save_to_disk(str(tmp / DISK_DIR))
-        card = render_card(template, info, stats, examples, dsets)
-        del dsets
+            _disk_copy(staged, tmp / DATA_DIR, tmp / DISK_DIR)
+        card = render_card(template, info, stats, examples, sizes)
         shutil.rmtree(stage)
         (tmp / CARD).write_text(card, encoding="utf-8")
     return out_dir
+
+
+@dataclass(frozen=True)
+class SplitSize:
+    """A staged split's rows, its Arrow size in bytes (what `Dataset.data.nbytes` says) and the
+    row count and size of each staged batch, in order."""
+
+    rows: int
+    nbytes: int
+    batches: tuple[tuple[int, int], ...] = ()
+
+
+def _slice(reader: Any, start: int, stop: int) -> Any:
+    """Rows [start, stop) of a stream of record batches as a table whose chunks are the batches
+    sliced to the range, as `datasets` slices a table; batches before the range are not read."""
+    import pyarrow as pa
+
+    parts = []
+    offset = 0
+    for batch in reader:
+        end = offset + batch.num_rows
+        if end > start and offset < stop:
+            parts.append(batch.slice(max(start - offset, 0), min(stop, end) - max(start, offset)))
+        offset = end
+        if offset >= stop:
+            break
+    return pa.Table.from_batches(parts, schema=reader.schema)
+
+
+def _range_nbytes(size: SplitSize, start: int, stop: int, path: Path) -> int:
+    """`nbytes` of rows [start, stop): whole staged batches from their sizes, cut ones measured."""
+    import pyarrow as pa
+
+    total, offset, cut = 0, 0, False
+    for rows, nbytes in size.batches:
+        end = offset + rows
+        if offset >= start and end <= stop:
+            total += nbytes
+        elif end > start and offset < stop:
+            cut = True
+        offset = end
+    if not cut:
+        return total
+    with pa.memory_map(str(path)) as source:
+        return _slice(pa.ipc.open_stream(source), start, stop).nbytes
+
+
+def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> None:
+    """The split's parquet shards, as `Dataset.shard(n, i, contiguous=True).to_parquet` writes them:
+    `n` from `SHARD_BYTES`, row groups of `datasets`' size. Each row group is read from a memory
+    map of its own, closed once the group is written, so the pages it touched leave the process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import config
+    from datasets.arrow_writer import (
+        get_parquet_column_options,
+        get_writer_batch_size_from_data_size,
+        get_writer_batch_size_from_features,
+    )
+
+    feats = features()
+    schema = feats.arrow_schema
+    n = max(1, math.ceil(size.nbytes / SHARD_BYTES))
+    div, mod = divmod(size.rows, n)
+    for i in range(n):
+        start = div * i + min(i, mod)
+        stop = start + div + (1 if i < mod else 0)
+        batch_size = get_writer_batch_size_from_features(feats) or get_writer_batch_size_from_data_size(
+            stop - start, _range_nbytes(size, start, stop, path)
+        )
+        writer = pq.ParquetWriter(
+            str(data_dir / f"{name}-{i:05d}-of-{n:05d}.parquet"),
+            schema=schema,
+            use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
+            write_page_index=True,
+            **get_parquet_column_options(feats, schema),
+        )
+        for offset in range(start, stop, batch_size):
+            with pa.memory_map(str(path)) as source:
+                writer.write_table(_slice(pa.ipc.open_stream(source), offset, min(offset + batch_size, stop)))
+        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
+        writer.close()
+
+
+def _disk_copy(staged: dict[str, Path], data_dir: Path, disk_dir: Path) -> None:
+    """The `save_to_disk` copy (what `datasets.load_from_disk` reads): each staged Arrow file moved
+    into place as the split's one data file, with the state and info files `save_to_disk` writes.
+    The fingerprint is a hash of the split's parquet shards."""
+    from datasets import DatasetInfo as HFInfo
+    from datasets.utils.py_utils import asdict as hf_asdict  # as save_to_disk writes the info
+
+    info = hf_asdict(HFInfo(features=features()))
+    for name, path in staged.items():
+        split_dir = disk_dir / name
+        split_dir.mkdir(parents=True)
+        data_file = "data-00000-of-00001.arrow"
+        path.rename(split_dir / data_file)
+        digest = hashlib.sha256()
+        for shard in sorted(data_dir.glob(f"{name}-*.parquet")):
+            with shard.open("rb") as f:
+                while chunk := f.read(2**20):
+                    digest.update(chunk)
+        state = {
+            "_data_files": [{"filename": data_file}],
+            "_fingerprint": digest.hexdigest()[:16],
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        (split_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+        (split_dir / "dataset_info.json").write_text(
+            json.dumps({key: info[key] for key in sorted(info)}, indent=2), encoding="utf-8"
+        )
+    (disk_dir / "dataset_dict.json").write_text(json.dumps({"splits": list(staged)}), encoding="utf-8")
 
 
 def _no_records() -> InstructforgeError:
@@ -319,42 +429,56 @@ def _move(source: _SplitFile, target: _SplitFile, record_id: str | None) -> _Spl
 
 
 class _Lengths:
-    """Word counts as a compact array, summarised as the card shows them."""
+    """Word counts as a histogram (a count per length: small whatever the rows), summarised as the
+    card shows them."""
 
     def __init__(self) -> None:
-        self.values = array("I")
+        self.counts: Counter[int] = Counter()
+
+    def add(self, words: int) -> None:
+        self.counts[words] += 1
 
     def summary(self) -> dict[str, Any]:
-        if not self.values:
+        n = sum(self.counts.values())
+        if not n:
             return {"min": 0, "median": 0, "mean": 0, "p90": 0, "max": 0}
-        import numpy as np
+        ordered = sorted(self.counts.items())
 
-        ordered = np.sort(np.frombuffer(self.values, dtype=np.uint32)).astype(np.int64)
-        n = len(ordered)
-        median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        def nth(k: int) -> int:  # the k-th smallest (from 0)
+            seen = 0
+            for value, count in ordered:
+                seen += count
+                if k < seen:
+                    return value
+            return ordered[-1][0]
+
+        median = nth(n // 2) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
         return {
-            "min": int(ordered[0]),
+            "min": ordered[0][0],
             "median": int(median),
-            "mean": round(int(ordered.sum()) / n, 1),
-            "p90": int(ordered[min(n - 1, math.ceil(0.9 * n) - 1)]),
-            "max": int(ordered[-1]),
+            "mean": round(sum(v * c for v, c in ordered) / n, 1),
+            "p90": nth(min(n - 1, math.ceil(0.9 * n) - 1)),
+            "max": ordered[-1][0],
         }
 
 
-def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The card's statistics, in one pass over the staged splits (train first), and its examples:
-    the first three train rows."""
+def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, SplitSize]]:
+    """The card's statistics, in one pass over the staged splits (train first), read batch by
+    batch; its examples (the first three train rows); and each split's size."""
     import pyarrow as pa
 
     splits: dict[str, int] = {}
+    sizes: dict[str, SplitSize] = {}
     task_types: Counter[str] = Counter()
     with_input = 0
     lengths = {"instruction": _Lengths(), "input": _Lengths(), "output": _Lengths()}
     examples: list[dict[str, Any]] = []
     for name, path in staged.items():
         splits[name] = 0
+        batches = []
         with pa.OSFile(str(path)) as f:
             for batch in pa.ipc.open_stream(f):
+                batches.append((batch.num_rows, batch.nbytes))
                 instructions = batch.column("instruction").to_pylist()
                 inputs = batch.column("input").to_pylist()
                 outputs = batch.column("output").to_pylist()
@@ -362,15 +486,16 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
                 splits[name] += batch.num_rows
                 for instruction, inp, out, task_type in zip(instructions, inputs, outputs, types):
                     task_types[str(task_type or "unspecified")] += 1
-                    lengths["instruction"].values.append(len(instruction.split()))
-                    lengths["output"].values.append(len(out.split()))
+                    lengths["instruction"].add(len(instruction.split()))
+                    lengths["output"].add(len(out.split()))
                     if inp:
                         with_input += 1
-                        lengths["input"].values.append(len(inp.split()))
+                        lengths["input"].add(len(inp.split()))
                     if name == "train" and len(examples) < 3:
                         examples.append(
                             {"instruction": instruction, "input": inp, "output": out, "task_type": task_type}
                         )
+        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches))
     stats = {
         "total": sum(splits.values()),
         "splits": splits,
@@ -378,7 +503,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
         "task_types": dict(task_types.most_common()),
         "lengths": {k: v.summary() for k, v in lengths.items()},  # in words
     }
-    return stats, examples
+    return stats, examples, sizes
 
 
 # --- the card -------------------------------------------------------------------------------------
@@ -420,14 +545,14 @@ def size_category(n: int) -> str:
     return "n>1T" if n >= 10**12 else "1B<n<10B"
 
 
-def card_metadata(info: DatasetInfo, dsets: Any) -> dict[str, Any]:
+def card_metadata(info: DatasetInfo, sizes: dict[str, SplitSize]) -> dict[str, Any]:
     """The card's YAML header: what the Hub validates and `load_dataset` reads (`configs`)."""
     from datasets import DatasetInfo as HFInfo
 
-    total = sum(len(d) for d in dsets.values())
+    total = sum(s.rows for s in sizes.values())
     hf_info = HFInfo(features=features())._to_yaml_dict()
-    hf_info["splits"] = [{"name": n, "num_bytes": int(d.data.nbytes), "num_examples": len(d)} for n, d in dsets.items()]
-    hf_info["dataset_size"] = int(sum(d.data.nbytes for d in dsets.values()))
+    hf_info["splits"] = [{"name": n, "num_bytes": s.nbytes, "num_examples": s.rows} for n, s in sizes.items()]
+    hf_info["dataset_size"] = sum(s.nbytes for s in sizes.values())
     meta: dict[str, Any] = {
         "pretty_name": info.pretty_name or info.name,
         "license": info.license,
@@ -438,7 +563,7 @@ def card_metadata(info: DatasetInfo, dsets: Any) -> dict[str, Any]:
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": n, "path": f"{DATA_DIR}/{n}-*"} for n in dsets],
+                "data_files": [{"split": n, "path": f"{DATA_DIR}/{n}-*"} for n in sizes],
             }
         ],
         "dataset_info": hf_info,
@@ -507,11 +632,15 @@ def engine_rows(engine: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def render_card(
-    template: Any, info: DatasetInfo, stats: dict[str, Any], examples: list[dict[str, Any]], dsets: Any
+    template: Any,
+    info: DatasetInfo,
+    stats: dict[str, Any],
+    examples: list[dict[str, Any]],
+    sizes: dict[str, SplitSize],
 ) -> str:
-    """The card's text; `stats` and `examples` (rows: instruction, input, output, task_type) come
-    from `_statistics`."""
-    metadata = yaml.safe_dump(card_metadata(info, dsets), sort_keys=False, allow_unicode=True)
+    """The card's text; `stats`, `examples` (rows: instruction, input, output, task_type) and the
+    split `sizes` come from `_statistics`."""
+    metadata = yaml.safe_dump(card_metadata(info, sizes), sort_keys=False, allow_unicode=True)
     info_vars = asdict(info)
     # No endpoint URL reaches a template, the built-in one or a user's.
     info_vars["engine"] = {k: v for k, v in info.engine.items() if k != "endpoints"}

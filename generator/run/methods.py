@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,8 @@ class Ask:
     meta: dict[str, Any]
 
 
-Method = Callable[[Run, list[Record], int, int], list[Ask]]
+# The pool is a list of records or a `generator.run.pool.Pool`: read by length, index and slice.
+Method = Callable[[Run, Sequence[Record], int, int], list[Ask]]
 
 
 def _rng(*parts: Any) -> random.Random:
@@ -48,7 +49,7 @@ def requests_per_round(run: Run, need: int, per_request: int) -> int:
     return max(1, min(cap, math.ceil(need * g.overgenerate / per_request)))
 
 
-def demonstrations(run: Run, pool: list[Record], rng: random.Random) -> tuple[list[Any], list[str]]:
+def demonstrations(run: Run, pool: Sequence[Record], rng: random.Random) -> tuple[list[Any], list[str]]:
     """Seed tasks and (a `machine_ratio` share) pool instructions to show, and the seeds' ids."""
     g = run.config.generation
     k = g.num_demonstrations
@@ -62,7 +63,7 @@ def demonstrations(run: Run, pool: list[Record], rng: random.Random) -> tuple[li
 def _from_demonstrations(role: str, tag: str, count: str, seeds_only: bool) -> Method:
     """A method that shows demonstrations and asks for `instructions_per_prompt` new items."""
 
-    def method(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
+    def method(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
         per = run.config.generation.instructions_per_prompt
         asks = []
         for i in range(requests_per_round(run, need, per)):
@@ -87,16 +88,18 @@ self_instruct = _from_demonstrations("instructions", "self_instruct", "num_instr
 alpaca_batch = _from_demonstrations("batch", "alpaca", "num_tasks", seeds_only=True)
 
 
-def evol_instruct(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
+def evol_instruct(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
     """Evolves instructions of the previous generation (seeds first) in depth or breadth."""
     ops = run.config.generation.evol.operations
     parents = [s.instruction for s in run.seeds]
     rng = _rng("evol", rnd)
-    src = parents if rnd == 0 or not pool else [r.instruction for r in pool[-need:]] + parents
+    # The parents to pick from: the last `need` of the pool, then the seeds (read when picked).
+    recent = pool[-need:] if rnd and pool else []
     asks = []
     for i in range(requests_per_round(run, need, 1)):
         op = ops[i % len(ops)]
-        variables = {"instruction": src[rng.randrange(len(src))]}
+        pick = rng.randrange(len(recent) + len(parents))
+        variables = {"instruction": recent[pick].instruction if pick < len(recent) else parents[pick - len(recent)]}
         if op != "broaden":
             variables["operation"] = op
         template = run.templates["evol_breadth" if op == "broaden" else "evol_depth"]
@@ -104,7 +107,7 @@ def evol_instruct(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask
     return asks
 
 
-def custom(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
+def custom(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
     """Crosses topics x personas x difficulties x directives from the config."""
     c = run.config.generation.custom
     per = run.config.generation.instructions_per_prompt

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from generator.publish.kept import KeptRecords
 from generator.run.budget import SAVE_EVERY_S
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
+from generator.run.pool import Pool
 from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
@@ -141,22 +144,21 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
 
 async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, KeptRecords, Target, Stop]:
     """Refill after refill (`generator.run.target`): grow the pool, complete and filter what is
-    new, until the run has a reason to stop. Without a record target, one refill, after which
-    the pool's records are released (the completion stage consumed them)."""
+    new, until the run has a reason to stop (without a record target, after one refill); then
+    the pool is released."""
     target = Target.of(run.config.generation)
-    pool = PoolResult([])
+    pool = PoolResult(Pool(run.run_dir))
     kept = KeptRecords(run.run_dir / KEPT)
     while True:
         start = len(pool.records)
         pool = await grow_pool(run, sender, pool, target.pool_size(start))
-        tasks = pool.records[start:]
-        added, before = len(tasks), len(kept)
-        if target.records is None:
-            pool.records = []  # the pool is not grown again: only the completion stage holds it
-        completed = await _complete_and_filter(run, sender, tasks, kept, bar, target.room)
+        added, before = len(pool.records) - start, len(kept)
+        tasks = pool.records.tasks(start)
+        completed = await _complete_and_filter(run, sender, tasks, added, kept, bar, target.room)
         target.add(added, completed, len(kept) - before)
         stop = target.stop(pool, run.budget)
         if stop is not None:
+            pool.records.close()  # the pool is not grown again: release it
             run.log(f"stopped: {stop.reason}")
             return pool, kept, target, stop
         run.log(f"refill {len(target.refills)}: {target.kept}/{target.records} records; refilling")
@@ -205,7 +207,13 @@ async def _watch(server: ServerInfo, engine: Engine, run_dir: Path) -> None:
 
 
 async def _complete_and_filter(
-    run: Run, sender: Sender, tasks: list[Record], kept: KeptRecords, bar: Progress, room: int | None = None
+    run: Run,
+    sender: Sender,
+    tasks: Iterator[Record],
+    total: int,
+    kept: KeptRecords,
+    bar: Progress,
+    room: int | None = None,
 ) -> int:
     """Complete `tasks` and pass them through the record filters, `CHUNK` tasks at a time (or
     `checkpoint_every`, to push checkpoints as the run goes), into `kept`; the number of tasks
@@ -213,24 +221,20 @@ async def _complete_and_filter(
 
     Tasks that came with their output go first, as `complete` orders them for a whole list, so the
     records (and what the stateful filters see first) are in the same order whatever the chunk.
-    `tasks` is consumed. With `room` (rows still wanted for the record target) the records past it
-    are cut, in order, and the tasks not yet completed are left out: both count as over_target."""
+    `tasks` yields them in that order (`Pool.tasks`); `total` is how many it holds. With `room`
+    (rows still wanted for the record target) the records past it are cut, in order, and the tasks
+    not yet completed are left out: both count as over_target."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
     push = run.config.dataset.push
     every = push.checkpoint_every if push and push.checkpoint_every else 0
     chunk = min(every, CHUNK) if every else CHUNK
-    # Reversed, so that each chunk is cut off the end of the list.
-    tasks[:] = [r for r in tasks if not r.output][::-1] + [r for r in tasks if r.output][::-1]
-    total = len(tasks)
     checkpointed = 0
     for start in range(0, total, chunk):
         if room is not None and room <= 0:
             for task in tasks:
                 run.funnel.unneeded(task)
-            tasks.clear()
             return start
-        batch = tasks[-chunk:][::-1]
-        del tasks[-chunk:]
+        batch = list(itertools.islice(tasks, chunk))
         completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
         new = final.kept

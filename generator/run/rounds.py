@@ -19,6 +19,7 @@ from generator.llm.requests import Request, Result
 from generator.prompting.parse import parse
 from generator.run.context import Run
 from generator.run.methods import METHODS, Ask
+from generator.run.pool import Pool
 from generator.run.sender import Sender
 
 # Request meta that an instruction's record carries on.
@@ -39,7 +40,7 @@ class RoundStats:
 
 @dataclass
 class PoolResult:
-    records: list[Record]
+    records: Pool
     rounds: list[RoundStats] = field(default_factory=list)
     stop_reason: str = ""
     # Why the last call stopped: `full` (it holds what was asked), `max_rounds`, `stall`, `budget`.
@@ -58,7 +59,7 @@ async def grow_pool(run: Run, sender: Sender, pool: PoolResult | None = None, si
     for a record target): its rounds and stalled rounds count on."""
     g = run.config.generation
     size = g.num_instructions if size is None else size
-    pool = PoolResult([]) if pool is None else pool
+    pool = PoolResult(Pool(run.run_dir)) if pool is None else pool
     method = METHODS[g.method]
     chain = Chain(run.instruction_filters, run.funnel.instructions, run.rejected_path)
     seed_texts = {dedup_key(s.instruction) for s in run.seeds}

@@ -30,6 +30,7 @@ from typing import Any
 
 from generator.core.errors import ConfigError, StorageError
 from generator.core.files import write_json
+from generator.core.keymap import KeyMap
 from generator.llm.requests import Result
 
 RESULTS = "results.jsonl"
@@ -91,22 +92,15 @@ def _write_json(path: Path, data: Any) -> None:
 
 # An index entry packs a line's offset and length into one int.
 _LENGTH_BITS = 32
-# Ids added to the index's dict before they move to its sorted arrays.
-_MERGE_AT = 50_000
 
 
 class _Index:
-    """Request id -> packed entry, compact: a request id (32 hex digits) takes 16 bytes in a sorted
-    array and its entry 8 (about 24 B an id, against about 160 B in a dict of str to int). New ids
-    wait in a dict until `_MERGE_AT` of them have come; ids of another form stay in a dict."""
+    """Request id -> packed entry, compact: a request id (32 hex digits) takes 16 bytes in a
+    `KeyMap` and its entry 8 (about 24 B an id, against about 160 B in a dict of str to int);
+    ids of another form stay in a dict."""
 
     def __init__(self) -> None:
-        import numpy as np
-
-        self._np = np
-        self._keys = np.empty(0, dtype="S16")
-        self._entries = np.empty(0, dtype=np.int64)
-        self._recent: dict[str, int] = {}
+        self._map = KeyMap(16)
         self._other: dict[str, int] = {}
 
     @staticmethod
@@ -120,49 +114,27 @@ class _Index:
         return key if key.hex() == rid else None  # lower case only: one spelling per key
 
     def get(self, rid: str) -> int | None:
-        entry = self._recent.get(rid)
-        if entry is not None:
-            return entry
         key = self._binary(rid)
-        if key is None:
-            return self._other.get(rid)
-        i = int(self._np.searchsorted(self._keys, key))
-        # numpy drops an S16 value's trailing NUL bytes: compare the same way
-        if i < len(self._keys) and self._keys[i] == key.rstrip(b"\0"):
-            return int(self._entries[i])
-        return None
+        return self._other.get(rid) if key is None else self._map.get(key)
 
     def __contains__(self, rid: object) -> bool:
         return isinstance(rid, str) and self.get(rid) is not None
 
     def add(self, rid: str, entry: int) -> None:
         """Index `rid` (not indexed yet)."""
-        if self._binary(rid) is None:
+        key = self._binary(rid)
+        if key is None:
             self._other[rid] = entry
-            return
-        self._recent[rid] = entry
-        if len(self._recent) >= _MERGE_AT:
-            self._merge()
-
-    def _merge(self) -> None:
-        np = self._np
-        new = np.array([bytes.fromhex(rid) for rid in self._recent], dtype="S16")
-        entries = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
-        order = np.argsort(new, kind="stable")
-        new, entries = new[order], entries[order]
-        at = np.searchsorted(self._keys, new)
-        self._keys = np.insert(self._keys, at, new)
-        self._entries = np.insert(self._entries, at, entries)
-        self._recent = {}
+        else:
+            self._map.add(key, entry)
 
     def __len__(self) -> int:
-        return len(self._keys) + len(self._recent) + len(self._other)
+        return len(self._map) + len(self._other)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._other
-        yield from self._recent
-        for key in self._keys:
-            yield bytes(key).ljust(16, b"\0").hex()
+        for key in self._map:
+            yield key.hex()
 
 
 class _Ids(AbstractSet[str]):
@@ -398,6 +370,7 @@ class RunStore:
             self._fd = None  # type: ignore[assignment]
             self._reader.close()
             self._release_lock()
+            self._index = _Index()  # a closed store answers nothing: the index is not held on
 
     def __enter__(self) -> RunStore:
         return self
