@@ -120,7 +120,14 @@ def custom(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
                     "demonstrations": demos,
                     "num_instructions": per,
                 },
-                {"stage": "instructions", "round": rnd, "topic": topic, "persona": persona, "difficulty": difficulty},
+                {
+                    "stage": "instructions",
+                    "round": rnd,
+                    "seed_ids": [d.id for d in demos],
+                    "topic": topic,
+                    "persona": persona,
+                    "difficulty": difficulty,
+                },
             )
         )
     return asks

@@ -118,7 +118,9 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
     model = served_name(run.config)
     async with contextlib.AsyncExitStack() as engine:
         try:
-            sender = Sender(run.config.sampling, _Connect(run, server, engine), run.store, model, bar)
+            sender = Sender(
+                run.config.sampling, _Connect(run, server, engine), run.store, model, bar, run.config.model.revision
+            )
             run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
             pool = await grow_pool(run, sender)
             records = await _complete_and_filter(run, sender, pool, bar)

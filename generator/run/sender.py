@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,6 +36,7 @@ class Sender:
         store: RunStore,
         model: str,
         progress: Progress | None = None,
+        revision: str | None = None,
     ):
         self.sampling = sampling
         self.engine = engine if isinstance(engine, Engine) else None
@@ -41,6 +44,7 @@ class Sender:
         self._opening = asyncio.Lock()
         self.store = store
         self.model = model
+        self.revision = revision  # the model's revision, for the records' lineage
         self.progress = progress or Progress(enabled=False)
 
     def request(
@@ -62,8 +66,22 @@ class Sender:
         values = {**template.meta.defaults, **variables}
         rid = request_id(template.name, _plain(values), self.model, params)
         return Request(
-            id=rid, messages=render(template, values), params=params, meta={**meta, "template": template.name}
+            id=rid, messages=render(template, values), params=params, meta={**meta, **self.lineage(template, params)}
         )
+
+    def lineage(self, template: PromptTemplate, params: dict[str, Any]) -> dict[str, Any]:
+        """What a record made from this request says about how it was made (not part of the id)."""
+        # The per-prompt seed is left out: one hash for the settings every prompt of a run shares.
+        shared = {k: v for k, v in params.items() if k != "seed"}
+        out = {
+            "template": template.name,
+            "template_hash": template.digest,
+            "model": self.model,
+            "sampling_hash": hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12],
+        }
+        if self.revision:
+            out["model_revision"] = self.revision
+        return out
 
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
