@@ -363,7 +363,9 @@ class ExactDedupSpec(FilterSpec):
 class SemanticDedupSpec(FilterSpec):
     """Drops a record that asks for the same task as one already kept: the encoder finds near
     neighbours in FAISS, then a fitted pair check (or a cosine threshold, or the served model) decides.
-    Keep-first and order-preserving; its state survives a resume."""
+    Keep-first and order-preserving; its state survives a resume. A kept record's score
+    `dedup_similarity` is its cosine to the nearest record kept before it; a drop names its twin
+    (`kept_id`, `kept_text`) and their cosine in rejected.jsonl."""
 
     name: Literal["semantic_dedup"] = "semantic_dedup"
     threshold: float = Field(
