@@ -430,7 +430,8 @@ class DecontaminateSpec(FilterSpec):
     """Drops a record that copies a reference text (a benchmark, a held-out split): the same
     normalized user turn, or a shared word n-gram; or whose instruction and input (or user turn) are
     within `threshold` cosine of one. Each match is reported per reference, with the text it matched
-    (`state/<chain>/decontaminate/report.json` in the run directory)."""
+    (`state/<chain>/decontaminate/report.json` in the run directory). With `threshold` set, a
+    kept record's score `benchmark_similarity` is its cosine to the nearest reference."""
 
     name: Literal["decontaminate"] = "decontaminate"
     references: list[str] = Field(
