@@ -234,6 +234,8 @@ def measure(
     with timer("self_bleu"):
         bleu = self_bleu(texts)
     emb = embedder or make_embedder(encoder)
+    with timer("load_encoder"):
+        emb.encode(["warm up"])  # loads the model (imports and weights): timed apart from encoding
     with timer("encode"):
         x = emb.encode(texts)
         sx = emb.encode(list(seeds)) if seeds else None
