@@ -29,6 +29,7 @@ answer itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class PromptTemplate:
     """Every variable the template reads, derived from its source."""
     _template: Any  # jinja2.Template, or a core.sandbox.TextTemplate for a filter's prompt; compiled once
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """A short hash of the template's text: which version of the template made a record."""
         return hashlib.sha256(self.source.encode()).hexdigest()[:12]

@@ -45,6 +45,7 @@ class Sender:
         self.store = store
         self.model = model
         self.revision = revision  # the model's revision, for the records' lineage
+        self._sampling_hashes: dict[str, str] = {}  # one string per setting, shared by every record
         self.progress = progress or Progress(enabled=False)
 
     def request(
@@ -72,12 +73,14 @@ class Sender:
     def lineage(self, template: PromptTemplate, params: dict[str, Any]) -> dict[str, Any]:
         """What a record made from this request says about how it was made (not part of the id)."""
         # The per-prompt seed is left out: one hash for the settings every prompt of a run shares.
-        shared = {k: v for k, v in params.items() if k != "seed"}
+        shared = json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True)
+        if shared not in self._sampling_hashes:
+            self._sampling_hashes[shared] = hashlib.sha256(shared.encode()).hexdigest()[:12]
         out = {
             "template": template.name,
             "template_hash": template.digest,
             "model": self.model,
-            "sampling_hash": hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12],
+            "sampling_hash": self._sampling_hashes[shared],
         }
         if self.revision:
             out["model_revision"] = self.revision
