@@ -83,17 +83,21 @@ alpaca_batch = _from_demonstrations("batch", "alpaca", "num_tasks", seeds_only=T
 def evol_instruct(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
     """Evolves instructions of the previous generation (seeds first) in depth or breadth."""
     ops = run.config.generation.evol.operations
-    parents = [s.instruction for s in run.seeds]
+    # Each parent with the seed tasks it descends from (an evolved instruction keeps its parent's).
+    parents = [(s.instruction, [s.id]) for s in run.seeds]
     rng = _rng("evol", rnd)
-    src = parents if rnd == 0 or not pool else [r.instruction for r in pool[-need:]] + parents
+    recent = [(r.instruction, r.meta.get("seed_ids", [])) for r in pool[-need:]]
+    src = parents if rnd == 0 or not pool else recent + parents
     asks = []
     for i in range(requests_per_round(run, need, 1)):
         op = ops[i % len(ops)]
-        variables = {"instruction": src[rng.randrange(len(src))]}
+        parent, seed_ids = src[rng.randrange(len(src))]
+        variables = {"instruction": parent}
         if op != "broaden":
             variables["operation"] = op
         template = run.templates["evol_breadth" if op == "broaden" else "evol_depth"]
-        asks.append(Ask(template, variables, {"stage": "instructions", "round": rnd, "evolution": op}))
+        meta = {"stage": "instructions", "round": rnd, "evolution": op, "seed_ids": seed_ids}
+        asks.append(Ask(template, variables, meta))
     return asks
 
 
