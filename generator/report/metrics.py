@@ -7,7 +7,7 @@ What it costs decides what is sampled (scripts/bench_metrics.py):
   lookup per instruction, `generator.report.verbs`);
 - over a random sample of `sample` rows (all of them when there are fewer): the instruction
   embeddings and everything computed on them (Vendi score, mean pairwise distance, nearest seed,
-  clusters, the 2-D map), distinct-n and self-BLEU. Distinct-n and self-BLEU fall as a corpus
+  clusters, the 2-D map: t-SNE), distinct-n and self-BLEU. Distinct-n and self-BLEU fall as a corpus
   grows, so a fixed sample size also keeps them comparable between datasets of different sizes.
 
 The embeddings are of the instruction alone (the task, as in the Self-Instruct paper's analysis),
@@ -143,9 +143,10 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0) -> list[int]:
     return [int(v) for v in labels[:, 0]]
 
 
-def project(x: np.ndarray, method: str = "pca", seed: int = 0) -> list[tuple[float, float]]:
-    """A 2-D map of the rows: scikit-learn's PCA (instant), or t-SNE on the first 50 principal
-    components (about 20 s for 5,000 rows on two cores, see scripts/bench_metrics.py)."""
+def project(x: np.ndarray, method: str = "tsne", seed: int = 0) -> list[tuple[float, float]]:
+    """A 2-D map of the rows: scikit-learn's t-SNE on the first 50 principal components (the
+    default: 10 s for 5,000 rows on two idle cores, BENCHMARKS.md; it keeps clusters apart), or
+    PCA (instant, but sentence embeddings make one blob in their first two components)."""
     if method not in PROJECTIONS:
         raise ValueError(f"unknown projection {method!r}; expected one of: {', '.join(PROJECTIONS)}")
     n = len(x)
@@ -168,7 +169,7 @@ def measure_embeddings(
     seeds: np.ndarray | None = None,
     *,
     clusters: int | None = None,
-    projection: str = "pca",
+    projection: str = "tsne",
     seed: int = 0,
     timer: _Timer | None = None,
 ) -> EmbeddingMeasures:
@@ -214,7 +215,7 @@ def measure(
     seed: int = 0,
     embedder: Embedder | None = None,
     clusters: int | None = None,
-    projection: str = "pca",
+    projection: str = "tsne",
 ) -> DatasetMetrics:
     """Measure `rows` (dicts with instruction/input/output, optional `meta.task_type`) against the
     seed instructions. `embedder` replaces the `encoder` kind (`minilm` or `static`)."""
