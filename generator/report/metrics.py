@@ -221,6 +221,8 @@ def measure(
     seed instructions. `embedder` replaces the `encoder` kind (`minilm` or `static`)."""
     if sample < 1:
         raise ValueError(f"sample must be at least 1, got {sample}")
+    if projection not in PROJECTIONS:
+        raise ValueError(f"unknown projection {projection!r}; expected one of: {', '.join(PROJECTIONS)}")
     timer = _Timer()
     with timer("lengths"):
         lengths = {f: [_words(r.get(f)) for r in rows] for f in ("instruction", "input", "output")}
