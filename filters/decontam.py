@@ -246,6 +246,8 @@ class Decontaminate(Filter):
                 if j >= 0 and s >= self.threshold - 1e-6:
                     detail = self._match(records[i], "semantic_overlap", j, s)
                     out[i] = drop("semantic_overlap", similarity=round(s, 4), **detail)
+                elif j >= 0:  # kept: how close it came to the benchmark
+                    out[i] = Verdict(keep=True, scores={"benchmark_similarity": round(s, 4)})
         return [v if v is not None else KEEP for v in out]
 
     def _match(self, r: Record, reason: str, j: int, score: float) -> dict[str, Any]:

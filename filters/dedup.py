@@ -189,6 +189,8 @@ class SemanticDedup(Filter):
         self.kept_ids: list[str] = []
         self.kept_text: list[str] = []
         self.kept_pos: dict[str, int] = {}  # record id -> row in the index
+        # record id -> its similarity to the nearest record kept before it (the verdict's score)
+        self.kept_similarity: dict[str, float] = {}
         self.cache: dict[str, np.ndarray] = {}  # record id -> embedding, for resume
         self.restored: set[str] = set()  # kept in a previous session and not yet replayed
         self.encoded = 0  # texts sent to the encoder in this session
@@ -237,6 +239,7 @@ class SemanticDedup(Filter):
         self.kept_ids = [meta["ids"][i] for i in rows]
         self.kept_pos = {rid: pos for pos, rid in enumerate(self.kept_ids)}
         self.kept_text = texts if len(texts) == len(rows) else [""] * len(rows)
+        self.kept_similarity = dict(meta.get("kept_similarity", {}))
 
     def close(self) -> None:
         if self.state_dir is None:
@@ -248,7 +251,13 @@ class SemanticDedup(Filter):
             np.save(f, emb)
         _write_json(
             self.state_dir / "state.json",
-            {"encoder": self.embedder.name, "ids": ids, "kept": self.kept_ids, "kept_text": self.kept_text},
+            {
+                "encoder": self.embedder.name,
+                "ids": ids,
+                "kept": self.kept_ids,
+                "kept_text": self.kept_text,
+                "kept_similarity": self.kept_similarity,
+            },
         )
         _write_json(self.state_dir / "report.json", self.report())
 
@@ -329,7 +338,7 @@ class SemanticDedup(Filter):
             if r.id in self.restored:
                 self.restored.discard(r.id)
                 self.counts["replayed"] += 1
-                verdicts.append(KEEP)
+                verdicts.append(self._kept_verdict(r.id))
                 continue
             # Kept records near this one, best first: (similarity, id, text, in this batch).
             near = [
@@ -343,24 +352,33 @@ class SemanticDedup(Filter):
                 ]
             near.sort(key=lambda n: -n[0])
             self._count_similarity(max(float(sims[i, 0]), float(earlier_best[i])) if i else float(sims[i, 0]))
+            prior = max(float(sims[i, 0]), float(inner[i][kept_mask].max(initial=-1.0)))
             twin = self._duplicate_of(texts[i], near)
             if twin is not None:
-                best, twin_id, _, in_batch = twin[0]
+                best, twin_id, twin_text, in_batch = twin[0]
                 self.counts["near_duplicate"] += 1
                 self.counts["in_batch"] += in_batch
                 self.drops.append(DedupDrop(r, "near_duplicate", twin_id, best))
-                verdicts.append(drop("near_duplicate", kept_id=twin_id, similarity=round(best, 4), **twin[1]))
+                detail = {"kept_id": twin_id, "kept_text": twin_text, "similarity": round(best, 4), **twin[1]}
+                verdicts.append(drop("near_duplicate", **detail))
                 continue
             # In the judge band the record counts as kept for the rest of the batch until the judge
             # has answered for the whole batch (one round of requests, not one per pair).
             if self.judge_band and near and near[0][0] >= self.low - 1e-6:
                 pending.append((i, near[0][1], near[0][0]))
             kept_mask[i] = True
-            verdicts.append(KEEP)
+            if prior >= 0:
+                self.kept_similarity[r.id] = round(prior, 4)
+            verdicts.append(self._kept_verdict(r.id))
         if pending:
             self._ask_judge(records, pending, kept_mask, verdicts)
         self._add_kept(records, texts, x, kept_mask)
         return verdicts
+
+    def _kept_verdict(self, rid: str) -> Verdict:
+        """Keep, with the similarity to the nearest record kept before (none for the first)."""
+        score = self.kept_similarity.get(rid)
+        return KEEP if score is None else Verdict(keep=True, scores={"dedup_similarity": score})
 
     def _add_kept(self, records: list[Record], texts: list[str], x: np.ndarray, kept_mask: np.ndarray) -> None:
         """The batch's kept records join the index (and the texts the pair check compares with)."""
@@ -427,7 +445,14 @@ class SemanticDedup(Filter):
                 self.counts["near_duplicate"] += 1
                 kept_mask[i] = False
                 self.drops.append(DedupDrop(records[i], "near_duplicate", twin, best))
-                verdicts[i] = drop("near_duplicate", kept_id=twin, similarity=round(best, 4), stage="judge")
+                self.kept_similarity.pop(records[i].id, None)
+                verdicts[i] = drop(
+                    "near_duplicate",
+                    kept_id=twin,
+                    kept_text=self._text_of(twin) or batch_text.get(twin, ""),
+                    similarity=round(best, 4),
+                    stage="judge",
+                )
 
 
 JUDGE_TEMPLATE = "dedup_judge.jinja"

@@ -106,8 +106,12 @@ class LanguageFilter(Filter):
                 out.append(KEEP)
                 continue
             lang = detect(text)
-            if lang is None or lang.iso_code_639_1.name in keep:
+            if lang is None:
                 out.append(KEEP)
+            elif lang.iso_code_639_1.name in keep:
+                # How sure the detector is (0-1): about 0.2 ms more a text, a fifth of the detection.
+                confidence = self._detector.compute_language_confidence(text, lang)
+                out.append(Verdict(keep=True, scores={"language_confidence": round(confidence, 4)}))
             else:
                 out.append(drop("wrong_language", language=lang.iso_code_639_1.name.lower()))
         return out

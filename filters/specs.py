@@ -296,7 +296,8 @@ def _iso_codes(codes: list[str] | None) -> list[str] | None:
 
 class LanguageSpec(FilterSpec):
     """Keeps records whose most likely language (lingua, offline) is one of `languages`; texts with
-    too few letters to tell (numbers, code) are kept."""
+    too few letters to tell (numbers, code) are kept. A kept record's score `language_confidence`
+    (0-1) is how sure the detector is of its language."""
 
     name: Literal["language"] = "language"
     languages: Annotated[list[str], AfterValidator(_iso_codes)] | None = Field(
@@ -363,7 +364,9 @@ class ExactDedupSpec(FilterSpec):
 class SemanticDedupSpec(FilterSpec):
     """Drops a record that asks for the same task as one already kept: the encoder finds near
     neighbours in FAISS, then a fitted pair check (or a cosine threshold, or the served model) decides.
-    Keep-first and order-preserving; its state survives a resume."""
+    Keep-first and order-preserving; its state survives a resume. A kept record's score
+    `dedup_similarity` is its cosine to the nearest record kept before it; a drop names its twin
+    (`kept_id`, `kept_text`) and their cosine in rejected.jsonl."""
 
     name: Literal["semantic_dedup"] = "semantic_dedup"
     threshold: float = Field(
@@ -427,7 +430,8 @@ class DecontaminateSpec(FilterSpec):
     """Drops a record that copies a reference text (a benchmark, a held-out split): the same
     normalized user turn, or a shared word n-gram; or whose instruction and input (or user turn) are
     within `threshold` cosine of one. Each match is reported per reference, with the text it matched
-    (`state/<chain>/decontaminate/report.json` in the run directory)."""
+    (`state/<chain>/decontaminate/report.json` in the run directory). With `threshold` set, a
+    kept record's score `benchmark_similarity` is its cosine to the nearest reference."""
 
     name: Literal["decontaminate"] = "decontaminate"
     references: list[str] = Field(

@@ -128,6 +128,9 @@ def test_every_method_runs_its_rounds(tmp_path: Path, fake: FakeOpenAI, method: 
     result, _, sent = _run(_config(tmp_path, method=method, max_rounds=2), fake.url, None, "fake-model", method)
     assert result.rounds and sent
     assert all(r.meta.get("template") for r in result.records)
+    # Lineage: each instruction names the seed tasks it came from (shown, or evolved from).
+    seed_ids = {s.id for s in load_seeds("builtin")}
+    assert all(r.meta["seed_ids"] and set(r.meta["seed_ids"]) <= seed_ids for r in result.records)
 
 
 @pytest.mark.vllm

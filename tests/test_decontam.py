@@ -49,6 +49,16 @@ def test_decontaminate(record: Record, reason: str) -> None:
     assert verdict.reason == reason and verdict.keep is (reason == "")
 
 
+def test_kept_records_score_their_nearest_benchmark_item() -> None:
+    flt = Decontaminate(texts=["Write a haiku about the sea."], threshold=0.95, embedder=BagEmbedder())
+    [near, far] = flt.judge([Record(instruction="Write a poem about the sea."), Record(instruction="Sort it.")])
+    bag = BagEmbedder()
+    # The same cosine the filter compares with `threshold`: a text's bag of words against the reference's.
+    expected = float(bag.encode(["Write a poem about the sea."])[0] @ bag.encode(["Write a haiku about the sea."])[0])
+    assert near.keep and near.scores["benchmark_similarity"] == pytest.approx(expected, abs=1e-4)
+    assert far.keep and far.scores["benchmark_similarity"] < near.scores["benchmark_similarity"]
+
+
 def test_ngram_size_is_configurable() -> None:
     rec = Record(instruction="Natalia sold clips to 48 of her friends in April, I heard.")
     assert Decontaminate(texts=[LEAK], ngram=13, threshold=None).judge([rec])[0].keep

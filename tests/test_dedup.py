@@ -109,6 +109,26 @@ def test_drop_names_kept_twin_and_similarity() -> None:
     assert v.detail["similarity"] == pytest.approx(0.995, abs=1e-3)
 
 
+def test_kept_records_score_their_nearest_earlier_kept(tmp_path: Path) -> None:
+    # a: nothing before it, no score. b: orthogonal to a, cosine 0. d: orthogonal to both.
+    # e between b and d: cos(e, b) = cos(e, d) = 1/sqrt(2). a2 is dropped, never a neighbour.
+    table = {**TABLE, "e": [0, 1, 1]}
+    flt = SemanticDedup(threshold=0.9, embedder=TableEmbedder(table))
+    flt.setup(FilterContext(state_dir=tmp_path))
+    a, b, a2, d = flt.judge(recs("a", "b", "a2", "d"))
+    [e] = flt.judge(recs("e"))
+    assert a.scores == {} and b.scores["dedup_similarity"] == pytest.approx(0.0, abs=1e-4)
+    assert not a2.keep and a2.detail["kept_text"] == "a"
+    assert d.scores["dedup_similarity"] == pytest.approx(0.0, abs=1e-4)
+    assert e.scores["dedup_similarity"] == pytest.approx(2**-0.5, abs=1e-4)
+    flt.close()
+    # A resumed run replays the kept records with the scores they had.
+    again = SemanticDedup(threshold=0.9, embedder=TableEmbedder(table))
+    again.setup(FilterContext(state_dir=tmp_path))
+    replayed = again.judge(recs("a", "b", "a2", "d", "e"))
+    assert [v.scores for v in replayed] == [v.scores for v in (a, b, a2, d, e)]
+
+
 def test_batch_size_splits_but_same_result() -> None:
     names = ["a", "b", "a2", "c", "d"]
     small = SemanticDedup(threshold=0.9, batch_size=2, embedder=TableEmbedder(TABLE)).judge(recs(*names))

@@ -299,6 +299,15 @@ def test_language_reports_detected_code() -> None:
     assert (v.reason, v.detail) == ("wrong_language", {"language": "fr"})
 
 
+def test_language_scores_what_it_keeps() -> None:
+    english = R("Explain the difference between a virus and a bacterium in a few sentences.", output="")
+    [kept, short] = build({"name": "language"}).judge([english, R("Name three fruits.", output="1, 2, 3")])
+    assert kept.keep and 0.5 < kept.scores["language_confidence"] <= 1.0
+    assert short.keep and short.scores == {}  # too few letters to tell: no score
+    [fr] = build({"name": "language", "languages": ["en", "fr"]}).judge([FRENCH])
+    assert fr.keep and fr.scores["language_confidence"] > 0.5
+
+
 def test_language_accuracy_modes_on_a_short_text() -> None:
     text = R("To convert Celsius to Fahrenheit, multiply by nine fifths and add thirty-two.", output="")
     assert verdict_reason(build({"name": "language"}), text) == ""

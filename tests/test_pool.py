@@ -82,7 +82,7 @@ def test_evol_instruct_picks_the_same_parents_from_a_pool_or_a_list(
     from types import SimpleNamespace
 
     pool, records = filled
-    seeds = [SimpleNamespace(instruction=f"seed {i}") for i in range(4)]
+    seeds = [SimpleNamespace(instruction=f"seed {i}", id=f"s{i}") for i in range(4)]
     config = SimpleNamespace(
         generation=SimpleNamespace(
             evol=SimpleNamespace(operations=["deepen", "broaden"]), overgenerate=2.0, requests_per_round=16

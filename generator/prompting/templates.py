@@ -29,6 +29,8 @@ answer itself.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,11 @@ class PromptTemplate:
     variables: frozenset[str]
     """Every variable the template reads, derived from its source."""
     _template: Any  # jinja2.Template, or a core.sandbox.TextTemplate for a filter's prompt; compiled once
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A short hash of the template's text: which version of the template made a record."""
+        return hashlib.sha256(self.source.encode()).hexdigest()[:12]
 
     @property
     def required(self) -> frozenset[str]:

@@ -82,7 +82,7 @@ async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Rec
         first = good[0]
         out.append(
             r.with_(input=first.input.strip(), output=first.output.strip()).with_meta(
-                finish_reason=res.finish_reasons[0], instance_template=tpl.name
+                finish_reason=res.finish_reasons[0], instance_template=tpl.name, instance_template_hash=tpl.digest
             )
         )
     return out
@@ -106,7 +106,10 @@ async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Rec
             continue
         out.append(
             r.with_(output=parsed.items[0].output.strip()).with_meta(
-                finish_reason=res.finish_reasons[0], task_type=r.meta.get("task_type", "generation")
+                finish_reason=res.finish_reasons[0],
+                task_type=r.meta.get("task_type", "generation"),
+                response_template=tpl.name,
+                response_template_hash=tpl.digest,
             )
         )
     return out

@@ -91,7 +91,8 @@ alpaca_batch = _from_demonstrations("batch", "alpaca", "num_tasks", seeds_only=T
 def evol_instruct(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
     """Evolves instructions of the previous generation (seeds first) in depth or breadth."""
     ops = run.config.generation.evol.operations
-    parents = [s.instruction for s in run.seeds]
+    # Each parent with the seed tasks it descends from (an evolved instruction keeps its parent's).
+    parents = [(s.instruction, [s.id]) for s in run.seeds]
     rng = _rng("evol", rnd)
     # The parents to pick from: the last `need` of the pool, then the seeds (read when picked).
     recent = pool[-need:] if rnd and pool else []
@@ -99,11 +100,16 @@ def evol_instruct(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list
     for i in range(requests_per_round(run, need, 1)):
         op = ops[i % len(ops)]
         pick = rng.randrange(len(recent) + len(parents))
-        variables = {"instruction": recent[pick].instruction if pick < len(recent) else parents[pick - len(recent)]}
+        if pick < len(recent):
+            parent, seed_ids = recent[pick].instruction, recent[pick].meta.get("seed_ids", [])
+        else:
+            parent, seed_ids = parents[pick - len(recent)]
+        variables = {"instruction": parent}
         if op != "broaden":
             variables["operation"] = op
         template = run.templates["evol_breadth" if op == "broaden" else "evol_depth"]
-        asks.append(Ask(template, variables, {"stage": "instructions", "round": rnd, "evolution": op}))
+        meta = {"stage": "instructions", "round": rnd, "evolution": op, "seed_ids": seed_ids}
+        asks.append(Ask(template, variables, meta))
     return asks
 
 
@@ -130,7 +136,14 @@ def custom(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
                     "demonstrations": demos,
                     "num_instructions": per,
                 },
-                {"stage": "instructions", "round": rnd, "topic": topic, "persona": persona, "difficulty": difficulty},
+                {
+                    "stage": "instructions",
+                    "round": rnd,
+                    "seed_ids": [d.id for d in demos],
+                    "topic": topic,
+                    "persona": persona,
+                    "difficulty": difficulty,
+                },
             )
         )
     return asks

@@ -131,7 +131,15 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
     async with contextlib.AsyncExitStack() as engine:
         saver = asyncio.create_task(_keep_saving(run))
         try:
-            sender = Sender(run.config.sampling, _Connect(run, server, engine), run.store, model, bar, run.budget)
+            sender = Sender(
+                run.config.sampling,
+                _Connect(run, server, engine),
+                run.store,
+                model,
+                bar,
+                run.budget,
+                revision=run.config.model.revision,
+            )
             run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
             pool, records, target, stop = await _fill(run, sender, bar)
         finally:

@@ -22,8 +22,8 @@ from generator.run.methods import METHODS, Ask
 from generator.run.pool import Pool
 from generator.run.sender import Sender
 
-# Request meta that an instruction's record carries on.
-_LINEAGE = ("round", "seed_ids", "template")
+# Request meta that an instruction's record carries on (Sender.lineage and the method's own).
+_LINEAGE = ("round", "seed_ids", "template", "template_hash", "model", "model_revision", "sampling_hash")
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -40,6 +42,7 @@ class Sender:
         model: str,
         progress: Progress | None = None,
         budget: Budget | None = None,
+        revision: str | None = None,
     ):
         self.sampling = sampling
         self.engine = engine if isinstance(engine, Engine) else None
@@ -47,6 +50,8 @@ class Sender:
         self._opening = asyncio.Lock()
         self.store = store
         self.model = model
+        self.revision = revision  # the model's revision, for the records' lineage
+        self._sampling_hashes: dict[str, str] = {}  # one string per setting, shared by every record
         self.progress = progress or Progress(enabled=False)
         self.budget = budget
         self.unsent: set[str] = set()  # requests the budget kept from being sent
@@ -70,8 +75,24 @@ class Sender:
         values = {**template.meta.defaults, **variables}
         rid = request_id(template.name, _plain(values), self.model, params)
         return Request(
-            id=rid, messages=render(template, values), params=params, meta={**meta, "template": template.name}
+            id=rid, messages=render(template, values), params=params, meta={**meta, **self.lineage(template, params)}
         )
+
+    def lineage(self, template: PromptTemplate, params: dict[str, Any]) -> dict[str, Any]:
+        """What a record made from this request says about how it was made (not part of the id)."""
+        # The per-prompt seed is left out: one hash for the settings every prompt of a run shares.
+        shared = json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True)
+        if shared not in self._sampling_hashes:
+            self._sampling_hashes[shared] = hashlib.sha256(shared.encode()).hexdigest()[:12]
+        out = {
+            "template": template.name,
+            "template_hash": template.digest,
+            "model": self.model,
+            "sampling_hash": self._sampling_hashes[shared],
+        }
+        if self.revision:
+            out["model_revision"] = self.revision
+        return out
 
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
