@@ -21,7 +21,7 @@ from generator.run.methods import METHODS, Ask
 from generator.run.sender import Sender
 
 # Request meta that an instruction's record carries on.
-_LINEAGE = ("round", "seed_ids", "template")
+_LINEAGE = ("round", "seed_ids", "template", "magpie")
 
 
 @dataclass
@@ -58,7 +58,7 @@ async def grow_pool(run: Run, sender: Sender) -> PoolResult:
         if need <= 0:
             return PoolResult(pool, stats, "target reached")
         asks = method(run, pool, rnd, need)
-        requests = [sender.request(a.template, a.variables, a.meta) for a in asks]
+        requests = [_request(sender, a, g.method) for a in asks]
         results = await sender.send(requests)
         candidates = _instructions(run, asks, requests, results, seed_texts)
         # In a worker thread: a filter that asks the LLM (a judge) sends through this event loop.
@@ -80,6 +80,15 @@ async def grow_pool(run: Run, sender: Sender) -> PoolResult:
     return PoolResult(pool, stats, reason)
 
 
+def _request(sender: Sender, ask: Ask, method: str) -> Request:
+    """A chat request from the ask's template, or a completions request with its raw prompt (named
+    after the method, in the id and the record's lineage)."""
+    if ask.template is None:
+        assert ask.prompt is not None
+        return sender.completion(method, ask.prompt, ask.variables, ask.meta, ask.params)
+    return sender.request(ask.template, ask.variables, ask.meta)
+
+
 def _instructions(
     run: Run, asks: list[Ask], requests: list[Request], results: list[Result | None], seed_texts: set[str]
 ) -> list[Record]:
@@ -90,7 +99,7 @@ def _instructions(
         if res is None:
             continue
         for text, finish in zip(res.texts, res.finish_reasons):
-            parsed = parse(ask.template.meta.parser, text, finish)
+            parsed = parse(ask.parser, text, finish)
             for rej in parsed.rejections:
                 run.funnel.reject(Record(instruction=rej.text[:500]), "parse", rej.reason)
             for item in parsed.items:
