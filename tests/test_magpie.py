@@ -25,6 +25,7 @@ from generator.llm.model import load_tokenizer
 from generator.llm.server import ServerInfo
 from generator.prompting.magpie import pre_queries, pre_query
 from generator.prompting.seeds import load_seeds
+from generator.run.merge import merge_runs
 from generator.run.pipeline import generate
 
 # The chat templates as their models publish them (tokenizer_config.json), Jinja as written.
@@ -303,10 +304,14 @@ def test_fake_server_run(tmp_path: Path) -> None:
     ]
     assert all(o.startswith("An answer to: ") for o in rows["output"])
     assert {m["template"] for m in rows["meta"]} == {"magpie"}
+    assert "none (Magpie" in (result.dataset_dir / "README.md").read_text()
     funnel = json.loads((result.run_dir / "funnel.json").read_text())
     drops = funnel["drops"]["query_form"]
     assert drops["template_leak"] >= 2 and drops["assistant_voice"] >= 1 and drops["fragment"] >= 1
     assert funnel["candidates"] == funnel["kept"] + funnel["dropped"]
+    # A Magpie run merges like any shard.
+    merged = merge_runs([result.run_dir], tmp_path / "merged", dedup=[{"name": "exact_dedup"}])
+    assert merged.records == 4
 
 
 # ---------------------------------------------------------------------------------------------
