@@ -259,7 +259,9 @@ class GenerationConfig(Section):
         "{instruction: prompt, output: answer}.",
     )
     num_instructions: int = Field(30, ge=1, description="Instructions to generate.")
-    instructions_per_prompt: int = Field(8, ge=1, description="Instructions (or tasks) asked for per request.")
+    instructions_per_prompt: int = Field(
+        8, ge=1, description="Instructions (or tasks) asked for per request; for `magpie`, samples (`n`) per request."
+    )
     num_demonstrations: int = Field(6, ge=1, description="Example tasks shown in each prompt.")
     machine_ratio: float = Field(
         0.25,
