@@ -370,3 +370,34 @@ def test_user_turn_parser(text: str, finish: str, instruction: str | None, reaso
     result = parse("user_turn", text, finish)
     assert [i.instruction for i in result.items] == ([instruction] if instruction else [])
     assert [r.reason for r in result.rejections] == ([reason] if reason else [])
+
+
+def test_templates_render_magpie(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from generator.cli import main
+
+    config = tmp_path / "magpie.yaml"
+    config.write_text("generation: {method: magpie, magpie: {system_prompts: [You teach chemistry.]}}\n")
+    assert main(["templates", "render", "magpie", "-c", str(config), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [
+        {
+            "prompt": "<|im_start|>system\nYou teach chemistry.<|im_end|>\n<|im_start|>user\n",
+            "stop": ["<|im_end|>"],
+            "system": "You teach chemistry.",
+            "topic": None,
+        }
+    ]
+    assert main(["templates", "render", "magpie"]) == 0
+    assert SMOLLM_DEFAULT in capsys.readouterr().out
+    config.write_text("model: {name: /no/such/model}\ngeneration: {method: magpie}\n")
+    assert main(["templates", "render", "magpie", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.name: '/no/such/model' is no folder" in err
+
+
+def test_generate_without_a_tokenizer_stops_before_anything_starts(tmp_path: Path) -> None:
+    config = parse_config({"run_dir": str(tmp_path / "run"), "model": {"name": "nobody/no-such-model-xyz"}})
+    config.generation.method = "magpie"
+    with pytest.raises(ConfigError, match=r"^model\.name: no tokenizer found for 'nobody/no-such-model-xyz'"):
+        generate(config, progress=False)
+    assert not (tmp_path / "run").exists()  # no run directory, no server
