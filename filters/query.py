@@ -42,9 +42,10 @@ _ROLE_LABEL = re.compile(
 )
 
 # How an answer opens, and what only the assistant says; a request opens and reads otherwise.
+# A user may open with "Here is my code" or "I'm sorry to bother you": those are requests.
 _ANSWER_OPENING = re.compile(
-    r"^\W*(?:sure\b|certainly\b|of course\b|absolutely\b|great question|here(?:'s| is| are)\b"
-    r"|i(?:'d| would) be (?:happy|glad)|i(?:'m| am) (?:sorry|an ai|a helpful|here to)|as an ai\b)",
+    r"^\W*(?:(?:sure|certainly|of course|absolutely)\b\s*[!,.]|great question|i(?:'d| would) be (?:happy|glad) to"
+    r"|i(?:'m| am) (?:an ai|a helpful|here to help)|i(?:'m| am) sorry,? but i (?:can't|cannot|can not)|as an ai\b)",
     re.IGNORECASE,
 )
 _ASSISTANT_PHRASE = re.compile(
