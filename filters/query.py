@@ -49,7 +49,8 @@ _ANSWER_OPENING = re.compile(
     re.IGNORECASE,
 )
 _ASSISTANT_PHRASE = re.compile(
-    r"\b(?:how (?:can|may) i (?:help|assist)(?: you)?|is there anything (?:else )?i can (?:help|do))\b",
+    r"\b(?:how (?:can|may) i (?:help|assist)(?: you)?|is there anything (?:else )?i can (?:help|do)"
+    r"|i (?:think i )?can (?:help|assist) you)\b",
     re.IGNORECASE,
 )
 _GREETING = re.compile(

@@ -176,6 +176,7 @@ FILTER_CASES = [
     ("happy-to", "I'd be happy to help you plan your trip.", "assistant_voice"),
     ("how-can-i-help", "Hello! How can I help you today?", "assistant_voice"),
     ("sorry", "I'm sorry, but I cannot do that.", "assistant_voice"),
+    ("offers-help", "Hello, I think I can assist you with your blog post. Can we start here?", "assistant_voice"),
     ("user-sorry", "I'm sorry to bother you, but how do I reset my router?", None),
     ("user-here-is", "Here is my essay draft; can you proofread it?", None),
     ("sure-inside", "Make sure the function handles empty lists. How would you write it?", None),
