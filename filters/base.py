@@ -50,6 +50,7 @@ class FilterContext:
 
     state_dir: Path | None = None  # where a stateful filter keeps what must survive a resume
     chat: BatchChat | None = None  # the served LLM, for filters that ask it (judges)
+    template_tokens: tuple[str, ...] = ()  # the served model's chat template tokens (Magpie's leak check)
 
 
 class Filter(ABC):

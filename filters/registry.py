@@ -19,6 +19,7 @@ from filters.heuristics import (
 from filters.judge import LLMJudge
 from filters.language import LanguageFilter
 from filters.pii import PIIFilter
+from filters.query import QueryFormFilter
 from filters.refusal import RefusalFilter
 from filters.repetition import RepetitionFilter
 from filters.specs import FilterSpec
@@ -27,6 +28,7 @@ FILTERS: dict[str, type[Filter]] = {
     "length": LengthFilter,
     "blocklist": BlocklistFilter,
     "instruction_form": InstructionFormFilter,
+    "query_form": QueryFormFilter,
     "instance": InstanceFilter,
     "truncated": TruncatedFilter,
     "repetition": RepetitionFilter,

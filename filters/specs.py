@@ -168,6 +168,25 @@ class InstructionFormSpec(FilterSpec):
     }
 
 
+class QueryFormSpec(FilterSpec):
+    """Drops a user turn the model wrote itself (Magpie) that is no complete request: it holds a chat
+    template token (the served model's special tokens, its end of turn, and common ones such as
+    `<|im_start|>`, `[INST]`, `<start_of_turn>`) or a role label (`Assistant:`), it answers instead
+    of asking, it is only a greeting, or it starts or ends mid-sentence. First in the default
+    instruction chain of `generation.method: magpie`."""
+
+    name: Literal["query_form"] = "query_form"
+    extra_markers: list[str] | None = Field(
+        None, description="More strings that give a leaked template away (matched as written)."
+    )
+    reasons: ClassVar[dict[str, str]] = {
+        "template_leak": "holds a chat template token or a role label",
+        "assistant_voice": 'reads as the assistant\'s answer ("Sure, here is", "How can I help you?")',
+        "greeting_only": "a greeting or thanks with no request",
+        "fragment": "starts with a joining word (and, but, so), ends on one (the, of, to), or leaves code open",
+    }
+
+
 class InstanceSpec(FilterSpec):
     """Drops generated instances without a real output: empty, equal to the input, or a restatement
     of the instruction (a label taken from the instruction counts as an answer)."""
@@ -470,6 +489,7 @@ AnyFilterSpec = Annotated[
         LengthSpec,
         BlocklistSpec,
         InstructionFormSpec,
+        QueryFormSpec,
         InstanceSpec,
         TruncatedSpec,
         RepetitionSpec,

@@ -128,10 +128,31 @@ def _templates_show(args: argparse.Namespace) -> int | None:
     return 0
 
 
+def _magpie_render(args: argparse.Namespace) -> int | None:
+    import json
+
+    from generator.config import load_config
+    from generator.run.context import magpie_prompts
+
+    derived = magpie_prompts(load_config(args.config))
+    if args.json:
+        rows = [{"prompt": q.text, "stop": list(q.stop), "system": q.system, "topic": q.topic} for q in derived.queries]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for q in derived.queries:
+        extra = "".join(f", {k}: {v!r}" for k, v in (("system", q.system), ("topic", q.topic)) if v is not None)
+        print(f"--- pre-query of {derived.source}{extra} ---\n{q.text}")
+        print(f"--- the model's user turn ends at: {', '.join(map(repr, q.stop))} ---")
+    return 0
+
+
 def _templates_render(args: argparse.Namespace) -> int | None:
     import json
 
     from generator.prompting.templates import preview
+
+    if args.name == "magpie" and not Path(args.name).exists():
+        return _magpie_render(args)
 
     t, messages = preview(args.name, dict(args.var or []), seeds=args.seeds, num_demonstrations=args.num_demonstrations)
     if args.json:
@@ -348,8 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     tp = tsub.add_parser("show", help="a template's metadata, variables and source")
     tp.add_argument("name", help="built-in template name or path to a .jinja file")
     tp.set_defaults(func=_templates_show)
-    tp = tsub.add_parser("render", help="print the chat messages exactly as they would be sent")
-    tp.add_argument("name", help="built-in template name or path to a .jinja file")
+    tp = tsub.add_parser(
+        "render",
+        help="print the chat messages exactly as they would be sent; `magpie`: the pre-query derived "
+        "from the configured model's chat template",
+    )
+    tp.add_argument("name", help="built-in template name or path to a .jinja file, or `magpie`")
+    tp.add_argument(
+        "--config",
+        "-c",
+        default="default.yaml",
+        help="for `magpie`: the config whose model (and generation.magpie) is used (default: default.yaml)",
+    )
     tp.add_argument(
         "--var",
         action="append",

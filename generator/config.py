@@ -164,6 +164,45 @@ class CustomConfig(Section):
     )
 
 
+class MagpieConfig(Section):
+    """Magpie: the served model writes each instruction itself, given only the start of its own chat
+    template (the pre-query, derived from the template; see `instructforge templates render magpie`)."""
+
+    system_prompts: list[str] = Field(
+        default_factory=list,
+        description="System prompts the requests take in turn; empty: no system message, so the "
+        "template's own default (SmolLM2 adds one; Llama 3 has none).",
+    )
+    topics: list[str] = Field(
+        default_factory=list,
+        description="Topic hints the requests take in turn (crossed with `system_prompts`): each adds "
+        "`topic_hint` to the system prompt. Needs a template with a system turn.",
+    )
+    topic_hint: str = Field(
+        "The user will ask you about {topic}.",
+        description="The sentence a topic adds to the system prompt; `{topic}` is replaced by the topic.",
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="Where the chat template is read: a local folder, or a Hugging Face id already "
+        "in the local cache (nothing is downloaded); null: `model.name` (the bundled model's folder).",
+    )
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the instruction requests.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass of the instruction requests.")
+    max_tokens: int = Field(
+        128, ge=1, description="Most tokens of an instruction; one cut off there is dropped (`truncated`)."
+    )
+
+    @model_validator(mode="after")
+    def _hint_names_topic(self) -> MagpieConfig:
+        if self.topics and "{topic}" not in self.topic_hint:
+            raise ValueError(
+                f"topic_hint {self.topic_hint!r} has no {{topic}}; write where the topic goes, as in "
+                "'The user will ask you about {topic}.'"
+            )
+        return self
+
+
 class ShardConfig(Section):
     """One shard of a run split over many jobs (a Slurm array task, for instance)."""
 
@@ -198,8 +237,10 @@ class ShardConfig(Section):
 
 
 class GenerationConfig(Section):
-    method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom"] = Field(
-        "self_instruct", description="How instructions are made."
+    method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom", "magpie"] = Field(
+        "self_instruct",
+        description="How instructions are made (see Methods); `magpie` shows no seeds and puts the "
+        "`query_form` filter first in the default instruction chain.",
     )
     seeds: str = Field(
         "builtin",
@@ -237,7 +278,9 @@ class GenerationConfig(Section):
         description="Most requests one round sends; null means 256. Part of the fingerprint (it decides "
         "what is sent), unlike `engine.concurrency`, which only says how many are in flight at once.",
     )
-    instructions_per_prompt: int = Field(8, ge=1, description="Instructions (or tasks) asked for per request.")
+    instructions_per_prompt: int = Field(
+        8, ge=1, description="Instructions (or tasks) asked for per request; for `magpie`, samples (`n`) per request."
+    )
     num_demonstrations: int = Field(6, ge=1, description="Example tasks shown in each prompt.")
     machine_ratio: float = Field(
         0.25,
@@ -255,7 +298,8 @@ class GenerationConfig(Section):
     instances: Literal["self_instruct", "response"] = Field(
         "self_instruct",
         description="How outputs are made: `self_instruct` classifies each instruction "
-        "and writes an instance output-first (classification) or input-first; `response` answers it.",
+        "and writes an instance output-first (classification) or input-first; `response` answers it "
+        "(the default for `method: magpie`).",
     )
     instances_per_task: int = Field(
         2, ge=1, description="Instances asked for per instruction; the first valid one becomes the record."
@@ -264,6 +308,14 @@ class GenerationConfig(Section):
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     evol: EvolConfig = Field(default_factory=EvolConfig)
     custom: CustomConfig = Field(default_factory=CustomConfig)
+    magpie: MagpieConfig = Field(default_factory=MagpieConfig)
+
+    @model_validator(mode="after")
+    def _magpie_answers(self) -> GenerationConfig:
+        # Magpie's instructions are requests to answer: no instances unless asked for.
+        if self.method == "magpie" and "instances" not in self.model_fields_set:
+            self.instances = "response"
+        return self
 
     @field_validator("seed_format")
     @classmethod
@@ -309,25 +361,30 @@ class BudgetConfig(Section):
         return self
 
 
+INSTRUCTION_FILTERS: tuple[dict[str, Any], ...] = (
+    {"name": "length", "min_words": 3, "max_words": 150},
+    {"name": "blocklist"},
+    {"name": "instruction_form"},
+    {"name": "repetition", "fields": ["instruction"]},
+    {"name": "pii", "action": "drop", "fields": ["instruction"]},
+    {"name": "language", "fields": ["instruction"]},
+    {"name": "exact_dedup"},
+    {"name": "semantic_dedup"},
+)
+"""The default instruction chain; `method: magpie` puts `query_form` before it."""
+
+
 class FiltersConfig(Section):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)  # chains set from Python are specs too
 
     # The default chains are written as a config would write them and validated like one: a spec
     # dumps as written, so the fingerprint of a config that keeps the defaults stays what it was.
     instructions: list[AnyFilterSpec] = Field(
-        default_factory=lambda: [
-            {"name": "length", "min_words": 3, "max_words": 150},
-            {"name": "blocklist"},
-            {"name": "instruction_form"},
-            {"name": "repetition", "fields": ["instruction"]},
-            {"name": "pii", "action": "drop", "fields": ["instruction"]},
-            {"name": "language", "fields": ["instruction"]},
-            {"name": "exact_dedup"},
-            {"name": "semantic_dedup"},
-        ],
+        default_factory=lambda: list(INSTRUCTION_FILTERS),
         validate_default=True,
         description="Filters every candidate instruction passes, in order, before it joins the pool: "
-        "each `{name: ..., <parameter>: ...}`.",
+        "each `{name: ..., <parameter>: ...}`. With `generation.method: magpie` the default chain "
+        "starts with `{name: query_form}`.",
     )
     records: list[AnyFilterSpec] = Field(
         default_factory=lambda: [
@@ -387,6 +444,13 @@ class Config(Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+
+    @model_validator(mode="after")
+    def _magpie_filters(self) -> Config:
+        # A model writing its own user turn leaks its template or writes fragments: check that first.
+        if self.generation.method == "magpie" and "instructions" not in self.filters.model_fields_set:
+            self.filters.instructions = [{"name": "query_form"}, *INSTRUCTION_FILTERS]
+        return self
 
     # Where relative paths in the config file are resolved: the config file's folder.
     _base_dir: Path = PrivateAttr(default=Path("."))

@@ -23,6 +23,7 @@ KEYS = {
     "alpaca_batch": {"instruction", "input", "output"},
     "json_tasks": {"instruction", "input", "output"},
     "response": {"output"},
+    "user_turn": {"instruction"},
 }
 # Fields that must never be empty in an accepted item.
 NON_EMPTY = {"instruction", "output"}

@@ -3,6 +3,7 @@
 
 The folder is written to a temporary name and renamed into place, so a crash never leaves a
 half-written model; a marker file records what it was converted from and is checked on reuse.
+`load_tokenizer` reads a model's tokenizer and chat template from local files (Magpie needs them).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
-from generator.core.errors import ModelError
+from generator.core.errors import ConfigError, ModelError
 from generator.core.files import swap_dir
 from generator.core.paths import cache_dir
 
@@ -101,3 +103,28 @@ def resolve_model(name: str) -> str:
     if name == BUNDLED:
         return str(prepare_bundled_model())
     return name
+
+
+def load_tokenizer(name: str, revision: str | None = None, *, key: str = "model.name") -> Any:
+    """The tokenizer of `name` (`bundled`, a local folder, or a Hugging Face id already in the local
+    cache), from local files only, with its chat template; `key` names the setting in errors."""
+    path = str(prepare_bundled_model()) if name == BUNDLED else name
+    if name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+        raise ConfigError(f"{key}: {name!r} is no folder; give the folder of a chat model (with its tokenizer files)")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(Path(path).expanduser()) if path.startswith("~") else path, revision=revision, local_files_only=True
+        )
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        fix = (
+            "it needs the model's tokenizer files (tokenizer.json, tokenizer_config.json)"
+            if Path(path).expanduser().is_dir()
+            else f"give a local model folder, or download the model first (`huggingface-cli download {name}`)"
+        )
+        raise ConfigError(f"{key}: no tokenizer found for {name!r} in local files ({reason}); {fix}") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"{key}: {name!r} has no chat template; Magpie needs a chat (instruct) model's template")
+    return tokenizer

@@ -5,7 +5,7 @@ the `Item`s it could read and one `Rejection` (a stable snake_case reason plus t
 piece it had to throw away. Each parser family fills these fields of an item and leaves the
 others at their defaults:
 
-    instruction parsers   instruction
+    instruction parsers   instruction (user_turn: a self-written user turn, Magpie)
     yes_no                is_classification
     instance parsers      input, output
     task parsers          instruction, input, output
@@ -556,6 +556,20 @@ def parse_response(text: str, finish_reason: str | None = None) -> ParseResult:
     return result
 
 
+def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
+    """A user turn the model wrote by itself (Magpie): the whole text is the instruction, kept as
+    written so that the `query_form` filter sees any leaked template; cut off, it is rejected."""
+    result = ParseResult()
+    instruction = (text or "").strip()
+    if not instruction:
+        result.reject("empty_answer")
+    elif finish_reason == "length":
+        result.reject("truncated", instruction[-200:])
+    else:
+        result.items.append(Item(instruction=instruction))
+    return result
+
+
 PARSERS: dict[str, Parser] = {
     "instruction_list": parse_instruction_list,
     "single_instruction": parse_single_instruction,
@@ -566,6 +580,7 @@ PARSERS: dict[str, Parser] = {
     "alpaca_batch": parse_alpaca_batch,
     "json_tasks": parse_json_tasks,
     "response": parse_response,
+    "user_turn": parse_user_turn,
 }
 
 

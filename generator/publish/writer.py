@@ -50,7 +50,10 @@ class DatasetWriter:
             method=c.generation.method,
             templates=_templates(records),
             sampling=c.sampling.model_dump(),
-            seed_source=c.generation.seeds,
+            # Magpie shows the model no seed task: its instructions start from the chat template alone.
+            seed_source="none (Magpie: the model's chat template alone)"
+            if c.generation.method == "magpie"
+            else c.generation.seeds,
             funnel=funnel,
             engine=engine,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -11,7 +11,9 @@ from filters.base import BatchChat, Filter, FilterContext
 from filters.decontam import Decontaminate
 from filters.registry import build_chain
 from generator.config import Config
+from generator.llm.model import load_tokenizer
 from generator.llm.server import endpoint_key
+from generator.prompting.magpie import PreQuery, pre_queries, special_tokens
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
@@ -52,6 +54,8 @@ class Run:
     stop: StopSignals
     funnel: RunFunnel = field(default_factory=RunFunnel)
     budget: Budget | None = None  # the spending limits; None: unlimited
+    pre_queries: list[PreQuery] = field(default_factory=list)  # Magpie's, one per system prompt and topic
+    template_tokens: tuple[str, ...] = ()  # the served model's special tokens (Magpie)
 
     @property
     def run_dir(self) -> Path:
@@ -67,7 +71,7 @@ class Run:
     def setup_filters(self, chat: BatchChat) -> None:
         """Each chain keeps its state apart (`state/<chain>`): the same filter may stand in both."""
         for chain, flts in (("instructions", self.instruction_filters), ("records", self.record_filters)):
-            ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat)
+            ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat, template_tokens=self.template_tokens)
             for flt in flts:
                 flt.setup(ctx)
 
@@ -82,6 +86,29 @@ class Run:
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):
             flt.close()
+
+
+@dataclass(frozen=True)
+class MagpiePrompts:
+    """What Magpie derives from the served model's chat template (`magpie_prompts`)."""
+
+    source: str  # where the template was read: the setting and its value
+    queries: list[PreQuery]
+    template_tokens: tuple[str, ...]
+
+
+def magpie_prompts(config: Config) -> MagpiePrompts:
+    """The pre-queries of the served model's chat template, one per configured system prompt and
+    topic, read from local files (no server is needed)."""
+    m = config.generation.magpie
+    key, name = ("generation.magpie.tokenizer", m.tokenizer) if m.tokenizer else ("model.name", config.model.name)
+    if m.tokenizer:
+        local = config.resolve(m.tokenizer)
+        name = str(local) if local.exists() else m.tokenizer
+    tokenizer = load_tokenizer(name, None if m.tokenizer else config.model.revision, key=key)
+    where = f"{key} {name!r}"
+    queries = pre_queries(tokenizer, m.system_prompts, m.topics, m.topic_hint, where=where)
+    return MagpiePrompts(where, queries, special_tokens(tokenizer))
 
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
@@ -99,6 +126,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         config.filters.instructions, base_dir=config.base_dir, where="filters.instructions"
     )
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
+    magpie = magpie_prompts(config) if g.method == "magpie" else None
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
@@ -126,4 +154,6 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
         budget=Budget(config.budget, gpus, run_dir, store.spent_requests, store.spent_tokens, fresh=fresh),
+        pre_queries=magpie.queries if magpie else [],
+        template_tokens=magpie.template_tokens if magpie else (),
     )

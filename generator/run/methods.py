@@ -10,7 +10,7 @@ import math
 import random
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from generator.core.records import Record
@@ -21,11 +21,23 @@ from generator.run.context import Run
 
 @dataclass(frozen=True)
 class Ask:
-    """One request a method wants sent: a template, its variables, and meta for the record."""
+    """One request a method wants sent: a template and its variables (a chat request), or with no
+    template a raw `prompt` for the completions API (Magpie) and its request `params`, the
+    variables then only telling requests apart; and meta for the record."""
 
-    template: PromptTemplate
+    template: PromptTemplate | None
     variables: dict[str, Any]
     meta: dict[str, Any]
+    prompt: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parser(self) -> str:
+        """How the answer is read: the template's parser; a raw prompt's answer is a user turn."""
+        if self.template is None:
+            return "user_turn"
+        assert self.template.meta.parser is not None  # roles' templates have one (prompting.roles)
+        return self.template.meta.parser
 
 
 # The pool is a list of records or a `generator.run.pool.Pool`: read by length, index and slice.
@@ -149,9 +161,37 @@ def custom(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
     return asks
 
 
+def magpie(run: Run, pool: list[Record], rnd: int, need: int) -> list[Ask]:
+    """The model writes instructions itself from its chat template's pre-query (no seeds, no
+    instructions to it): `instructions_per_prompt` samples (`n`) per request, the system prompts
+    and topics taken in turn."""
+    g = run.config.generation
+    m = g.magpie
+    per = g.instructions_per_prompt
+    asks = []
+    for i in range(requests_per_round(run, need, per)):
+        query = run.pre_queries[(rnd * 997 + i) % len(run.pre_queries)]
+        params: dict[str, Any] = {
+            "temperature": m.temperature,
+            "top_p": m.top_p,
+            "max_tokens": m.max_tokens,
+            "n": per,
+            "stop": [*query.stop, *run.config.sampling.stop],
+            # The prompt is the rendered template, special tokens included: add none, and show the
+            # ones the model writes so that a leaked template is seen.
+            "add_special_tokens": False,
+            "skip_special_tokens": False,
+        }
+        lineage = {k: v for k, v in (("system", query.system), ("topic", query.topic)) if v is not None}
+        meta: dict[str, Any] = {"stage": "instructions", "round": rnd, **({"magpie": lineage} if lineage else {})}
+        asks.append(Ask(None, {"round": rnd, "request": i}, meta, prompt=query.text, params=params))
+    return asks
+
+
 METHODS: dict[str, Method] = {
     "self_instruct": self_instruct,
     "alpaca_batch": alpaca_batch,
     "evol_instruct": evol_instruct,
     "custom": custom,
+    "magpie": magpie,
 }

@@ -23,7 +23,7 @@ from generator.run.pool import Pool
 from generator.run.sender import Sender
 
 # Request meta that an instruction's record carries on (Sender.lineage and the method's own).
-_LINEAGE = ("round", "seed_ids", "template", "template_hash", "model", "model_revision", "sampling_hash")
+_LINEAGE = ("round", "seed_ids", "template", "template_hash", "model", "model_revision", "sampling_hash", "magpie")
 
 
 @dataclass
@@ -68,7 +68,7 @@ async def grow_pool(run: Run, sender: Sender, pool: PoolResult | None = None, si
         if need <= 0:
             return pool.stop("full", "target reached")
         asks = method(run, pool.records, rnd, need)
-        requests = [sender.request(a.template, a.variables, a.meta) for a in asks]
+        requests = [_request(sender, a, g.method) for a in asks]
         if sender.cut_off(requests):  # a round the run has not stored in full, with no budget left
             return pool.stop("budget", "budget reached")
         results = await sender.send(requests)
@@ -95,6 +95,15 @@ async def grow_pool(run: Run, sender: Sender, pool: PoolResult | None = None, si
     return pool.stop("max_rounds", f"max_rounds ({g.max_rounds}) reached")
 
 
+def _request(sender: Sender, ask: Ask, method: str) -> Request:
+    """A chat request from the ask's template, or a completions request with its raw prompt (named
+    after the method, in the id and the record's lineage)."""
+    if ask.template is None:
+        assert ask.prompt is not None
+        return sender.completion(method, ask.prompt, ask.variables, ask.meta, ask.params)
+    return sender.request(ask.template, ask.variables, ask.meta)
+
+
 def _instructions(
     run: Run, asks: list[Ask], requests: list[Request], results: list[Result | None], seed_texts: set[str]
 ) -> list[Record]:
@@ -105,7 +114,7 @@ def _instructions(
         if res is None:
             continue
         for text, finish in zip(res.texts, res.finish_reasons):
-            parsed = parse(ask.template.meta.parser, text, finish)
+            parsed = parse(ask.parser, text, finish)
             for rej in parsed.rejections:
                 run.funnel.reject(Record(instruction=rej.text[:500]), "parse", rej.reason)
             for item in parsed.items:

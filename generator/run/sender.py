@@ -69,30 +69,49 @@ class Sender:
         params.update(extra)
         if template.response_format is not None:
             params["response_format"] = template.response_format
-        if s.seed is not None:
-            # One seed per prompt: reproducible, yet different prompts sample independently.
-            params["seed"] = (s.seed + zlib.crc32(repr(sorted(variables.items())).encode())) % 2**31
+        self._seed(params, variables)
         values = {**template.meta.defaults, **variables}
         rid = request_id(template.name, _plain(values), self.model, params)
         return Request(
-            id=rid, messages=render(template, values), params=params, meta={**meta, **self.lineage(template, params)}
+            id=rid,
+            messages=render(template, values),
+            params=params,
+            meta={**meta, **self.lineage(template.name, template.digest, params)},
         )
 
-    def lineage(self, template: PromptTemplate, params: dict[str, Any]) -> dict[str, Any]:
-        """What a record made from this request says about how it was made (not part of the id)."""
+    def lineage(self, name: str, digest: str, params: dict[str, Any]) -> dict[str, Any]:
+        """What a record made from this request says about how it was made (not part of the id):
+        the template's name and the hash of its text (of the raw prompt for a completions request)."""
         # The per-prompt seed is left out: one hash for the settings every prompt of a run shares.
         shared = json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True)
         if shared not in self._sampling_hashes:
             self._sampling_hashes[shared] = hashlib.sha256(shared.encode()).hexdigest()[:12]
         out = {
-            "template": template.name,
-            "template_hash": template.digest,
+            "template": name,
+            "template_hash": digest,
             "model": self.model,
             "sampling_hash": self._sampling_hashes[shared],
         }
         if self.revision:
             out["model_revision"] = self.revision
         return out
+
+    def completion(
+        self, name: str, prompt: str, variables: dict[str, Any], meta: dict[str, Any], params: dict[str, Any]
+    ) -> Request:
+        """A request for the completions API: `prompt` sent as it is with `params` (and the config's
+        seed); `name` stands for the template in the id and the record's meta, and `variables`
+        tell apart requests with the same prompt. Its id is stable across runs."""
+        params = dict(params)
+        self._seed(params, variables)
+        rid = request_id(name, _plain({**variables, "prompt": prompt}), self.model, params)
+        digest = hashlib.sha256(prompt.encode()).hexdigest()[:12]
+        return Request(id=rid, prompt=prompt, params=params, meta={**meta, **self.lineage(name, digest, params)})
+
+    def _seed(self, params: dict[str, Any], variables: dict[str, Any]) -> None:
+        if self.sampling.seed is not None:
+            # One seed per prompt: reproducible, yet different prompts sample independently.
+            params["seed"] = (self.sampling.seed + zlib.crc32(repr(sorted(variables.items())).encode())) % 2**31
 
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
