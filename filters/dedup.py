@@ -18,13 +18,14 @@ from filters.specs import parse_specs
 from generator.core import readers
 from generator.core.files import atomic_open, write_json
 from generator.core.paths import builtin_dir
-from generator.core.records import Record, user_content
+from generator.core.records import Record, turns_digest, user_content
 from generator.core.sandbox import TextTemplate, load_text_template
 from generator.core.text import dedup_key
 
 
 class ExactDedup(Filter):
-    """Keeps the first record of each normalized (instruction, input); stateful across batches."""
+    """Keeps the first record of each normalized (instruction, input), and for a conversation the same
+    plus a digest of its later turns; stateful across batches."""
 
     name = "exact_dedup"
 
@@ -35,6 +36,8 @@ class ExactDedup(Filter):
         out = []
         for r in records:
             key = dedup_key(r.instruction) + "\x1f" + dedup_key(r.input)
+            if r.turns:  # a conversation: its first user turn plus a digest of the rest
+                key += "\x1f" + turns_digest(r.turns)
             if key in self.seen:
                 out.append(drop("exact_duplicate", kept_id=self.seen[key]))
             else:

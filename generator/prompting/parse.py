@@ -556,6 +556,33 @@ def parse_response(text: str, finish_reason: str | None = None) -> ParseResult:
     return result
 
 
+_SPEAKER_LABEL = re.compile(
+    r"^\s*(?:\*\*)?(?:user|human|me|next message|follow[- ]up(?: question)?|question)(?:\*\*)?\s*:\s*(?:\*\*)?\s*",
+    re.IGNORECASE,
+)
+_ASSISTANT_LINE = re.compile(r"^\s*(?:\*\*)?(?:assistant|ai|gpt)(?:\*\*)?\s*:", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
+    """The user's next message in a conversation (`item.instruction`): a leading `User:` label and
+    wrapping quotes dropped, cut where the model goes on to write the assistant's part; a cut-off
+    message is rejected."""
+    result = ParseResult()
+    message = _SPEAKER_LABEL.sub("", _strip_fences(text or "").strip(), count=1)
+    if (end := _ASSISTANT_LINE.search(message)) is not None:
+        message, finish_reason = message[: end.start()], "stop"  # what follows the cut does not matter
+    message = message.strip()
+    if len(message) > 1 and message[0] == message[-1] and message[0] in "\"'":
+        message = message[1:-1].strip()
+    if not message:
+        result.reject("empty_answer")
+    elif finish_reason == "length":
+        result.reject("truncated", message[-200:])
+    else:
+        result.items.append(Item(instruction=message))
+    return result
+
+
 PARSERS: dict[str, Parser] = {
     "instruction_list": parse_instruction_list,
     "single_instruction": parse_single_instruction,
@@ -566,6 +593,7 @@ PARSERS: dict[str, Parser] = {
     "alpaca_batch": parse_alpaca_batch,
     "json_tasks": parse_json_tasks,
     "response": parse_response,
+    "user_turn": parse_user_turn,
 }
 
 

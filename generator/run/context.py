@@ -25,13 +25,21 @@ ROUNDS = "rounds.json"
 REJECTED = "rejected.jsonl"
 DATASET = "dataset"
 STATE = "state"
+# Conversation settings, left out of a single-turn run's fingerprint: run directories made before
+# they existed resume as they did.
+SINGLE_TURN_UNUSED = ("turns", "turn_failure")
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
     """What decides the requests and which results are kept; a run directory holding another
     fingerprint is refused (unless --fresh or --force). Engine, server and output settings may
     change between runs."""
-    return config.model_dump(mode="json", include={"model", "sampling", "generation", "filters"})
+    out = config.model_dump(mode="json", include={"model", "sampling", "generation", "filters"})
+    if config.generation.turns == 1:  # single-turn: the conversation settings decide nothing
+        for key in SINGLE_TURN_UNUSED:
+            out["generation"].pop(key)
+        out["generation"]["templates"].pop("user_turn")
+    return out
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """`generate`: the whole flow for one config, from seeds to a Hugging Face dataset on disk.
 
 open_run (every input checked) -> grow_pool (the method's rounds: ask, send, parse, instruction
-filters) -> complete (instances or responses) -> record filters -> dataset and card. The server
-and the engine open when the first request must be sent (a finished run starts no server); a
-managed server that dies ends the run within `WATCH_S` seconds. Everything the engine returns is
+filters) -> complete (instances or responses) -> record filters -> later turns of conversations
+(`generation.turns`) -> dataset and card. The server and the engine open when the first request
+must be sent (a finished run starts no server); a managed server that dies ends the run within
+`WATCH_S` seconds. Everything the engine returns is
 appended to the run directory as it arrives, so a rerun of the same config resumes.
 """
 
@@ -32,6 +33,7 @@ from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
 from generator.run.store import storage_error
+from generator.run.turns import converse
 
 __all__ = ["RunResult", "fingerprint", "generate"]
 
@@ -186,9 +188,10 @@ async def _complete_and_filter(run: Run, sender: Sender, pool: PoolResult, bar: 
         del tasks[-chunk:]
         completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
-        kept.extend(r.with_meta(model=sender.model) for r in final.kept)
-        bar.add_kept(len(final.kept))
-        del batch, completed, final
+        talks = await converse(run, sender, final.kept)  # as they are unless generation.turns > 1
+        kept.extend(r.with_meta(model=sender.model) for r in talks)
+        bar.add_kept(len(talks))
+        del batch, completed, final, talks
         end = start + chunk
         if push is not None and every and end < total and end // every > checkpointed:
             checkpointed = end // every

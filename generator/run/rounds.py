@@ -20,8 +20,10 @@ from generator.run.context import Run
 from generator.run.methods import METHODS, Ask
 from generator.run.sender import Sender
 
-# Request meta that an instruction's record carries on.
+# Request meta that an instruction's record carries on; in a conversation also who the user is and
+# what about (custom's persona and topic), for the user's later turns.
 _LINEAGE = ("round", "seed_ids", "template")
+_CONVERSATION_LINEAGE = (*_LINEAGE, "persona", "topic")
 
 
 @dataclass
@@ -86,6 +88,7 @@ def _instructions(
     """The candidate instructions in a round's answers, in request order; what cannot be parsed
     and copies of seed tasks are dropped with their reason."""
     out: list[Record] = []
+    lineage = _CONVERSATION_LINEAGE if run.config.generation.turns > 1 else _LINEAGE
     for ask, req, res in zip(asks, requests, results):
         if res is None:
             continue
@@ -103,7 +106,7 @@ def _instructions(
                         instruction=item.instruction.strip(),
                         input=item.input,
                         output=item.output,
-                        meta={**{k: v for k, v in req.meta.items() if k in _LINEAGE}, "finish_reason": finish},
+                        meta={**{k: v for k, v in req.meta.items() if k in lineage}, "finish_reason": finish},
                     )
                 )
     return out

@@ -48,6 +48,24 @@ class Sender:
     ) -> Request:
         """The request for `template` with `variables`: sampling from the config, then the
         template's own settings, then `extra`; its id is stable across runs."""
+        params = self._params(template, repr(sorted(variables.items())), extra)
+        values = {**template.meta.defaults, **variables}
+        rid = request_id(template.name, _plain(values), self.model, params)
+        return Request(
+            id=rid, messages=render(template, values), params=params, meta={**meta, "template": template.name}
+        )
+
+    def chat_request(
+        self, messages: list[dict[str, str]], sampling_of: PromptTemplate, meta: dict[str, Any]
+    ) -> Request:
+        """The request that sends `messages` as they are (a conversation to answer), sampled as
+        `sampling_of` is; its id depends only on the messages, the model and the sampling."""
+        params = self._params(sampling_of, repr(messages), {})
+        rid = request_id(f"chat:{sampling_of.name}", {"messages": messages}, self.model, params)
+        return Request(id=rid, messages=messages, params=params, meta={**meta, "template": sampling_of.name})
+
+    def _params(self, template: PromptTemplate, seed_key: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Sampling from the config, then the template's own settings, then `extra`."""
         s = self.sampling
         params: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
         if s.stop:
@@ -58,12 +76,8 @@ class Sender:
             params["response_format"] = template.response_format
         if s.seed is not None:
             # One seed per prompt: reproducible, yet different prompts sample independently.
-            params["seed"] = (s.seed + zlib.crc32(repr(sorted(variables.items())).encode())) % 2**31
-        values = {**template.meta.defaults, **variables}
-        rid = request_id(template.name, _plain(values), self.model, params)
-        return Request(
-            id=rid, messages=render(template, values), params=params, meta={**meta, "template": template.name}
-        )
+            params["seed"] = (s.seed + zlib.crc32(seed_key.encode())) % 2**31
+        return params
 
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
