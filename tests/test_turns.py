@@ -319,3 +319,40 @@ def test_the_real_model_holds_conversations_that_trl_reads(real_run: Any, tmp_pa
     )
     trainer = trl.SFTTrainer(model=str(bundled_model_dir()), train_dataset=train, args=args)
     assert trainer.train().global_step == 1
+
+
+# -- conversations as records: written, read back, deduplicated ------------------------------------
+
+
+def _conversation(first: str, *later: str) -> Any:
+    from generator.core.records import Record
+
+    turns = [{"role": ("user", "assistant")[i % 2], "content": text} for i, text in enumerate(later)]
+    return Record(instruction=first, output=f"answer to {first}", meta={"task_type": "generation"}, turns=turns)
+
+
+def test_conversations_read_back_whole_and_dedup_on_all_their_turns(tmp_path: Path) -> None:
+    from filters.dedup import ExactDedup
+    from generator.core.readers import read_records
+    from generator.publish.dataset import DatasetInfo, write_dataset
+
+    a = _conversation("Plan a picnic.", "For six people?", "Bring sandwiches for six.")
+    b = _conversation("Plan a picnic.", "In the rain?", "Take a tarp.")  # same first turn, other follow-up
+    same_as_a = _conversation("plan a  picnic", "For six people?", "Bring sandwiches for six.")
+    single = _conversation("Name a colour.")
+    assert len({a.id, b.id, single.id}) == 3
+    verdicts = ExactDedup().judge([a, b, same_as_a, single])
+    assert [v.keep for v in verdicts] == [True, True, False, True]
+    assert verdicts[2].detail["kept_id"] == a.id
+
+    out = write_dataset(
+        [a, b, single],
+        tmp_path / "ds",
+        DatasetInfo(name="t", model="m"),
+        test_ratio=0,
+        split_seed=0,
+        save_to_disk=False,
+    )
+    back = read_records([out], format="own")  # as `merge` and `dedup` read a dataset
+    assert [(r.id, r.messages) for r in back] == [(r.id, r.messages) for r in (a, b, single)]
+    assert "source_id" not in back[0].meta and "conversation" not in back[0].meta
