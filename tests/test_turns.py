@@ -89,7 +89,7 @@ def test_conversations_have_every_turn_in_turn(tmp_path: Path, fake: FakeOpenAI)
         for k in (2, 4):
             user, answer = messages[k]["content"], messages[k + 1]["content"]
             # The user's message is the model's answer to the user_turn prompt of the conversation so far.
-            prompt = render(tpl, {"conversation": messages[:k], "turn": k // 2 + 1, "turns": 3})[-1]["content"]
+            prompt = render(tpl, {"conversation": messages[:k]})[-1]["content"]
             assert user == _user_echo(prompt)
             assert answer == _echo(user)  # the answer was asked with the user's message last
         assert json.loads(row["meta"]["extra"])["user_turns"] == 3
