@@ -65,6 +65,7 @@ class FakeOpenAI:
         # read as new text (not copies of the prompt) yet stay the same on every run.
         self.variants = variants
         self.served: Counter[str] = Counter()  # answers given, per fault name ("ok" included)
+        self.chats: list[list[dict[str, str]]] = []  # the messages of every chat request, as received
         self.attempts: Counter[str] = Counter()  # attempts per scripted prompt
         self.models_calls = 0
         self.in_flight = 0
@@ -188,6 +189,7 @@ class FakeOpenAI:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self.chats.append(body["messages"])
         return await self._answer(request, body, body["messages"][-1]["content"], chat=True)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

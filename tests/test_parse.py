@@ -330,6 +330,12 @@ CASES = [
         [{INS: "What about cats?"}],
         finish_reason="length",
     ),
+    case(
+        "user_turn_cut_at_next_user_message",
+        "user_turn",
+        "Please explain more.\n\nUser: No thanks.",
+        [{INS: "Please explain more."}],
+    ),
     case("user_turn_truncated", "user_turn", "Could you explain the", [], ["truncated"], "length"),
     case("user_turn_only_assistant_part", "user_turn", "Assistant: Sure, here it is.", [], ["empty_answer"]),
     case("user_turn_empty", "user_turn", "  \n", [], ["empty_answer"]),

@@ -58,13 +58,6 @@ def _echo(prompt: str) -> str:
     return "echo: " + _variant({}, prompt)
 
 
-def _user_echo(prompt: str) -> str:
-    """What the user message must be: the echo of its prompt, up to the first assistant line."""
-    lines = _echo(prompt).split("\n")
-    cut = next((i for i, line in enumerate(lines) if line.startswith("Assistant:")), len(lines))
-    return "\n".join(lines[:cut]).strip()
-
-
 def _alternates(messages: list[dict[str, str]]) -> bool:
     return [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)
 
@@ -77,10 +70,31 @@ def _adds_up(funnel: dict[str, Any]) -> bool:
     return funnel["candidates"] == funnel["kept"] + sum(sum(r.values()) for r in funnel["drops"].values())
 
 
+# A user_turn template that shows the whole conversation without speaker labels, so that the fake
+# server's echo (the user's next message) holds all of it.
+SHOWING_TEMPLATE = """{#---
+description: test - the conversation so far, shown whole
+produces: user_turn
+parser: user_turn
+variables:
+  conversation: the conversation so far
+---#}
+{% block user %}
+Next message after:
+{% for m in conversation %}
+[{{ m.role }}] {{ m.content }}
+{% endfor %}
+{% endblock %}
+"""
+
+
 def test_conversations_have_every_turn_in_turn(tmp_path: Path, fake: FakeOpenAI) -> None:
-    result = generate(_config(tmp_path / "run", fake.url, turns=3), progress=False)
+    (tmp_path / "showing.jinja").write_text(SHOWING_TEMPLATE)
+    config = _config(tmp_path / "run", fake.url, turns=3, templates={"user_turn": "showing.jinja"})
+    result = generate(config, progress=False)
     rows = read_rows(result.dataset_dir)
-    tpl = load_template("user_turn")
+    tpl = load_template(tmp_path / "showing.jinja")
+    system = load_template("response").source.split("{% block system %}")[1].split("{% endblock %}")[0].strip()
     assert len(rows) == 8
     for row in rows:
         messages = row["messages"]
@@ -90,8 +104,10 @@ def test_conversations_have_every_turn_in_turn(tmp_path: Path, fake: FakeOpenAI)
             user, answer = messages[k]["content"], messages[k + 1]["content"]
             # The user's message is the model's answer to the user_turn prompt of the conversation so far.
             prompt = render(tpl, {"conversation": messages[:k]})[-1]["content"]
-            assert user == _user_echo(prompt)
-            assert answer == _echo(user)  # the answer was asked with the user's message last
+            assert user == _echo(prompt).strip()
+            assert answer == _echo(user)
+            # ... and the answer was asked with the whole conversation, after the first answer's system prompt.
+            assert [{"role": "system", "content": system}, *messages[: k + 1]] in fake.chats
         assert json.loads(row["meta"]["extra"])["user_turns"] == 3
     assert len({r["id"] for r in rows}) == 8
     assert _adds_up(_funnel(result.run_dir))
@@ -105,6 +121,22 @@ def test_conversations_have_every_turn_in_turn(tmp_path: Path, fake: FakeOpenAI)
     assert [c["messages"] for c in chats] == [r["messages"] for r in rows]
     card = (result.dataset_dir / "README.md").read_text()
     assert "User turns per conversation: 3 (8 rows)" in card and "**User** (turn 3)" in card
+
+
+def test_the_user_is_the_persona_of_the_custom_method(tmp_path: Path, fake: FakeOpenAI) -> None:
+    """With `custom`, the built-in user_turn prompt is given the persona and topic the task was drawn for."""
+    custom = {"topics": ["tea", "maps"], "personas": ["a retired sailor", "a nurse"], "difficulties": ["easy"]}
+    config = _config(tmp_path / "run", fake.url, turns=2, method="custom", custom=custom)
+    rows = read_rows(generate(config, progress=False).dataset_dir)
+    tpl = load_template("user_turn")
+    assert rows
+    for row in rows:
+        meta = json.loads(row["meta"]["extra"])
+        assert meta["persona"] in custom["personas"] and meta["topic"] in custom["topics"]
+        asked = render(tpl, {"conversation": row["messages"][:2], "persona": meta["persona"], "goal": meta["topic"]})
+        assert asked in fake.chats
+        assert meta["persona"] in asked[0]["content"] and meta["topic"] in asked[0]["content"]
+        assert len(row["messages"]) == 4 and row["messages"][2]["content"].startswith("echo: ")
 
 
 def test_a_single_turn_run_is_as_before(tmp_path: Path, fake: FakeOpenAI) -> None:

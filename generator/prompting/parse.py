@@ -560,16 +560,16 @@ _SPEAKER_LABEL = re.compile(
     r"^\s*(?:\*\*)?(?:user|human|me|next message|follow[- ]up(?: question)?|question)(?:\*\*)?\s*:\s*(?:\*\*)?\s*",
     re.IGNORECASE,
 )
-_ASSISTANT_LINE = re.compile(r"^\s*(?:\*\*)?(?:assistant|ai|gpt)(?:\*\*)?\s*:", re.IGNORECASE | re.MULTILINE)
+_SPEAKER_LINE = re.compile(r"^\s*(?:\*\*)?(?:assistant|ai|gpt|user|human)(?:\*\*)?\s*:", re.IGNORECASE | re.MULTILINE)
 
 
 def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
     """The user's next message in a conversation (`item.instruction`): a leading `User:` label and
-    wrapping quotes dropped, cut where the model goes on to write the assistant's part; a cut-off
-    message is rejected."""
+    wrapping quotes dropped, cut where the model goes on to write the next message (a line that
+    starts with `Assistant:` or `User:`); a cut-off message is rejected."""
     result = ParseResult()
     message = _SPEAKER_LABEL.sub("", _strip_fences(text or "").strip(), count=1)
-    if (end := _ASSISTANT_LINE.search(message)) is not None:
+    if (end := _SPEAKER_LINE.search(message)) is not None:
         message, finish_reason = message[: end.start()], "stop"  # what follows the cut does not matter
     message = message.strip()
     if len(message) > 1 and message[0] == message[-1] and message[0] in "\"'":
