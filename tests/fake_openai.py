@@ -53,6 +53,7 @@ class FakeOpenAI:
         models: tuple[str, ...] = ("fake-model",),
         api_key: str | None = None,
         variants: bool = False,
+        record_chats: bool = False,
     ) -> None:
         self.rates = rates or {}
         self._rng = random.Random(seed)
@@ -65,7 +66,8 @@ class FakeOpenAI:
         # read as new text (not copies of the prompt) yet stay the same on every run.
         self.variants = variants
         self.served: Counter[str] = Counter()  # answers given, per fault name ("ok" included)
-        self.chats: list[list[dict[str, str]]] = []  # the messages of every chat request, as received
+        self.record_chats = record_chats
+        self.chats: list[list[dict[str, str]]] = []  # with record_chats: every chat request's messages
         self.attempts: Counter[str] = Counter()  # attempts per scripted prompt
         self.models_calls = 0
         self.in_flight = 0
@@ -189,7 +191,8 @@ class FakeOpenAI:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.chats.append(body["messages"])
+        if self.record_chats:
+            self.chats.append(body["messages"])
         return await self._answer(request, body, body["messages"][-1]["content"], chat=True)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

@@ -33,7 +33,7 @@ FILTERS = {"instructions": [{"name": "length", "max_words": 5000}, {"name": "exa
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(variants=True)
+    server = FakeOpenAI(variants=True, record_chats=True)
     server.start_in_thread()
     yield server
     server.stop_thread()
