@@ -4,6 +4,8 @@ It answers /v1/chat/completions, /v1/completions, /v1/models and /health (as vLL
 127.0.0.1 and a free port.
 The answer echoes the prompt (the last message's content): `echo: <prompt>`, or `echo <i>: ...`
 per choice when `n` > 1, cut at `max_tokens` words (finish_reason `length`) or at a stop string.
+With `record_chats=True` it keeps every chat request's messages in `chats`, for tests that check
+what was asked.
 
 Faults, per attempt, come from one of two places:
 - the prompt itself: `... #faults=500,429,ok` scripts the attempts of that prompt in order (the
