@@ -81,13 +81,15 @@ class Funnel:
     """Candidates in, drops per filter and reason, kept out, with a few examples of each drop.
 
     `redactions` counts spans that a filter rewrote in records it kept, per filter and kind
-    (a kept verdict reports them as `detail["redactions"] = {kind: count}`)."""
+    (a kept verdict reports them as `detail["redactions"] = {kind: count}`); `shortened` counts
+    records kept shorter than asked, per stage and reason (a conversation ended before its last turn)."""
 
     candidates: int = 0
     kept: int = 0
     drops: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     redactions: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    shortened: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     @property
     def dropped(self) -> int:
@@ -117,6 +119,8 @@ class Funnel:
             self.drops[name].update(reasons)
         for name, kinds in other.redactions.items():
             self.redactions[name].update(kinds)
+        for name, reasons in other.shortened.items():
+            self.shortened[name].update(reasons)
         for key, examples in other.examples.items():
             room = KEEP_EXAMPLES - len(self.examples[key])
             self.examples[key].extend(examples[: max(room, 0)])
@@ -129,6 +133,7 @@ class Funnel:
             "drops": {name: dict(reasons) for name, reasons in self.drops.items()},
             "examples": dict(self.examples),
             "redactions": {name: dict(kinds) for name, kinds in self.redactions.items()},
+            **({"shortened": {name: dict(r) for name, r in self.shortened.items()}} if self.shortened else {}),
         }
 
     @classmethod
@@ -140,6 +145,8 @@ class Funnel:
             funnel.examples[key].extend(examples)
         for name, kinds in data.get("redactions", {}).items():
             funnel.redactions[name].update(kinds)
+        for name, reasons in data.get("shortened", {}).items():
+            funnel.shortened[name].update(reasons)
         return funnel
 
     def write(self, path: Path) -> None:

@@ -20,13 +20,14 @@ from generator.core import readers
 from generator.core.files import atomic_open, write_json
 from generator.core.keymap import KeyMap
 from generator.core.paths import builtin_dir
-from generator.core.records import Record, user_content
+from generator.core.records import Record, turns_digest, user_content
 from generator.core.sandbox import TextTemplate, load_text_template
 from generator.core.text import dedup_key
 
 
 class ExactDedup(Filter):
-    """Keeps the first record of each normalized (instruction, input); stateful across batches.
+    """Keeps the first record of each normalized (instruction, input), and for a conversation the same
+    plus a digest of its later turns; stateful across batches.
 
     A key is held as a 16-byte digest with its kept record's id (8 bytes) in a `KeyMap`: about
     24 B a kept record, whatever the text's length."""
@@ -40,6 +41,8 @@ class ExactDedup(Filter):
         out = []
         for r in records:
             key = dedup_key(r.instruction) + "\x1f" + dedup_key(r.input)
+            if r.turns:  # a conversation: its first user turn plus a digest of the rest
+                key += "\x1f" + turns_digest(r.turns)
             digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
             kept = self.seen.get(digest)
             if kept is not None:

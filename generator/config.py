@@ -139,6 +139,9 @@ class TemplatesConfig(Section):
     instance_input_first: str = Field("instance_input_first", description="Input, then output.")
     instance_output_first: str = Field("instance_output_first", description="Label first, then input (classification).")
     response: str = Field("response", description="Answer an instruction (and its input).")
+    user_turn: str = Field(
+        "user_turn", description="The user's next message in a conversation (`generation.turns` above 1)."
+    )
 
 
 class EvolConfig(Section):
@@ -303,6 +306,19 @@ class GenerationConfig(Section):
     )
     instances_per_task: int = Field(
         2, ge=1, description="Instances asked for per instruction; the first valid one becomes the record."
+    )
+    turns: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="User turns per example. Above 1, after each answer the model writes the user's next "
+        "message (template `user_turn`, with the conversation so far and the persona and topic when the "
+        "method has them) and then answers it, so `messages` holds the whole conversation.",
+    )
+    turn_failure: Literal["drop", "truncate"] = Field(
+        "drop",
+        description="A later turn that gets no usable message or answer, or that a record filter drops: "
+        "`drop` the whole conversation, or `truncate` it to the turns before (counted in the funnel either way).",
     )
     shard: ShardConfig | None = Field(None, description="Generate one shard of the seeds (see `merge`).")
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)

@@ -5,6 +5,8 @@ It answers /v1/chat/completions, /v1/completions, /v1/models and /health (as vLL
 The answer echoes the prompt (the last message's content): `echo: <prompt>`, or `echo <i>: ...`
 per choice when `n` > 1, cut at `max_tokens` words (finish_reason `length`) or at a stop string.
 `reply(body, i)`, when given, writes choice i's text instead (cut the same way).
+With `record_chats=True` it keeps every chat request's messages in `chats`, for tests that check
+what was asked.
 
 Faults, per attempt, come from one of two places:
 - the prompt itself: `... #faults=500,429,ok` scripts the attempts of that prompt in order (the
@@ -56,6 +58,7 @@ class FakeOpenAI:
         api_key: str | None = None,
         variants: bool = False,
         reply: Callable[[dict[str, Any], int], str] | None = None,
+        record_chats: bool = False,
     ) -> None:
         self.rates = rates or {}
         self._rng = random.Random(seed)
@@ -69,6 +72,8 @@ class FakeOpenAI:
         self.variants = variants
         self.reply = reply
         self.served: Counter[str] = Counter()  # answers given, per fault name ("ok" included)
+        self.record_chats = record_chats
+        self.chats: list[list[dict[str, str]]] = []  # with record_chats: every chat request's messages
         self.attempts: Counter[str] = Counter()  # attempts per scripted prompt
         self.models_calls = 0
         self.in_flight = 0
@@ -192,6 +197,8 @@ class FakeOpenAI:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        if self.record_chats:
+            self.chats.append(body["messages"])
         return await self._answer(request, body, body["messages"][-1]["content"], chat=True)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

@@ -369,10 +369,10 @@ def test_real_run(vllm_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.M
     ],
     ids=["kept-stripped", "leak-left-for-the-filter", "cut-off", "empty"],
 )
-def test_user_turn_parser(text: str, finish: str, instruction: str | None, reason: str | None) -> None:
+def test_magpie_query_parser(text: str, finish: str, instruction: str | None, reason: str | None) -> None:
     from generator.prompting.parse import parse
 
-    result = parse("user_turn", text, finish)
+    result = parse("magpie_query", text, finish)
     assert [i.instruction for i in result.items] == ([instruction] if instruction else [])
     assert [r.reason for r in result.rejections] == ([reason] if reason else [])
 

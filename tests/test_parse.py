@@ -319,6 +319,26 @@ CASES = [
     ),
     case("response_truncated", "response", "Paris is the", [], ["truncated"], "length"),
     case("response_empty", "response", "\n", [], ["empty_answer"]),
+    # -- a conversation's next user message -------------------------------------------------
+    case("user_turn_plain", "user_turn", "Can you give an example?", [{INS: "Can you give an example?"}]),
+    case("user_turn_label", "user_turn", "User: Why is that?", [{INS: "Why is that?"}]),
+    case("user_turn_bold_label_quoted", "user_turn", '**User:** "And in French?"', [{INS: "And in French?"}]),
+    case(
+        "user_turn_cut_at_assistant_part",
+        "user_turn",
+        "What about cats?\nAssistant: Cats are",
+        [{INS: "What about cats?"}],
+        finish_reason="length",
+    ),
+    case(
+        "user_turn_cut_at_next_user_message",
+        "user_turn",
+        "Please explain more.\n\nUser: No thanks.",
+        [{INS: "Please explain more."}],
+    ),
+    case("user_turn_truncated", "user_turn", "Could you explain the", [], ["truncated"], "length"),
+    case("user_turn_only_assistant_part", "user_turn", "Assistant: Sure, here it is.", [], ["empty_answer"]),
+    case("user_turn_empty", "user_turn", "  \n", [], ["empty_answer"]),
 ]
 
 

@@ -104,6 +104,8 @@ class Row:
     """Seed tasks only: the `instances` list as written."""
     messages: list[dict[str, Any]] | None = None
     """Chat formats only: every turn as {role, content}, the system prompt included."""
+    turns: list[dict[str, Any]] | None = None
+    """Our own format only: a conversation's messages after the first exchange."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> Record:
@@ -123,9 +125,10 @@ class Row:
             meta["instances"] = instances
         input = _text(input, "input", self.where)
         output = _text(output, "output", self.where)
-        if self.id is not None and str(self.id) != record_id(instruction, input):
+        turns = list(self.turns or [])
+        if self.id is not None and str(self.id) != record_id(instruction, input, turns):
             meta["source_id"] = self.id
-        return Record(instruction=instruction, input=input, output=output, meta=meta)
+        return Record(instruction=instruction, input=input, output=output, meta=meta, turns=turns)
 
 
 def _text(value: Any, name: str, where: str, *, required: bool = False) -> str:
@@ -466,9 +469,30 @@ def _own(where: str, row: dict[str, Any]) -> Row:
     input, output = row.pop("input", None), row.pop("output", None)
     messages = row.pop("messages", None)
     meta = {**{k: v for k, v in row.items() if k not in ("id", "meta")}, **decode_meta(row.get("meta"))}
+    turns = None
     if messages is not None and messages != Record(instruction, input or "", output or "").messages:
-        meta["conversation"] = messages  # more than the record's one exchange: keep it whole
-    return Row(where, "own", instruction, input, output, id=row.get("id"), meta=meta)
+        first = Record(instruction, input or "", output or "").messages
+        if _is_conversation(messages) and _plain_messages(messages[:2]) == first:
+            turns = _plain_messages(messages[2:])  # our own multi-turn rows: the later turns
+        else:
+            meta["conversation"] = messages  # more than the record's one exchange: keep it whole
+    return Row(where, "own", instruction, input, output, id=row.get("id"), meta=meta, turns=turns)
+
+
+def _plain_messages(messages: list[Any]) -> list[dict[str, Any]]:
+    return [{"role": m.get("role"), "content": m.get("content")} for m in messages]
+
+
+def _is_conversation(messages: Any) -> bool:
+    """User and assistant messages in turn, from a user message, with text in each."""
+    return (
+        isinstance(messages, list)
+        and len(messages) % 2 == 0
+        and all(
+            isinstance(m, dict) and m.get("role") == ("user", "assistant")[i % 2] and isinstance(m.get("content"), str)
+            for i, m in enumerate(messages)
+        )
+    )
 
 
 def _chat(where: str, row: dict[str, Any], fmt: str, key: str, role: str, content: str) -> Row:

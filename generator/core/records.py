@@ -11,10 +11,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-def record_id(instruction: str, input: str = "") -> str:
-    """Stable id of a task: a hash of its instruction and input, independent of the output."""
-    digest = hashlib.sha256(f"{instruction}\x1f{input}".encode()).hexdigest()
-    return digest[:16]
+def record_id(instruction: str, input: str = "", turns: list[dict[str, str]] | None = None) -> str:
+    """Stable id of a task: a hash of its instruction and input, independent of the output; for a
+    conversation, of its first user turn and a digest of the turns after the first exchange."""
+    key = f"{instruction}\x1f{input}" + (f"\x1f{turns_digest(turns)}" if turns else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def turns_digest(turns: list[dict[str, str]]) -> str:
+    """A digest of a conversation's later turns (after the first exchange), roles included."""
+    text = "\x1e".join(f"{m['role']}\x1f{m['content']}" for m in turns)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def user_content(instruction: str, input: str = "") -> str:
@@ -24,23 +31,28 @@ def user_content(instruction: str, input: str = "") -> str:
 
 @dataclass(frozen=True, slots=True)  # no per-record __dict__: a run holds its whole pool
 class Record:
-    """One instruction-tuning example. `output` is "" while only the instruction exists."""
+    """One instruction-tuning example. `output` is "" while only the instruction exists.
+
+    `instruction`, `input` and `output` are the first exchange; `turns` holds a conversation's
+    later messages (user, assistant, user, ...), empty for a single-turn example."""
 
     instruction: str
     input: str = ""
     output: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    turns: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def id(self) -> str:
-        return record_id(self.instruction, self.input)
+        return record_id(self.instruction, self.input, self.turns)
 
     @property
     def messages(self) -> list[dict[str, str]]:
-        """The chat form TRL's SFTTrainer reads: one user turn, one assistant turn."""
+        """The chat form TRL's SFTTrainer reads: the first user turn, its answer, then any later turns."""
         return [
             {"role": "user", "content": user_content(self.instruction, self.input)},
             {"role": "assistant", "content": self.output},
+            *({"role": m["role"], "content": m["content"]} for m in self.turns),
         ]
 
     def with_(self, **changes: Any) -> Record:
@@ -61,9 +73,11 @@ class Record:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Record:
+        """The inverse of `to_row`: messages past the first exchange become `turns`."""
         return cls(
             instruction=row["instruction"],
             input=row.get("input") or "",
             output=row.get("output") or "",
             meta=dict(row.get("meta") or {}),
+            turns=[dict(m) for m in (row.get("messages") or [])[2:]],
         )

@@ -5,7 +5,7 @@ the `Item`s it could read and one `Rejection` (a stable snake_case reason plus t
 piece it had to throw away. Each parser family fills these fields of an item and leaves the
 others at their defaults:
 
-    instruction parsers   instruction (user_turn: a self-written user turn, Magpie)
+    instruction parsers   instruction (magpie_query: a self-written user turn, Magpie)
     yes_no                is_classification
     instance parsers      input, output
     task parsers          instruction, input, output
@@ -556,7 +556,7 @@ def parse_response(text: str, finish_reason: str | None = None) -> ParseResult:
     return result
 
 
-def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
+def parse_magpie_query(text: str, finish_reason: str | None = None) -> ParseResult:
     """A user turn the model wrote by itself (Magpie): the whole text is the instruction, kept as
     written so that the `query_form` filter sees any leaked template; cut off, it is rejected."""
     result = ParseResult()
@@ -567,6 +567,32 @@ def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
         result.reject("truncated", instruction[-200:])
     else:
         result.items.append(Item(instruction=instruction))
+
+
+_SPEAKER_LABEL = re.compile(
+    r"^\s*(?:\*\*)?(?:user|human|me|next message|follow[- ]up(?: question)?|question)(?:\*\*)?\s*:\s*(?:\*\*)?\s*",
+    re.IGNORECASE,
+)
+_SPEAKER_LINE = re.compile(r"^\s*(?:\*\*)?(?:assistant|ai|gpt|user|human)(?:\*\*)?\s*:", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
+    """The user's next message in a conversation (`item.instruction`): a leading `User:` label and
+    wrapping quotes dropped, cut where the model goes on to write the next message (a line that
+    starts with `Assistant:` or `User:`); a cut-off message is rejected."""
+    result = ParseResult()
+    message = _SPEAKER_LABEL.sub("", _strip_fences(text or "").strip(), count=1)
+    if (end := _SPEAKER_LINE.search(message)) is not None:
+        message, finish_reason = message[: end.start()], "stop"  # what follows the cut does not matter
+    message = message.strip()
+    if len(message) > 1 and message[0] == message[-1] and message[0] in "\"'":
+        message = message[1:-1].strip()
+    if not message:
+        result.reject("empty_answer")
+    elif finish_reason == "length":
+        result.reject("truncated", message[-200:])
+    else:
+        result.items.append(Item(instruction=message))
     return result
 
 
@@ -580,6 +606,7 @@ PARSERS: dict[str, Parser] = {
     "alpaca_batch": parse_alpaca_batch,
     "json_tasks": parse_json_tasks,
     "response": parse_response,
+    "magpie_query": parse_magpie_query,
     "user_turn": parse_user_turn,
 }
 

@@ -20,6 +20,7 @@ ROLE_VARIABLES: dict[str, set[str]] = {
     "instance_input_first": {"instruction", "num_instances"},
     "instance_output_first": {"instruction", "num_instances"},
     "response": {"instruction", "input"},
+    "user_turn": {"conversation", "persona", "goal", "turn", "turns"},
 }
 
 

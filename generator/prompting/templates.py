@@ -66,10 +66,18 @@ class TemplateMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(description="One line: what the template asks the model for.")
     produces: Literal[
-        "instructions", "classification_flag", "instances", "tasks", "response", "judge_scores", "same_task"
+        "instructions",
+        "classification_flag",
+        "instances",
+        "tasks",
+        "response",
+        "user_turn",
+        "judge_scores",
+        "same_task",
     ] = Field(
         description="What the parsed items are: instructions, classification_flag, instances "
-        "(input/output), tasks (instruction/input/output) or response (an output); or, for a "
+        "(input/output), tasks (instruction/input/output), response (an output) or user_turn (a "
+        "conversation's next user message); or, for a "
         "filter's prompt, judge_scores (the LLM judge's 1-5 scores) or same_task (dedup's yes/no)."
     )
     parser: str | None = Field(

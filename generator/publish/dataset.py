@@ -466,10 +466,12 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
     """The card's statistics, in one pass over the staged splits (train first), read batch by
     batch; its examples (the first three train rows); and each split's size."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     splits: dict[str, int] = {}
     sizes: dict[str, SplitSize] = {}
     task_types: Counter[str] = Counter()
+    user_turns: Counter[int] = Counter()
     with_input = 0
     lengths = {"instruction": _Lengths(), "input": _Lengths(), "output": _Lengths()}
     examples: list[dict[str, Any]] = []
@@ -483,8 +485,9 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
                 inputs = batch.column("input").to_pylist()
                 outputs = batch.column("output").to_pylist()
                 types = batch.column("meta").field("task_type").to_pylist()
+                user_turns.update(n // 2 for n in pc.list_value_length(batch.column("messages")).to_pylist())
                 splits[name] += batch.num_rows
-                for instruction, inp, out, task_type in zip(instructions, inputs, outputs, types):
+                for i, (instruction, inp, out, task_type) in enumerate(zip(instructions, inputs, outputs, types)):
                     task_types[str(task_type or "unspecified")] += 1
                     lengths["instruction"].add(len(instruction.split()))
                     lengths["output"].add(len(out.split()))
@@ -492,8 +495,15 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
                         with_input += 1
                         lengths["input"].add(len(inp.split()))
                     if name == "train" and len(examples) < 3:
+                        later = batch.column("messages")[i].as_py()[2:]
                         examples.append(
-                            {"instruction": instruction, "input": inp, "output": out, "task_type": task_type}
+                            {
+                                "instruction": instruction,
+                                "input": inp,
+                                "output": out,
+                                "task_type": task_type,
+                                "turns": later,
+                            }
                         )
         sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches))
     stats = {
@@ -502,6 +512,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
         "with_input": with_input,
         "task_types": dict(task_types.most_common()),
         "lengths": {k: v.summary() for k, v in lengths.items()},  # in words
+        "user_turns": dict(sorted(user_turns.items())),  # rows per number of user turns
     }
     return stats, examples, sizes
 
@@ -638,8 +649,9 @@ def render_card(
     examples: list[dict[str, Any]],
     sizes: dict[str, SplitSize],
 ) -> str:
-    """The card's text; `stats`, `examples` (rows: instruction, input, output, task_type) and the
-    split `sizes` come from `_statistics`."""
+    """The card's text; `stats`, `examples` (rows: instruction, input, output, task_type and
+    `turns`, a conversation's messages after the first exchange) and the split `sizes` come from
+    `_statistics`."""
     metadata = yaml.safe_dump(card_metadata(info, sizes), sort_keys=False, allow_unicode=True)
     info_vars = asdict(info)
     # No endpoint URL reaches a template, the built-in one or a user's.
@@ -650,7 +662,8 @@ def render_card(
             "input": _clip(r["input"]),
             "output": _clip(r["output"]),
             "task_type": r["task_type"] or "",
-            "fence": _fence(r["instruction"], r["input"], r["output"]),
+            "turns": [{"role": m["role"], "content": _clip(m["content"])} for m in r.get("turns") or []],
+            "fence": _fence(r["instruction"], r["input"], r["output"], *(m["content"] for m in r.get("turns") or [])),
         }
         for r in examples
     ]

@@ -29,7 +29,13 @@ class KeptRecords:
         for r in records:
             lines.append(
                 json.dumps(
-                    {"instruction": r.instruction, "input": r.input, "output": r.output, "meta": r.meta},
+                    {
+                        "instruction": r.instruction,
+                        "input": r.input,
+                        "output": r.output,
+                        "meta": r.meta,
+                        "turns": r.turns,
+                    },
                     ensure_ascii=False,
                     default=str,
                 )
@@ -48,4 +54,4 @@ class KeptRecords:
         with self.path.open(encoding="utf-8") as f:
             for line in f:
                 d = json.loads(line)
-                yield Record(d["instruction"], d["input"], d["output"], d["meta"])
+                yield Record(d["instruction"], d["input"], d["output"], d["meta"], d["turns"])

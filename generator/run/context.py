@@ -28,6 +28,9 @@ ROUNDS = "rounds.json"
 REJECTED = "rejected.jsonl"
 DATASET = "dataset"
 STATE = "state"
+# Conversation settings, left out of a single-turn run's fingerprint: run directories made before
+# they existed resume as they did.
+SINGLE_TURN_UNUSED = ("turns", "turn_failure")
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
@@ -35,11 +38,16 @@ def fingerprint(config: Config) -> dict[str, Any]:
     fingerprint is refused (unless --fresh or --force). Engine, server, budget and output settings
     may change between runs, and so may the record target (`generation.num_records`): a larger
     one, or a larger budget, continues the run."""
-    return config.model_dump(
+    out = config.model_dump(
         mode="json",
         include={"model": True, "sampling": True, "generation": True, "filters": True},
         exclude={"generation": {"num_records"}},
     )
+    if config.generation.turns == 1:  # single-turn: the conversation settings decide nothing
+        for key in SINGLE_TURN_UNUSED:
+            out["generation"].pop(key)
+        out["generation"]["templates"].pop("user_turn")
+    return out
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """The run's one funnel: a section per stage, changed only through its methods, added up at the end.
 
 Sections: `generation` (what the run itself drops: unparseable answers, copies of seed tasks,
-tasks that got no instance or response, or none because the budget ran out), `instructions` and
-`records` (what each filter chain drops; the chains count into their section, and what a record
-target leaves out counts as `target: over_target`). At the end of a run, candidates = kept + every drop.
+tasks that got no instance or response, or none because the budget ran out, conversations with a
+failed turn), `instructions` and `records` (what each filter chain drops; the chains count into
+their section, and what a record target leaves out counts as `target: over_target`), and `turns`
+(what the record filters said of each later turn of a conversation: its candidates are turns, so
+it is not added up; a failed turn is counted as the conversation's drop or shortening). At the end
+of a run, candidates = kept + every drop.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class RunFunnel:
         self.generation = Funnel()
         self.instructions = Funnel()  # the instruction chain's
         self.records = Funnel()  # the record chain's
+        self.turns = Funnel()  # the per-turn chain's (turns, not conversations)
 
     def reject(self, record: Record, stage: str, reason: str, **detail: Any) -> None:
         """A candidate dropped before any filter saw it (`parse`, `bootstrap`)."""
@@ -28,6 +32,14 @@ class RunFunnel:
     def drop_task(self, record: Record, reason: str) -> None:
         """An accepted instruction that got no instance or response (already a candidate)."""
         self.generation.add_drop(Drop(record, "instances", reason))
+
+    def drop_conversation(self, record: Record, reason: str, **detail: Any) -> None:
+        """A kept record whose conversation failed a later turn (`generation.turn_failure: drop`)."""
+        self.generation.add_drop(Drop(record, "turns", reason, detail))
+
+    def shorten(self, reason: str) -> None:
+        """A conversation kept without the turn that failed and those after it (`truncate`)."""
+        self.generation.shortened["turns"][reason] += 1
 
     def over_target(self, record: Record) -> None:
         """An instruction the filters kept, past the pool's target."""

@@ -35,7 +35,7 @@ class Ask:
     def parser(self) -> str:
         """How the answer is read: the template's parser; a raw prompt's answer is a user turn."""
         if self.template is None:
-            return "user_turn"
+            return "magpie_query"
         assert self.template.meta.parser is not None  # roles' templates have one (prompting.roles)
         return self.template.meta.parser
 

@@ -1,11 +1,12 @@
 """`generate`: the whole flow for one config, from seeds to a Hugging Face dataset on disk.
 
 open_run (every input checked) -> grow_pool (the method's rounds: ask, send, parse, instruction
-filters) -> complete (instances or responses) -> record filters -> dataset and card. With a record
-target (`generation.num_records`) the middle repeats in refills until the dataset holds the target
-(`generator.run.target`); a budget (`generator.run.budget`) may stop the sending first. The server
-and the engine open when the first request must be sent (a finished run starts no server); a
-managed server that dies ends the run within `WATCH_S` seconds. Everything the engine returns is
+filters) -> complete (instances or responses) -> record filters -> later turns of conversations
+(`generation.turns`) -> dataset and card. With a record target (`generation.num_records`) the
+middle repeats in refills until the dataset holds the target (`generator.run.target`); a budget
+(`generator.run.budget`) may stop the sending first. The server and the engine open when the first
+request must be sent (a finished run starts no server); a managed server that dies ends the run
+within `WATCH_S` seconds. Everything the engine returns is
 appended to the run directory as it arrives, so a rerun of the same config resumes.
 """
 
@@ -40,6 +41,7 @@ from generator.run.sender import Sender
 from generator.run.stop import interrupted
 from generator.run.store import storage_error
 from generator.run.target import Stop, Target
+from generator.run.turns import converse
 
 __all__ = ["RunResult", "fingerprint", "generate"]
 
@@ -245,7 +247,7 @@ async def _complete_and_filter(
         batch = list(itertools.islice(tasks, chunk))
         completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
-        new = final.kept
+        new = await converse(run, sender, final.kept)  # as they are unless generation.turns > 1
         if room is not None:
             for record in new[room:]:
                 run.funnel.trimmed(record)

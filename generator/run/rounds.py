@@ -22,8 +22,10 @@ from generator.run.methods import METHODS, Ask
 from generator.run.pool import Pool
 from generator.run.sender import Sender
 
-# Request meta that an instruction's record carries on (Sender.lineage and the method's own).
+# Request meta that an instruction's record carries on (Sender.lineage and the method's own); in a
+# conversation also who the user is and what about (custom's persona and topic), for later turns.
 _LINEAGE = ("round", "seed_ids", "template", "template_hash", "model", "model_revision", "sampling_hash", "magpie")
+_CONVERSATION_LINEAGE = (*_LINEAGE, "persona", "topic")
 
 
 @dataclass
@@ -110,6 +112,7 @@ def _instructions(
     """The candidate instructions in a round's answers, in request order; what cannot be parsed
     and copies of seed tasks are dropped with their reason."""
     out: list[Record] = []
+    lineage = _CONVERSATION_LINEAGE if run.config.generation.turns > 1 else _LINEAGE
     for ask, req, res in zip(asks, requests, results):
         if res is None:
             continue
@@ -127,7 +130,7 @@ def _instructions(
                         instruction=item.instruction.strip(),
                         input=item.input,
                         output=item.output,
-                        meta={**{k: v for k, v in req.meta.items() if k in _LINEAGE}, "finish_reason": finish},
+                        meta={**{k: v for k, v in req.meta.items() if k in lineage}, "finish_reason": finish},
                     )
                 )
     return out

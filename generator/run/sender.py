@@ -61,15 +61,7 @@ class Sender:
     ) -> Request:
         """The request for `template` with `variables`: sampling from the config, then the
         template's own settings, then `extra`; its id is stable across runs."""
-        s = self.sampling
-        params: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
-        if s.stop:
-            params["stop"] = list(s.stop)
-        params.update(template.sampling)
-        params.update(extra)
-        if template.response_format is not None:
-            params["response_format"] = template.response_format
-        self._seed(params, variables)
+        params = self._params(template, repr(sorted(variables.items())), extra)
         values = {**template.meta.defaults, **variables}
         rid = request_id(template.name, _plain(values), self.model, params)
         return Request(
@@ -78,6 +70,29 @@ class Sender:
             params=params,
             meta={**meta, **self.lineage(template.name, template.digest, params)},
         )
+
+    def chat_request(
+        self, messages: list[dict[str, str]], sampling_of: PromptTemplate, meta: dict[str, Any]
+    ) -> Request:
+        """The request that sends `messages` as they are (a conversation to answer), sampled as
+        `sampling_of` is; its id depends only on the messages, the model and the sampling."""
+        params = self._params(sampling_of, repr(messages), {})
+        rid = request_id(f"chat:{sampling_of.name}", {"messages": messages}, self.model, params)
+        lineage = self.lineage(sampling_of.name, sampling_of.digest, params)
+        return Request(id=rid, messages=messages, params=params, meta={**meta, **lineage})
+
+    def _params(self, template: PromptTemplate, seed_key: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Sampling from the config, then the template's own settings, then `extra`."""
+        s = self.sampling
+        params: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
+        if s.stop:
+            params["stop"] = list(s.stop)
+        params.update(template.sampling)
+        params.update(extra)
+        if template.response_format is not None:
+            params["response_format"] = template.response_format
+        self._seed(params, seed_key)
+        return params
 
     def lineage(self, name: str, digest: str, params: dict[str, Any]) -> dict[str, Any]:
         """What a record made from this request says about how it was made (not part of the id):
@@ -103,15 +118,15 @@ class Sender:
         seed); `name` stands for the template in the id and the record's meta, and `variables`
         tell apart requests with the same prompt. Its id is stable across runs."""
         params = dict(params)
-        self._seed(params, variables)
+        self._seed(params, repr(sorted(variables.items())))
         rid = request_id(name, _plain({**variables, "prompt": prompt}), self.model, params)
         digest = hashlib.sha256(prompt.encode()).hexdigest()[:12]
         return Request(id=rid, prompt=prompt, params=params, meta={**meta, **self.lineage(name, digest, params)})
 
-    def _seed(self, params: dict[str, Any], variables: dict[str, Any]) -> None:
+    def _seed(self, params: dict[str, Any], seed_key: str) -> None:
         if self.sampling.seed is not None:
             # One seed per prompt: reproducible, yet different prompts sample independently.
-            params["seed"] = (self.sampling.seed + zlib.crc32(repr(sorted(variables.items())).encode())) % 2**31
+            params["seed"] = (self.sampling.seed + zlib.crc32(seed_key.encode())) % 2**31
 
     async def send(self, requests: list[Request]) -> list[Result | None]:
         """Results in the order of `requests`; None for a request that failed for good. Raises
