@@ -24,6 +24,7 @@ KEYS = {
     "json_tasks": {"instruction", "input", "output"},
     "response": {"output"},
     "user_turn": {"instruction"},
+    "magpie_query": {"instruction"},
 }
 # Fields that must never be empty in an accepted item.
 NON_EMPTY = {"instruction", "output"}

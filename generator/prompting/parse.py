@@ -567,6 +567,7 @@ def parse_magpie_query(text: str, finish_reason: str | None = None) -> ParseResu
         result.reject("truncated", instruction[-200:])
     else:
         result.items.append(Item(instruction=instruction))
+    return result
 
 
 _SPEAKER_LABEL = re.compile(

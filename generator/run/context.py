@@ -47,6 +47,8 @@ def fingerprint(config: Config) -> dict[str, Any]:
         for key in SINGLE_TURN_UNUSED:
             out["generation"].pop(key)
         out["generation"]["templates"].pop("user_turn")
+    if config.generation.method != "magpie":  # Magpie's settings decide nothing for other methods
+        out["generation"].pop("magpie")
     return out
 
 
