@@ -431,17 +431,27 @@ def _many(n: int) -> list[Record]:
     ]
 
 
-def test_shards_are_the_bytes_datasets_writes_and_the_disk_copy_loads(info, tmp_path, monkeypatch):
-    """The shards are written a row group at a time from the staged files: with small batches,
-    shards and row groups (so that row groups and shards cut through batches) they are, byte for
-    byte, what `Dataset.shard(n, i, contiguous=True).to_parquet` makes of the same rows."""
+@pytest.mark.parametrize(
+    ("row_group", "same_bytes"),
+    [("20KB", True), ("100MB", False)],
+    ids=["datasets-row-groups-smaller", "row-groups-capped"],
+)
+def test_shards_hold_the_rows_datasets_writes_and_the_disk_copy_loads(
+    info, tmp_path, monkeypatch, row_group, same_bytes
+):
+    """The shards are written a row group at a time from the staged files (small batches, shards
+    and row groups here, so that row groups and shards cut through batches). While `datasets`'
+    row groups are at most `BATCH_ROWS` rows the shards are, byte for byte, what
+    `Dataset.shard(n, i, contiguous=True).to_parquet` makes of the same rows; past that, row groups
+    are capped at `BATCH_ROWS` rows and the rows are the same."""
     import datasets.config
+    import pyarrow.parquet as pq
 
     from generator.publish import dataset as dataset_mod
 
     monkeypatch.setattr(dataset_mod, "BATCH_ROWS", 170)
     monkeypatch.setattr(dataset_mod, "SHARD_BYTES", 200_000)
-    monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", "60KB")
+    monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", row_group)
     records = _many(2_500)
     out = write_dataset(iter(records), tmp_path / "ds", info, test_ratio=0.2, split_seed=3)
     from_disk = datasets.load_from_disk(str(out / "hf"))
@@ -451,13 +461,16 @@ def test_shards_are_the_bytes_datasets_writes_and_the_disk_copy_loads(info, tmp_
         assert ds.features == features() and [row_to_record(r) for r in ds] == recs
         shards = sorted((out / "data").glob(f"{split}-*.parquet"))
         assert len(shards) > 1
+        rows = []
         for i, shard in enumerate(shards):
             again = tmp_path / f"again-{split}-{i}.parquet"
             ds.shard(num_shards=len(shards), index=i, contiguous=True).to_parquet(str(again))
-            assert shard.read_bytes() == again.read_bytes()
-        import pyarrow.parquet as pq
-
-        assert pq.ParquetFile(shards[0]).metadata.num_row_groups > 1
+            assert (shard.read_bytes() == again.read_bytes()) is same_bytes
+            meta = pq.ParquetFile(shard).metadata
+            assert meta.num_row_groups > 1
+            assert max(meta.row_group(g).num_rows for g in range(meta.num_row_groups)) <= 170
+            rows += pq.read_table(shard).to_pylist()
+        assert [row_to_record(r) for r in rows] == recs
 
 
 def test_card_lengths_are_those_of_the_sorted_values():

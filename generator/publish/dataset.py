@@ -186,9 +186,9 @@ def write_dataset(
     `records` is read once, as a stream (a list or a spill file's `KeptRecords`): rows go to one
     Arrow stream file per split in batches of `BATCH_ROWS`; the card's statistics are read from
     those files batch by batch, the parquet shards are written a row group at a time from a memory
-    map opened for that row group alone, and the files themselves become the `save_to_disk` copy.
-    So the write holds about one row group (at most `datasets`' 100 MB) whatever the size. The
-    splits are those of `split_records`; the shards are the bytes `Dataset.to_parquet` writes.
+    map opened for that row group alone (at most `BATCH_ROWS` rows), and the files themselves become
+    the `save_to_disk` copy. So the write holds about one batch whatever the size. The splits are
+    those of `split_records`; the rows are those `Dataset.to_parquet` writes.
 
     The folder is built next to `out_dir` and swapped in at the end, so a crash leaves either the
     old dataset or the new one, and shards of an earlier write never linger. `out_dir` belongs to
@@ -266,9 +266,10 @@ def _range_nbytes(size: SplitSize, start: int, stop: int, path: Path) -> int:
 
 
 def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> None:
-    """The split's parquet shards, as `Dataset.shard(n, i, contiguous=True).to_parquet` writes them:
-    `n` from `SHARD_BYTES`, row groups of `datasets`' size. Each row group is read from a memory
-    map of its own, closed once the group is written, so the pages it touched leave the process."""
+    """The split's parquet shards, as `Dataset.shard(n, i, contiguous=True).to_parquet` writes them
+    (`n` from `SHARD_BYTES`; the same bytes while `datasets`' row groups are at most `BATCH_ROWS`
+    rows), with row groups of at most `BATCH_ROWS` rows. Each row group is read from a memory map
+    of its own, closed once the group is written, so the pages it touched leave the process."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import config
@@ -288,6 +289,9 @@ def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> No
         batch_size = get_writer_batch_size_from_features(feats) or get_writer_batch_size_from_data_size(
             stop - start, _range_nbytes(size, start, stop, path)
         )
+        # A row group is held whole while it is written: at most `BATCH_ROWS` rows, not the 100 MB
+        # `datasets` allows, so the write's memory does not grow with the split.
+        batch_size = min(batch_size, BATCH_ROWS)
         writer = pq.ParquetWriter(
             str(data_dir / f"{name}-{i:05d}-of-{n:05d}.parquet"),
             schema=schema,
