@@ -324,6 +324,22 @@ class DatasetConfig(Section):
     )
 
 
+class ReportConfig(Section):
+    enabled: bool = Field(
+        True,
+        description="Write the HTML report (`report.html` in the dataset folder) at the end of `generate`, "
+        "`merge`, `dedup` and `decontaminate`.",
+    )
+    gpu_hour_cost: float | None = Field(
+        None, ge=0, description="Price of one GPU-hour (or CPU-hour), to show the cost per 1,000 kept rows."
+    )
+    sample: int = Field(
+        5000, ge=100, description="Rows the embedding measures (Vendi, map, clusters, self-BLEU) are computed on."
+    )
+    examples: int = Field(2000, ge=0, description="Kept rows shown in the report's Examples table (a sample).")
+    rejected_per_reason: int = Field(100, ge=0, description="Dropped rows the report shows for each filter and reason.")
+
+
 class Config(Section):
     run_dir: Path = Field(Path("runs/default"), description="Where the run writes everything.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -333,6 +349,7 @@ class Config(Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     # Where relative paths in the config file are resolved: the config file's folder.
     _base_dir: Path = PrivateAttr(default=Path("."))

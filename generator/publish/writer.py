@@ -33,8 +33,10 @@ class DatasetWriter:
         engine: dict[str, Any],
         model: str,
         contamination: dict[str, dict[str, int]] | None = None,
+        quality: dict[str, Any] | None = None,
     ) -> Any:
-        """The card's facts; `contamination` is the decontamination filters' counts per reference."""
+        """The card's facts; `contamination` is the decontamination filters' counts per reference,
+        `quality` the report's headline numbers."""
         from generator.publish.dataset import DatasetInfo
 
         c, d = self.config, self.config.dataset
@@ -55,6 +57,7 @@ class DatasetWriter:
             version=__version__,
             repo_id=d.push.repo if d.push else None,
             contamination=contamination or {},
+            quality=quality,
         )
 
     def write(
@@ -64,6 +67,7 @@ class DatasetWriter:
         engine: dict[str, Any],
         model: str,
         contamination: dict[str, dict[str, int]] | None = None,
+        quality: dict[str, Any] | None = None,
     ) -> Path:
         from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
 
@@ -72,7 +76,7 @@ class DatasetWriter:
         return write_dataset(
             records,
             self.out_dir,
-            self.info(records, funnel.to_dict(), engine, model, contamination),
+            self.info(records, funnel.to_dict(), engine, model, contamination, quality),
             test_ratio=d.test_ratio,
             split_seed=d.split_seed,
             card_template=template,

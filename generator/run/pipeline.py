@@ -25,6 +25,7 @@ from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
+from generator.report import hardware_of, measure_records
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
 from generator.run.progress import Progress
@@ -62,6 +63,7 @@ class RunResult:
                 "  load it with:",
                 "    import datasets",
                 f"    ds = datasets.load_dataset({str(self.dataset_dir)!r})",
+                *([f"report: {self.stats['report']}"] if self.stats.get("report") else []),
             ]
         )
 
@@ -210,7 +212,10 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
             indent=2,
         )
     )
-    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model, run.contamination())
+    measured = measure_records(out.records, run.seeds, run.config.report)  # for the card and the report
+    quality = measured.card() if measured else None
+    dataset_dir = run.writer.write(out.records, funnel, out.engine, out.model, run.contamination(), quality)
+    report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()
@@ -221,6 +226,6 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         len(out.records),
         funnel,
         out.pool,
-        {"splits": run.writer.split_counts(), "engine": out.engine},
+        {"splits": run.writer.split_counts(), "engine": out.engine, "report": report},
         time.monotonic() - started,
     )
