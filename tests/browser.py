@@ -191,7 +191,8 @@ def colour_stats(png: bytes) -> tuple[int, float]:
 
     img = Image.open(io.BytesIO(png)).convert("RGB")
     img = img.resize((max(1, img.width // 4), max(1, img.height // 4)))
-    pixels = list(img.getdata())
+    raw = img.tobytes()
+    pixels = [(raw[i], raw[i + 1], raw[i + 2]) for i in range(0, len(raw), 3)]
     distinct = len({(r // 8, g // 8, b // 8) for r, g, b in pixels})
     inked = sum(1 for r, g, b in pixels if min(r, g, b) < 235) / len(pixels)
     return distinct, inked
