@@ -178,7 +178,15 @@ def _report(args: argparse.Namespace) -> int | None:
 
     if (args.run_dir is None) == (args.dataset is None):
         raise InstructforgeError("report: give a RUN_DIR or --dataset SOURCE (one of them)")
-    config = ReportConfig(sample=args.sample, examples=args.examples, gpu_hour_cost=args.gpu_hour_cost)
+    from pydantic import ValidationError
+
+    from generator.core.errors import ConfigError, describe_errors
+
+    options = {"sample": args.sample, "examples": args.examples, "gpu_hour_cost": args.gpu_hour_cost}
+    try:
+        config = ReportConfig(**options)
+    except ValidationError as err:
+        raise ConfigError(f"report: {describe_errors(err, options)}") from None
     if args.dataset is not None:
         result = write_dataset_report(args.dataset, Path(args.out or "report.html"), config=config)
     else:

@@ -45,8 +45,8 @@ class ReportResult:
     metrics: DatasetMetrics
 
     def summary(self) -> str:
-        total = sum(self.seconds.values())
-        return f"wrote the report {self.path} ({self.bytes / 1e6:.1f} MB, {self.metrics.rows:,} rows, {total:.1f} s)"
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        return f"wrote the report {self.path} ({self.bytes / 1e6:.1f} MB, {self.metrics.rows:,} rows; {steps})"
 
 
 def measure_rows(
