@@ -24,10 +24,11 @@ from generator.run.pipeline import generate
 # What the page shows of the funnel, read from the DOM.
 FUNNEL_JS = """(() => {
   const t = document.querySelector('#funnel-table');
+  const num = (el) => Number(el.textContent.replaceAll(',', ''));
   const rows = [...t.querySelectorAll('tr.reason')].map(tr =>
-    [tr.dataset.stage, tr.dataset.reason, Number(tr.querySelector('[data-funnel=drop]').textContent)]);
-  return {candidates: Number(t.querySelector('[data-funnel=candidates]').textContent),
-          kept: Number(t.querySelector('[data-funnel=kept]').textContent), rows};
+    [tr.dataset.stage, tr.dataset.reason, num(tr.querySelector('[data-funnel=drop]'))]);
+  return {candidates: num(t.querySelector('[data-funnel=candidates]')),
+          kept: num(t.querySelector('[data-funnel=kept]')), rows};
 })()"""
 
 

@@ -84,7 +84,7 @@
   function funnel() {
     const f = D.funnel;
     if (!f) return;
-    const w = 900, row = 30, left = 130, right = 70, stages = f.stages;
+    const w = 900, row = 30, left = 130, right = 140, stages = f.stages;
     const s = canvas("funnel-chart", w, (stages.length + 2) * row + 10);
     const scale = (w - left - right) / Math.max(f.candidates, 1);
     let offset = 0, k = 0;
@@ -99,6 +99,10 @@
       st.reasons.forEach((r) => {
         const seg = svg("rect", { x, y: y + 4, width: Math.max(1, r.count * scale), height: row - 10, fill: colour(k++), class: "seg" }, s);
         hover(seg, `${st.stage} / ${r.reason}: ${fmt(r.count)} (${pct(r.count / Math.max(f.candidates, 1))}); click to see the rows`);
+        if (r.count * scale > 7 * r.reason.length) {
+          const label = svg("text", { x: x + 4, y: y + 19, fill: "#fff", "pointer-events": "none" }, s);
+          label.textContent = r.reason;
+        }
         seg.addEventListener("click", () => showDrops(st.stage, r.reason));
         x += r.count * scale; total += r.count;
       });
