@@ -129,6 +129,36 @@ def test_the_report_is_pushed_with_the_dataset(fake_run, hub) -> None:
     assert files["report.html"].data == (run_dir / "dataset" / "report.html").read_bytes()
 
 
+def test_a_duplicate_drop_names_its_kept_twin(browser_ready, tmp_path: Path) -> None:
+    server = FakeOpenAI()  # no variants: the echoed instructions repeat, exact_dedup drops the copies
+    server.start_in_thread()
+    config = parse_config(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "model": {"name": "fake", "served_name": "fake-model"},
+            "server": {"endpoints": [server.url]},
+            "generation": {"num_instructions": 10, "instances": "response"},
+            "filters": {"instructions": [{"name": "exact_dedup"}], "records": [{"name": "truncated"}]},
+        }
+    )
+    try:
+        generate(config, progress=False)
+    finally:
+        server.stop_thread()
+    rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
+    kept = {json.loads(line)["instruction"] for line in (tmp_path / "run" / "kept.jsonl").read_text().splitlines()}
+    duplicates = [r for r in rejected if r["reason"] == "exact_duplicate"]
+    assert duplicates
+    visit = open_page(
+        tmp_path / "run" / "dataset" / "report.html", {"drops": _click_reason("exact_dedup", "exact_duplicate")}
+    )
+    assert visit.errors == []
+    first = visit.values["drops"]["rows"][0]
+    twin = first.split("kept twin: ", 1)[1].split("kept_id:", 1)[0]
+    assert twin in kept and twin == duplicates[0]["record"]["instruction"]  # an exact copy of a kept row
+    assert duplicates[0]["kept_id"] in first
+
+
 def test_report_of_any_dataset_file_from_the_command(browser_ready, tmp_path: Path, capsys) -> None:
     hostile = "Close the page </script><script>document.title='owned'</script> <!-- and <b>bold</b>"
     rows = [{"instruction": f"Write a poem about topic {i}.", "input": "", "output": f"Poem {i}."} for i in range(30)]

@@ -213,6 +213,7 @@ def funnel_view(inputs: ReportInputs) -> dict[str, Any] | None:
     if not funnel:
         return None
     examples = funnel.get("examples") or {}
+    kept = {row.get("id"): row["instruction"] for row in inputs.rows}
     stages = []
     for stage, reasons in (funnel.get("drops") or {}).items():
         items = []
@@ -220,6 +221,10 @@ def funnel_view(inputs: ReportInputs) -> dict[str, Any] | None:
             key = f"{stage}/{reason}"
             shown = inputs.rejected.get(key) or [rejected_row(e) for e in examples.get(key, [])]
             source = "rejected.jsonl" if key in inputs.rejected else "funnel.json examples"
+            for row in shown:  # a duplicate names its kept twin: show the twin's text when it is in the dataset
+                twin = row["detail"].get("kept_id")
+                if twin in kept:
+                    row["twin"] = clip(kept[twin])
             items.append({"reason": reason, "count": count, "rows": shown, "source": source})
         stages.append({"stage": stage, "reasons": items})
     return {"candidates": funnel.get("candidates", 0), "kept": funnel.get("kept", 0), "stages": stages}

@@ -25,7 +25,7 @@ CLIP = 600  # characters of a text the report shows (the dataset holds the rest)
 @dataclass
 class ReportInputs:
     title: str
-    rows: list[dict[str, Any]]  # instruction, input, output, meta (a dict)
+    rows: list[dict[str, Any]]  # id, instruction, input, output, meta (a dict)
     funnel: dict[str, Any] | None = None
     rounds: dict[str, Any] | None = None
     rejected: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "filter/reason" -> rows
@@ -35,7 +35,10 @@ class ReportInputs:
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
-    return [{"instruction": r.instruction, "input": r.input, "output": r.output, "meta": dict(r.meta)} for r in records]
+    return [
+        {"id": r.id, "instruction": r.instruction, "input": r.input, "output": r.output, "meta": dict(r.meta)}
+        for r in records
+    ]
 
 
 def read_folder(

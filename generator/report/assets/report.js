@@ -137,6 +137,7 @@
       html("div", {}, d, row.instruction);
       if (row.input) html("div", { class: "muted" }, d, "input: " + row.input);
       if (row.output) html("div", { class: "muted" }, d, "output: " + row.output);
+      if (row.twin) html("div", { class: "twin" }, d, "kept twin: " + row.twin);
       const keys = Object.keys(row.detail || {});
       if (keys.length) html("div", { class: "detail" }, d, keys.map((k) => `${k}: ${JSON.stringify(row.detail[k])}`).join("  ·  "));
     });
