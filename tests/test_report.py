@@ -256,3 +256,39 @@ def test_the_report_of_a_real_run_opens_offline_with_its_funnel(real_run: Path, 
     assert visit.values["points"] == funnel["kept"]  # every kept row is on the map (under the sample size)
     colours, inked = colour_stats(visit.screenshot)
     assert colours > 40 and inked > 0.05, (colours, inked)
+
+
+@pytest.mark.parametrize(
+    ("values", "kwargs"),
+    [
+        ([1, 2, 2, 3, 50, 400], {"bins": 5, "integer": True}),  # a long tail lands in the last bin
+        ([0.1, 0.5, 0.99, 1.0], {"bins": 4, "lo": 0.0, "hi": 1.0}),
+        ([7] * 10, {"bins": 30, "integer": True}),
+    ],
+    ids=["tail", "unit-interval", "constant"],
+)
+def test_histograms_count_every_value_once(values, kwargs) -> None:
+    from generator.report.build import histogram
+
+    h = histogram(values, kwargs.pop("bins"), **kwargs)
+    assert sum(h["counts"]) == len(values) == h["n"]
+    assert len(h["edges"]) == len(h["counts"]) + 1
+    assert h["max"] == max(values)
+
+
+def test_a_reason_without_rejected_rows_shows_the_funnel_examples(tmp_path: Path) -> None:
+    from generator.report.build import funnel_view
+    from generator.report.sources import ReportInputs
+
+    funnel = {
+        "candidates": 3,
+        "kept": 1,
+        "drops": {"parse": {"unparseable": 1}, "length": {"too_short": 1}},
+        "examples": {"parse/unparseable": [{"instruction": "{broken", "input": "", "output": "", "error": "json"}]},
+    }
+    rejected = {"length/too_short": [{"instruction": "Hi", "input": "", "output": "", "detail": {"words": 1}}]}
+    view = funnel_view(ReportInputs("t", [{"id": "x", "instruction": "Kept one."}], funnel=funnel, rejected=rejected))
+    reasons = {(s["stage"], r["reason"]): r for s in view["stages"] for r in s["reasons"]}
+    assert reasons[("parse", "unparseable")]["source"] == "funnel.json examples"
+    assert reasons[("parse", "unparseable")]["rows"][0]["detail"] == {"error": "json"}
+    assert reasons[("length", "too_short")]["source"] == "rejected.jsonl"
