@@ -216,7 +216,7 @@
     if (!rs.length) return;
     const w = 640, h = 220, pad = 34, n = rs.length;
     const s = canvas("rounds-chart", w, h + 30);
-    const max = Math.max(...rs.map((r) => r.candidates), 1), bw = (w - 2 * pad) / n;
+    const max = Math.max(...rs.map((r) => r.candidates), 1), bw = Math.min((w - 2 * pad) / n, 90);
     svg("line", { x1: pad, y1: h, x2: w - pad, y2: h, class: "axis" }, s);
     const pts = [];
     rs.forEach((r, i) => {
