@@ -1,6 +1,6 @@
 """Benchmark of the run report at scale: a 50,000-row run made against the fake OpenAI-compatible
-server (tests/fake_openai.py: echoed, tagged instructions; the record chain drops long outputs, so
-rejected.jsonl is full too), then `instructforge report RUN_DIR` in a fresh process, then the page
+server (tests/fake_openai.py: echoed, tagged instructions; the instruction chain drops short ones,
+so rejected.jsonl is full too), then `instructforge report RUN_DIR` in a fresh process, then the page
 opened in headless Chromium (tests/browser.py).
 
     python scripts/bench_report.py                       # 50,000 rows
@@ -35,9 +35,11 @@ def _config(run_dir: Path, url: str, rows: int) -> str:
         f"server: {{endpoints: [{url}]}}\n"
         "engine: {concurrency: 64}\n"
         f"generation: {{num_instructions: {rows}, instances: response, max_rounds: {rounds}}}\n"
+        # Drops before the target (short instructions), so that `rows` rows are kept and
+        # rejected.jsonl is not empty.
         "filters:\n"
-        "  instructions: [{name: length, min_words: 4}, {name: exact_dedup}]\n"
-        "  records: [{name: truncated}, {name: length, max_words: 16}]\n"
+        "  instructions: [{name: length, min_words: 10}, {name: exact_dedup}]\n"
+        "  records: [{name: truncated}]\n"
         "report: {enabled: false}\n"  # the report is built and timed on its own below
     )
 
