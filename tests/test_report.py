@@ -121,6 +121,22 @@ def test_the_report_opens_in_chromium_offline_and_shows_the_funnel_of_funnel_jso
     assert colours > 40 and inked > 0.05, (colours, inked)  # charts, not a blank or text-only page
 
 
+def test_a_long_run_of_many_rounds_draws_without_errors(fake_run, browser_ready, tmp_path: Path) -> None:
+    import shutil
+
+    run_dir, _ = fake_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    rounds = [
+        {"round": i, "requests": 64, "candidates": 500 + i, "accepted": 300, "acceptance": 0.6} for i in range(400)
+    ]
+    (copy / "rounds.json").write_text(json.dumps({"stop_reason": "target reached", "rounds": rounds}))
+    assert main(["report", str(copy), "--out", str(tmp_path / "r.html")]) == 0
+    visit = open_page(tmp_path / "r.html", {"rows": "document.querySelectorAll('#rounds-table tbody tr').length"})
+    assert visit.errors == []  # bars of 400 rounds in 640 px: no negative widths
+    assert visit.values["rows"] == 400
+
+
 def test_the_report_is_pushed_with_the_dataset(fake_run, hub) -> None:
     run_dir, _ = fake_run
     result = push_dataset(run_dir, "alice/reported")

@@ -219,11 +219,12 @@
     const max = Math.max(...rs.map((r) => r.candidates), 1), bw = Math.min((w - 2 * pad) / n, 90);
     svg("line", { x1: pad, y1: h, x2: w - pad, y2: h, class: "axis" }, s);
     const pts = [];
+    const gap = Math.min(3, bw * 0.1), half = Math.max(0.5, bw / 2 - gap), every = Math.ceil(n / 20);
     rs.forEach((r, i) => {
       const x = pad + i * bw, ch = ((h - 20) * r.candidates) / max, ah = ((h - 20) * r.accepted) / max;
-      hover(svg("rect", { x: x + 2, y: h - ch, width: bw / 2 - 3, height: ch, fill: "#9aa5b8" }, s), `round ${r.round}: ${fmt(r.candidates)} candidates`);
-      hover(svg("rect", { x: x + bw / 2, y: h - ah, width: bw / 2 - 3, height: ah, fill: "#17a398" }, s), `round ${r.round}: ${fmt(r.accepted)} accepted`);
-      svg("text", { x: x + bw / 2, y: h + 14, "text-anchor": "middle" }, s).textContent = String(r.round);
+      hover(svg("rect", { x: x + gap, y: h - ch, width: half, height: ch, fill: "#9aa5b8" }, s), `round ${r.round}: ${fmt(r.candidates)} candidates`);
+      hover(svg("rect", { x: x + bw / 2, y: h - ah, width: half, height: ah, fill: "#17a398" }, s), `round ${r.round}: ${fmt(r.accepted)} accepted`);
+      if (i % every === 0) svg("text", { x: x + bw / 2, y: h + 14, "text-anchor": "middle" }, s).textContent = String(r.round);
       pts.push(`${x + bw / 2},${h - (h - 20) * r.acceptance}`);
     });
     svg("polyline", { points: pts.join(" "), fill: "none", stroke: "#e4572e", "stroke-width": 2 }, s);
