@@ -8,7 +8,7 @@ STAMP := $(VENV)/.instructforge-setup
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint constraints model clean
+.PHONY: setup browser demo test test-fast lint constraints model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,16 +21,24 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Headless Chromium from Debian, for the report tests (tests/browser.py drives it over DevTools):
+# installed once, skipped when present.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
+	    echo "chromium is missing: run 'sudo apt-get install -y chromium' (the report tests need it)"; exit 1; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
 model: setup
 	$(BIN)/instructforge model prepare
 
 demo: model
 	$(BIN)/instructforge generate --config $(CONFIG)
 
-test: model
+test: model browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup browser
 	$(BIN)/python -m pytest -m "not vllm" $(PYTEST_ARGS)
 
 # Lint: ruff's rules with the complexity gate (C901, PLR0913: see pyproject.toml) and the formatter.

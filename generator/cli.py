@@ -194,7 +194,37 @@ def _merge(args: argparse.Namespace) -> int | None:
     if dataset.card_template:
         dataset = dataset.model_copy(update={"card_template": str(config.resolve(dataset.card_template))})
     dedup = [{"name": name} for name in args.dedup] if args.dedup else None
-    result = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), dataset=dataset, dedup=dedup, push=args.push)
+    result = merge_runs(
+        [Path(p) for p in args.run_dirs],
+        Path(args.out),
+        dataset=dataset,
+        dedup=dedup,
+        push=args.push,
+        report=config.report,
+    )
+    print(result.summary())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int | None:
+    from generator.config import ReportConfig
+    from generator.report import write_dataset_report, write_folder_report
+
+    if (args.run_dir is None) == (args.dataset is None):
+        raise InstructforgeError("report: give a RUN_DIR or --dataset SOURCE (one of them)")
+    from pydantic import ValidationError
+
+    from generator.core.errors import ConfigError, describe_errors
+
+    options = {"sample": args.sample, "examples": args.examples, "gpu_hour_cost": args.gpu_hour_cost}
+    try:
+        config = ReportConfig(**options)
+    except ValidationError as err:
+        raise ConfigError(f"report: {describe_errors(err, options)}") from None
+    if args.dataset is not None:
+        result = write_dataset_report(args.dataset, Path(args.out or "report.html"), config=config)
+    else:
+        result = write_folder_report(Path(args.run_dir), out=Path(args.out) if args.out else None, config=config)
     print(result.summary())
     return 0
 
@@ -447,6 +477,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--push", action="store_true", help="push the merged dataset to dataset.push.repo")
     p.set_defaults(func=_merge)
+
+    p = sub.add_parser(
+        "report",
+        help="write the HTML report (funnel, diversity, lengths, rounds, examples) of a run or of any dataset",
+    )
+    p.add_argument(
+        "run_dir", nargs="?", metavar="RUN_DIR", help="a run directory (or merge, dedup, decontaminate output)"
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="SOURCE",
+        help="any dataset instead: a file (.jsonl, .json, .csv, .parquet), a dataset folder or hf:owner/name",
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        help="HTML file to write (default: report.html in the run's dataset folder; report.html here for --dataset)",
+    )
+    p.add_argument("--sample", type=int, default=5000, help="rows the embedding measures use (default: 5000)")
+    p.add_argument("--examples", type=int, default=2000, help="kept rows in the Examples table (default: 2000)")
+    p.add_argument("--gpu-hour-cost", type=float, help="price of a GPU-hour, for the cost per 1,000 kept rows")
+    p.set_defaults(func=_report)
 
     return parser
 

@@ -450,6 +450,22 @@ class DatasetConfig(Section):
     )
 
 
+class ReportConfig(Section):
+    enabled: bool = Field(
+        True,
+        description="Write the HTML report (`report.html` in the dataset folder) at the end of `generate`, "
+        "`merge`, `dedup` and `decontaminate`.",
+    )
+    gpu_hour_cost: float | None = Field(
+        None, ge=0, description="Price of one GPU-hour (or CPU-hour), to show the cost per 1,000 kept rows."
+    )
+    sample: int = Field(
+        5000, ge=100, description="Rows the embedding measures (Vendi, map, clusters, self-BLEU) are computed on."
+    )
+    examples: int = Field(2000, ge=0, description="Kept rows shown in the report's Examples table (a sample).")
+    rejected_per_reason: int = Field(100, ge=0, description="Dropped rows the report shows for each filter and reason.")
+
+
 class Config(Section):
     run_dir: Path = Field(Path("runs/default"), description="Where the run writes everything.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -460,6 +476,7 @@ class Config(Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _magpie_filters(self) -> Config:

@@ -4,6 +4,7 @@
 - `filters/` imports only `filters` and `generator.core` (never the run, the engine or the CLI);
 - `generator/llm/` (the model side) does not import the run, prompting or publishing;
 - `generator/prompting/` and `generator/publish/` do not import the run;
+- `generator/report/` does not import the run or the CLI (the run and the CLI call it);
 - `generator/config.py` reads filter specs only (`filters.specs`), never filter implementations;
 - the store and `llm/requests.py` hold plain data: no HTTP client module.
 """
@@ -47,6 +48,15 @@ RULES = [
             )
             or m == "generator"
             or m == "generator.__version__"
+        ),
+    ),
+    (
+        "generator/report/*.py",
+        lambda m: (
+            m.startswith(
+                ("generator.core", "generator.report", "generator.config", "generator.publish", "generator.prompting")
+            )
+            or m in ("generator", "generator.__version__", "generator.llm.server", "generator.llm.server.has_gpu")
         ),
     ),
     ("generator/config.py", lambda m: m.startswith(("generator.core", "filters.specs")) or m == "generator.config"),

@@ -35,6 +35,7 @@ from generator.core.sandbox import environment
 DATA_DIR = "data"
 DISK_DIR = "hf"
 CARD = "README.md"
+REPORT = "report.html"  # the run report (generator/report), pushed with the dataset, linked from the card
 REPO_PLACEHOLDER = "<repo_id>"  # the card's load snippet before the dataset has a Hub repo
 SHARD_BYTES = 256 * 2**20
 BATCH_ROWS = 10_000  # rows encoded at a time while writing: what the write holds in memory
@@ -99,6 +100,8 @@ class DatasetInfo:
     """Per decontamination reference: {references, ngram_overlap, semantic_overlap} (rows it caught)."""
     stop: dict[str, Any] = field(default_factory=dict)
     """Why the run stopped: {reason, kind, num_records, refills, rounds, budget: {limits, spent, stopped_by}}."""
+    quality: dict[str, Any] | None = None
+    """The report's headline numbers (generator.report.card_quality) for the card; none when no report."""
 
 
 # --- rows -----------------------------------------------------------------------------------------

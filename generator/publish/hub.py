@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from generator.core.errors import HubError
-from generator.publish.dataset import CARD, DATA_DIR, REPO_PLACEHOLDER, data_files, resolve_dataset_dir
+from generator.publish.dataset import CARD, DATA_DIR, REPO_PLACEHOLDER, REPORT, data_files, resolve_dataset_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -242,6 +242,8 @@ def push_dataset(
     local = {f"{DATA_DIR}/{p.name}": p for paths in files.values() for p in paths}
     ops: list[Any] = [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=card.encode("utf-8"))]
     ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in local.items()]
+    extra = [REPORT] if (folder / REPORT).is_file() else []  # the run report, which the card links to
+    ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in extra]
     stale = [p for p in remote if p.startswith(f"{DATA_DIR}/") and p not in local]
     ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
 
@@ -264,6 +266,6 @@ def push_dataset(
         commit_sha=commit.oid,
         commit_url=commit.commit_url,
         rows=rows,
-        uploaded=[CARD, *local],
+        uploaded=[CARD, *local, *extra],
         deleted=stale,
     )

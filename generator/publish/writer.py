@@ -34,9 +34,10 @@ class DatasetWriter:
         model: str,
         contamination: dict[str, dict[str, int]] | None = None,
         stop: dict[str, Any] | None = None,
+        quality: dict[str, Any] | None = None,
     ) -> Any:
         """The card's facts; `contamination` is the decontamination filters' counts per reference,
-        `stop` why the run stopped (reason, target, budget)."""
+        `stop` why the run stopped (reason, target, budget), `quality` the report's headline numbers."""
         from generator.publish.dataset import DatasetInfo
 
         c, d = self.config, self.config.dataset
@@ -61,6 +62,7 @@ class DatasetWriter:
             repo_id=d.push.repo if d.push else None,
             contamination=contamination or {},
             stop=stop or {},
+            quality=quality,
         )
 
     def write(
@@ -71,6 +73,7 @@ class DatasetWriter:
         model: str,
         contamination: dict[str, dict[str, int]] | None = None,
         stop: dict[str, Any] | None = None,
+        quality: dict[str, Any] | None = None,
     ) -> Path:
         from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
 
@@ -79,7 +82,7 @@ class DatasetWriter:
         return write_dataset(
             records,
             self.out_dir,
-            self.info(records, funnel.to_dict(), engine, model, contamination, stop),
+            self.info(records, funnel.to_dict(), engine, model, contamination, stop, quality),
             test_ratio=d.test_ratio,
             split_seed=d.split_seed,
             card_template=template,

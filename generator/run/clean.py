@@ -21,10 +21,12 @@ from typing import Any
 
 from filters.base import Chain, Funnel
 from generator import __version__
-from generator.config import DatasetConfig
+from generator.config import DatasetConfig, ReportConfig
 from generator.core.errors import ConfigError
 from generator.core.files import atomic_open
 from generator.core.records import Record
+from generator.publish.dataset import REPORT
+from generator.report import measure_records
 
 DATASET = "dataset"
 FUNNEL = "funnel.json"
@@ -40,8 +42,10 @@ def write_folder(
     funnel: Funnel,
     dataset: DatasetConfig | None = None,
     contamination: dict[str, dict[str, int]] | None = None,
+    report: ReportConfig | None = None,
 ) -> Path:
-    """The kept records as `<out_dir>/dataset` (parquet + card) and the funnel as `funnel.json`."""
+    """The kept records as `<out_dir>/dataset` (parquet + card), the funnel as `funnel.json`, and
+    the report (`dataset/report.html`)."""
     from generator.publish.dataset import DatasetInfo, write_dataset
 
     d = dataset or DatasetConfig()
@@ -61,6 +65,8 @@ def write_folder(
         repo_id=d.push.repo if d.push else None,
         contamination=contamination or {},
     )
+    measured = measure_records(records, (), report)
+    info.quality = measured.card() if measured else None
     template = Path(d.card_template) if d.card_template else None
     path = write_dataset(
         records,
@@ -72,6 +78,8 @@ def write_folder(
         save_to_disk=d.save_to_disk,
     )
     funnel.write(out_dir / FUNNEL)
+    if measured is not None:
+        measured.write(out_dir)
     return path
 
 
@@ -92,7 +100,9 @@ class CleanResult:
         return self.out_dir / DATASET
 
     def summary(self) -> str:
-        return "\n".join([self.summary_line, f"wrote {', '.join(str(p) for p in self.written)}"])
+        report = self.dataset_dir / REPORT
+        lines = [self.summary_line, f"wrote {', '.join(str(p) for p in self.written)}"]
+        return "\n".join([*lines, *([f"report: {report}"] if report.is_file() else [])])
 
 
 def dedup(inputs: list[Path], out_dir: Path, *, format: str | None = None, **params: Any) -> CleanResult:

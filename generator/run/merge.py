@@ -28,9 +28,10 @@ from filters.base import Chain, FilterContext, Funnel
 from filters.registry import build_chain
 from filters.specs import parse_specs
 from generator import __version__
-from generator.config import DatasetConfig
+from generator.config import DatasetConfig, ReportConfig
 from generator.core.errors import ConfigError
 from generator.core.records import Record
+from generator.report import measure_records
 
 MERGE_STAGE = "merge"
 
@@ -54,6 +55,7 @@ class MergeResult:
     funnel: Funnel
     shards: list[ShardInput] = field(default_factory=list)
     dedup: list[str] = field(default_factory=list)
+    report: Path | None = None
 
     @property
     def records(self) -> int:
@@ -71,6 +73,7 @@ class MergeResult:
                 f"  dropped {self.cross_shard_duplicates} cross-shard duplicates ({', '.join(self.dedup)})",
                 f"  funnel: {self.funnel.candidates} candidates -> {self.funnel.kept} kept "
                 f"({self.out_dir / 'funnel.json'})",
+                *([f"report: {self.report}"] if self.report else []),
             ]
         )
 
@@ -82,12 +85,13 @@ def merge_runs(
     dataset: DatasetConfig | None = None,
     dedup: list[dict[str, Any]] | None = None,
     push: bool = False,
+    report: ReportConfig | None = None,
 ) -> MergeResult:
     """Merge shard run directories into `out_dir` (see the module docstring).
 
     `dataset` gives the split, card and push settings (a config's `dataset` section); `dedup` the
     filter specs run over all rows, `default_dedup()` when None. `push` pushes the merged dataset
-    to `dataset.push.repo`.
+    to `dataset.push.repo`. `report` sets the report written beside the dataset (defaults when None).
     """
     from generator.publish.dataset import write_dataset
 
@@ -131,6 +135,8 @@ def merge_runs(
 
     funnel = _merged_funnel(shard_funnel, stage)
     info = _info(run_dirs, kept, funnel.to_dict(), d)
+    measured = measure_records(kept, (), report)
+    info.quality = measured.card() if measured else None
     template = Path(d.card_template) if d.card_template else None
     dataset_dir = write_dataset(
         kept,
@@ -142,6 +148,7 @@ def merge_runs(
         save_to_disk=d.save_to_disk,
     )
     funnel.write(out_dir / "funnel.json")
+    report_file = measured.write(out_dir).path if measured else None
     (out_dir / "merge.json").write_text(
         json.dumps(
             {
@@ -162,7 +169,7 @@ def merge_runs(
             revision=d.push.revision,
             message=f"Merge of {len(shards)} shards: {funnel.kept} records",
         )
-    return MergeResult(out_dir, dataset_dir, funnel, shards, [s["name"] for s in specs])
+    return MergeResult(out_dir, dataset_dir, funnel, shards, [s["name"] for s in specs], report_file)
 
 
 def _check_inputs(run_dirs: list[Path], out_dir: Path) -> None:

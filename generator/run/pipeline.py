@@ -31,6 +31,7 @@ from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
+from generator.report import hardware_of, measure_records
 from generator.run.budget import SAVE_EVERY_S
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
@@ -74,6 +75,7 @@ class RunResult:
                 "  load it with:",
                 "    import datasets",
                 f"    ds = datasets.load_dataset({str(self.dataset_dir)!r})",
+                *([f"report: {self.stats['report']}"] if self.stats.get("report") else []),
             ]
         )
 
@@ -282,9 +284,12 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     )
     if run.budget is not None:
         run.budget.save()
+    measured = measure_records(out.records, run.seeds, run.config.report)  # for the card and the report
+    quality = measured.card() if measured else None
     dataset_dir = run.writer.write(
-        out.records, funnel, out.engine, out.model, run.contamination(), stop=_card_stop(run, out)
+        out.records, funnel, out.engine, out.model, run.contamination(), stop=_card_stop(run, out), quality=quality
     )
+    report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()
@@ -295,7 +300,7 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         len(out.records),
         funnel,
         out.pool,
-        {"splits": run.writer.split_counts(), "engine": out.engine},
+        {"splits": run.writer.split_counts(), "engine": out.engine, "report": report},
         time.monotonic() - started,
         out.stop,
     )
