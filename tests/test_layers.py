@@ -4,7 +4,8 @@
 - `filters/` imports only `filters` and `generator.core` (never the run, the engine or the CLI);
 - `generator/llm/` (the model side) does not import the run, prompting or publishing;
 - `generator/prompting/` and `generator/publish/` do not import the run;
-- `generator/report/` does not import the run or the CLI (the run and the CLI call it);
+- `generator/report/` does not import the run or the CLI (the run and the CLI call it); it may use
+  the filters' embedder (`filters.embed`), as dedup does;
 - `generator/config.py` reads filter specs only (`filters.specs`), never filter implementations;
 - the store and `llm/requests.py` hold plain data: no HTTP client module.
 """
@@ -54,7 +55,14 @@ RULES = [
         "generator/report/*.py",
         lambda m: (
             m.startswith(
-                ("generator.core", "generator.report", "generator.config", "generator.publish", "generator.prompting")
+                (
+                    "generator.core",
+                    "generator.report",
+                    "generator.config",
+                    "generator.publish",
+                    "generator.prompting",
+                    "filters.embed",
+                )
             )
             or m in ("generator", "generator.__version__", "generator.llm.server", "generator.llm.server.has_gpu")
         ),
