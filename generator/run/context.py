@@ -17,6 +17,7 @@ from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
 from generator.run.funnel import RunFunnel
+from generator.run.preferences import PairMaker
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
@@ -45,6 +46,7 @@ class Run:
     writer: DatasetWriter
     stop: StopSignals
     funnel: RunFunnel = field(default_factory=RunFunnel)
+    preferences: PairMaker | None = None  # the preference stage's checks and judge, when configured
 
     @property
     def run_dir(self) -> Path:
@@ -63,6 +65,8 @@ class Run:
             ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat)
             for flt in flts:
                 flt.setup(ctx)
+        if self.preferences is not None:
+            self.preferences.setup(FilterContext(state_dir=self.run_dir / STATE / "preferences"), chat)
 
     def contamination(self) -> dict[str, dict[str, int]]:
         """What the decontamination filters caught, per reference, for the card."""
@@ -75,6 +79,8 @@ class Run:
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):
             flt.close()
+        if self.preferences is not None:
+            self.preferences.close()
 
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
@@ -92,6 +98,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         config.filters.instructions, base_dir=config.base_dir, where="filters.instructions"
     )
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
+    preferences = PairMaker.for_config(config)  # its judge template is read now
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
@@ -117,4 +124,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         store=store,
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
+        preferences=preferences,
     )
