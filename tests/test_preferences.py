@@ -6,6 +6,8 @@ server whose dataset TRL's DPOTrainer trains on."""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,14 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI
 
-from generator.config import Config, PreferencesConfig, parse_config
+from generator.config import Config, PreferencesConfig, load_config, parse_config
 from generator.core.errors import ConfigError
 from generator.core.readers import read_records
 from generator.core.records import PREFERENCE, Record
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
+from generator.llm.model import prepare_bundled_model
+from generator.llm.server import ServerInfo
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import load_seeds
 from generator.publish.dataset import DatasetInfo, write_dataset
@@ -26,6 +30,7 @@ from generator.publish.writer import DatasetWriter
 from generator.run.complete import complete
 from generator.run.context import Run
 from generator.run.funnel import RunFunnel
+from generator.run.pipeline import RunResult, generate
 from generator.run.preferences import STAGE, PairMaker, Scored, pick
 from generator.run.sender import Sender
 from generator.run.stop import StopSignals
@@ -233,3 +238,79 @@ def test_pairs_are_written_as_trl_preference_columns_and_read_back(tmp_path: Pat
     assert sorted((r.instruction, r.meta[PREFERENCE]["rejected"]) for r in back) == sorted(
         (r.instruction, r.meta[PREFERENCE]["rejected"]) for r in out
     )
+
+
+# --- the real server ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, RunResult]:
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("INSTRUCTFORGE_TEST_KEY_FOR_PREFS", vllm_server.api_key or "")
+        config = load_config(
+            "preferences.yaml",
+            overrides={
+                "server.endpoints": [vllm_server.base_url],
+                "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_PREFS",
+                "generation.num_instructions": 6,
+            },
+        )
+        config.run_dir = tmp_path_factory.mktemp("prefs") / "run"
+        return config, generate(config, progress=False)
+    finally:
+        mp.undo()
+
+
+@pytest.mark.vllm
+def test_real_run_gives_ranked_pairs_and_resumes(real_run: tuple[Config, RunResult], vllm_server: ServerInfo) -> None:
+    import datasets
+
+    config, result = real_run
+    train = datasets.load_dataset(str(result.dataset_dir))["train"]
+    assert train.num_rows == result.records > 0
+    for row in train:
+        extra = json.loads(row["meta"]["extra"])
+        by_index = {s["response"]: s for s in row["scores"]}
+        chosen, rejected = by_index[extra["chosen_response"]], by_index[extra["rejected_response"]]
+        assert chosen["reason"] is None  # passed every check and the judge
+        assert rejected["reason"] is not None or rejected["score"] <= chosen["score"] - 0.5
+        assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
+    funnel = json.loads((result.run_dir / "funnel.json").read_text())
+    assert funnel["candidates"] == funnel["kept"] + sum(sum(r.values()) for r in funnel["drops"].values())
+    lines = (result.run_dir / "results.jsonl").read_text().count("\n")
+    again = generate(config, progress=False)
+    assert (result.run_dir / "results.jsonl").read_text().count("\n") == lines
+    assert sorted(datasets.load_dataset(str(again.dataset_dir))["train"]["id"]) == sorted(train["id"])
+
+
+@pytest.mark.vllm
+def test_dpo_trainer_takes_the_dataset_as_is(real_run: tuple[Config, RunResult], tmp_path: Path) -> None:
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    _, result = real_run
+    train = datasets.load_dataset(str(result.dataset_dir))["train"]
+    path = str(prepare_bundled_model())
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        max_steps=2,
+        per_device_train_batch_size=1,
+        max_length=64,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        args=args,
+        train_dataset=train,
+        processing_class=AutoTokenizer.from_pretrained(path),
+    )
+    out = trainer.train()
+    assert out.global_step == 2
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
