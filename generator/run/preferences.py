@@ -110,10 +110,6 @@ class PairMaker:
         for flt in self.checks:
             flt.close()
 
-    def describe(self) -> dict[str, object]:
-        """How pairs are made, for the card."""
-        return self.cfg.model_dump(mode="json")
-
     def score(self, sets: list[tuple[Record, list[Scored]]]) -> list[list[Scored]]:
         """Each set's responses with the rule checks' and the judge's verdicts, all sets in one batch
         per check and one for the judge (runs in a worker thread: the judge asks the server through
