@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI
 
+from filters.base import Funnel
 from generator.config import Config, PreferencesConfig, load_config, parse_config
 from generator.core.errors import ConfigError
 from generator.core.readers import read_records
@@ -30,6 +31,7 @@ from generator.publish.writer import DatasetWriter
 from generator.run.complete import complete
 from generator.run.context import Run
 from generator.run.funnel import RunFunnel
+from generator.run.merge import merge_runs
 from generator.run.pipeline import RunResult, generate
 from generator.run.preferences import STAGE, PairMaker, Scored, pick
 from generator.run.sender import Sender
@@ -314,3 +316,48 @@ def test_dpo_trainer_takes_the_dataset_as_is(real_run: tuple[Config, RunResult],
     assert out.global_step == 2
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+def _pair_shard(root: Path, name: str, instructions: list[str]) -> Path:
+    """A finished shard run directory whose dataset holds preference pairs."""
+    prefs = PreferencesConfig(responses=2).model_dump(mode="json")
+    records = [
+        Record(
+            i,
+            "",
+            f"good answer to {i}",
+            {
+                "chosen_response": 1,
+                "rejected_response": 0,
+                PREFERENCE: {
+                    "rejected": f"bad answer to {i}",
+                    "scores": [{"response": 0, "score": None, "reason": "refusal"}, {"response": 1, "score": 4.0}],
+                },
+            },
+        )
+        for i in instructions
+    ]
+    run = root / name
+    info = DatasetInfo(name=name, model="m", preferences=prefs)
+    write_dataset(records, run / "dataset", info, test_ratio=0, split_seed=0)
+    Funnel.from_dict({"candidates": len(records), "kept": len(records), "drops": {}}).write(run / "funnel.json")
+    (run / "fingerprint.json").write_text(json.dumps({"generation": {"method": "custom", "preferences": prefs}}))
+    return run
+
+
+def test_merged_shards_keep_their_pairs(tmp_path: Path) -> None:
+    import datasets
+
+    runs = [
+        _pair_shard(tmp_path, "a", ["Write a haiku about rain.", "Name three colours."]),
+        _pair_shard(tmp_path, "b", ["write a HAIKU about rain", "Translate the sentence into French."]),
+    ]
+    result = merge_runs(runs, tmp_path / "merged", dedup=[{"name": "exact_dedup"}])
+    train = datasets.load_dataset(str(result.dataset_dir))["train"]
+    assert train.num_rows == 3  # the haiku twice is one task
+    for row in train:
+        assert row["chosen"] == [{"role": "assistant", "content": f"good answer to {row['instruction']}"}]
+        assert row["rejected"] == [{"role": "assistant", "content": f"bad answer to {row['instruction']}"}]
+        scores = [(s["response"], s["score"], s["reason"]) for s in row["scores"]]
+        assert scores == [(0, None, "refusal"), (1, 4.0, None)]
+    assert "## Preference pairs" in (result.dataset_dir / "README.md").read_text()
