@@ -225,11 +225,16 @@ class PreferencesConfig(Section):
         "{temperature: 1.0}]`; empty: every response is sampled alike (each is its own request).",
     )
     checks: list[AnyFilterSpec] = Field(
-        default_factory=lambda: [{"name": "instance"}, {"name": "repetition"}, {"name": "refusal"}],
+        default_factory=lambda: [
+            {"name": "instance"},
+            {"name": "repetition"},
+            {"name": "refusal"},
+            {"name": "pii", "action": "redact"},
+        ],
         validate_default=True,
         description="Rule checks each response passes, in order (any of " + ", ".join(RESPONSE_CHECKS) + "); "
         "a response that fails one ranks below every response that passes. `pii` with `action: redact` "
-        "rewrites the responses.",
+        "rewrites the responses (the record filters see only the chosen one).",
     )
     min_words: int = Field(1, ge=0, description="Fewest words a response may have (`too_short` below).")
     max_words: int | None = Field(None, ge=1, description="Most words a response may have (`too_long` above).")

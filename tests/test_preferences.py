@@ -134,6 +134,14 @@ def test_known_scores_give_the_expected_pairs_and_drops(tmp_path: Path, fake: Fa
     assert refused.meta[PREFERENCE]["scores"][2]["reason"] == "ai_boilerplate"
 
 
+def test_personal_data_in_any_response_is_redacted(tmp_path: Path, fake: FakeOpenAI) -> None:
+    # The whole echo carries an email: redacted, its judge answer unreadable, so it is `rejected`.
+    out, _, _ = _pairs(_config(tmp_path), fake.url, ["rate A=5 B=2 C=mail bob.smith@acme.org"])
+    assert [(r.output, r.meta[PREFERENCE]["rejected"]) for r in out] == [
+        ("echo: rate A=5", "echo: rate A=5 B=2 C=mail <EMAIL>")
+    ]
+
+
 def test_a_pair_must_differ_by_the_margin(tmp_path: Path, fake: FakeOpenAI) -> None:
     out, funnel, _ = _pairs(_config(tmp_path, min_margin=2), fake.url, ["rate A=5 B=2 C=3", "rate A=4 B=3 C=3"])
     assert [(r.output, r.meta[PREFERENCE]["rejected"]) for r in out] == [("echo: rate A=5", "echo: rate A=5 B=2")]
