@@ -273,7 +273,9 @@ def real_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.mark.vllm
-def test_real_run_gives_ranked_pairs_and_resumes(real_run: tuple[Config, RunResult], vllm_server: ServerInfo) -> None:
+def test_real_run_gives_ranked_pairs_and_resumes(
+    real_run: tuple[Config, RunResult], vllm_server: ServerInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import datasets
 
     config, result = real_run
@@ -289,6 +291,7 @@ def test_real_run_gives_ranked_pairs_and_resumes(real_run: tuple[Config, RunResu
     funnel = json.loads((result.run_dir / "funnel.json").read_text())
     assert funnel["candidates"] == funnel["kept"] + sum(sum(r.values()) for r in funnel["drops"].values())
     lines = (result.run_dir / "results.jsonl").read_text().count("\n")
+    monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_PREFS", vllm_server.api_key or "")
     again = generate(config, progress=False)
     assert (result.run_dir / "results.jsonl").read_text().count("\n") == lines
     assert sorted(datasets.load_dataset(str(again.dataset_dir))["train"]["id"]) == sorted(train["id"])
