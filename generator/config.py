@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from filters.specs import AnyFilterSpec
+from filters.specs import AnyFilterSpec, JudgeSpec
 from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_path
 
@@ -239,6 +239,87 @@ class ShardConfig(Section):
         return None if base is None else base + self.index
 
 
+# Rule checks a response may be put through: those that judge one output on its own. Stateful
+# filters (dedup, decontamination) and instruction checks mean nothing for one of k answers.
+RESPONSE_CHECKS = ("instance", "truncated", "repetition", "refusal", "language", "pii")
+
+
+class ResponseSampling(Section):
+    """Sampling of one of the k responses; what is left null comes from the response template and
+    `sampling`."""
+
+    temperature: float | None = Field(None, ge=0, description="Sampling temperature of this response.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass of this response.")
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens of this response.")
+    stop: list[str] | None = Field(None, description="Stop sequences of this response.")
+
+    def params(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class PreferencesConfig(Section):
+    """Preference pairs for DPO: k responses per instruction, ranked by rule checks and the judge."""
+
+    responses: int = Field(4, ge=2, description="Responses asked for per instruction (k).")
+    sampling: list[ResponseSampling] = Field(
+        default_factory=list,
+        description="One entry per response (as many as `responses`), e.g. `[{temperature: 0.2}, "
+        "{temperature: 1.0}]`; empty: every response is sampled alike (each is its own request).",
+    )
+    checks: list[AnyFilterSpec] = Field(
+        default_factory=lambda: [
+            {"name": "instance"},
+            {"name": "repetition"},
+            {"name": "refusal"},
+            {"name": "pii", "action": "redact"},
+        ],
+        validate_default=True,
+        description="Rule checks each response passes, in order (any of " + ", ".join(RESPONSE_CHECKS) + "); "
+        "a response that fails one ranks below every response that passes. `pii` with `action: redact` "
+        "rewrites the responses (the record filters see only the chosen one).",
+    )
+    min_words: int = Field(1, ge=0, description="Fewest words a response may have (`too_short` below).")
+    max_words: int | None = Field(None, ge=1, description="Most words a response may have (`too_long` above).")
+    judge: JudgeSpec | None = Field(
+        default_factory=lambda: JudgeSpec(name="judge"),
+        description="The LLM judge that scores responses that passed the checks (a `judge` filter's "
+        "parameters: `template`, `threshold`, `max_tokens`, `temperature`, `on_error`); a response under "
+        "`threshold`, or whose judgement could not be read, ranks as failed. null: rule checks alone.",
+    )
+    rejected: Literal["worst", "failed_check"] = Field(
+        "worst",
+        description="`worst`: the lowest-ranked response; `failed_check`: only a response that failed a "
+        "rule check (sets without one are dropped, `no_failed_check`).",
+    )
+    min_margin: float = Field(
+        0.5,
+        ge=0,
+        description="Judge points (mean of the 1-5 criteria) by which the chosen response must beat a "
+        "rejected one that passed too; less is a `tie` and the set is dropped.",
+    )
+
+    @field_validator("checks")
+    @classmethod
+    def _response_checks(cls, specs: list[Any]) -> list[Any]:
+        wrong = [s.name for s in specs if s.name not in RESPONSE_CHECKS]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(map(repr, wrong))} cannot check one response; use any of {', '.join(RESPONSE_CHECKS)}"
+            )
+        return specs
+
+    @model_validator(mode="after")
+    def _one_sampling_per_response(self) -> PreferencesConfig:
+        if self.sampling and len(self.sampling) != self.responses:
+            raise ValueError(
+                f"sampling has {len(self.sampling)} entries for {self.responses} responses; give one entry "
+                "per response or none"
+            )
+        if self.max_words is not None and self.max_words < self.min_words:
+            raise ValueError(f"max_words {self.max_words} is below min_words {self.min_words}")
+        return self
+
+
 class GenerationConfig(Section):
     method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom", "magpie"] = Field(
         "self_instruct",
@@ -321,6 +402,11 @@ class GenerationConfig(Section):
         "`drop` the whole conversation, or `truncate` it to the turns before (counted in the funnel either way).",
     )
     shard: ShardConfig | None = Field(None, description="Generate one shard of the seeds (see `merge`).")
+    preferences: PreferencesConfig | None = Field(
+        None,
+        description="Make preference pairs for DPO: k responses per instruction, the best `chosen`, the "
+        "worst `rejected` (see Preference pairs); null: one output per instruction.",
+    )
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     evol: EvolConfig = Field(default_factory=EvolConfig)
     custom: CustomConfig = Field(default_factory=CustomConfig)

@@ -10,12 +10,14 @@ import argparse
 import inspect
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
+from filters.specs import FilterSpec
 from generator.cli import build_parser
 from generator.config import Config, FiltersConfig
 
@@ -23,10 +25,14 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _default(field: Any) -> str:
+    if field.is_required():
+        return "required"
     if field.default_factory is not None:
         value = field.default_factory()
     else:
         value = field.default
+    if isinstance(value, FilterSpec):
+        return f"`{value.name}` (see the filter catalogue)"
     if isinstance(value, BaseModel):
         return ""
     if value is None:
@@ -37,6 +43,15 @@ def _default(field: Any) -> str:
         return f"`{value}`"
     text = repr(value) if not isinstance(value, str) else value
     return f"`{text}`"
+
+
+def _optional_section(ann: Any) -> type[BaseModel] | None:
+    """The section of a `Section | None` or `list[Section]` setting; None for anything else (a
+    filter spec is documented in the filter catalogue)."""
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return None if issubclass(args[0], FilterSpec) else args[0]
+    return None
 
 
 def config_reference() -> str:
@@ -51,6 +66,9 @@ def config_reference() -> str:
                 continue
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
             rows.append(f"| `{key}` | {_default(field).replace('|', chr(92) + '|')} | {desc} |")
+            section = _optional_section(ann)
+            if section is not None:  # an optional section or a list of them: their settings too
+                walk(section, key + ("[]." if typing.get_origin(ann) is list else "."))
 
     walk(Config, "")
     return "\n".join(rows)

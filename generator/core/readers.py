@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.core.errors import ConfigError
-from generator.core.records import Record, record_id
+from generator.core.records import PREFERENCE, Record, record_id
 
 FORMATS: dict[str, str] = {
     "seed_tasks": "Self-Instruct / Alpaca seed tasks: instruction, instances [{input, output}], "
@@ -468,8 +468,16 @@ def _own(where: str, row: dict[str, Any]) -> Row:
     instruction = _need(row, "instruction", where, "own")
     input, output = row.pop("input", None), row.pop("output", None)
     messages = row.pop("messages", None)
+    pair = None
+    if "chosen" in row and "rejected" in row:  # a preference dataset: the pair goes back into meta
+        chosen, rejected, scores = row.pop("chosen"), row.pop("rejected"), row.pop("scores", None)
+        row.pop("prompt", None)
+        if chosen and rejected:
+            pair = {"rejected": rejected[-1]["content"], "scores": list(scores or [])}
     meta = {**{k: v for k, v in row.items() if k not in ("id", "meta")}, **decode_meta(row.get("meta"))}
     turns = None
+    if pair is not None:
+        meta[PREFERENCE] = pair
     if messages is not None and messages != Record(instruction, input or "", output or "").messages:
         first = Record(instruction, input or "", output or "").messages
         if _is_conversation(messages) and _plain_messages(messages[:2]) == first:

@@ -10,6 +10,11 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+PREFERENCE = "preference"
+"""The `meta` key of a preference record: {"rejected": text, "scores": [{response, score, reason}]};
+the chosen response is the record's output. The dataset writes it as `prompt`/`chosen`/`rejected`
+(chat messages, as TRL's DPOTrainer reads them) and `scores` columns."""
+
 
 def record_id(instruction: str, input: str = "", turns: list[dict[str, str]] | None = None) -> str:
     """Stable id of a task: a hash of its instruction and input, independent of the output; for a

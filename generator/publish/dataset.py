@@ -13,6 +13,7 @@ the Hub give the same rows and splits.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from generator.core.errors import ConfigError, InstructforgeError
 from generator.core.files import atomic_open, swap_dir
 from generator.core.paths import builtin_path
 from generator.core.readers import decode_meta
-from generator.core.records import Record
+from generator.core.records import PREFERENCE, Record
 from generator.core.sandbox import environment
 
 DATA_DIR = "data"
@@ -46,8 +47,10 @@ EXPORT_FORMATS = ("alpaca", "sharegpt", "chat")
 META_KEYS = ("task_type", "template", "model", "round", "seed_ids", "scores")
 
 
-def features() -> Any:
-    """The dataset's explicit schema.
+def features(preferences: bool = False) -> Any:
+    """The dataset's explicit schema; with `preferences`, also `prompt`, `chosen` and `rejected`
+    (chat messages: TRL's conversational preference format with an explicit prompt) and `scores`
+    (each response's judge score and the check it failed, if any).
 
     `meta.scores` is a list of {name, value} rather than a struct keyed by score name: which
     scores exist depends on the filters configured, and a struct would change the schema from one
@@ -57,6 +60,12 @@ def features() -> Any:
     from datasets import Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
+    pairs = {
+        "prompt": List(message),
+        "chosen": List(message),
+        "rejected": List(message),
+        "scores": List({"response": Value("int32"), "score": Value("float64"), "reason": Value("string")}),
+    }
     return Features(
         {
             "id": Value("string"),
@@ -73,6 +82,7 @@ def features() -> Any:
                 "scores": List({"name": Value("string"), "value": Value("float64")}),
                 "extra": Value("string"),
             },
+            **(pairs if preferences else {}),
         }
     )
 
@@ -86,6 +96,7 @@ class DatasetInfo:
     pretty_name: str | None = None
     model_revision: str | None = None
     method: str = "self_instruct"
+    preferences: dict[str, Any] | None = None  # generation.preferences, when the rows are pairs
     templates: list[str] = field(default_factory=list)
     sampling: dict[str, Any] = field(default_factory=dict)
     seed_source: str = "builtin"
@@ -111,6 +122,7 @@ def record_to_row(record: Record) -> dict[str, Any]:
     """A record as a row of `features()`: known meta keys typed, the rest JSON in `meta.extra`."""
     row = record.to_row()
     meta = dict(record.meta)
+    pair = meta.pop(PREFERENCE, None)
     scores = meta.get("scores") or {}
     rnd = meta.get("round")
     extra = {k: v for k, v in meta.items() if k not in META_KEYS}
@@ -123,6 +135,14 @@ def record_to_row(record: Record) -> dict[str, Any]:
         "scores": [{"name": str(k), "value": float(v)} for k, v in sorted(scores.items())],
         "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str) if extra else None,
     }
+    if pair is not None:
+        messages = row["messages"]
+        row["prompt"] = messages[:-1]
+        row["chosen"] = messages[-1:]
+        row["rejected"] = [{"role": "assistant", "content": pair["rejected"]}]
+        row["scores"] = [
+            {"response": int(s["response"]), "score": s.get("score"), "reason": s.get("reason")} for s in pair["scores"]
+        ]
     return row
 
 
@@ -231,6 +251,7 @@ class SplitSize:
     rows: int
     nbytes: int
     batches: tuple[tuple[int, int], ...] = ()
+    preferences: bool = False  # the rows are preference pairs (`features(preferences=True)`)
 
 
 def _slice(reader: Any, start: int, stop: int) -> Any:
@@ -282,7 +303,7 @@ def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> No
         get_writer_batch_size_from_features,
     )
 
-    feats = features()
+    feats = features(preferences=size.preferences)
     schema = feats.arrow_schema
     n = max(1, math.ceil(size.nbytes / SHARD_BYTES))
     div, mod = divmod(size.rows, n)
@@ -316,7 +337,7 @@ def _disk_copy(staged: dict[str, Path], data_dir: Path, disk_dir: Path) -> None:
     from datasets import DatasetInfo as HFInfo
     from datasets.utils.py_utils import asdict as hf_asdict  # as save_to_disk writes the info
 
-    info = hf_asdict(HFInfo(features=features()))
+    info = hf_asdict(HFInfo(features=_staged_features(next(iter(staged.values())))))
     for name, path in staged.items():
         split_dir = disk_dir / name
         split_dir.mkdir(parents=True)
@@ -355,8 +376,9 @@ class _SplitFile:
     encoded as `Dataset.from_dict` encodes a whole split (a split of up to `BATCH_ROWS` rows is
     one batch: the same table, bytes and card as a dataset built in memory)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, feats: Any) -> None:
         self.path = path
+        self.features = feats
         self.rows = 0
         self._buffer: list[dict[str, Any]] = []
         self._writer: Any = None
@@ -371,7 +393,7 @@ class _SplitFile:
         import pyarrow as pa
         from datasets import Dataset
 
-        feats = features()
+        feats = self.features
         # columns, not from_list: an empty split still gets every column
         cols = {col: [row[col] for row in self._buffer] for col in feats}
         table = Dataset.from_dict(cols, features=feats).data.table
@@ -389,12 +411,16 @@ class _SplitFile:
 
 def _stage_splits(records: Iterable[Record], stage: Path, test_ratio: float, split_seed: int) -> dict[str, Path]:
     """The rows of each split in its own Arrow file under `stage`, split as `split_records` does
-    (the tiny-dataset rule included), in the order the records came."""
-    train, test = (_SplitFile(stage / f"{name}.arrow") for name in SPLITS)
+    (the tiny-dataset rule included), in the order the records came. The first record decides the
+    schema: preference columns when it is a pair."""
+    records = iter(records)
+    first = next(records, None)
+    feats = features(preferences=first is not None and PREFERENCE in first.meta)
+    train, test = (_SplitFile(stage / f"{name}.arrow", feats) for name in SPLITS)
     # The records with the lowest and highest split key, for the tiny-dataset rule.
     lowest: tuple[bytes, str] | None = None
     highest: tuple[bytes, str] | None = None
-    for r in records:
+    for r in itertools.chain([first] if first is not None else [], records):
         row = record_to_row(r)
         if test_ratio == 0:
             train.add(row)
@@ -425,7 +451,7 @@ def _move(source: _SplitFile, target: _SplitFile, record_id: str | None) -> _Spl
     returns what is left of `source`, rewritten."""
     import pyarrow as pa
 
-    left = _SplitFile(source.path.with_suffix(".left.arrow"))
+    left = _SplitFile(source.path.with_suffix(".left.arrow"), source.features)
     source.close()
     with pa.OSFile(str(source.path)) as f:
         for batch in pa.ipc.open_stream(f):
@@ -433,6 +459,15 @@ def _move(source: _SplitFile, target: _SplitFile, record_id: str | None) -> _Spl
                 (target if record_id is None or row["id"] == record_id else left).add(row)
     source.path.unlink()
     return left
+
+
+def _staged_features(path: Path) -> Any:
+    """The features of a staged split: with the preference columns when its rows are pairs."""
+    import pyarrow as pa
+
+    with pa.OSFile(str(path)) as f:
+        names = pa.ipc.open_stream(f).schema.names
+    return features(preferences="chosen" in names)
 
 
 class _Lengths:
@@ -486,7 +521,9 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
         splits[name] = 0
         batches = []
         with pa.OSFile(str(path)) as f:
-            for batch in pa.ipc.open_stream(f):
+            reader = pa.ipc.open_stream(f)
+            pairs = "chosen" in reader.schema.names
+            for batch in reader:
                 batches.append((batch.num_rows, batch.nbytes))
                 instructions = batch.column("instruction").to_pylist()
                 inputs = batch.column("input").to_pylist()
@@ -512,7 +549,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
                                 "turns": later,
                             }
                         )
-        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches))
+        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches), pairs)
     stats = {
         "total": sum(splits.values()),
         "splits": splits,
@@ -568,7 +605,8 @@ def card_metadata(info: DatasetInfo, sizes: dict[str, SplitSize]) -> dict[str, A
     from datasets import DatasetInfo as HFInfo
 
     total = sum(s.rows for s in sizes.values())
-    hf_info = HFInfo(features=features())._to_yaml_dict()
+    pairs = any(s.preferences for s in sizes.values())
+    hf_info = HFInfo(features=features(preferences=pairs))._to_yaml_dict()
     hf_info["splits"] = [{"name": n, "num_bytes": s.nbytes, "num_examples": s.rows} for n, s in sizes.items()]
     hf_info["dataset_size"] = sum(s.nbytes for s in sizes.values())
     meta: dict[str, Any] = {
@@ -577,7 +615,8 @@ def card_metadata(info: DatasetInfo, sizes: dict[str, SplitSize]) -> dict[str, A
         "language": list(info.languages),
         "task_categories": ["text-generation"],
         "size_categories": [size_category(total)],
-        "tags": ["synthetic", "instruction-tuning", info.method.replace("_", "-"), "instructforge"],
+        "tags": ["synthetic", "instruction-tuning", info.method.replace("_", "-"), "instructforge"]
+        + (["dpo", "preference"] if pairs else []),
         "configs": [
             {
                 "config_name": "default",

@@ -49,6 +49,7 @@ class DatasetWriter:
             model=model if c.model.name != BUNDLED else BUNDLED_REPO,
             model_revision=c.model.revision,
             method=c.generation.method,
+            preferences=c.generation.preferences.model_dump(mode="json") if c.generation.preferences else None,
             templates=_templates(records),
             sampling=c.sampling.model_dump(),
             # Magpie shows the model no seed task: its instructions start from the chat template alone.

@@ -4,7 +4,8 @@ Self-instruct style (`generation.instances: self_instruct`, the default): ask wh
 a classification task, then write an instance output-first for classification and input-first
 otherwise. `generation.instances: response` answers each instruction directly. Tasks that came
 with an output (alpaca_batch) are kept as they are. A task that gets nothing usable is dropped
-with its reason (stage `instances`).
+with its reason (stage `instances`). With `generation.preferences`, every task (its instruction
+and input) then gets k responses ranked into a preference pair (generator/run/preferences.py).
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from generator.core.records import Record
 from generator.core.text import copy_key, echo_key
 from generator.prompting.parse import Item, parse
 from generator.run.context import Run
+from generator.run.preferences import preference_pairs
 from generator.run.sender import Sender
 
 
 async def complete(run: Run, sender: Sender, instructions: list[Record]) -> list[Record]:
     done = [r for r in instructions if r.output]
     todo = [r for r in instructions if not r.output]
-    if not todo:
-        return done
-    if run.config.generation.instances == "self_instruct":
-        todo = await classify(run, sender, todo)
-        return done + await instances(run, sender, todo)
-    return done + await responses(run, sender, todo)
+    if todo and run.config.generation.instances == "self_instruct":
+        todo = await instances(run, sender, await classify(run, sender, todo))
+    elif todo and run.preferences is None:  # with preferences the pair stage writes the responses
+        todo = await responses(run, sender, todo)
+    if run.preferences is not None:
+        return await preference_pairs(run, sender, done + todo)
+    return done + todo
 
 
 async def classify(run: Run, sender: Sender, records: list[Record]) -> list[Record]:

@@ -20,6 +20,7 @@ from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
 from generator.run.budget import Budget, check_budget
 from generator.run.funnel import RunFunnel
+from generator.run.preferences import PairMaker
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
@@ -66,6 +67,7 @@ class Run:
     budget: Budget | None = None  # the spending limits; None: unlimited
     pre_queries: list[PreQuery] = field(default_factory=list)  # Magpie's, one per system prompt and topic
     template_tokens: tuple[str, ...] = ()  # the served model's special tokens (Magpie)
+    preferences: PairMaker | None = None  # the preference stage's checks and judge, when configured
 
     @property
     def run_dir(self) -> Path:
@@ -84,6 +86,8 @@ class Run:
             ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat, template_tokens=self.template_tokens)
             for flt in flts:
                 flt.setup(ctx)
+        if self.preferences is not None:
+            self.preferences.setup(FilterContext(state_dir=self.run_dir / STATE / "preferences"), chat)
 
     def contamination(self) -> dict[str, dict[str, int]]:
         """What the decontamination filters caught, per reference, for the card."""
@@ -96,6 +100,8 @@ class Run:
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):
             flt.close()
+        if self.preferences is not None:
+            self.preferences.close()
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     )
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
     magpie = magpie_prompts(config) if g.method == "magpie" else None
+    preferences = PairMaker.for_config(config)  # its judge template is read now
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
@@ -166,4 +173,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         budget=Budget(config.budget, gpus, run_dir, store.spent_requests, store.spent_tokens, fresh=fresh),
         pre_queries=magpie.queries if magpie else [],
         template_tokens=magpie.template_tokens if magpie else (),
+        preferences=preferences,
     )

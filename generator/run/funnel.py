@@ -29,9 +29,10 @@ class RunFunnel:
         self.generation.candidates += 1
         self.generation.add_drop(Drop(record, stage, reason, detail))
 
-    def drop_task(self, record: Record, reason: str) -> None:
-        """An accepted instruction that got no instance or response (already a candidate)."""
-        self.generation.add_drop(Drop(record, "instances", reason))
+    def drop_task(self, record: Record, reason: str, stage: str = "instances") -> None:
+        """An accepted instruction that got no instance or response, or no preference pair (stage
+        `preferences`); it is already a candidate."""
+        self.generation.add_drop(Drop(record, stage, reason))
 
     def drop_conversation(self, record: Record, reason: str, **detail: Any) -> None:
         """A kept record whose conversation failed a later turn (`generation.turn_failure: drop`)."""

@@ -249,6 +249,7 @@ def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d
         model=", ".join(models) or str(model_cfg.get("name", "unknown")),
         model_revision=model_cfg.get("revision"),
         method=gen.get("method", "self_instruct"),
+        preferences=gen.get("preferences"),
         templates=sorted({r.meta.get("template", "") for r in records} - {""}),
         sampling=sampling,
         seed_source=str(gen.get("seeds", "builtin")),
