@@ -20,7 +20,7 @@ Command = Callable[[argparse.Namespace], int | None]
 
 def _generate(args: argparse.Namespace) -> int | None:
     from generator.config import load_config
-    from generator.run.pipeline import generate
+    from generator.run.pipeline import estimate, generate
     from generator.run.store import ForeignRun
 
     overrides = dict(args.set or [])
@@ -29,6 +29,11 @@ def _generate(args: argparse.Namespace) -> int | None:
     if args.run_dir:
         config.run_dir = Path(args.run_dir)
     try:
+        if args.estimate:
+            result, guess = estimate(config, fresh=args.fresh, force=args.force)
+            print(result.summary())
+            print(guess.summary() if guess is not None else "estimate: the pilot kept no row; nothing to go on")
+            return 0
         result = generate(config, fresh=args.fresh, force=args.force)
     except ForeignRun as err:
         raise ForeignRun(
@@ -271,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard what the run directory holds and start over")
     p.add_argument("--force", action="store_true", help="continue a run directory even though its config changed")
     p.add_argument("--records", type=int, metavar="N", help="rows the dataset must hold (generation.num_records)")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="run the first refill as a pilot (kept: the run goes on from it), then print the requests, "
+        "tokens, time and cost the record target is expected to take",
+    )
     p.add_argument("--max-requests", type=int, metavar="N", help="stop sending after N requests (budget.max_requests)")
     p.add_argument(
         "--max-tokens",

@@ -22,6 +22,7 @@ from typing import Any
 from generator.config import BudgetConfig, Config
 from generator.core.errors import ConfigError
 from generator.core.files import write_json
+from generator.run.cost import Costs
 
 SPENT = "spent.json"
 # The limits, in the order they are checked (and named in a stop reason).
@@ -89,14 +90,18 @@ class Budget:
     """The run's limits against what it has spent. `fresh` forgets earlier sessions' seconds."""
 
     def __init__(
-        self, limits: BudgetConfig, gpus: int | None, run_dir: Path, requests: int, tokens: int, *, fresh: bool = False
+        self, limits: BudgetConfig, gpus: int | None, run_dir: Path, costs: Costs, *, fresh: bool = False
     ) -> None:
         self.limits = limits
         self.gpus = gpus
         self.path = Path(run_dir) / SPENT
-        self.requests = requests  # stored results, then each request handed to the engine
-        self.tokens = tokens
-        self.earlier_s = 0.0 if fresh else _read_seconds(self.path)
+        self.costs = costs  # the store's figures per stage; their seconds are kept here, in spent.json
+        total = costs.total
+        self.requests = total.requests  # stored results, then each request handed to the engine
+        self.tokens = total.tokens
+        spent = {} if fresh else _read(self.path)
+        self.earlier_s = float(spent.get("seconds", 0.0))
+        costs.load_seconds(spent.get("stages", {}))
         self.started = time.monotonic()
         self._saved = self.started
         self.stopped: str | None = None  # the limit that stopped the run: "max_requests", ...
@@ -175,7 +180,8 @@ class Budget:
 
     def save(self) -> None:
         self._saved = time.monotonic()
-        write_json(self.path, {"seconds": round(self.seconds(), 3)}, newline=True, indent=2)
+        data = {"seconds": round(self.seconds(), 3), "stages": self.costs.seconds()}
+        write_json(self.path, data, newline=True, indent=2)
 
     def to_dict(self) -> dict[str, Any]:
         """For rounds.json and the card: the limits set, what was spent, what stopped the run."""
@@ -189,8 +195,10 @@ class Budget:
         return {"limits": limits, "spent": spent, "stopped_by": self.stopped}
 
 
-def _read_seconds(path: Path) -> float:
+def _read(path: Path) -> dict[str, Any]:
     try:
-        return float(json.loads(path.read_text(encoding="utf-8")).get("seconds", 0.0))
-    except (OSError, ValueError, AttributeError):
-        return 0.0  # missing or torn: this session counts from zero
+        data = json.loads(path.read_text(encoding="utf-8"))
+        float(data.get("seconds", 0.0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}  # missing or torn: this session counts from zero
+    return data if isinstance(data.get("stages", {}), dict) else {"seconds": data.get("seconds", 0.0)}

@@ -170,7 +170,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         store=store,
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
-        budget=Budget(config.budget, gpus, run_dir, store.spent_requests, store.spent_tokens, fresh=fresh),
+        budget=Budget(config.budget, gpus, run_dir, store.costs, fresh=fresh),
         pre_queries=magpie.queries if magpie else [],
         template_tokens=magpie.template_tokens if magpie else (),
         preferences=preferences,

@@ -26,25 +26,28 @@ from typing import Any
 
 from filters.base import Chain, Funnel
 from generator.config import Config
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
 from generator.report import hardware_of, measure_records
-from generator.run.budget import SAVE_EVERY_S
+from generator.run.budget import SAVE_EVERY_S, server_gpus
 from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
+from generator.run.cost import Costs, Estimate
+from generator.run.cost import estimate as price
 from generator.run.pool import Pool
 from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
 from generator.run.store import storage_error
-from generator.run.target import Stop, Target
+from generator.run.target import REFILL_MARGIN, Stop, Target
 from generator.run.turns import converse
 
-__all__ = ["RunResult", "fingerprint", "generate"]
+__all__ = ["RunResult", "estimate", "fingerprint", "generate"]
 
 WATCH_S = 0.5  # how often the run checks that the managed server is alive
 # Tasks completed and filtered at a time: what the completion stage holds at once. Larger chunks
@@ -63,6 +66,7 @@ class RunResult:
     stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     stop: Stop | None = None  # why the run ended
+    costs: Costs | None = None  # what the run cost per stage, over every session
 
     def summary(self) -> str:
         splits = ", ".join(f"{k}: {v}" for k, v in self.stats.get("splits", {}).items())
@@ -88,6 +92,25 @@ class _Generated:
     model: str
     target: Target
     stop: Stop
+
+
+def estimate(
+    config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True
+) -> tuple[RunResult, Estimate | None]:
+    """What `config`'s record target will cost: its first refill is run as a pilot (stored, so the
+    real run goes on from it), then the rows still wanted are priced at the yield and rates the run
+    directory shows so far. None when the pilot kept no row."""
+    target = config.generation.num_records
+    if target is None:
+        raise ConfigError("--estimate needs a record target: set generation.num_records or pass --records N")
+    pilot = config.model_copy(update={"generation": config.generation.model_copy(update={"num_records": None})})
+    result = generate(pilot, fresh=fresh, force=force, progress=progress)
+    assert result.costs is not None
+    try:
+        gpus = server_gpus(config)
+    except ConfigError:
+        gpus = None
+    return result, price(result.costs, result.records, target, config.budget, gpus, {"instructions": REFILL_MARGIN})
 
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
@@ -128,7 +151,7 @@ def _unwritable(err: OSError, run_dir: Path) -> Path | None:
 
 
 async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _Generated:
-    bar = Progress(progress)
+    bar = Progress(progress, target=run.config.generation.num_records)
     bar.start()
     run.stop.defer()  # Ctrl-C and SIGTERM stop the engine gracefully
     model = served_name(run.config)
@@ -150,7 +173,7 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
             saver.cancel()
             bar.stop()
     run.stop.check()
-    run.store.write_stats(sender.engine_stats())
+    run.store.write_stats(sender.engine_stats(), cost=run.store.costs.to_dict(len(records)))
     return _Generated(pool, records, sender.engine_stats(), model, target, stop)
 
 
@@ -303,6 +326,7 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         {"splits": run.writer.split_counts(), "engine": out.engine, "report": report},
         time.monotonic() - started,
         out.stop,
+        run.store.costs,
     )
 
 
@@ -315,4 +339,5 @@ def _card_stop(run: Run, out: _Generated) -> dict[str, Any]:
         "refills": len(out.target.refills),
         "rounds": len(out.pool.rounds),
         "budget": run.budget.to_dict() if run.budget is not None and run.budget.limited else None,
+        "cost": run.store.costs.to_dict(len(out.records)),
     }

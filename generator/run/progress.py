@@ -15,8 +15,9 @@ class Progress:
     the engine yields and `add_kept(n)` for what its filters keep. Counting costs nothing per
     result: the bar reads the counters when it redraws."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, target: int | None = None) -> None:
         self.enabled = enabled
+        self.target = target  # the record target, for the projected time to reach it
         self.total: int | None = None
         self.done = 0
         self.kept = 0
@@ -43,7 +44,7 @@ class Progress:
                 total = "?" if counters.total is None else str(counters.total)
                 return Text(
                     f"{counters.done}/{total} done  {counters.kept} kept  {counters.failed} failed  "
-                    f"{counters.tokens / elapsed:,.0f} tok/s"
+                    f"{counters.tokens / elapsed:,.0f} tok/s{counters.projection(elapsed)}"
                 )
 
         self._bar = Progress(
@@ -77,6 +78,17 @@ class Progress:
             if now - self._last_draw >= 0.1:  # rich's estimate of the ETA needs the position
                 self._last_draw = now
                 self._bar.update(self._task, completed=self.done, total=self.total)
+
+    def projection(self, elapsed: float) -> str:
+        """With a record target: the time still needed to reach it at the pace of this session."""
+        if self.target is None or not self.kept or self.kept >= self.target:
+            return ""
+        left = elapsed / self.kept * (self.target - self.kept)
+        return (
+            f"  {self.kept}/{self.target} rows, ~{left / 60:.0f} min to go"
+            if left >= 120
+            else (f"  {self.kept}/{self.target} rows, ~{left:.0f} s to go")
+        )
 
     def add_kept(self, count: int = 1) -> None:
         self.kept += count

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -140,6 +141,7 @@ class Sender:
             engine = await self._engine()
             self.progress.restart(len(missing))  # the bar counts this stage's requests
             timer = self._arm_budget_timer(engine)
+            began = time.monotonic()  # the stage's sending time, for the cost per stage
             try:
                 async with contextlib.aclosing(engine.run(self._within_budget(missing))) as results:
                     async for result in results:
@@ -153,6 +155,7 @@ class Sender:
             finally:
                 if timer is not None:
                     timer.cancel()
+                self.store.costs.add_seconds(missing[0].meta.get("stage"), time.monotonic() - began)
                 self.store.flush()  # also when the engine fails: what finished is kept
         if self.engine is not None and self.engine.stopped and (self.engine.failure is not None or not self.spent):
             raise self.engine.failure or interrupted(self.store.run_dir)

@@ -32,6 +32,7 @@ from generator.core.errors import ConfigError, StorageError
 from generator.core.files import write_json
 from generator.core.keymap import KeyMap
 from generator.llm.requests import Result
+from generator.run.cost import Costs
 
 RESULTS = "results.jsonl"
 FINGERPRINT = "fingerprint.json"
@@ -200,15 +201,23 @@ class RunStore:
         _write_json(fp_path, fingerprint)
         self._index = _Index()  # request id -> offset << _LENGTH_BITS | length of its successful line
         self.failed_ids: set[str] = set()
-        # What the stored results cost, failures included (budgets count them over every session).
-        self.spent_requests = 0
-        self.spent_tokens = 0
+        # What the stored results cost per stage, failures included (budgets and the cost report
+        # count them over every session).
+        self.costs = Costs()
         self._written = self._repair_and_index()  # bytes in the file; the buffer's lines come after
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._reader = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
         self._buffer: list[bytes] = []
         self._buffered = 0  # bytes in the buffer
         self._last_flush = float("-inf")
+
+    @property
+    def spent_requests(self) -> int:
+        return self.costs.total.requests
+
+    @property
+    def spent_tokens(self) -> int:
+        return self.costs.total.tokens
 
     @property
     def done_ids(self) -> AbstractSet[str]:
@@ -259,8 +268,12 @@ class RunStore:
                         ) from None
                     break
                 rid = data["request_id"]
-                self.spent_requests += 1
-                self.spent_tokens += data.get("prompt_tokens", 0) + data.get("completion_tokens", 0)
+                self.costs.add_result(
+                    (data.get("meta") or {}).get("stage"),
+                    data.get("error") is None,
+                    data.get("prompt_tokens", 0),
+                    data.get("completion_tokens", 0),
+                )
                 if data.get("error") is None:
                     if rid not in self._index:
                         self._index.add(rid, good_end << _LENGTH_BITS | len(line))
@@ -312,8 +325,7 @@ class RunStore:
         if rid in self._index:
             return
         line = (json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n").encode()
-        self.spent_requests += 1
-        self.spent_tokens += result.prompt_tokens + result.completion_tokens
+        self.costs.add_result(result.meta.get("stage"), result.ok, result.prompt_tokens, result.completion_tokens)
         if result.ok:
             self._index.add(rid, (self._written + self._buffered) << _LENGTH_BITS | len(line))
             self.failed_ids.discard(rid)
@@ -347,13 +359,17 @@ class RunStore:
                 self._written, self._buffered = size, 0
                 raise storage_error(self.path, err, self.run_dir) from None
 
-    def write_stats(self, stats: dict[str, Any]) -> None:
-        """Add one session's engine accounting to `engine_stats.json`."""
+    def write_stats(self, stats: dict[str, Any], cost: dict[str, Any] | None = None) -> None:
+        """Add one session's engine accounting to `engine_stats.json`, and the whole run's `cost`
+        per stage (`generator.run.cost.Costs.to_dict`) when given."""
         path = self.run_dir / STATS
         sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if path.exists() else []
         sessions.append(stats)
+        data: dict[str, Any] = {"sessions": sessions}
+        if cost is not None:
+            data["cost"] = cost
         try:
-            _write_json(path, {"sessions": sessions})
+            _write_json(path, data)
         except OSError as err:
             raise storage_error(path, err, self.run_dir) from None
 
