@@ -197,6 +197,34 @@ class ShardConfig(Section):
         return None if base is None else base + self.index
 
 
+class SteerConfig(Section):
+    """Diversity steering (generator/run/steer.py): accepted instructions are clustered online on the
+    embeddings the semantic dedup filter already computed, and each request's demonstrations (and
+    custom topics and personas) are drawn toward regions with few accepted instructions."""
+
+    enabled: bool = Field(
+        False,
+        description="Steer self_instruct, alpaca_batch and custom toward under-covered regions; off "
+        "draws demonstrations, topics and personas uniformly, as before.",
+    )
+    strength: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description="How hard: a cluster of n accepted instructions supplies pool demonstrations with "
+        "weight n^(1-strength) (0: as off, uniform over instructions; 1: uniform over clusters); a seed, "
+        "topic or persona in a region holding c times the mean cluster size weighs (1+c)^-strength.",
+    )
+    radius: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Cosine to the nearest cluster centre below which an accepted instruction starts a "
+        "new cluster (while fewer than `max_clusters`).",
+    )
+    max_clusters: int = Field(64, ge=1, description="Most clusters; past it an instruction joins the nearest.")
+
+
 class GenerationConfig(Section):
     method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom"] = Field(
         "self_instruct", description="How instructions are made."
@@ -245,6 +273,7 @@ class GenerationConfig(Section):
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     evol: EvolConfig = Field(default_factory=EvolConfig)
     custom: CustomConfig = Field(default_factory=CustomConfig)
+    steer: SteerConfig = Field(default_factory=SteerConfig)
 
     @field_validator("seed_format")
     @classmethod

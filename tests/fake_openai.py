@@ -3,7 +3,8 @@
 It answers /v1/chat/completions, /v1/completions, /v1/models and /health (as vLLM does) on
 127.0.0.1 and a free port.
 The answer echoes the prompt (the last message's content): `echo: <prompt>`, or `echo <i>: ...`
-per choice when `n` > 1, cut at `max_tokens` words (finish_reason `length`) or at a stop string.
+per choice when `n` > 1, cut at `max_tokens` words (finish_reason `length`) or at a stop string;
+with `reply`, a function of the prompt stands in for a model and its text is the answer.
 
 Faults, per attempt, come from one of two places:
 - the prompt itself: `... #faults=500,429,ok` scripts the attempts of that prompt in order (the
@@ -34,6 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +55,7 @@ class FakeOpenAI:
         models: tuple[str, ...] = ("fake-model",),
         api_key: str | None = None,
         variants: bool = False,
+        reply: Callable[[str], str] | None = None,
     ) -> None:
         self.rates = rates or {}
         self._rng = random.Random(seed)
@@ -64,6 +67,8 @@ class FakeOpenAI:
         # Mark every echoed line with a tag derived from the request, so that echoed example tasks
         # read as new text (not copies of the prompt) yet stay the same on every run.
         self.variants = variants
+        # A model stand-in: the answer to a prompt, instead of the echo (tests/steer_world.py).
+        self.reply = reply
         self.served: Counter[str] = Counter()  # answers given, per fault name ("ok" included)
         self.attempts: Counter[str] = Counter()  # attempts per scripted prompt
         self.models_calls = 0
@@ -220,7 +225,7 @@ class FakeOpenAI:
         self.served[fault] += 1
         self.note(body, fault)
         if fault == "ok":
-            return _ok(body, _variant(body, prompt) if self.variants else prompt, chat)
+            return _ok(body, _variant(body, prompt) if self.variants else prompt, chat, self.reply)
         if fault == "hang":
             assert self._stopping is not None
             try:
@@ -254,7 +259,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": {"message": message, "code": status}}, status=status, headers=headers)
 
 
-def _ok(body: dict[str, Any], prompt: str, chat: bool) -> web.Response:
+def _ok(body: dict[str, Any], prompt: str, chat: bool, reply: Callable[[str], str] | None = None) -> web.Response:
     n = int(body.get("n") or 1)
     max_tokens = int(body.get("max_tokens") or 10_000)
     stops = body.get("stop") or []
@@ -262,7 +267,10 @@ def _ok(body: dict[str, Any], prompt: str, chat: bool) -> web.Response:
     choices = []
     completion_tokens = 0
     for i in range(n):
-        words = (f"echo {i}: {prompt}" if n > 1 else f"echo: {prompt}").split(" ")
+        if reply is not None:
+            words = reply(prompt).split(" ")
+        else:
+            words = (f"echo {i}: {prompt}" if n > 1 else f"echo: {prompt}").split(" ")
         reason = "stop"
         if len(words) > max_tokens:
             words, reason = words[:max_tokens], "length"

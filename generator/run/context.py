@@ -17,6 +17,7 @@ from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
 from generator.run.funnel import RunFunnel
+from generator.run.steer import Steering, steering_for
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
@@ -45,6 +46,7 @@ class Run:
     writer: DatasetWriter
     stop: StopSignals
     funnel: RunFunnel = field(default_factory=RunFunnel)
+    steer: Steering | None = None  # generation.steer: the clusters of the accepted instructions
 
     @property
     def run_dir(self) -> Path:
@@ -117,4 +119,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         store=store,
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
+        steer=steering_for(g.steer, instruction_filters),
     )

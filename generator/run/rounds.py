@@ -21,7 +21,7 @@ from generator.run.methods import METHODS, Ask
 from generator.run.sender import Sender
 
 # Request meta that an instruction's record carries on.
-_LINEAGE = ("round", "seed_ids", "template")
+_LINEAGE = ("round", "seed_ids", "template", "topic", "persona")
 
 
 @dataclass
