@@ -38,11 +38,15 @@ def _groups(sizes: list[int], dim: int = 8, seed: int = 0) -> np.ndarray:
     return np.stack([rows[j][1] for j in order])
 
 
-def _steering(x: np.ndarray, **config) -> tuple[Steering, list[Record]]:
+def _steering(x: np.ndarray, seeds: np.ndarray | None = None, **config) -> tuple[Steering, list[Record]]:
+    """Steering over a pool whose vectors are `x` (and seed tasks `seed i` whose vectors are `seeds`)."""
     pool = [Record(instruction=f"task {i}") for i in range(len(x))]
     vecs = {r.id: v for r, v in zip(pool, x)}
+    seed_vecs = {f"seed {i}": v for i, v in enumerate(seeds if seeds is not None else [])}
     steer = Steering(
-        SteerConfig(enabled=True, **config), lambda recs: np.stack([vecs[r.id] for r in recs]), lambda t: t
+        SteerConfig(enabled=True, **config),
+        lambda recs: np.stack([vecs[r.id] for r in recs]),
+        lambda texts: np.stack([seed_vecs[t] for t in texts]),
     )
     steer.sync(pool)
     return steer, pool
@@ -69,8 +73,9 @@ def test_pool_draws_even_out_clusters_at_full_strength() -> None:
 
 
 def test_seeds_in_covered_regions_weigh_less() -> None:
-    steer, _ = _steering(_groups([40, 5]), radius=0.7)
-    crowded, sparse, uncovered = steer.seed_weights([_unit(np.eye(8)[0]), _unit(np.eye(8)[1]), _unit(np.eye(8)[5])])
+    seeds = np.stack([_unit(np.eye(8)[0]), _unit(np.eye(8)[1]), _unit(np.eye(8)[5])])
+    steer, _ = _steering(_groups([40, 5]), seeds, radius=0.7)
+    crowded, sparse, uncovered = steer.seed_weights([Record(instruction=f"seed {i}") for i in range(3)])
     assert crowded < sparse < uncovered == 1.0
 
 
@@ -147,3 +152,17 @@ def test_resumed_steered_run_sends_the_same_requests(stand_in: str, tmp_path: Pa
     rows = lambda r: datasets.load_dataset(str(r.dataset_dir))["train"].to_list()  # noqa: E731
     assert resumed.records == whole.records
     assert [(r["id"], r["output"]) for r in rows(resumed)] == [(r["id"], r["output"]) for r in rows(whole)]
+
+
+def test_topics_whose_instructions_crowd_weigh_less() -> None:
+    x = _groups([40, 5, 5])
+    steer, pool = _steering(np.zeros((0, 8), np.float32))
+    pool = [
+        Record(instruction=f"task {i}", meta={"topic": "crowded" if v.argmax() == 0 else "sparse"})
+        for i, v in enumerate(x)
+    ]
+    vecs = {r.id: v for r, v in zip(pool, x)}
+    steer.embed = lambda recs: np.stack([vecs[r.id] for r in recs])
+    steer.sync(pool)
+    crowded, sparse, unused = steer.value_weights("topic", ["crowded", "sparse", "unused"])
+    assert crowded < sparse < unused == 1.0

@@ -14,9 +14,8 @@ and so sends the same requests. Draws take their randomness from the caller's se
 
 from __future__ import annotations
 
-import math
 import random
-from collections import defaultdict
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,8 +36,8 @@ class OnlineClusters:
         self.max_clusters = max_clusters
         self.sums: list[np.ndarray] = []
         self.centres = np.zeros((0, 0), np.float32)
-        self.members: list[list[int]] = []  # positions in the pool, per cluster
-        self.of: list[int] = []  # cluster of each position
+        self.members: list[array] = []  # positions in the pool, per cluster
+        self.of = array("q")  # cluster of each position
 
     def __len__(self) -> int:
         return len(self.members)
@@ -52,7 +51,7 @@ class OnlineClusters:
         if c < 0:
             c = len(self.members)
             self.sums.append(v.copy())
-            self.members.append([])
+            self.members.append(array("q"))
             self.centres = np.vstack([self.centres.reshape(c, len(v)), v[None, :]])
         else:
             self.sums[c] = self.sums[c] + v
@@ -75,9 +74,15 @@ class OnlineClusters:
         return np.array([len(m) for m in self.members], np.float64)
 
 
+# Custom's request variables whose values are weighed by where their instructions landed.
+LABELS = ("topic", "persona")
+# Words of a seed task that place it (the static encoder refuses long texts; the start says enough).
+SEED_WORDS = 48
+
+
 class Steering:
     """What the methods ask when `generation.steer.enabled`: which seeds, pool instructions, topics
-    and personas to show. `embed` gives the vectors of records (see `embedder_for`)."""
+    and personas to show. `embed` gives the vectors of records, `encode` those of texts (seeds)."""
 
     def __init__(
         self, config: SteerConfig, embed: Callable[[list[Record]], np.ndarray], encode: Callable[[list[str]], Any]
@@ -86,9 +91,10 @@ class Steering:
         self.embed = embed
         self.encode = encode
         self.clusters = OnlineClusters(config.radius, config.max_clusters)
+        self.labels: dict[str, list[str]] = {k: [] for k in LABELS}  # per pool position
         self.seen = 0
         self._seed_vecs: np.ndarray | None = None
-        self._seed_key: tuple[str, ...] = ()
+        self._seed_weights: tuple[int, np.ndarray] | None = None  # (pool size, weights)
 
     def sync(self, pool: Sequence[Record]) -> None:
         """Cluster the pool's records added since the last call."""
@@ -99,38 +105,45 @@ class Steering:
         new = [pool[i] for i in range(self.seen, len(pool))]
         if new:
             self.clusters.add(self.embed(new))
+            for key, values in self.labels.items():
+                values.extend(str(r.meta.get(key)) for r in new)
         self.seen = len(pool)
 
     # -- weights ----------------------------------------------------------------------------------
 
-    def _fill(self) -> tuple[np.ndarray, float]:
+    def _fill(self) -> np.ndarray:
+        """Each cluster's size over the mean size."""
         sizes = self.clusters.sizes()
-        return sizes, (float(sizes.mean()) if len(sizes) else 1.0)
+        return sizes / sizes.mean() if len(sizes) else sizes
 
-    def seed_weights(self, texts: Sequence[str]) -> list[float]:
-        """(1 + c)^-strength per seed, c = the size of the cluster around it over the mean size
-        (0 where no cluster is within `radius`: an uncovered region)."""
+    def seed_weights(self, seeds: Sequence[Any]) -> np.ndarray:
+        """(1 + c)^-strength per seed task, c = the fill of the cluster around it (0 where no cluster
+        is within `radius`: an uncovered region). The run's seeds are encoded once, at the first call."""
         if not len(self.clusters):
-            return [1.0] * len(texts)
-        key = tuple(texts)
-        if self._seed_vecs is None or key != self._seed_key:
-            self._seed_vecs, self._seed_key = np.asarray(self.encode(list(texts)), np.float32), key
+            return np.ones(len(seeds))
+        if self._seed_weights is not None and self._seed_weights[0] == self.seen:
+            return self._seed_weights[1]
+        if self._seed_vecs is None:
+            cut = [" ".join(s.instruction.split()[:SEED_WORDS]) for s in seeds]
+            self._seed_vecs = np.asarray(self.encode(cut), np.float32)
         near = self.clusters.nearest(self._seed_vecs, join=False)
-        sizes, mean = self._fill()
-        fill = np.where(near >= 0, sizes[np.maximum(near, 0)] / mean, 0.0)
-        return list((1.0 + fill) ** -self.config.strength)
+        fill = np.where(near >= 0, self._fill()[np.maximum(near, 0)], 0.0)
+        weights = (1.0 + fill) ** -self.config.strength
+        self._seed_weights = (self.seen, weights)
+        return weights
 
-    def value_weights(self, pool: Sequence[Record], key: str, values: Sequence[str]) -> list[float]:
+    def value_weights(self, key: str, values: Sequence[str]) -> list[float]:
         """(1 + c)^-strength per value of a request variable (a custom topic or persona), c = the
-        summed fill (cluster size over the mean) of the accepted instructions it produced, over the
-        mean of that sum across the values."""
-        sizes, mean = self._fill()
-        crowd: dict[str, float] = defaultdict(float)
-        for pos, c in enumerate(self.clusters.of):
-            crowd[str(pool[pos].meta.get(key))] += sizes[c] / mean
-        per = [crowd.get(v, 0.0) for v in values]
-        norm = sum(per) / len(per) if per and sum(per) else 1.0
-        return [(1.0 + p / norm) ** -self.config.strength for p in per]
+        summed fill of the clusters of the accepted instructions it produced, over the mean of
+        that sum across the values."""
+        fill = self._fill()
+        index = {v: i for i, v in enumerate(values)}
+        which = np.fromiter((index.get(v, -1) for v in self.labels[key]), np.int64, count=self.seen)
+        of = np.frombuffer(self.clusters.of, dtype=np.int64) if self.seen else np.zeros(0, np.int64)
+        known = which >= 0
+        crowd = np.bincount(which[known], weights=fill[of[known]], minlength=len(values))
+        crowd = crowd / crowd.mean() if crowd.sum() else crowd
+        return list((1.0 + crowd) ** -self.config.strength)
 
     # -- draws ------------------------------------------------------------------------------------
 
@@ -158,10 +171,14 @@ class Steering:
 
 def weighted_sample(items: Sequence[Any], weights: Sequence[float], k: int, rng: random.Random) -> list[Any]:
     """`k` distinct items, each drawn with probability proportional to its weight among those left
-    (Efraimidis-Spirakis keys: u^(1/w), the largest `k`)."""
-    keys = [math.log(rng.random() or 1e-300) / w if w > 0 else -math.inf for w in weights]
-    order = sorted(range(len(items)), key=lambda i: -keys[i])
-    return [items[i] for i in order[: min(k, len(items))]]
+    (Efraimidis-Spirakis keys log(u)/w, the largest `k`; vectorized, for large seed sets)."""
+    k = min(k, len(items))
+    u = np.random.default_rng(rng.getrandbits(64)).random(len(items))
+    w = np.asarray(weights, np.float64)
+    with np.errstate(divide="ignore"):
+        keys = np.where(w > 0, np.log(np.maximum(u, 1e-300)) / np.where(w > 0, w, 1.0), -np.inf)
+    order = np.argsort(-keys, kind="stable")[:k]
+    return [items[i] for i in order]
 
 
 def embedder_for(filters: Sequence[Filter]) -> tuple[Callable[[list[Record]], np.ndarray], Embedder]:
@@ -193,7 +210,7 @@ def steered_demonstrations(
 ) -> list[Any]:
     """Seeds drawn away from covered regions, then pool instructions drawn evenly over clusters."""
     steer.sync(pool)
-    demos = weighted_sample(seeds, steer.seed_weights([s.instruction for s in seeds]), n_seeds, rng)
+    demos = weighted_sample(seeds, steer.seed_weights(seeds), n_seeds, rng)
     return demos + [{"instruction": r.instruction} for r in steer.pick_pool(pool, n_pool, rng)]
 
 
@@ -201,7 +218,7 @@ def combo_weights(steer: Steering, pool: Sequence[Record], combos: Sequence[tupl
     """Custom's (topic, persona, ...) crossings: the product of their topic's and persona's weights."""
     steer.sync(pool)
     weights = {
-        key: dict(zip(values, steer.value_weights(pool, key, values)))
+        key: dict(zip(values, steer.value_weights(key, values)))
         for key, values in (("topic", sorted({c[0] for c in combos})), ("persona", sorted({c[1] for c in combos})))
     }
     return [weights["topic"][c[0]] * weights["persona"][c[1]] for c in combos]
