@@ -17,11 +17,13 @@ import pytest
 import steer_world as world
 from fake_openai import FakeOpenAI
 
+from filters.registry import build_chain
+from filters.specs import parse_specs
 from generator.config import SteerConfig, parse_config
 from generator.core.records import Record
 from generator.run.context import STATE, fingerprint
 from generator.run.pipeline import generate
-from generator.run.steer import OnlineClusters, Steering, weighted_sample
+from generator.run.steer import OnlineClusters, Steering, steering_for, weighted_sample
 from generator.run.store import RESULTS
 
 
@@ -87,9 +89,29 @@ def test_weighted_sample_is_distinct_and_favours_weight() -> None:
 
 
 def test_steer_settings_are_in_the_fingerprint() -> None:
-    off, on = parse_config({}), parse_config({"generation": {"steer": {"enabled": True}}})
-    assert fingerprint(off) != fingerprint(on)
-    assert fingerprint(on)["generation"]["steer"]["enabled"] is True
+    default, on = parse_config({}), parse_config({"generation": {"steer": {"enabled": True, "strength": 0.5}}})
+    assert fingerprint(default) != fingerprint(on)
+    assert fingerprint(on)["generation"]["steer"] == {
+        "enabled": True,
+        "strength": 0.5,
+        "radius": 0.5,
+        "max_clusters": 64,
+    }
+
+
+@pytest.mark.parametrize(
+    ("enabled", "chain", "steered"),
+    [
+        (None, ["length", "semantic_dedup"], True),
+        (None, ["length", "exact_dedup"], False),
+        (True, ["length", "exact_dedup"], True),
+        (False, ["length", "semantic_dedup"], False),
+    ],
+    ids=["default-with-semantic-dedup", "default-without", "forced-on", "off"],
+)
+def test_default_steers_where_dedup_computes_the_embeddings(enabled, chain, steered) -> None:
+    filters = build_chain(parse_specs([{"name": n} for n in chain], where="test"))
+    assert (steering_for(SteerConfig(enabled=enabled), filters) is not None) == steered
 
 
 # -- against the clustered stand-in model ---------------------------------------------------------

@@ -199,7 +199,11 @@ def embedder_for(filters: Sequence[Filter]) -> tuple[Callable[[list[Record]], np
 
 
 def steering_for(config: SteerConfig, filters: Sequence[Filter]) -> Steering | None:
-    if not config.enabled:
+    """The run's steering: None when off, or when left to the default and no semantic dedup
+    computes the embeddings (steering would encode every accepted instruction itself)."""
+    if config.enabled is False:
+        return None
+    if config.enabled is None and not any(isinstance(f, SemanticDedup) for f in filters):
         return None
     embed, embedder = embedder_for(filters)
     return Steering(config, embed, embedder.encode)
