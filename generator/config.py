@@ -205,11 +205,11 @@ class SteerConfig(Section):
     enabled: bool | None = Field(
         None,
         description="Steer self_instruct, alpaca_batch and custom toward under-covered regions (evol_instruct "
-        "is not steered). null (the default): on when `filters.instructions` has semantic_dedup, whose "
-        "embeddings it reuses (only the seed tasks are encoded, once); true: on, encoding the accepted "
-        "instructions itself when needed; false: demonstrations, topics and personas drawn uniformly. On a "
-        "clustered stand-in model it covers sparse topics better and needs fewer requests for the same "
-        "target (BENCHMARKS.md).",
+        "is not steered). null (the default): on for self_instruct when `filters.instructions` has "
+        "semantic_dedup, whose embeddings it reuses (only the seed tasks are encoded, once); there it covered "
+        "sparse topics better with fewer requests on a clustered stand-in model, where for custom (whose "
+        "topics are already crossed evenly) it made no difference (BENCHMARKS.md). true: on for every "
+        "steerable method, encoding the accepted instructions itself when needed; false: off.",
     )
     strength: float = Field(
         1.0,

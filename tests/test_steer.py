@@ -100,18 +100,19 @@ def test_steer_settings_are_in_the_fingerprint() -> None:
 
 
 @pytest.mark.parametrize(
-    ("enabled", "chain", "steered"),
+    ("enabled", "chain", "method", "steered"),
     [
-        (None, ["length", "semantic_dedup"], True),
-        (None, ["length", "exact_dedup"], False),
-        (True, ["length", "exact_dedup"], True),
-        (False, ["length", "semantic_dedup"], False),
+        (None, ["length", "semantic_dedup"], "self_instruct", True),
+        (None, ["length", "exact_dedup"], "self_instruct", False),
+        (None, ["length", "semantic_dedup"], "custom", False),
+        (True, ["length", "exact_dedup"], "custom", True),
+        (False, ["length", "semantic_dedup"], "self_instruct", False),
     ],
-    ids=["default-with-semantic-dedup", "default-without", "forced-on", "off"],
+    ids=["default-self-instruct", "default-without-semantic-dedup", "default-custom", "forced-on", "off"],
 )
-def test_default_steers_where_dedup_computes_the_embeddings(enabled, chain, steered) -> None:
+def test_default_steers_where_it_was_measured_to_help(enabled, chain, method, steered) -> None:
     filters = build_chain(parse_specs([{"name": n} for n in chain], where="test"))
-    assert (steering_for(SteerConfig(enabled=enabled), filters) is not None) == steered
+    assert (steering_for(SteerConfig(enabled=enabled), filters, method) is not None) == steered
 
 
 # -- against the clustered stand-in model ---------------------------------------------------------

@@ -119,5 +119,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         store=store,
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
-        steer=steering_for(g.steer, instruction_filters),
+        steer=steering_for(g.steer, instruction_filters, g.method),
     )

@@ -198,12 +198,18 @@ def embedder_for(filters: Sequence[Filter]) -> tuple[Callable[[list[Record]], np
     return embed, embedder
 
 
-def steering_for(config: SteerConfig, filters: Sequence[Filter]) -> Steering | None:
-    """The run's steering: None when off, or when left to the default and no semantic dedup
-    computes the embeddings (steering would encode every accepted instruction itself)."""
+# Where the default (`enabled: null`) steers: the methods it was measured to help (BENCHMARKS.md).
+DEFAULT_METHODS = ("self_instruct",)
+
+
+def steering_for(config: SteerConfig, filters: Sequence[Filter], method: str) -> Steering | None:
+    """The run's steering: None when off, or when left to the default and either the method is not
+    one it helps or no semantic dedup computes the embeddings (it would encode every instruction)."""
     if config.enabled is False:
         return None
-    if config.enabled is None and not any(isinstance(f, SemanticDedup) for f in filters):
+    if config.enabled is None and (
+        method not in DEFAULT_METHODS or not any(isinstance(f, SemanticDedup) for f in filters)
+    ):
         return None
     embed, embedder = embedder_for(filters)
     return Steering(config, embed, embedder.encode)
