@@ -208,7 +208,7 @@ class SteerConfig(Section):
         "is not steered). null (the default): on for self_instruct when `filters.instructions` has "
         "semantic_dedup, whose embeddings it reuses (only the seed tasks are encoded, once); there it covered "
         "sparse topics better with fewer requests on a clustered stand-in model, where for custom (whose "
-        "topics are already crossed evenly) it made no difference (BENCHMARKS.md). true: on for every "
+        "topics are already crossed evenly) it gained little and not every time (BENCHMARKS.md). true: on for every "
         "steerable method, encoding the accepted instructions itself when needed; false: off.",
     )
     strength: float = Field(
