@@ -320,6 +320,38 @@ class PreferencesConfig(Section):
         return self
 
 
+class SteerConfig(Section):
+    """Diversity steering (generator/run/steer.py): accepted instructions are clustered online on the
+    embeddings the semantic dedup filter already computed, and each request's demonstrations (and
+    custom topics and personas) are drawn toward regions with few accepted instructions."""
+
+    enabled: bool | None = Field(
+        None,
+        description="Steer self_instruct, alpaca_batch and custom toward under-covered regions (evol_instruct "
+        "is not steered). null (the default): on for self_instruct when `filters.instructions` has "
+        "semantic_dedup, whose embeddings it reuses (only the seed tasks are encoded, once); there it covered "
+        "sparse topics better with fewer requests on a clustered stand-in model, where for custom (whose "
+        "topics are already crossed evenly) it gained little and not every time (BENCHMARKS.md). true: on for every "
+        "steerable method, encoding the accepted instructions itself when needed; false: off.",
+    )
+    strength: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description="How hard: a cluster of n accepted instructions supplies pool demonstrations with "
+        "weight n^(1-strength) (0: as off, uniform over instructions; 1: uniform over clusters); a seed, "
+        "topic or persona in a region holding c times the mean cluster size weighs (1+c)^-strength.",
+    )
+    radius: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Cosine to the nearest cluster centre below which an accepted instruction starts a "
+        "new cluster (while fewer than `max_clusters`).",
+    )
+    max_clusters: int = Field(64, ge=1, description="Most clusters; past it an instruction joins the nearest.")
+
+
 class GenerationConfig(Section):
     method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom", "magpie"] = Field(
         "self_instruct",
@@ -411,6 +443,7 @@ class GenerationConfig(Section):
     evol: EvolConfig = Field(default_factory=EvolConfig)
     custom: CustomConfig = Field(default_factory=CustomConfig)
     magpie: MagpieConfig = Field(default_factory=MagpieConfig)
+    steer: SteerConfig = Field(default_factory=SteerConfig)
 
     @model_validator(mode="after")
     def _magpie_answers(self) -> GenerationConfig:

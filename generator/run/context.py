@@ -21,6 +21,7 @@ from generator.publish.writer import DatasetWriter, log
 from generator.run.budget import Budget, check_budget
 from generator.run.funnel import RunFunnel
 from generator.run.preferences import PairMaker
+from generator.run.steer import Steering, steering_for
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
@@ -68,6 +69,7 @@ class Run:
     pre_queries: list[PreQuery] = field(default_factory=list)  # Magpie's, one per system prompt and topic
     template_tokens: tuple[str, ...] = ()  # the served model's special tokens (Magpie)
     preferences: PairMaker | None = None  # the preference stage's checks and judge, when configured
+    steer: Steering | None = None  # generation.steer: the clusters of the accepted instructions
 
     @property
     def run_dir(self) -> Path:
@@ -174,4 +176,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         pre_queries=magpie.queries if magpie else [],
         template_tokens=magpie.template_tokens if magpie else (),
         preferences=preferences,
+        steer=steering_for(g.steer, instruction_filters, g.method),
     )

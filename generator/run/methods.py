@@ -17,6 +17,7 @@ from generator.core.records import Record
 from generator.prompting.seeds import SeedTask
 from generator.prompting.templates import PromptTemplate
 from generator.run.context import Run
+from generator.run.steer import combo_weights, steered_demonstrations
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,12 @@ def demonstrations(run: Run, pool: Sequence[Record], rng: random.Random) -> tupl
     g = run.config.generation
     k = g.num_demonstrations
     n_machine = min(len(pool), round(k * g.machine_ratio))
-    demos: list[Any] = rng.sample(run.seeds, min(k - n_machine, len(run.seeds)))
-    demos += [{"instruction": r.instruction} for r in rng.sample(pool, n_machine)]
+    n_seeds = min(k - n_machine, len(run.seeds))
+    if run.steer is not None:  # toward under-covered regions (generator/run/steer.py)
+        demos = steered_demonstrations(run.steer, run.seeds, pool, n_seeds, n_machine, rng)
+    else:
+        demos = rng.sample(run.seeds, n_seeds)
+        demos += [{"instruction": r.instruction} for r in rng.sample(pool, n_machine)]
     rng.shuffle(demos)
     return demos, [d.id for d in demos if isinstance(d, SeedTask)]
 
@@ -133,10 +138,15 @@ def custom(run: Run, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
         (t, p, d, x) for t in c.topics for p in c.personas for d in c.difficulties for x in (c.directives or [""])
     ]
     rng = _rng("custom", rnd)
+    weights = combo_weights(run.steer, pool, combos) if run.steer is not None else None
     asks = []
     for i in range(requests_per_round(run, need, per)):
-        topic, persona, difficulty, directive = combos[(rnd * 997 + i) % len(combos)]
-        demos = rng.sample(run.seeds, min(2, len(run.seeds)))
+        if weights is None:
+            topic, persona, difficulty, directive = combos[(rnd * 997 + i) % len(combos)]
+            demos = rng.sample(run.seeds, min(2, len(run.seeds)))
+        else:  # toward the topics and personas whose instructions sit in sparse regions
+            [(topic, persona, difficulty, directive)] = rng.choices(combos, weights=weights)
+            demos = steered_demonstrations(run.steer, run.seeds, pool, min(2, len(run.seeds)), 0, rng)
         asks.append(
             Ask(
                 run.templates["custom"],

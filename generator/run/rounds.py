@@ -22,10 +22,20 @@ from generator.run.methods import METHODS, Ask
 from generator.run.pool import Pool
 from generator.run.sender import Sender
 
-# Request meta that an instruction's record carries on (Sender.lineage and the method's own); in a
-# conversation also who the user is and what about (custom's persona and topic), for later turns.
-_LINEAGE = ("round", "seed_ids", "template", "template_hash", "model", "model_revision", "sampling_hash", "magpie")
-_CONVERSATION_LINEAGE = (*_LINEAGE, "persona", "topic")
+# Request meta that an instruction's record carries on (Sender.lineage and the method's own; custom's
+# topic and persona: steering places them, and a conversation's later user turns speak as them).
+_LINEAGE = (
+    "round",
+    "seed_ids",
+    "template",
+    "template_hash",
+    "model",
+    "model_revision",
+    "sampling_hash",
+    "magpie",
+    "topic",
+    "persona",
+)
 
 
 @dataclass
@@ -112,7 +122,7 @@ def _instructions(
     """The candidate instructions in a round's answers, in request order; what cannot be parsed
     and copies of seed tasks are dropped with their reason."""
     out: list[Record] = []
-    lineage = _CONVERSATION_LINEAGE if run.config.generation.turns > 1 else _LINEAGE
+    lineage = _LINEAGE
     for ask, req, res in zip(asks, requests, results):
         if res is None:
             continue
