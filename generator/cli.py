@@ -506,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         help="HTML file to write (default: report.html in the run's dataset folder; report.html here for --dataset)",
     )
-    p.add_argument("--sample", type=int, default=5000, help="rows the embedding measures use (default: 5000)")
+    p.add_argument("--sample", type=int, default=2000, help="rows the embedding measures use (default: 2000)")
     p.add_argument("--examples", type=int, default=2000, help="kept rows in the Examples table (default: 2000)")
     p.add_argument("--gpu-hour-cost", type=float, help="price of a GPU-hour, for the cost per 1,000 kept rows")
     p.set_defaults(func=_report)

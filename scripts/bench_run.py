@@ -43,6 +43,8 @@ def _config(run_dir: Path, url: str, requests: int, concurrency: int) -> str:
         f"generation: {{num_instructions: {instructions}, instances: response, max_rounds: {rounds}}}\n"
         # The fake server echoes prompts: keep the chains to what such text passes.
         "filters: {instructions: [{name: length}, {name: exact_dedup}], records: [{name: truncated}]}\n"
+        # The pipeline's memory and speed; the report (a bounded sample) is benchmarked apart.
+        "report: {enabled: false}\n"
     )
 
 

@@ -308,3 +308,18 @@ def test_a_reason_without_rejected_rows_shows_the_funnel_examples(tmp_path: Path
     assert reasons[("parse", "unparseable")]["source"] == "funnel.json examples"
     assert reasons[("parse", "unparseable")]["rows"][0]["detail"] == {"error": "json"}
     assert reasons[("length", "too_short")]["source"] == "rejected.jsonl"
+
+
+def test_a_dataset_larger_than_max_rows_is_measured_on_an_even_sample() -> None:
+    from generator.config import ReportConfig
+    from generator.core.records import Record
+    from generator.report import measure_records
+
+    records = [Record(instruction=f"Write a short poem about topic number {i}.", output="A poem.") for i in range(2500)]
+    measured = measure_records(records, (), ReportConfig(max_rows=1000, sample=100))
+    assert measured is not None
+    # Every third row (2,500 / 1,000 rounded up), from the first: 834 rows, in order.
+    assert len(measured.rows) == measured.metrics.rows == 834
+    assert [r["instruction"] for r in measured.rows[:2]] == [records[0].instruction, records[3].instruction]
+    small = measure_records(records[:900], (), ReportConfig(max_rows=1000, sample=100))
+    assert small is not None and len(small.rows) == 900
