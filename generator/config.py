@@ -444,6 +444,22 @@ class GenerationConfig(Section):
     custom: CustomConfig = Field(default_factory=CustomConfig)
     magpie: MagpieConfig = Field(default_factory=MagpieConfig)
     steer: SteerConfig = Field(default_factory=SteerConfig)
+    quotas: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Most share of `num_records` the rows of one category may take, by a `meta` field: "
+        "e.g. {task_type: {classification: 0.3}, topic: {cooking: 0.2}}. Rows past a full quota are dropped "
+        "in order (funnel: `target: quota_full`) and the run goes back for others. Needs `num_records`.",
+    )
+
+    @model_validator(mode="after")
+    def _quotas_need_a_target(self) -> GenerationConfig:
+        if self.quotas and self.num_records is None:
+            raise ValueError("quotas are shares of the record target: set num_records too")
+        for key, shares in self.quotas.items():
+            wrong = {v: s for v, s in shares.items() if not 0 <= s <= 1}
+            if wrong:
+                raise ValueError(f"quotas.{key}: a share is a number from 0 to 1, got {wrong}")
+        return self
 
     @model_validator(mode="after")
     def _magpie_answers(self) -> GenerationConfig:

@@ -335,3 +335,38 @@ def test_sigkill_during_a_target_run_then_resume_gives_the_same_dataset(
     assert sorted(ids) == reference["ids"]
     stored = [json.loads(line)["request_id"] for line in results.read_text().splitlines()]
     assert Counter(stored) == Counter(reference["requests"]), "a request was lost or sent twice"
+
+
+QUOTA_RUN = {
+    "method": "custom",
+    "custom": {"topics": ["cooking", "travel"], "personas": ["a student"], "difficulties": ["easy"]},
+}
+
+
+def test_a_quota_caps_its_category_and_the_target_is_met_with_others(fake: FakeOpenAI, tmp_path: Path) -> None:
+    free = _run(tmp_path / "free", fake.url, generation=QUOTA_RUN)
+    capped = _run(tmp_path / "capped", fake.url, generation={**QUOTA_RUN, "quotas": {"topic": {"cooking": 0.25}}})
+    free_topics = Counter(r["meta"]["topic"] for r in _kept(tmp_path / "free"))
+    topics = Counter(r["meta"]["topic"] for r in _kept(tmp_path / "capped"))
+    assert free_topics["cooking"] > TARGET // 4  # without the quota, cooking takes more than a quarter
+    assert (
+        len(capped["ids"]) == TARGET and topics["cooking"] == TARGET // 4 and topics["travel"] == TARGET - TARGET // 4
+    )
+    assert capped["funnel"]["drops"]["target"]["quota_full"] > 0
+    assert capped["rounds"]["stop_reason"] == f"target reached: {TARGET} records"
+    assert free["ids"] != capped["ids"]
+    # A rerun replays the stored results in order: the same rows pass the quota, nothing is sent.
+    again = _run(tmp_path / "capped", fake.url, generation={**QUOTA_RUN, "quotas": {"topic": {"cooking": 0.25}}})
+    assert again["ids"] == capped["ids"] and again["requests"] == capped["requests"]
+
+
+def test_quotas_need_a_record_target(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path, "http://127.0.0.1:9/v1", generation={"num_records": None, "quotas": {"topic": {"a": 0.5}}}
+    )
+    with pytest.raises(ConfigError, match="quotas are shares of the record target"):
+        parse_config(settings)
+
+
+def _kept(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "kept.jsonl").read_text().splitlines()]

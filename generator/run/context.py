@@ -51,6 +51,8 @@ def fingerprint(config: Config) -> dict[str, Any]:
         out["generation"]["templates"].pop("user_turn")
     if config.generation.method != "magpie":  # Magpie's settings decide nothing for other methods
         out["generation"].pop("magpie")
+    if not config.generation.quotas:  # none set: run directories made before quotas existed resume
+        out["generation"].pop("quotas")
     return out
 
 

@@ -54,6 +54,10 @@ class RunFunnel:
         """An accepted instruction not completed: the record target was met without it."""
         self.instructions.unkeep(Drop(record, "target", "over_target"))
 
+    def quota_full(self, record: Record) -> None:
+        """A finished record whose category already holds its quota's share of the record target."""
+        self.records.unkeep(Drop(record, "target", "quota_full"))
+
     def trimmed(self, record: Record) -> None:
         """A finished record past the record target, cut so the dataset holds exactly the target."""
         self.records.unkeep(Drop(record, "target", "over_target"))

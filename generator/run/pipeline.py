@@ -40,6 +40,7 @@ from generator.run.cost import Costs, Estimate
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
 from generator.run.progress import Progress
+from generator.run.quota import Quotas
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
@@ -182,6 +183,8 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
     new, until the run has a reason to stop (without a record target, after one refill); then
     the pool is released."""
     target = Target.of(run.config.generation)
+    g = run.config.generation
+    quotas = Quotas(g.quotas, g.num_records) if g.quotas and g.num_records else None  # counts span refills
     pool = PoolResult(Pool(run.run_dir))
     kept = KeptRecords(run.run_dir / KEPT)
     while True:
@@ -189,7 +192,7 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
         pool = await grow_pool(run, sender, pool, target.pool_size(start))
         added, before = len(pool.records) - start, len(kept)
         tasks = pool.records.tasks(start)
-        completed = await _complete_and_filter(run, sender, tasks, added, kept, bar, target.room)
+        completed = await _complete_and_filter(run, sender, tasks, added, kept, bar, target.room, quotas)
         target.add(added, completed, len(kept) - before)
         stop = target.stop(pool, run.budget)
         if stop is not None:
@@ -249,6 +252,7 @@ async def _complete_and_filter(
     kept: KeptRecords,
     bar: Progress,
     room: int | None = None,
+    quotas: Quotas | None = None,
 ) -> int:
     """Complete `tasks` and pass them through the record filters, `CHUNK` tasks at a time (or
     `checkpoint_every`, to push checkpoints as the run goes), into `kept`; the number of tasks
@@ -258,7 +262,8 @@ async def _complete_and_filter(
     records (and what the stateful filters see first) are in the same order whatever the chunk.
     `tasks` yields them in that order (`Pool.tasks`); `total` is how many it holds. With `room`
     (rows still wanted for the record target) the records past it are cut, in order, and the tasks
-    not yet completed are left out: both count as over_target."""
+    not yet completed are left out: both count as over_target. With `quotas`, a record whose
+    category is full is dropped (`quota_full`) before it takes room."""
     chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
     push = run.config.dataset.push
     every = push.checkpoint_every if push and push.checkpoint_every else 0
@@ -273,6 +278,8 @@ async def _complete_and_filter(
         completed = await complete(run, sender, batch)
         final = await asyncio.to_thread(chain.run, completed)
         new = await converse(run, sender, final.kept)  # as they are unless generation.turns > 1
+        if quotas is not None:
+            new = quotas.admit(new, run.funnel)
         if room is not None:
             for record in new[room:]:
                 run.funnel.trimmed(record)
