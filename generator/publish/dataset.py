@@ -649,7 +649,7 @@ def _fence(*texts: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _elapsed(seconds: float) -> str:
+def elapsed_text(seconds: float) -> str:
     """`73.2` -> "1 min 13 s"; `4000` -> "1 h 6 min"."""
     s = round(seconds)
     if s < 60:
@@ -682,7 +682,7 @@ def engine_rows(engine: dict[str, Any]) -> list[tuple[str, str]]:
     add("prompt_tokens", "prompt tokens")
     add("completion_tokens", "completion tokens")
     add("completion_tokens_per_s", "completion tokens per second", "{:,.1f}")
-    add("elapsed_s", "elapsed", _elapsed)
+    add("elapsed_s", "elapsed", elapsed_text)
     if engine.get("endpoints"):
         rows.append(("endpoints", str(len(engine["endpoints"]))))
     return rows

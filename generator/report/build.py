@@ -17,7 +17,7 @@ from typing import Any
 
 from generator.config import ReportConfig
 from generator.core.files import write_atomic
-from generator.publish.dataset import REPORT
+from generator.publish.dataset import REPORT, elapsed_text
 from generator.report.metrics import DatasetMetrics, measure
 from generator.report.sources import DATASET, ReportInputs, clip, read_dataset, read_folder, rejected_row
 
@@ -196,7 +196,7 @@ def summary(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw: H
             ]
         )
     if elapsed:
-        rows.append(["generation time (engine)", _elapsed(elapsed)])
+        rows.append(["generation time (engine)", elapsed_text(elapsed)])
     if kept and tokens:
         rows.append(["tokens per kept row", f"{tokens / kept:,.1f}"])
     if kept and elapsed:
@@ -324,15 +324,6 @@ def _round(value: float | None) -> float | None:
 
 def _task(row: dict[str, Any]) -> str:
     return str((row.get("meta") or {}).get("task_type") or "unspecified")
-
-
-def _elapsed(seconds: float) -> str:
-    s = round(seconds)
-    if s < 60:
-        return f"{seconds:.1f} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 # --- at the end of a command ----------------------------------------------------------------------
