@@ -7,7 +7,8 @@
 - `generator/report/` does not import the run or the CLI (the run and the CLI call it); it may use
   the filters' embedder (`filters.embed`), as dedup does;
 - `generator/config.py` reads filter specs only (`filters.specs`), never filter implementations;
-- the store and `llm/requests.py` hold plain data: no HTTP client module.
+- the store and `llm/requests.py` hold plain data: no HTTP client module (the store counts costs
+  with `run/cost.py`, plain counters that name the budget's config for type checking only).
 """
 
 from __future__ import annotations
@@ -68,7 +69,14 @@ RULES = [
         ),
     ),
     ("generator/config.py", lambda m: m.startswith(("generator.core", "filters.specs")) or m == "generator.config"),
-    ("generator/run/store.py", lambda m: m.startswith(("generator.core", "generator.llm.requests"))),
+    (
+        "generator/run/store.py",
+        lambda m: m.startswith(("generator.core", "generator.llm.requests", "generator.run.cost")),
+    ),
+    (
+        "generator/run/cost.py",
+        lambda m: m.startswith("generator.core") or m in ("generator.config", "generator.config.BudgetConfig"),
+    ),
     ("generator/llm/requests.py", lambda m: False),
 ]
 

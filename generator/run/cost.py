@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from generator.config import BudgetConfig
+if TYPE_CHECKING:
+    from generator.config import BudgetConfig
 
 OTHER = "other"  # the stage of a stored result whose request named none
 
