@@ -271,35 +271,63 @@ def _slice(reader: Any, start: int, stop: int) -> Any:
     return pa.Table.from_batches(parts, schema=reader.schema)
 
 
-def _range_nbytes(size: SplitSize, start: int, stop: int, path: Path) -> int:
-    """`nbytes` of rows [start, stop): whole staged batches from their sizes, cut ones measured."""
-    import pyarrow as pa
+class _Ranges:
+    """Consecutive row ranges of a staged split, read in one pass: `take(n)` is the next `n` rows as
+    a table whose chunks are the staged batches sliced to the range (what `_slice` gives), so only
+    the batches a range touches are in memory, and the file is read once whatever its size."""
 
-    total, offset, cut = 0, 0, False
+    def __init__(self, reader: Any) -> None:
+        self.reader = iter(reader)
+        self.schema = reader.schema
+        self.left: Any = None  # the rest of the batch the last range ended in
+
+    def take(self, n: int) -> Any:
+        import pyarrow as pa
+
+        parts = []
+        while n > 0:
+            batch = self.left if self.left is not None else next(self.reader)
+            self.left = None
+            if batch.num_rows > n:
+                batch, self.left = batch.slice(0, n), batch.slice(n)
+            if batch.num_rows:
+                parts.append(batch)
+            n -= batch.num_rows
+        return pa.Table.from_batches(parts, schema=self.schema)
+
+
+def _row_group_rows(size: SplitSize, start: int, stop: int, path: Path) -> int:
+    """Rows per row group for the shard of rows [start, stop): what `datasets` derives from the
+    shard's `nbytes` (fewer rows for bigger bytes), at most `BATCH_ROWS`. Whole staged batches
+    count their known sizes; the batches the shard cuts are measured only when it matters, that is
+    when counting them whole would give fewer than `BATCH_ROWS` rows."""
+    import pyarrow as pa
+    from datasets.arrow_writer import get_writer_batch_size_from_data_size
+
+    inside, touched = 0, 0  # bytes of the batches wholly in the range, and of all it touches
+    offset = 0
     for rows, nbytes in size.batches:
         end = offset + rows
-        if offset >= start and end <= stop:
-            total += nbytes
-        elif end > start and offset < stop:
-            cut = True
+        if end > start and offset < stop:
+            touched += nbytes
+            inside += nbytes if offset >= start and end <= stop else 0
         offset = end
-    if not cut:
-        return total
-    with pa.memory_map(str(path)) as source:
-        return _slice(pa.ipc.open_stream(source), start, stop).nbytes
+    if inside != touched and get_writer_batch_size_from_data_size(stop - start, touched) < BATCH_ROWS:
+        with pa.memory_map(str(path)) as source:
+            touched = _slice(pa.ipc.open_stream(source), start, stop).nbytes
+    return min(get_writer_batch_size_from_data_size(stop - start, touched), BATCH_ROWS)
 
 
 def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> None:
     """The split's parquet shards, as `Dataset.shard(n, i, contiguous=True).to_parquet` writes them
     (`n` from `SHARD_BYTES`; the same bytes while `datasets`' row groups are at most `BATCH_ROWS`
-    rows), with row groups of at most `BATCH_ROWS` rows. Each row group is read from a memory map
-    of its own, closed once the group is written, so the pages it touched leave the process."""
+    rows), with row groups of at most `BATCH_ROWS` rows. The staged file is read once, in order
+    (`_Ranges`): the write holds about one row group whatever the split's size."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import config
     from datasets.arrow_writer import (
         get_parquet_column_options,
-        get_writer_batch_size_from_data_size,
         get_writer_batch_size_from_features,
     )
 
@@ -307,27 +335,26 @@ def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> No
     schema = feats.arrow_schema
     n = max(1, math.ceil(size.nbytes / SHARD_BYTES))
     div, mod = divmod(size.rows, n)
-    for i in range(n):
-        start = div * i + min(i, mod)
-        stop = start + div + (1 if i < mod else 0)
-        batch_size = get_writer_batch_size_from_features(feats) or get_writer_batch_size_from_data_size(
-            stop - start, _range_nbytes(size, start, stop, path)
-        )
-        # A row group is held whole while it is written: at most `BATCH_ROWS` rows, not the 100 MB
-        # `datasets` allows, so the write's memory does not grow with the split.
-        batch_size = min(batch_size, BATCH_ROWS)
-        writer = pq.ParquetWriter(
-            str(data_dir / f"{name}-{i:05d}-of-{n:05d}.parquet"),
-            schema=schema,
-            use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
-            write_page_index=True,
-            **get_parquet_column_options(feats, schema),
-        )
-        for offset in range(start, stop, batch_size):
-            with pa.memory_map(str(path)) as source:
-                writer.write_table(_slice(pa.ipc.open_stream(source), offset, min(offset + batch_size, stop)))
-        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
-        writer.close()
+    with pa.OSFile(str(path)) as source:  # read once, not mapped: written rows leave the process
+        rows = _Ranges(pa.ipc.open_stream(source))
+        for i in range(n):
+            start = div * i + min(i, mod)
+            stop = start + div + (1 if i < mod else 0)
+            # A row group is held whole while it is written: at most `BATCH_ROWS` rows, not the 100 MB
+            # `datasets` allows, so the write's memory does not grow with the split.
+            by_features = get_writer_batch_size_from_features(feats)
+            batch_size = min(by_features, BATCH_ROWS) if by_features else _row_group_rows(size, start, stop, path)
+            writer = pq.ParquetWriter(
+                str(data_dir / f"{name}-{i:05d}-of-{n:05d}.parquet"),
+                schema=schema,
+                use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
+                write_page_index=True,
+                **get_parquet_column_options(feats, schema),
+            )
+            for offset in range(start, stop, batch_size):
+                writer.write_table(rows.take(min(batch_size, stop - offset)))
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
+            writer.close()
 
 
 def _disk_copy(staged: dict[str, Path], data_dir: Path, disk_dir: Path) -> None:
