@@ -441,15 +441,16 @@ def test_shards_hold_the_rows_datasets_writes_and_the_disk_copy_loads(
 ):
     """The shards are written a row group at a time from the staged files (small batches, shards
     and row groups here, so that row groups and shards cut through batches). While `datasets`'
-    row groups are at most `BATCH_ROWS` rows the shards are, byte for byte, what
+    row groups are at most `ROW_GROUP_ROWS` rows the shards are, byte for byte, what
     `Dataset.shard(n, i, contiguous=True).to_parquet` makes of the same rows; past that, row groups
-    are capped at `BATCH_ROWS` rows and the rows are the same."""
+    are capped at `ROW_GROUP_ROWS` rows and the rows are the same."""
     import datasets.config
     import pyarrow.parquet as pq
 
     from generator.publish import dataset as dataset_mod
 
-    monkeypatch.setattr(dataset_mod, "BATCH_ROWS", 170)
+    monkeypatch.setattr(dataset_mod, "STAGE_ROWS", 25)  # row groups span staged batches
+    monkeypatch.setattr(dataset_mod, "ROW_GROUP_ROWS", 170)
     monkeypatch.setattr(dataset_mod, "SHARD_BYTES", 200_000)
     monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", row_group)
     records = _many(2_500)

@@ -39,7 +39,8 @@ CARD = "README.md"
 REPORT = "report.html"  # the run report (generator/report), pushed with the dataset, linked from the card
 REPO_PLACEHOLDER = "<repo_id>"  # the card's load snippet before the dataset has a Hub repo
 SHARD_BYTES = 256 * 2**20
-BATCH_ROWS = 10_000  # rows encoded at a time while writing: what the write holds in memory
+ROW_GROUP_ROWS = 10_000  # the most rows in a parquet row group (held whole while it is written)
+STAGE_ROWS = 2_000  # rows encoded at a time while staging: what the write holds in Python objects
 STAGE_DIR = ".stage"  # the rows of each split before the shards are written; removed after
 SPLITS = ("train", "test")
 EXPORT_FORMATS = ("alpaca", "sharegpt", "chat")
@@ -207,10 +208,10 @@ def write_dataset(
     """Write the dataset folder (see the module docstring) and return it.
 
     `records` is read once, as a stream (a list or a spill file's `KeptRecords`): rows go to one
-    Arrow stream file per split in batches of `BATCH_ROWS`; the card's statistics are read from
-    those files batch by batch, the parquet shards are written a row group at a time from a memory
-    map opened for that row group alone (at most `BATCH_ROWS` rows), and the files themselves become
-    the `save_to_disk` copy. So the write holds about one batch whatever the size. The splits are
+    Arrow stream file per split in batches of `STAGE_ROWS`; the card's statistics are read from
+    those files batch by batch, the parquet shards are written a row group at a time (at most
+    `ROW_GROUP_ROWS` rows) from one pass over each file, and the files themselves become the
+    `save_to_disk` copy. So the write holds about one row group whatever the size. The splits are
     those of `split_records`; the rows are those `Dataset.to_parquet` writes.
 
     The folder is built next to `out_dir` and swapped in at the end, so a crash leaves either the
@@ -273,8 +274,8 @@ def _slice(reader: Any, start: int, stop: int) -> Any:
 
 class _Ranges:
     """Consecutive row ranges of a staged split, read in one pass: `take(n)` is the next `n` rows as
-    a table whose chunks are the staged batches sliced to the range (what `_slice` gives), so only
-    the batches a range touches are in memory, and the file is read once whatever its size."""
+    a one-chunk table, so only the batches a range touches are in memory, and the file is read
+    once whatever its size."""
 
     def __init__(self, reader: Any) -> None:
         self.reader = iter(reader)
@@ -293,14 +294,16 @@ class _Ranges:
             if batch.num_rows:
                 parts.append(batch)
             n -= batch.num_rows
-        return pa.Table.from_batches(parts, schema=self.schema)
+        # one chunk, as `datasets` hands the writer a slice of its one-chunk table: the page
+        # boundaries (content-defined chunking) follow the chunks, and so the file's bytes
+        return pa.Table.from_batches(parts, schema=self.schema).combine_chunks()
 
 
 def _row_group_rows(size: SplitSize, start: int, stop: int, path: Path) -> int:
     """Rows per row group for the shard of rows [start, stop): what `datasets` derives from the
-    shard's `nbytes` (fewer rows for bigger bytes), at most `BATCH_ROWS`. Whole staged batches
+    shard's `nbytes` (fewer rows for bigger bytes), at most `ROW_GROUP_ROWS`. Whole staged batches
     count their known sizes; the batches the shard cuts are measured only when it matters, that is
-    when counting them whole would give fewer than `BATCH_ROWS` rows."""
+    when counting them whole would give fewer than `ROW_GROUP_ROWS` rows."""
     import pyarrow as pa
     from datasets.arrow_writer import get_writer_batch_size_from_data_size
 
@@ -312,16 +315,16 @@ def _row_group_rows(size: SplitSize, start: int, stop: int, path: Path) -> int:
             touched += nbytes
             inside += nbytes if offset >= start and end <= stop else 0
         offset = end
-    if inside != touched and get_writer_batch_size_from_data_size(stop - start, touched) < BATCH_ROWS:
+    if inside != touched and get_writer_batch_size_from_data_size(stop - start, touched) < ROW_GROUP_ROWS:
         with pa.memory_map(str(path)) as source:
             touched = _slice(pa.ipc.open_stream(source), start, stop).nbytes
-    return min(get_writer_batch_size_from_data_size(stop - start, touched), BATCH_ROWS)
+    return min(get_writer_batch_size_from_data_size(stop - start, touched), ROW_GROUP_ROWS)
 
 
 def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> None:
     """The split's parquet shards, as `Dataset.shard(n, i, contiguous=True).to_parquet` writes them
-    (`n` from `SHARD_BYTES`; the same bytes while `datasets`' row groups are at most `BATCH_ROWS`
-    rows), with row groups of at most `BATCH_ROWS` rows. The staged file is read once, in order
+    (`n` from `SHARD_BYTES`; the same bytes while `datasets`' row groups are at most `ROW_GROUP_ROWS`
+    rows), with row groups of at most `ROW_GROUP_ROWS` rows. The staged file is read once, in order
     (`_Ranges`): the write holds about one row group whatever the split's size."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -340,10 +343,10 @@ def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> No
         for i in range(n):
             start = div * i + min(i, mod)
             stop = start + div + (1 if i < mod else 0)
-            # A row group is held whole while it is written: at most `BATCH_ROWS` rows, not the 100 MB
+            # A row group is held whole while it is written: at most `ROW_GROUP_ROWS` rows, not the 100 MB
             # `datasets` allows, so the write's memory does not grow with the split.
             by_features = get_writer_batch_size_from_features(feats)
-            batch_size = min(by_features, BATCH_ROWS) if by_features else _row_group_rows(size, start, stop, path)
+            batch_size = min(by_features, ROW_GROUP_ROWS) if by_features else _row_group_rows(size, start, stop, path)
             writer = pq.ParquetWriter(
                 str(data_dir / f"{name}-{i:05d}-of-{n:05d}.parquet"),
                 schema=schema,
@@ -399,8 +402,8 @@ def _no_records() -> InstructforgeError:
 
 
 class _SplitFile:
-    """Rows of one split appended to an Arrow stream file, `BATCH_ROWS` at a time, each batch
-    encoded as `Dataset.from_dict` encodes a whole split (a split of up to `BATCH_ROWS` rows is
+    """Rows of one split appended to an Arrow stream file, `STAGE_ROWS` at a time, each batch
+    encoded as `Dataset.from_dict` encodes a whole split (a split of up to `STAGE_ROWS` rows is
     one batch: the same table, bytes and card as a dataset built in memory)."""
 
     def __init__(self, path: Path, feats: Any) -> None:
@@ -413,7 +416,7 @@ class _SplitFile:
     def add(self, row: dict[str, Any]) -> None:
         self._buffer.append(row)
         self.rows += 1
-        if len(self._buffer) >= BATCH_ROWS:
+        if len(self._buffer) >= STAGE_ROWS:
             self._flush()
 
     def _flush(self) -> None:
