@@ -28,6 +28,7 @@ import yaml
 
 from generator.core.errors import ConfigError, InstructforgeError
 from generator.core.files import atomic_open, swap_dir
+from generator.core.memory import give_back
 from generator.core.paths import builtin_path
 from generator.core.readers import decode_meta
 from generator.core.records import PREFERENCE, Record
@@ -228,6 +229,7 @@ def write_dataset(
     template = _load_card_template(card_template)  # fail on a bad template before writing
     if not 0 <= test_ratio < 1:
         raise ConfigError(f"dataset.test_ratio must be in [0, 1), got {test_ratio!r}")
+    give_back()  # what the caller freed (a run's indexes): the write grows on it, not on top of it
     with swap_dir(out_dir) as tmp:
         stage = tmp / STAGE_DIR
         stage.mkdir()
