@@ -23,7 +23,7 @@ from typing import Any
 from generator.config import BudgetConfig, Config
 from generator.core.errors import ConfigError
 from generator.core.files import write_json
-from generator.run.cost import Costs
+from generator.run.cost import Costs, price
 
 SPENT = "spent.json"
 # The limits, in the order they are checked (and named in a stop reason).
@@ -116,16 +116,8 @@ class Budget:
         stored = self.costs.total
         seconds = self.seconds()
         hours = None if self.gpus is None else seconds / 3600 * self.gpus
-        return Spent(stored.requests + self.in_flight, stored.tokens, seconds, hours, self._cost(stored.tokens, hours))
-
-    def _cost(self, tokens: int, gpu_hours: float | None) -> float | None:
-        b = self.limits
-        if b.price_per_gpu_hour is None and b.price_per_million_tokens is None:
-            return None
-        cost = tokens / 1e6 * (b.price_per_million_tokens or 0.0)
-        if b.price_per_gpu_hour is not None and gpu_hours is not None:
-            cost += gpu_hours * b.price_per_gpu_hour
-        return cost
+        cost = price(stored.tokens, seconds, self.gpus, self.limits)
+        return Spent(stored.requests + self.in_flight, stored.tokens, seconds, hours, cost)
 
     def reached(self) -> str | None:
         """The first limit reached, by its key, or None."""
