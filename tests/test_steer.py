@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import steer_world as world
 from fake_openai import FakeOpenAI
+from fake_run import fake_settings
 
 from filters.dedup import SemanticDedup
 from filters.embed import TextVectors
@@ -186,18 +187,8 @@ def test_steering_covers_more_than_off_at_the_same_target(stand_in: str, tmp_pat
 
 
 def _config(run_dir: Path, url: str, seeds: Path) -> dict:
-    return {
-        "run_dir": str(run_dir),
-        "model": {"name": "fake", "served_name": "fake-model"},
-        "server": {"endpoints": [url]},
-        "engine": {"concurrency": 8},
-        "generation": {
-            "seeds": str(seeds),
-            "num_instructions": 150,
-            "instances": "response",
-            "steer": {"enabled": True},
-        },
-    }
+    generation = {"seeds": str(seeds), "num_instructions": 150, "instances": "response", "steer": {"enabled": True}}
+    return fake_settings(run_dir, url, engine={"concurrency": 8}, generation=generation)
 
 
 @pytest.mark.parametrize("keep_state", [False, True], ids=["state-lost", "state-kept"])
