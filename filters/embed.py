@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -44,6 +45,24 @@ class Embedder(Protocol):
     name: str
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class TextVectors:
+    """Vectors of whole lists of texts, kept by the encoder's name and the exact texts, so that a list
+    two parts of one run need (its seed tasks: steering and the report) is encoded once. The run owns
+    one and passes it along, never module state: another run, or a test with another encoder, starts
+    empty. The arrays are read-only, since every caller gets the same one."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+
+    def encode(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+        key = (embedder.name, tuple(texts))
+        if key not in self._kept:
+            vectors = embedder.encode(list(texts))
+            vectors.flags.writeable = False
+            self._kept[key] = vectors
+        return self._kept[key]
 
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"

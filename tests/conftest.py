@@ -13,6 +13,8 @@ from pathlib import Path
 import datasets.config
 import huggingface_hub.constants
 import pytest
+from fake_openai import FakeOpenAI
+from fake_run import fake_in_thread
 from hub_server import BOB, TOKEN, HubServer
 
 from generator.config import parse_config
@@ -33,6 +35,14 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
     log_dir = tmp_path_factory.mktemp("vllm")
     with managed_server(config, log_dir) as info:
         yield info
+
+
+@pytest.fixture(scope="module")
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeOpenAI]:
+    """The fake OpenAI server (tests/fake_openai.py) for one test module, made with the module's
+    `FAKE_OPTIONS` (FakeOpenAI's keywords), if it has any."""
+    with fake_in_thread(**getattr(request.module, "FAKE_OPTIONS", {})) as server:
+        yield server
 
 
 @pytest.fixture

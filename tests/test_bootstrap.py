@@ -4,7 +4,6 @@ vLLM server) a small self-instruct run and an output-first classification instan
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,6 @@ from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
 
 
 def _run(

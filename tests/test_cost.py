@@ -6,45 +6,29 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI
+from fake_run import SHARE_DROPPED, fake_settings
 
 from generator.config import parse_config
 from generator.core.errors import ConfigError
 from generator.run.pipeline import estimate, generate
 
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(variants=True)
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+FAKE_OPTIONS = {"variants": True}
+RUN = {
+    "engine": {"concurrency": 4},
+    "generation": {"num_instructions": 8},
+    "filters": SHARE_DROPPED,
+    "dataset": {"save_to_disk": False},
+    "report": {"enabled": False},
+}
 
 
 def _config(run_dir: Path, url: str, records: int | None, **generation: Any) -> Any:
-    return parse_config(
-        {
-            "run_dir": str(run_dir),
-            "model": {"name": "fake", "served_name": "fake-model"},
-            "server": {"endpoints": [url]},
-            "engine": {"concurrency": 4},
-            "generation": {"num_records": records, "num_instructions": 8, **generation},
-            "filters": {
-                "instructions": [{"name": "length"}, {"name": "exact_dedup"}],
-                # Drops a share of the finished rows, so the target takes more than one refill.
-                "records": [{"name": "truncated"}, {"name": "length", "min_words": 12}],
-            },
-            "dataset": {"save_to_disk": False},
-            "report": {"enabled": False},
-        }
-    )
+    return parse_config(fake_settings(run_dir, url, RUN, generation={"num_records": records, **generation}))
 
 
 def _stored(run_dir: Path) -> tuple[Counter[str], Counter[str]]:

@@ -6,13 +6,12 @@ decontaminate -> export -> dedup."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fake_openai import FakeOpenAI
+from fake_run import ECHO_CHAINS, fake_settings
 
 from filters.decontam import Decontaminate
 from filters.embed import normalize_rows
@@ -187,30 +186,19 @@ def test_references_are_relative_to_the_config_file(tmp_path: Path, monkeypatch)
 # --- round trip -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(delay_s=0.01, variants=True)
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+FAKE_OPTIONS = {"delay_s": 0.01, "variants": True}
 
 
 def test_round_trip_loses_no_row_or_field(fake, tmp_path: Path) -> None:
     config = parse_config(
-        {
-            "run_dir": str(tmp_path / "run"),
-            "model": {"name": "fake", "served_name": "fake-model"},
-            "server": {"endpoints": [fake.url]},
-            "engine": {"concurrency": 8},
-            "generation": {"num_instructions": 10, "instances": "response"},
-            "filters": {
-                "instructions": [{"name": "length"}, {"name": "exact_dedup"}],
-                "records": [{"name": "truncated"}],
-            },
-            "dataset": {"test_ratio": 0.2},
-        }
+        fake_settings(
+            tmp_path / "run",
+            fake.url,
+            engine={"concurrency": 8},
+            generation={"num_instructions": 10, "instances": "response"},
+            filters=ECHO_CHAINS,
+            dataset={"test_ratio": 0.2},
+        )
     )
     generated = _dataset_rows(generate(config, progress=False).dataset_dir)
     assert len(generated) == 10

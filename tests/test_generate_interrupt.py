@@ -17,23 +17,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fake_run import fake_process
 
-TESTS = Path(__file__).parent
 EXE = str(Path(sys.executable).parent / "instructforge")
 
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.3", "--variants"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with fake_process("--delay", "0.3", "--variants") as url:
+        yield url
 
 
 def _config(tmp_path: Path, url: str, name: str) -> Path:

@@ -198,7 +198,7 @@ def _rows(n: int) -> list[dict]:
 def test_measure_samples_and_counts_every_row():
     rows = _rows(40)
     seeds = ["Write a poem about 0.", "Something else"]
-    m = measure(rows, seeds, sample=10, embedder=_HashEmbedder(), seed=3, projection="pca")
+    m = measure(rows, seeds, sample=10, encoder=_HashEmbedder(), seed=3, projection="pca")
     assert m.rows == 40 and m.sampled == 10
     assert m.sample_index == sorted(set(m.sample_index)) and len(m.sample_index) == 10
     assert len(m.clusters) == len(m.projection) == len(m.nearest_seed) == 10
@@ -216,7 +216,7 @@ def test_measure_samples_and_counts_every_row():
 
 def test_unknown_projection_is_named():
     with pytest.raises(ValueError, match="unknown projection 'umap'; expected one of: pca, tsne"):
-        measure(_rows(5), embedder=_HashEmbedder(), projection="umap")
+        measure(_rows(5), encoder=_HashEmbedder(), projection="umap")
 
 
 def test_sample_is_reproducible_and_covers_small_inputs():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +45,6 @@ RUBRIC = """{%- set last = output.split()[-1] -%}
 
 # Three responses: the echo cut before " B=", before " C=", and whole.
 STOPS = [{"stop": [" B="]}, {"stop": [" C="]}, {}]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
 
 
 def _config(tmp_path: Path, **preferences: Any) -> Config:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from browser import colour_stats, find_chromium, open_page
-from fake_openai import FakeOpenAI
+from fake_run import fake_in_thread, fake_settings
 
 from generator.cli import main
 from generator.config import load_config, parse_config
@@ -52,29 +52,22 @@ def browser_ready() -> None:
 
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, object]]:
-    server = FakeOpenAI(variants=True)
-    server.start_in_thread()
     tmp = tmp_path_factory.mktemp("report")
-    config = parse_config(
-        {
-            "run_dir": str(tmp / "run"),
-            "model": {"name": "fake", "served_name": "fake-model"},
-            "server": {"endpoints": [server.url]},
-            "engine": {"concurrency": 8},
-            "generation": {"num_instructions": 30, "instances": "response"},
+    with fake_in_thread(variants=True) as server:
+        settings = fake_settings(
+            tmp / "run",
+            server.url,
+            engine={"concurrency": 8},
+            generation={"num_instructions": 30, "instances": "response"},
             # The fake server echoes prompts; a short output limit gives the record chain drops.
-            "filters": {
+            filters={
                 "instructions": [{"name": "length", "min_words": 6}, {"name": "exact_dedup"}],
                 "records": [{"name": "truncated"}, {"name": "length", "max_words": 14}],
             },
-            "dataset": {"test_ratio": 0.2},
-            "report": {"gpu_hour_cost": 2.5},
-        }
-    )
-    try:
-        result = generate(config, progress=False)
-    finally:
-        server.stop_thread()
+            dataset={"test_ratio": 0.2},
+            report={"gpu_hour_cost": 2.5},
+        )
+        result = generate(parse_config(settings), progress=False)
     yield tmp / "run", result
 
 
@@ -146,21 +139,14 @@ def test_the_report_is_pushed_with_the_dataset(fake_run, hub) -> None:
 
 
 def test_a_duplicate_drop_names_its_kept_twin(browser_ready, tmp_path: Path) -> None:
-    server = FakeOpenAI()  # no variants: the echoed instructions repeat, exact_dedup drops the copies
-    server.start_in_thread()
-    config = parse_config(
-        {
-            "run_dir": str(tmp_path / "run"),
-            "model": {"name": "fake", "served_name": "fake-model"},
-            "server": {"endpoints": [server.url]},
-            "generation": {"num_instructions": 10, "instances": "response"},
-            "filters": {"instructions": [{"name": "exact_dedup"}], "records": [{"name": "truncated"}]},
-        }
-    )
-    try:
-        generate(config, progress=False)
-    finally:
-        server.stop_thread()
+    with fake_in_thread() as server:  # no variants: the echoed instructions repeat, exact_dedup drops the copies
+        settings = fake_settings(
+            tmp_path / "run",
+            server.url,
+            generation={"num_instructions": 10, "instances": "response"},
+            filters={"instructions": [{"name": "exact_dedup"}], "records": [{"name": "truncated"}]},
+        )
+        generate(parse_config(settings), progress=False)
     rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
     kept = {json.loads(line)["instruction"] for line in (tmp_path / "run" / "kept.jsonl").read_text().splitlines()}
     duplicates = [r for r in rejected if r["reason"] == "exact_duplicate"]

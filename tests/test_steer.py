@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +17,15 @@ import numpy as np
 import pytest
 import steer_world as world
 from fake_openai import FakeOpenAI
+from fake_run import fake_settings
 
+from filters.dedup import SemanticDedup
+from filters.embed import TextVectors
 from filters.registry import build_chain
 from filters.specs import parse_specs
 from generator.config import SteerConfig, parse_config
 from generator.core.records import Record
+from generator.report import measure
 from generator.run.context import STATE, fingerprint
 from generator.run.pipeline import generate
 from generator.run.steer import OnlineClusters, Steering, steering_for, weighted_sample
@@ -115,6 +120,46 @@ def test_default_steers_where_it_was_measured_to_help(enabled, chain, method, st
     assert (steering_for(SteerConfig(enabled=enabled), filters, method) is not None) == steered
 
 
+class _CountingEmbedder:
+    """One hashed axis per text; keeps every text it was asked to encode."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked: list[str] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.asked += texts
+        out = np.zeros((len(texts), 16), np.float32)
+        for i, text in enumerate(texts):
+            out[i, zlib.crc32(text.encode()) % 16] = 1.0
+        return out
+
+
+def test_the_report_reads_the_seed_vectors_steering_encoded() -> None:
+    seeds = [Record(instruction=f"seed task {i}") for i in range(5)]
+    texts = [s.instruction for s in seeds]
+    pool = [Record(instruction=f"task {i}") for i in range(6)]
+    rows = [{"instruction": r.instruction, "input": "", "output": "an answer"} for r in pool]
+    steering_encoder, vectors = _CountingEmbedder("counting"), TextVectors()
+    dedup = SemanticDedup(threshold=0.9, embedder=steering_encoder)
+    steer = steering_for(SteerConfig(enabled=True), [dedup], "self_instruct", vectors)
+    assert steer is not None
+    steer.sync(pool)
+    steer.seed_weights(seeds)
+    assert [steering_encoder.asked.count(t) for t in texts] == [1] * len(texts)
+    assert not vectors.encode(steering_encoder, texts).flags.writeable  # shared, so never changed in place
+    # The report's encoder of the same name is not asked for the seeds again, and measures the same.
+    report_encoder = _CountingEmbedder("counting")
+    shared = measure(rows, texts, encoder=report_encoder, vectors=vectors, projection="pca")
+    assert not set(texts) & set(report_encoder.asked)
+    alone = measure(rows, texts, encoder=_CountingEmbedder("counting"), projection="pca")
+    assert shared.nearest_seed == alone.nearest_seed and len(shared.nearest_seed) == len(rows)
+    # Another encoder (another model) encodes them itself.
+    other = _CountingEmbedder("other")
+    measure(rows, texts, encoder=other, vectors=vectors, projection="pca")
+    assert set(texts) <= set(other.asked)
+
+
 # -- against the clustered stand-in model ---------------------------------------------------------
 
 
@@ -142,18 +187,8 @@ def test_steering_covers_more_than_off_at_the_same_target(stand_in: str, tmp_pat
 
 
 def _config(run_dir: Path, url: str, seeds: Path) -> dict:
-    return {
-        "run_dir": str(run_dir),
-        "model": {"name": "fake", "served_name": "fake-model"},
-        "server": {"endpoints": [url]},
-        "engine": {"concurrency": 8},
-        "generation": {
-            "seeds": str(seeds),
-            "num_instructions": 150,
-            "instances": "response",
-            "steer": {"enabled": True},
-        },
-    }
+    generation = {"seeds": str(seeds), "num_instructions": 150, "instances": "response", "steer": {"enabled": True}}
+    return fake_settings(run_dir, url, engine={"concurrency": 8}, generation=generation)
 
 
 @pytest.mark.parametrize("keep_state", [False, True], ids=["state-lost", "state-kept"])

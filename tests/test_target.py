@@ -22,50 +22,29 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 from fake_openai import FakeOpenAI
+from fake_run import SHARE_DROPPED, fake_in_thread, fake_process, fake_settings
 
 from generator.config import EngineConfig, ServerConfig, parse_config
 from generator.core.errors import ConfigError
 from generator.run.pipeline import generate
 
-TESTS = Path(__file__).parent
 EXE = str(Path(sys.executable).parent / "instructforge")
 TARGET = 20
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    # Slow enough for a time budget to stop it mid-run (about 2 s for a whole run).
-    server = FakeOpenAI(variants=True, delay_s=0.05)
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
-
-
-def _settings(run_dir: Path, url: str, **sections: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "model": {"name": "fake", "served_name": "fake-model"},
-        "server": {"endpoints": [url]},
-        "engine": {"concurrency": 4, "stop_grace_s": 0.5},
-        "generation": {"num_records": TARGET, "num_instructions": 8},
-        # The fake server echoes prompts: keep the chains to what such text passes, plus a length
-        # filter that drops a share of the finished rows.
-        "filters": {
-            "instructions": [{"name": "length"}, {"name": "exact_dedup"}],
-            "records": [{"name": "truncated"}, {"name": "length", "min_words": 12}],
-        },
-        "dataset": {"save_to_disk": False},
-    }
-    for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
-    return data
+# Slow enough for a time budget to stop it mid-run (about 2 s for a whole run).
+FAKE_OPTIONS = {"variants": True, "delay_s": 0.05}
+RUN = {
+    "engine": {"concurrency": 4, "stop_grace_s": 0.5},
+    "generation": {"num_records": TARGET, "num_instructions": 8},
+    "filters": SHARE_DROPPED,
+    "dataset": {"save_to_disk": False},
+}
 
 
 def _run(run_dir: Path, url: str, **sections: dict[str, Any]) -> dict[str, Any]:
     """`generate` in this process; what a user would look at afterwards."""
-    generate(parse_config(_settings(run_dir, url, **sections)), progress=False)
+    generate(parse_config(fake_settings(run_dir, url, RUN, **sections)), progress=False)
     return _outcome(run_dir)
 
 
@@ -173,7 +152,7 @@ def test_budget_stops_at_its_limit_then_a_larger_one_continues_to_the_target(
 
 def test_budget_flag_on_the_command_line(tmp_path: Path, fake: FakeOpenAI) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps(_settings(tmp_path / "run", fake.url)))
+    cfg.write_text(json.dumps(fake_settings(tmp_path / "run", fake.url, RUN)))
     done = subprocess.run(
         [EXE, "generate", "-c", str(cfg), "--records", "30", "--max-requests", "25"],
         capture_output=True,
@@ -227,13 +206,9 @@ def test_rerun_with_every_engine_and_server_setting_changed_sends_nothing(
     # At concurrency 2 a round still sends more than 2 requests (round 1 needs 14).
     first = _run(run_dir, fake.url, engine={"concurrency": 2})
     assert max(r["requests"] for r in first["rounds"]["rounds"]) > 2
-    other = FakeOpenAI(variants=True)
-    other.start_in_thread()
     monkeypatch.setenv("INSTRUCTFORGE_TEST_OTHER_KEY", "unused")
-    try:
+    with fake_in_thread(variants=True) as other:
         again = _run(run_dir, fake.url, engine=CHANGED_ENGINE, server={**CHANGED_SERVER, "endpoints": [other.url]})
-    finally:
-        other.stop_thread()
     assert sum(other.served.values()) == 0, "the rerun sent requests"
     assert again["requests"] == first["requests"]
     assert again["ids"] == first["ids"]
@@ -299,16 +274,8 @@ def test_gpus_come_from_the_managed_servers_parallel_sizes() -> None:
 
 @pytest.fixture(scope="module")
 def slow_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.2", "--variants"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc.stdout.readline().strip()  # type: ignore[union-attr]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with fake_process("--delay", "0.2", "--variants") as url:
+        yield url
 
 
 @pytest.mark.parametrize("after", [12, 60], ids=["first-refill", "second-refill"])
@@ -316,7 +283,7 @@ def test_sigkill_during_a_target_run_then_resume_gives_the_same_dataset(
     tmp_path: Path, slow_url: str, reference: dict[str, Any], after: int
 ) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps(_settings(tmp_path / "run", slow_url)))
+    cfg.write_text(json.dumps(fake_settings(tmp_path / "run", slow_url, RUN)))
     results = tmp_path / "run" / "results.jsonl"
     proc = subprocess.Popen([EXE, "generate", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -361,8 +328,8 @@ def test_a_quota_caps_its_category_and_the_target_is_met_with_others(fake: FakeO
 
 
 def test_quotas_need_a_record_target(tmp_path: Path) -> None:
-    settings = _settings(
-        tmp_path, "http://127.0.0.1:9/v1", generation={"num_records": None, "quotas": {"topic": {"a": 0.5}}}
+    settings = fake_settings(
+        tmp_path, "http://127.0.0.1:9/v1", RUN, generation={"num_records": None, "quotas": {"topic": {"a": 0.5}}}
     )
     with pytest.raises(ConfigError, match="quotas are shares of the record target"):
         parse_config(settings)

@@ -19,38 +19,28 @@ from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI, _variant
+from fake_run import fake_process, fake_settings
 
 from generator.config import parse_config
 from generator.prompting.templates import load_template, render
 from generator.publish.dataset import export, read_rows
 from generator.run.pipeline import generate
 
-TESTS = Path(__file__).parent
 EXE = str(Path(sys.executable).parent / "instructforge")
-# The fake server echoes prompts: keep the chains to what such text passes.
-FILTERS = {"instructions": [{"name": "length", "max_words": 5000}, {"name": "exact_dedup"}], "records": []}
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(variants=True, record_chats=True)
-    server.start_in_thread()
-    yield server
-    server.stop_thread()
+FAKE_OPTIONS = {"variants": True, "record_chats": True}
+RUN = {
+    "sampling": {"max_tokens": 5000},  # echoes of whole conversations are long
+    "engine": {"concurrency": 8, "stop_grace_s": 0.5},
+    "generation": {"num_instructions": 8, "instances": "response"},
+    # The fake server echoes prompts: keep the chains to what such text passes.
+    "filters": {"instructions": [{"name": "length", "max_words": 5000}, {"name": "exact_dedup"}], "records": []},
+}
 
 
 def _config(run_dir: Path, url: str, records: list[dict[str, Any]] | None = None, **generation: Any) -> Any:
+    filters = {"records": [{"name": "truncated"}, *(records or [])]}
     return parse_config(
-        {
-            "run_dir": str(run_dir),
-            "model": {"name": "fake", "served_name": "fake-model"},
-            "server": {"endpoints": [url]},
-            "sampling": {"max_tokens": 5000},  # echoes of whole conversations are long
-            "engine": {"concurrency": 8, "stop_grace_s": 0.5},
-            "generation": {"num_instructions": 8, "instances": "response", **generation},
-            "filters": {**FILTERS, "records": [{"name": "truncated"}, *(records or [])]},
-        },
-        base_dir=run_dir.parent,
+        fake_settings(run_dir, url, RUN, generation=generation, filters=filters), base_dir=run_dir.parent
     )
 
 
@@ -225,31 +215,21 @@ def test_a_failing_middle_turn_is_handled_as_configured(tmp_path: Path, fake: Fa
 
 @pytest.fixture(scope="module")
 def slow_fake_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TESTS / "fake_openai.py"), "--delay", "0.3", "--variants"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with fake_process("--delay", "0.3", "--variants") as url:
+        yield url
 
 
 def _config_file(tmp_path: Path, url: str, name: str) -> Path:
     cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(
-        f"run_dir: {tmp_path / name}\n"
-        "model: {name: fake, served_name: fake-model}\n"
-        f"server: {{endpoints: [{url}]}}\n"
-        "sampling: {max_tokens: 5000}\n"
-        "engine: {concurrency: 4, stop_grace_s: 0.5}\n"
-        "generation: {num_instructions: 8, instances: response, turns: 3}\n"
-        "filters: {instructions: [{name: length, max_words: 5000}, {name: exact_dedup}],"
-        " records: [{name: truncated}]}\n"
+    settings = fake_settings(
+        tmp_path / name,
+        url,
+        RUN,
+        engine={"concurrency": 4},
+        generation={"turns": 3},
+        filters={"records": [{"name": "truncated"}]},
     )
+    cfg.write_text(json.dumps(settings))
     return cfg
 
 

@@ -542,32 +542,29 @@ def parse_yes_no(text: str, finish_reason: str | None = None) -> ParseResult:
 _RESPONSE_LABEL = re.compile(r"^\s*(?:\*\*)?(?:output|response|answer)(?:\*\*)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
 
 
+def _whole(text: str, finish_reason: str | None, field: str) -> ParseResult:
+    """`text` (already cleaned) as one item's `field`: rejected when empty, or when cut off rather
+    than kept half-written."""
+    result = ParseResult()
+    if not text:
+        result.reject("empty_answer")
+    elif finish_reason == "length":
+        result.reject("truncated", text[-200:])
+    else:
+        result.items.append(Item(**{field: text}))
+    return result
+
+
 def parse_response(text: str, finish_reason: str | None = None) -> ParseResult:
     """The whole answer as the output, minus a leading `Output:`/`Response:` label; a cut-off
     answer is rejected rather than kept half-written."""
-    result = ParseResult()
-    output = _RESPONSE_LABEL.sub("", (text or "").strip(), count=1).strip()
-    if not output:
-        result.reject("empty_answer")
-    elif finish_reason == "length":
-        result.reject("truncated", output[-200:])
-    else:
-        result.items.append(Item(output=output))
-    return result
+    return _whole(_RESPONSE_LABEL.sub("", (text or "").strip(), count=1).strip(), finish_reason, "output")
 
 
 def parse_magpie_query(text: str, finish_reason: str | None = None) -> ParseResult:
     """A user turn the model wrote by itself (Magpie): the whole text is the instruction, kept as
     written so that the `query_form` filter sees any leaked template; cut off, it is rejected."""
-    result = ParseResult()
-    instruction = (text or "").strip()
-    if not instruction:
-        result.reject("empty_answer")
-    elif finish_reason == "length":
-        result.reject("truncated", instruction[-200:])
-    else:
-        result.items.append(Item(instruction=instruction))
-    return result
+    return _whole((text or "").strip(), finish_reason, "instruction")
 
 
 _SPEAKER_LABEL = re.compile(
@@ -581,20 +578,13 @@ def parse_user_turn(text: str, finish_reason: str | None = None) -> ParseResult:
     """The user's next message in a conversation (`item.instruction`): a leading `User:` label and
     wrapping quotes dropped, cut where the model goes on to write the next message (a line that
     starts with `Assistant:` or `User:`); a cut-off message is rejected."""
-    result = ParseResult()
     message = _SPEAKER_LABEL.sub("", _strip_fences(text or "").strip(), count=1)
     if (end := _SPEAKER_LINE.search(message)) is not None:
         message, finish_reason = message[: end.start()], "stop"  # what follows the cut does not matter
     message = message.strip()
     if len(message) > 1 and message[0] == message[-1] and message[0] in "\"'":
         message = message[1:-1].strip()
-    if not message:
-        result.reject("empty_answer")
-    elif finish_reason == "length":
-        result.reject("truncated", message[-200:])
-    else:
-        result.items.append(Item(instruction=message))
-    return result
+    return _whole(message, finish_reason, "instruction")
 
 
 PARSERS: dict[str, Parser] = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filters.embed import TextVectors
 from generator.config import ReportConfig
 from generator.core.files import write_atomic
 from generator.publish.dataset import REPORT, elapsed_text
@@ -50,10 +51,13 @@ class ReportResult:
 
 
 def measure_rows(
-    rows: Sequence[dict[str, Any]], seeds: Iterable[str] = (), config: ReportConfig | None = None
+    rows: Sequence[dict[str, Any]],
+    seeds: Iterable[str] = (),
+    config: ReportConfig | None = None,
+    vectors: TextVectors | None = None,
 ) -> DatasetMetrics:
     config = config or ReportConfig()
-    return measure(rows, list(seeds), sample=config.sample)
+    return measure(rows, list(seeds), sample=config.sample, vectors=vectors)
 
 
 def card_quality(metrics: DatasetMetrics, report: str = REPORT) -> dict[str, Any]:
@@ -348,9 +352,13 @@ class Measured:
 
 
 def measure_records(
-    records: Iterable[Any], seeds: Iterable[Any] = (), config: ReportConfig | None = None
+    records: Iterable[Any],
+    seeds: Iterable[Any] = (),
+    config: ReportConfig | None = None,
+    vectors: TextVectors | None = None,
 ) -> Measured | None:
-    """None when the config turns the report off."""
+    """None when the config turns the report off. `vectors`: the run's, holding the seeds' vectors
+    when steering encoded them."""
     from generator.report.sources import record_rows
 
     config = config or ReportConfig()
@@ -363,7 +371,7 @@ def measure_records(
         return None
     seed_texts = seed_instructions(seeds)
     # `metrics.rows` is what was measured: every row, or the even sample of a larger dataset.
-    return Measured(rows, measure_rows(rows, seed_texts, config), seed_texts, config)
+    return Measured(rows, measure_rows(rows, seed_texts, config, vectors), seed_texts, config)
 
 
 def hardware_of(config: Any) -> Hardware:

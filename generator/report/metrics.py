@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from filters.embed import Embedder, make_embedder, normalize_rows
+from filters.embed import Embedder, TextVectors, make_embedder, normalize_rows
 from generator.report.ngrams import distinct_n, self_bleu
 from generator.report.verbs import count_pairs
 
@@ -210,15 +210,16 @@ def measure(
     rows: Sequence[Mapping[str, Any]],
     seeds: Sequence[str] = (),
     *,
-    encoder: str = "minilm",
+    encoder: str | Embedder = "minilm",
     sample: int = 5000,
     seed: int = 0,
-    embedder: Embedder | None = None,
     clusters: int | None = None,
     projection: str = "tsne",
+    vectors: TextVectors | None = None,
 ) -> DatasetMetrics:
     """Measure `rows` (dicts with instruction/input/output, optional `meta.task_type`) against the
-    seed instructions. `embedder` replaces the `encoder` kind (`minilm` or `static`)."""
+    seed instructions. `encoder` is a kind (`minilm` or `static`) or an `Embedder`; the seeds are
+    encoded through `vectors`, a run's, which may hold them already (steering encoded them)."""
     if sample < 1:
         raise ValueError(f"sample must be at least 1, got {sample}")
     if projection not in PROJECTIONS:
@@ -236,12 +237,12 @@ def measure(
         d1, d2 = distinct_n(texts, 1), distinct_n(texts, 2)
     with timer("self_bleu"):
         bleu = self_bleu(texts)
-    emb = embedder or make_embedder(encoder)
+    emb = make_embedder(encoder) if isinstance(encoder, str) else encoder
     with timer("load_encoder"):
         emb.encode(["warm up"])  # loads the model (imports and weights): timed apart from encoding
     with timer("encode"):
         x = emb.encode(texts)
-        sx = emb.encode(list(seeds)) if seeds else None
+        sx = (vectors if vectors is not None else TextVectors()).encode(emb, seeds) if seeds else None
     space = measure_embeddings(x, sx, clusters=clusters, projection=projection, seed=seed, timer=timer)
     near = space.nearest_seed
     return DatasetMetrics(

@@ -1,8 +1,9 @@
 """What a run may spend (`budget:` in the config) and what it has spent, over every session of
 its run directory.
 
-Requests and tokens are read from the stored results (the store counts them as it indexes), so a
-resume starts from what earlier sessions spent. Wall-clock seconds are summed over sessions in
+Requests and tokens are read from the stored results (the store counts them as it indexes and
+appends, `RunStore.costs`), so a resume starts from what earlier sessions spent; requests handed to
+the engine whose results are not stored yet count too. Wall-clock seconds are summed over sessions in
 `spent.json`, rewritten every few seconds while the run goes on (a killed session loses at most
 that much). GPU-hours are seconds x the server's GPUs; money is GPU-hours and tokens at their prices.
 
@@ -22,7 +23,7 @@ from typing import Any
 from generator.config import BudgetConfig, Config
 from generator.core.errors import ConfigError
 from generator.core.files import write_json
-from generator.run.cost import Costs
+from generator.run.cost import Costs, price
 
 SPENT = "spent.json"
 # The limits, in the order they are checked (and named in a stop reason).
@@ -96,9 +97,7 @@ class Budget:
         self.gpus = gpus
         self.path = Path(run_dir) / SPENT
         self.costs = costs  # the store's figures per stage; their seconds are kept here, in spent.json
-        total = costs.total
-        self.requests = total.requests  # stored results, then each request handed to the engine
-        self.tokens = total.tokens
+        self.in_flight = 0  # requests handed to the engine whose results are not stored yet
         spent = {} if fresh else _read(self.path)
         self.earlier_s = float(spent.get("seconds", 0.0))
         costs.load_seconds(spent.get("stages", {}))
@@ -114,18 +113,11 @@ class Budget:
         return self.earlier_s + time.monotonic() - self.started
 
     def spent(self) -> Spent:
+        stored = self.costs.total
         seconds = self.seconds()
         hours = None if self.gpus is None else seconds / 3600 * self.gpus
-        return Spent(self.requests, self.tokens, seconds, hours, self._cost(hours))
-
-    def _cost(self, gpu_hours: float | None) -> float | None:
-        b = self.limits
-        if b.price_per_gpu_hour is None and b.price_per_million_tokens is None:
-            return None
-        cost = self.tokens / 1e6 * (b.price_per_million_tokens or 0.0)
-        if b.price_per_gpu_hour is not None and gpu_hours is not None:
-            cost += gpu_hours * b.price_per_gpu_hour
-        return cost
+        cost = price(stored.tokens, seconds, self.gpus, self.limits)
+        return Spent(stored.requests + self.in_flight, stored.tokens, seconds, hours, cost)
 
     def reached(self) -> str | None:
         """The first limit reached, by its key, or None."""
@@ -160,10 +152,12 @@ class Budget:
         return max(0.0, min(left)) if left else None
 
     def add_request(self) -> None:
-        self.requests += 1
+        """A request is handed to the engine."""
+        self.in_flight += 1
 
-    def add_tokens(self, tokens: int) -> None:
-        self.tokens += tokens
+    def settle(self) -> None:
+        """A request handed to the engine has its result stored (the store counts it from now)."""
+        self.in_flight -= 1
 
     def reason(self) -> str:
         """The stop reason for the limit that stopped the run: `budget max_requests reached (...)`."""

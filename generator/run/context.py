@@ -9,6 +9,7 @@ from typing import Any
 
 from filters.base import BatchChat, Filter, FilterContext
 from filters.decontam import Decontaminate
+from filters.embed import TextVectors
 from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.model import load_tokenizer
@@ -72,6 +73,7 @@ class Run:
     template_tokens: tuple[str, ...] = ()  # the served model's special tokens (Magpie)
     preferences: PairMaker | None = None  # the preference stage's checks and judge, when configured
     steer: Steering | None = None  # generation.steer: the clusters of the accepted instructions
+    vectors: TextVectors = field(default_factory=TextVectors)  # the seeds' vectors, for steering and the report
 
     @property
     def run_dir(self) -> Path:
@@ -165,6 +167,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         flush_interval_s=config.engine.flush_interval_s,
     )
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
+    vectors = TextVectors()
     return Run(
         config=config,
         seeds=seeds,
@@ -178,5 +181,6 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         pre_queries=magpie.queries if magpie else [],
         template_tokens=magpie.template_tokens if magpie else (),
         preferences=preferences,
-        steer=steering_for(g.steer, instruction_filters, g.method),
+        steer=steering_for(g.steer, instruction_filters, g.method, vectors),
+        vectors=vectors,
     )

@@ -153,12 +153,19 @@ def estimate(
         remaining.seconds += s.seconds * f
     out = Estimate(target, kept, costs.total, remaining)
     total = out.total
-    if budget.price_per_gpu_hour is not None or budget.price_per_million_tokens is not None:
-        cost = total.tokens / 1e6 * (budget.price_per_million_tokens or 0.0)
-        if budget.price_per_gpu_hour is not None and gpus:
-            cost += total.seconds / 3600 * gpus * budget.price_per_gpu_hour
-        out.cost = cost
+    out.cost = price(total.tokens, total.seconds, gpus, budget)
     return out
+
+
+def price(tokens: int, seconds: float, gpus: int | None, budget: BudgetConfig) -> float | None:
+    """Money for `tokens` and `seconds` on `gpus` GPUs at the budget's prices (GPU-hours billed only
+    when the GPUs are known); None when the budget sets no price."""
+    if budget.price_per_gpu_hour is None and budget.price_per_million_tokens is None:
+        return None
+    cost = tokens / 1e6 * (budget.price_per_million_tokens or 0.0)
+    if budget.price_per_gpu_hour is not None and gpus:
+        cost += seconds / 3600 * gpus * budget.price_per_gpu_hour
+    return cost
 
 
 def _duration(seconds: float) -> str:

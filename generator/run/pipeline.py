@@ -314,7 +314,7 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     )
     if run.budget is not None:
         run.budget.save()
-    measured = measure_records(out.records, run.seeds, run.config.report)  # for the card and the report
+    measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
     quality = measured.card() if measured else None
     dataset_dir = run.writer.write(
         out.records, funnel, out.engine, out.model, run.contamination(), stop=_card_stop(run, out), quality=quality

@@ -149,7 +149,7 @@ class Sender:
                         result.meta = {**by_id[result.request_id].meta, **result.meta}
                         self.store.append(result)
                         if self.budget is not None:
-                            self.budget.add_tokens(result.prompt_tokens + result.completion_tokens)
+                            self.budget.settle()
                         if result.ok:
                             arrived[result.request_id] = result
             finally:

@@ -4,8 +4,8 @@ space that hold few accepted instructions, and away from over-full ones.
 Accepted instructions are clustered online (nearest centre at cosine `radius` or more, else a new
 cluster while there are fewer than `max_clusters`; a centre is the normalized mean of its members).
 The vectors are the ones the semantic dedup filter computed for the same records; only what it did
-not encode (no semantic dedup in the chain, a record rewritten after it) and the seed tasks, once,
-are encoded here.
+not encode (no semantic dedup in the chain, a record rewritten after it) and the seed tasks, once
+per run (through the run's `TextVectors`, where the report finds them), are encoded here.
 
 The state is a function of the pool in order: `sync` clusters the records added since its last
 call, and a resumed run, which rebuilds the same pool round by round, rebuilds the same clusters
@@ -23,7 +23,7 @@ import numpy as np
 
 from filters.base import Filter
 from filters.dedup import SemanticDedup, record_text
-from filters.embed import Embedder, make_embedder
+from filters.embed import Embedder, TextVectors, make_embedder
 from generator.config import SteerConfig
 from generator.core.records import Record
 
@@ -202,9 +202,12 @@ def embedder_for(filters: Sequence[Filter]) -> tuple[Callable[[list[Record]], np
 DEFAULT_METHODS = ("self_instruct",)
 
 
-def steering_for(config: SteerConfig, filters: Sequence[Filter], method: str) -> Steering | None:
+def steering_for(
+    config: SteerConfig, filters: Sequence[Filter], method: str, vectors: TextVectors | None = None
+) -> Steering | None:
     """The run's steering: None when off, or when left to the default and either the method is not
-    one it helps or no semantic dedup computes the embeddings (it would encode every instruction)."""
+    one it helps or no semantic dedup computes the embeddings (it would encode every instruction).
+    The seed tasks are encoded through the run's `vectors`, which the report reads them from."""
     if config.enabled is False:
         return None
     if config.enabled is None and (
@@ -212,7 +215,8 @@ def steering_for(config: SteerConfig, filters: Sequence[Filter], method: str) ->
     ):
         return None
     embed, embedder = embedder_for(filters)
-    return Steering(config, embed, embedder.encode)
+    kept = vectors if vectors is not None else TextVectors()
+    return Steering(config, embed, lambda texts: kept.encode(embedder, texts))
 
 
 def steered_demonstrations(
