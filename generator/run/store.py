@@ -212,14 +212,6 @@ class RunStore:
         self._last_flush = float("-inf")
 
     @property
-    def spent_requests(self) -> int:
-        return self.costs.total.requests
-
-    @property
-    def spent_tokens(self) -> int:
-        return self.costs.total.tokens
-
-    @property
     def done_ids(self) -> AbstractSet[str]:
         """The requests that succeeded (stored or in the buffer), as a read-only set-like view."""
         return _Ids(self._index)
