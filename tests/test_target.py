@@ -223,6 +223,22 @@ def test_changed_target_and_budget_continue_the_same_run(tmp_path: Path, fake: F
     assert len(set(more["requests"])) == len(more["requests"])
     fresh = _run(tmp_path / "fresh", fake.url, generation={"num_records": 25})
     assert len(more["requests"]) - len(first["requests"]) < len(fresh["requests"])  # reused what was there
+    # The card shows the whole run, both sessions, not the last one alone.
+    assert _card_row(first["card"], "requests") == f"{len(first['requests']):,}"
+    assert _card_row(first["card"], "sessions") is None
+    assert _card_row(more["card"], "sessions") == "2"
+    assert _card_row(more["card"], "requests") == f"{len(more['requests']):,}"
+    stored = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert _card_row(more["card"], "completion tokens") == f"{sum(r['completion_tokens'] for r in stored):,}"
+
+
+def _card_row(card: str, label: str) -> str | None:
+    """The value of the card's generation table row `label`, or None when it has none."""
+    for line in card.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == label:
+            return cells[1]
+    return None
 
 
 def test_wall_time_adds_up_over_sessions(tmp_path: Path, fake: FakeOpenAI) -> None:

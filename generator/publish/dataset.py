@@ -702,6 +702,8 @@ def engine_rows(engine: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append((label, fmt(engine[key]) if callable(fmt) else fmt.format(engine[key])))
 
     add("shards", "shards")
+    if engine.get("sessions", 1) > 1:  # a resumed run: the figures add up its sessions
+        add("sessions", "sessions")
     add("requests", "requests")
     add("failed", "failed requests")
     add("retried", "retried attempts")

@@ -32,6 +32,7 @@ from generator.config import DatasetConfig, ReportConfig
 from generator.core.errors import ConfigError
 from generator.core.records import Record
 from generator.report import measure_records
+from generator.run.store import engine_totals
 
 MERGE_STAGE = "merge"
 
@@ -234,12 +235,10 @@ def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d
     sampling.pop("seed", None)  # differs per shard
     engine: dict[str, Any] = {"shards": len(run_dirs)}
     for run_dir in run_dirs:
-        stats = run_dir / "engine_stats.json"
-        if not stats.is_file():
-            continue
-        for session in json.loads(stats.read_text(encoding="utf-8")).get("sessions", []):
-            for key in ("requests", "prompt_tokens", "completion_tokens"):
-                engine[key] = engine.get(key, 0) + int(session.get(key, 0))
+        totals = engine_totals(run_dir)
+        for key in ("requests", "prompt_tokens", "completion_tokens"):
+            if totals:
+                engine[key] = engine.get(key, 0) + int(totals[key])
     model_cfg = fp.get("model", {})
     return DatasetInfo(
         name=d.name,

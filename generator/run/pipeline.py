@@ -44,7 +44,7 @@ from generator.run.quota import Quotas
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender
 from generator.run.stop import interrupted
-from generator.run.store import storage_error
+from generator.run.store import engine_totals, storage_error
 from generator.run.target import REFILL_MARGIN, Stop, Target
 from generator.run.turns import converse
 
@@ -316,8 +316,9 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         run.budget.save()
     measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
     quality = measured.card() if measured else None
+    engine = engine_totals(run.run_dir)  # every session's, so a resumed run's card shows the whole cost
     dataset_dir = run.writer.write(
-        out.records, funnel, out.engine, out.model, run.contamination(), stop=_card_stop(run, out), quality=quality
+        out.records, funnel, engine, out.model, run.contamination(), stop=_card_stop(run, out), quality=quality
     )
     report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
     run.stop.check()

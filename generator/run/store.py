@@ -40,6 +40,33 @@ STATS = "engine_stats.json"
 LOCK = ".lock"
 
 
+_SUMMED = ("requests", "ok", "failed", "retried", "prompt_tokens", "completion_tokens", "elapsed_s")
+
+
+def engine_totals(run_dir: Path) -> dict[str, Any]:
+    """The engine figures of every session in `run_dir`'s engine_stats.json added up, as one
+    engine's `to_dict()` (what the card shows: a resumed run's whole cost, not its last session's),
+    with `sessions`, how many sent anything. Empty when no session was recorded."""
+    path = Path(run_dir) / STATS
+    if not path.is_file():
+        return {}
+    sessions = [s for s in json.loads(path.read_text(encoding="utf-8")).get("sessions", []) if s.get("requests")]
+    total: dict[str, Any] = {key: sum(s.get(key, 0) for s in sessions) for key in _SUMMED}
+    errors: dict[str, int] = {}
+    for s in sessions:
+        for kind, count in s.get("errors", {}).items():
+            errors[kind] = errors.get(kind, 0) + count
+    elapsed = total["elapsed_s"]
+    total.update(
+        errors=errors,
+        elapsed_s=round(elapsed, 3),
+        completion_tokens_per_s=round(total["completion_tokens"] / elapsed, 2) if elapsed else 0.0,
+        endpoints=sessions[-1].get("endpoints", {}) if sessions else {},
+        sessions=len(sessions),
+    )
+    return total
+
+
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(data, dict) and data:
         flat: dict[str, Any] = {}
