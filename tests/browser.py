@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -136,7 +138,8 @@ def open_page(
     binary = find_chromium()
     if binary is None:
         raise RuntimeError("chromium is not installed (apt-get install -y chromium; make setup does it)")
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # Leftovers of a helper that outlived the wait below must not fail the test: ignore_cleanup_errors.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 binary,
@@ -155,6 +158,7 @@ def open_page(
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes too are ended with the group below
         )
         try:
             port = _devtools_port(Path(profile), proc)
@@ -162,12 +166,21 @@ def open_page(
             asyncio.run(_drive(port, Path(path).resolve().as_uri(), expressions or {}, size, visit))
             return visit
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _end_group(proc)
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """End Chromium and every helper process it started: they write into the profile until they
+    exit, which raced the profile's removal."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # helpers still running after Chromium itself ended
 
 
 def _devtools_port(profile: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
