@@ -236,9 +236,8 @@ def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d
     engine: dict[str, Any] = {"shards": len(run_dirs)}
     for run_dir in run_dirs:
         totals = engine_totals(run_dir)
-        for key in ("requests", "prompt_tokens", "completion_tokens"):
-            if totals:
-                engine[key] = engine.get(key, 0) + int(totals[key])
+        for key in ("requests", "prompt_tokens", "completion_tokens") if totals else ():
+            engine[key] = engine.get(key, 0) + int(totals[key])
     model_cfg = fp.get("model", {})
     return DatasetInfo(
         name=d.name,
