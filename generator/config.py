@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from filters.specs import AnyFilterSpec, JudgeSpec
 from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_path
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from generator.core.section import Section
+from generator.methods.registry import METHODS, all_roles
 
 
 class ModelConfig(Section):
@@ -127,83 +125,17 @@ class EngineConfig(Section):
     )
 
 
-class TemplatesConfig(Section):
+class _Templates(Section):
     """Which template plays each role: a built-in name or a path (relative to the config file)."""
 
-    instructions: str = Field("self_instruct", description="New instructions from demonstrations.")
-    batch: str = Field("alpaca_batch", description="Complete tasks, many per call (alpaca_batch).")
-    evol_depth: str = Field("evol_deepen", description="Evol-Instruct: make an instruction harder.")
-    evol_breadth: str = Field("evol_broaden", description="Evol-Instruct: a new task in the same domain.")
-    custom: str = Field("custom", description="Instructions for a topic, persona, difficulty, directive.")
-    classify: str = Field("classify", description="Is an instruction a classification task?")
-    instance_input_first: str = Field("instance_input_first", description="Input, then output.")
-    instance_output_first: str = Field("instance_output_first", description="Label first, then input (classification).")
-    response: str = Field("response", description="Answer an instruction (and its input).")
-    user_turn: str = Field(
-        "user_turn", description="The user's next message in a conversation (`generation.turns` above 1)."
-    )
 
-
-class EvolConfig(Section):
-    operations: list[Literal["add_constraints", "deepen", "concretize", "add_reasoning", "broaden"]] = Field(
-        default_factory=lambda: ["add_constraints", "deepen", "concretize", "add_reasoning", "broaden"],
-        min_length=1,
-        description="Evolutions applied in turn (`broaden` is in-breadth).",
-    )
-
-
-class CustomConfig(Section):
-    topics: list[str] = Field(
-        default_factory=lambda: ["everyday life"], min_length=1, description="Subjects the tasks are about."
-    )
-    personas: list[str] = Field(
-        default_factory=lambda: ["a curious adult"], min_length=1, description="Who asks the tasks."
-    )
-    difficulties: list[str] = Field(
-        default_factory=lambda: ["easy", "intermediate", "expert"], min_length=1, description="How hard the tasks are."
-    )
-    directives: list[str] = Field(
-        default_factory=list, description="Edge cases or special requirements, crossed with the rest."
-    )
-
-
-class MagpieConfig(Section):
-    """Magpie: the served model writes each instruction itself, given only the start of its own chat
-    template (the pre-query, derived from the template; see `instructforge templates render magpie`)."""
-
-    system_prompts: list[str] = Field(
-        default_factory=list,
-        description="System prompts the requests take in turn; empty: no system message, so the "
-        "template's own default (SmolLM2 adds one; Llama 3 has none).",
-    )
-    topics: list[str] = Field(
-        default_factory=list,
-        description="Topic hints the requests take in turn (crossed with `system_prompts`): each adds "
-        "`topic_hint` to the system prompt. Needs a template with a system turn.",
-    )
-    topic_hint: str = Field(
-        "The user will ask you about {topic}.",
-        description="The sentence a topic adds to the system prompt; `{topic}` is replaced by the topic.",
-    )
-    tokenizer: str | None = Field(
-        None,
-        description="Where the chat template is read: a local folder, or a Hugging Face id already "
-        "in the local cache (nothing is downloaded); null: `model.name` (the bundled model's folder).",
-    )
-    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the instruction requests.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass of the instruction requests.")
-    max_tokens: int = Field(
-        128, ge=1, description="Most tokens of an instruction; one cut off there is dropped (`truncated`)."
-    )
-
-    @model_validator(mode="after")
-    def _hint_names_topic(self) -> MagpieConfig:
-        if self.topics and "{topic}" not in self.topic_hint:
-            raise ValueError(
-                f"topic_hint {self.topic_hint!r} has no {{topic}}; write where the topic goes, as in "
-                "'The user will ask you about {topic}.'"
-            )
-        return self
+# One setting per role (each method's, then the shared stages'), from the method registry.
+TemplatesConfig = create_model(
+    "TemplatesConfig",
+    __base__=_Templates,
+    __module__=__name__,
+    **{name: (str, Field(role.default, description=role.description)) for name, role in all_roles().items()},
+)
 
 
 class ShardConfig(Section):
@@ -352,12 +284,8 @@ class SteerConfig(Section):
     max_clusters: int = Field(64, ge=1, description="Most clusters; past it an instruction joins the nearest.")
 
 
-class GenerationConfig(Section):
-    method: Literal["self_instruct", "alpaca_batch", "evol_instruct", "custom", "magpie"] = Field(
-        "self_instruct",
-        description="How instructions are made (see Methods); `magpie` shows no seeds and puts the "
-        "`query_form` filter first in the default instruction chain.",
-    )
+class _Generation(Section):
+    method: str = Field("self_instruct", description="How instructions are made (see Methods).")
     seeds: str = Field(
         "builtin",
         description="`builtin` for the bundled seed tasks, or any source the reader knows (see Reading "
@@ -439,10 +367,7 @@ class GenerationConfig(Section):
         description="Make preference pairs for DPO: k responses per instruction, the best `chosen`, the "
         "worst `rejected` (see Preference pairs); null: one output per instruction.",
     )
-    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
-    evol: EvolConfig = Field(default_factory=EvolConfig)
-    custom: CustomConfig = Field(default_factory=CustomConfig)
-    magpie: MagpieConfig = Field(default_factory=MagpieConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)  # type: ignore[valid-type]
     steer: SteerConfig = Field(default_factory=SteerConfig)
     quotas: dict[str, dict[str, float]] = Field(
         default_factory=dict,
@@ -452,7 +377,7 @@ class GenerationConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _quotas_need_a_target(self) -> GenerationConfig:
+    def _quotas_need_a_target(self) -> _Generation:
         if self.quotas and self.num_records is None:
             raise ValueError("quotas are shares of the record target: set num_records too")
         for key, shares in self.quotas.items():
@@ -462,10 +387,10 @@ class GenerationConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _magpie_answers(self) -> GenerationConfig:
-        # Magpie's instructions are requests to answer: no instances unless asked for.
-        if self.method == "magpie" and "instances" not in self.model_fields_set:
-            self.instances = "response"
+    def _method_answers(self) -> _Generation:
+        # A method may answer its instructions another way by default (Magpie's are requests: `response`).
+        if "instances" not in self.model_fields_set:
+            self.instances = METHODS[self.method].default_instances  # type: ignore[attr-defined]
         return self
 
     @field_validator("seed_format")
@@ -476,6 +401,23 @@ class GenerationConfig(Section):
         if value is not None and value not in FORMATS:
             raise ValueError(f"unknown format {value!r}; expected one of {', '.join(FORMATS)} (or leave it out)")
         return value
+
+
+# `generation`: the shared settings, the method's name (one of the registry's) and each method's own
+# section (`generation.<section>`), declared by its module in generator/methods/.
+GenerationConfig = create_model(
+    "GenerationConfig",
+    __base__=_Generation,
+    __module__=__name__,
+    method=(
+        Literal[tuple(METHODS)],  # type: ignore[valid-type]
+        Field(
+            "self_instruct",
+            description="How instructions are made: " + ", ".join(f"`{m}`" for m in METHODS) + " (see Methods).",
+        ),
+    ),
+    **{m.section: (m.config, Field(default_factory=m.config)) for m in METHODS.values() if m.section and m.config},
+)
 
 
 class BudgetConfig(Section):
@@ -616,17 +558,18 @@ class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)  # type: ignore[valid-type]
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
-    def _magpie_filters(self) -> Config:
-        # A model writing its own user turn leaks its template or writes fragments: check that first.
-        if self.generation.method == "magpie" and "instructions" not in self.filters.model_fields_set:
-            self.filters.instructions = [{"name": "query_form"}, *INSTRUCTION_FILTERS]
+    def _method_filters(self) -> Config:
+        # A method may put checks before the default instruction chain (Magpie: `query_form`).
+        first = METHODS[self.generation.method].first_filters
+        if first and "instructions" not in self.filters.model_fields_set:
+            self.filters.instructions = [*first, *INSTRUCTION_FILTERS]
         return self
 
     # Where relative paths in the config file are resolved: the config file's folder.

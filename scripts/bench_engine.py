@@ -34,7 +34,7 @@ from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.requests import Request, request_id
 from generator.run.progress import Progress
-from generator.run.store import RunStore
+from generator.run.store import Flush, RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path("/tmp/shared_vllm")
@@ -60,7 +60,7 @@ async def _stub_one(url: str, n: int, concurrency: int, run_dir: Path) -> dict[s
             yield Request(rid, messages=[{"role": "user", "content": content}], params=params, meta={"i": i})
 
     config = EngineConfig(concurrency=concurrency)
-    store = RunStore(run_dir, {"bench": n}, fresh=True, flush_every=config.flush_every)
+    store = RunStore(run_dir, {"bench": n}, fresh=True, flush=Flush(config.flush_every))
     start, cpu = time.perf_counter(), time.process_time()
     async with Engine([Endpoint(url)], model, config) as engine:
         bar = Progress(enabled=False)  # counted as a run counts, not drawn

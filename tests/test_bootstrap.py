@@ -21,10 +21,10 @@ from generator.llm.server import ServerInfo
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import load_seeds
 from generator.publish.writer import DatasetWriter
-from generator.run import complete
-from generator.run.context import Run
+from generator.run.complete import Completion
+from generator.run.context import Run, open_method
 from generator.run.rounds import PoolResult, grow_pool
-from generator.run.sender import Sender
+from generator.run.sender import Sender, Served
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
@@ -38,26 +38,29 @@ def _run(
     instructions: list[Record] | None = None,
 ) -> tuple[PoolResult | list[Record], Funnel, list[str]]:
     """One method's rounds in a fresh run dir; with `instructions`, a completion stage (`method`,
-    a function of generator.run.complete) given those instructions."""
+    a method of generator.run.complete.Completion) given those instructions."""
     config.generation.method = method if instructions is None else config.generation.method
     sent: list[str] = []
 
     async def go() -> Any:
         async with Engine([Endpoint(url, key)], model, config.engine) as engine:
             with RunStore(config.run_dir, {"test": 1}) as store:
+                seeds, templates = load_seeds("builtin"), load_templates(config)
                 run = Run(
                     config=config,
-                    seeds=load_seeds("builtin"),
-                    templates=load_templates(config),
+                    seeds=seeds,
+                    templates=templates,
+                    method=open_method(config, seeds, templates),
+                    completion=Completion.for_config(config, templates),
                     instruction_filters=build_chain(config.filters.instructions),
                     record_filters=[],
                     store=store,
                     writer=DatasetWriter(config, config.run_dir / "dataset"),
                     stop=StopSignals(config.run_dir),
                 )
-                sender = Sender(config.sampling, engine, store, model)
+                sender = Sender(engine, store, Served(model, config.sampling))
                 if instructions is not None:
-                    out = await getattr(complete, method)(run, sender, instructions)
+                    out = await getattr(run.completion, method)(sender, instructions, run.funnel)
                 else:
                     out = await grow_pool(run, sender)
                 sent.extend(r.request_id for r in store.results())

@@ -22,7 +22,7 @@ import pytest
 
 from generator.core.errors import StorageError
 from generator.llm.requests import Result
-from generator.run.store import RunStore
+from generator.run.store import Flush, RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("chaos", ROOT / "scripts" / "chaos.py")
@@ -99,7 +99,7 @@ def _result(i: int) -> Result:
 def test_a_failed_append_is_a_storage_error_and_leaves_whole_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = RunStore(tmp_path, {"a": 1}, flush_every=1)
+    store = RunStore(tmp_path, {"a": 1}, flush=Flush(1))
     store.append(_result(0))
     real_write = os.write
 

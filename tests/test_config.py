@@ -151,9 +151,12 @@ OLD_DEFAULT_FILTERS = {
 
 def test_default_fingerprint_is_unchanged() -> None:
     from generator.run.pipeline import fingerprint
+    from generator.run.store import fingerprint_changes
 
     fp = fingerprint(parse_config(None))
-    assert json.dumps(fp["filters"]) == json.dumps(OLD_DEFAULT_FILTERS)
+    assert "filters" not in fp.settings  # the default chains are left out, as every default
+    assert json.dumps(fp.defaults["filters"]) == json.dumps(OLD_DEFAULT_FILTERS)
+    assert fingerprint_changes({"filters": OLD_DEFAULT_FILTERS}, fp.settings, fp.defaults) == []
 
 
 def test_a_filter_spec_dumps_as_written() -> None:
@@ -166,7 +169,7 @@ def test_a_filter_spec_dumps_as_written() -> None:
     config = parse_config({"filters": {"records": written}})
     assert config.filters.records[0].threshold == 4.0 and config.filters.records[0].max_tokens == 64
     # Not every default, not 4.0 for 4, and the keys in the order written.
-    assert json.dumps(fingerprint(config)["filters"]["records"]) == json.dumps(written)
+    assert json.dumps(fingerprint(config).settings["filters"]["records"]) == json.dumps(written)
 
 
 def test_loading_a_config_imports_no_filter() -> None:

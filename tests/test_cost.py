@@ -101,16 +101,16 @@ def test_an_estimate_needs_a_record_target(fake: FakeOpenAI, tmp_path: Path) -> 
 
 def test_the_estimate_prices_tokens_and_gpu_time() -> None:
     from generator.config import BudgetConfig
-    from generator.run.cost import Costs
+    from generator.run.cost import Costs, Pricing
     from generator.run.cost import estimate as price
 
     costs = Costs()
     for _ in range(10):
         costs.add_result("instructions", True, 100, 50)  # 1,500 tokens for 5 kept rows
     costs.add_seconds("instructions", 36.0)
-    guess = price(costs, 5, 20, BudgetConfig(price_per_gpu_hour=2.0, price_per_million_tokens=1.0), gpus=4)
+    guess = price(costs, 5, 20, Pricing(BudgetConfig(price_per_gpu_hour=2.0, price_per_million_tokens=1.0), gpus=4))
     assert guess is not None
     # 20 rows cost 4 x what 5 did: 40 requests, 6,000 tokens, 144 s on 4 GPUs.
     assert (guess.total.requests, guess.total.tokens, guess.total.seconds) == (40, 6000, pytest.approx(144.0))
     assert guess.cost == pytest.approx(6000 / 1e6 * 1.0 + 144 / 3600 * 4 * 2.0)
-    assert price(costs, 0, 20, BudgetConfig(), gpus=None) is None
+    assert price(costs, 0, 20, Pricing(BudgetConfig(), gpus=None)) is None

@@ -6,7 +6,11 @@
 - `generator/prompting/` and `generator/publish/` do not import the run;
 - `generator/report/` does not import the run or the CLI (the run and the CLI call it); it may use
   the filters' embedder (`filters.embed`), as dedup does;
-- `generator/config.py` reads filter specs only (`filters.specs`), never filter implementations;
+- `generator/config.py` reads filter specs only (`filters.specs`), never filter implementations, and
+  the method registry (`generator.methods`: each method declares its config section);
+- `generator/methods/` (one module per generation method) imports the core and, for types and
+  Magpie's chat template, prompting and the model loader: never the run, so a method receives what
+  it uses;
 - the store and `llm/requests.py` hold plain data: no HTTP client module (the store counts costs
   with `run/cost.py`, plain counters that name the budget's config for type checking only).
 """
@@ -41,7 +45,17 @@ RULES = [
     ("generator/core/*.py", lambda m: m.startswith("generator.core") or m == "generator"),
     ("filters/*.py", lambda m: m.startswith(("filters", "generator.core"))),
     ("generator/llm/*.py", lambda m: m.startswith(("generator.core", "generator.llm", "generator.config"))),
-    ("generator/prompting/*.py", lambda m: m.startswith(("generator.core", "generator.prompting", "generator.config"))),
+    (
+        "generator/prompting/*.py",
+        lambda m: m.startswith(("generator.core", "generator.prompting", "generator.config", "generator.methods")),
+    ),
+    (
+        "generator/methods/*.py",
+        lambda m: (
+            m.startswith(("generator.core", "generator.methods", "generator.prompting", "generator.llm.model"))
+            or m == "generator.llm"
+        ),
+    ),
     (
         "generator/publish/*.py",
         lambda m: (
@@ -68,7 +82,12 @@ RULES = [
             or m in ("generator", "generator.__version__", "generator.llm.server", "generator.llm.server.has_gpu")
         ),
     ),
-    ("generator/config.py", lambda m: m.startswith(("generator.core", "filters.specs")) or m == "generator.config"),
+    (
+        "generator/config.py",
+        lambda m: (
+            m.startswith(("generator.core", "filters.specs", "generator.methods.registry")) or m == "generator.config"
+        ),
+    ),
     (
         "generator/run/store.py",
         lambda m: m.startswith(("generator.core", "generator.llm.requests", "generator.run.cost")),

@@ -30,7 +30,7 @@ from generator.llm import server
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.run.pipeline import WATCH_S, generate
-from generator.run.sender import Sender
+from generator.run.sender import Sender, Served
 from generator.run.store import RunStore
 
 FAKE = str(Path(__file__).parent / "fake_openai.py")
@@ -268,7 +268,7 @@ def test_the_judge_opens_the_engine_when_it_must_send(tmp_path: Path) -> None:
                 return opened[-1]
 
             with RunStore(run_dir, {"test": 1}) as store:
-                sender = Sender(SamplingConfig(), open_engine, store, "fake-model")
+                sender = Sender(open_engine, store, Served("fake-model", SamplingConfig()))
                 chat = sender.batch_chat(asyncio.get_running_loop())
                 answers = await asyncio.to_thread(chat, [[{"role": "user", "content": "is it good?"}]], {})
             for engine in opened:

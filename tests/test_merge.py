@@ -14,7 +14,7 @@ import pytest
 
 from filters.base import Funnel
 from generator.cli import main
-from generator.config import DatasetConfig, PushConfig, load_config, parse_config
+from generator.config import Config, DatasetConfig, PushConfig, load_config, parse_config
 from generator.core.errors import ConfigError
 from generator.core.records import Record
 from generator.llm.server import ServerInfo
@@ -168,8 +168,8 @@ def test_merge_errors(shards: list[Path], tmp_path: Path, case: str, match: str)
 
 
 def test_merge_pushes_one_dataset(shards: list[Path], tmp_path: Path, hub) -> None:
-    dataset = DatasetConfig(push=PushConfig(repo="alice/merged"))
-    result = merge_runs(shards, tmp_path / "merged", dataset=dataset, dedup=[{"name": "exact_dedup"}], push=True)
+    config = Config(dataset=DatasetConfig(push=PushConfig(repo="alice/merged")))
+    result = merge_runs(shards, tmp_path / "merged", config=config, dedup=[{"name": "exact_dedup"}], push=True)
     ds = datasets.load_dataset("alice/merged")
     assert sorted(ds["train"]["id"]) == sorted(datasets.load_dataset(str(result.dataset_dir))["train"]["id"])
 

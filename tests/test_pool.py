@@ -9,7 +9,6 @@ import pytest
 
 from generator.core.records import Record
 from generator.run import pool as pool_mod
-from generator.run.methods import evol_instruct
 from generator.run.pool import Pool
 
 
@@ -82,16 +81,19 @@ def test_evol_instruct_picks_the_same_parents_from_a_pool_or_a_list(
     from types import SimpleNamespace
 
     pool, records = filled
+    from generator.methods.base import Inputs, RoundSettings
+    from generator.methods.evol_instruct import EvolConfig, EvolInstruct
+
     seeds = [SimpleNamespace(instruction=f"seed {i}", id=f"s{i}") for i in range(4)]
-    config = SimpleNamespace(
-        generation=SimpleNamespace(
-            evol=SimpleNamespace(operations=["deepen", "broaden"]), overgenerate=2.0, requests_per_round=16
-        ),
-        engine=SimpleNamespace(concurrency=16),
+    inputs = Inputs(
+        EvolConfig(operations=["deepen", "broaden"]),
+        RoundSettings(overgenerate=2.0, requests_per_round=16),
+        seeds,  # type: ignore[arg-type]
+        {"evol_breadth": "b", "evol_depth": "d"},  # type: ignore[dict-item]
     )
-    run = SimpleNamespace(config=config, seeds=seeds, templates={"evol_breadth": "b", "evol_depth": "d"})
+    evol = EvolInstruct(inputs)
     for rnd, need in [(0, 50), (1, 50), (2, 1000), (3, 1)]:
-        from_pool = [a.variables for a in evol_instruct(run, pool, rnd, need)]  # type: ignore[arg-type]
-        from_list = [a.variables for a in evol_instruct(run, records, rnd, need)]  # type: ignore[arg-type]
+        from_pool = [a.variables for a in evol.asks(pool, rnd, need)]
+        from_list = [a.variables for a in evol.asks(records, rnd, need)]
         assert from_pool == from_list
         assert rnd not in (1, 2) or any(v["instruction"].startswith("task") for v in from_pool)

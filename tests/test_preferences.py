@@ -27,13 +27,13 @@ from generator.prompting.roles import load_templates
 from generator.prompting.seeds import load_seeds
 from generator.publish.dataset import DatasetInfo, write_dataset
 from generator.publish.writer import DatasetWriter
-from generator.run.complete import complete
-from generator.run.context import Run
+from generator.run.complete import Completion
+from generator.run.context import Run, open_method
 from generator.run.funnel import RunFunnel
 from generator.run.merge import merge_runs
 from generator.run.pipeline import RunResult, generate
-from generator.run.preferences import STAGE, PairMaker, Scored, pick
-from generator.run.sender import Sender
+from generator.run.preferences import STAGE, Scored, pick
+from generator.run.sender import Sender, Served
 from generator.run.stop import StopSignals
 from generator.run.store import RunStore
 
@@ -71,20 +71,22 @@ def _pairs(config: Config, url: str, tasks: list[str]) -> tuple[list[Record], Ru
         async with Engine([Endpoint(url, None)], "fake-model", config.engine) as engine:
             with RunStore(config.run_dir, {"test": 1}) as store:
                 before = {r.request_id for r in store.results()}
+                seeds, templates = load_seeds("builtin"), load_templates(config)
                 run = Run(
                     config=config,
-                    seeds=load_seeds("builtin"),
-                    templates=load_templates(config),
+                    seeds=seeds,
+                    templates=templates,
+                    method=open_method(config, seeds, templates),
+                    completion=Completion.for_config(config, templates),
                     instruction_filters=[],
                     record_filters=[],
                     store=store,
                     writer=DatasetWriter(config, config.run_dir / "dataset"),
                     stop=StopSignals(config.run_dir),
-                    preferences=PairMaker.for_config(config),
                 )
-                sender = Sender(config.sampling, engine, store, "fake-model")
+                sender = Sender(engine, store, Served("fake-model", config.sampling))
                 run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
-                out = await complete(run, sender, [Record(t) for t in tasks])
+                out = await run.completion.complete(sender, [Record(t) for t in tasks], run.funnel)
                 store.flush()
                 sent = [r.request_id for r in store.results() if r.request_id not in before]
                 return out, run.funnel, sent

@@ -25,6 +25,7 @@ from filters.registry import build_chain
 from filters.specs import parse_specs
 from generator.config import SteerConfig, parse_config
 from generator.core.records import Record
+from generator.methods.registry import METHODS
 from generator.report import measure
 from generator.run.context import STATE, fingerprint
 from generator.run.pipeline import generate
@@ -96,12 +97,8 @@ def test_weighted_sample_is_distinct_and_favours_weight() -> None:
 def test_steer_settings_are_in_the_fingerprint() -> None:
     default, on = parse_config({}), parse_config({"generation": {"steer": {"enabled": True, "strength": 0.5}}})
     assert fingerprint(default) != fingerprint(on)
-    assert fingerprint(on)["generation"]["steer"] == {
-        "enabled": True,
-        "strength": 0.5,
-        "radius": 0.5,
-        "max_clusters": 64,
-    }
+    # Only what differs from the defaults (radius and max_clusters are left out at theirs).
+    assert fingerprint(on).settings["generation"]["steer"] == {"enabled": True, "strength": 0.5}
 
 
 @pytest.mark.parametrize(
@@ -117,7 +114,7 @@ def test_steer_settings_are_in_the_fingerprint() -> None:
 )
 def test_default_steers_where_it_was_measured_to_help(enabled, chain, method, steered) -> None:
     filters = build_chain(parse_specs([{"name": n} for n in chain], where="test"))
-    assert (steering_for(SteerConfig(enabled=enabled), filters, method) is not None) == steered
+    assert (steering_for(SteerConfig(enabled=enabled), filters, METHODS[method]) is not None) == steered
 
 
 class _CountingEmbedder:
@@ -142,7 +139,7 @@ def test_the_report_reads_the_seed_vectors_steering_encoded() -> None:
     rows = [{"instruction": r.instruction, "input": "", "output": "an answer"} for r in pool]
     steering_encoder, vectors = _CountingEmbedder("counting"), TextVectors()
     dedup = SemanticDedup(threshold=0.9, embedder=steering_encoder)
-    steer = steering_for(SteerConfig(enabled=True), [dedup], "self_instruct", vectors)
+    steer = steering_for(SteerConfig(enabled=True), [dedup], METHODS["self_instruct"], vectors)
     assert steer is not None
     steer.sync(pool)
     steer.seed_weights(seeds)

@@ -11,7 +11,7 @@ import pytest
 
 from generator.core.errors import ConfigError
 from generator.llm.requests import ErrorKind, Result
-from generator.run.store import RESULTS, RunStore, fingerprint_changes
+from generator.run.store import RESULTS, Flush, RunStore, fingerprint_changes
 
 FP = {"model": "m", "sampling": {"temperature": 0.7, "stop": ["\n"]}, "template": "a.jinja"}
 
@@ -81,7 +81,7 @@ def test_unknown_error_kind_from_a_newer_writer_reads_as_failed(tmp_path: Path) 
 
 
 def test_appends_are_batched_by_count_and_written_on_close(tmp_path: Path) -> None:
-    store = RunStore(tmp_path, FP, flush_every=3, flush_interval_s=60)
+    store = RunStore(tmp_path, FP, flush=Flush(3, 60))
     store.flush()  # as if results had been streaming in
     store.append(ok("a"))
     store.append(ok("b"))
@@ -95,7 +95,7 @@ def test_appends_are_batched_by_count_and_written_on_close(tmp_path: Path) -> No
 
 
 def test_results_that_trickle_in_are_written_at_once(tmp_path: Path) -> None:
-    store = RunStore(tmp_path, FP, flush_every=1000, flush_interval_s=0.3)
+    store = RunStore(tmp_path, FP, flush=Flush(1000, 0.3))
     store.append(ok("a"))  # nothing written for a long time: write at once
     store.append(ok("b"))  # just written: wait for more
     assert len(lines(tmp_path)) == 1
@@ -213,7 +213,7 @@ def test_get_reads_a_stored_result_back_after_reopen(tmp_path: Path) -> None:
 
 
 def test_get_finds_a_result_still_in_the_buffer(tmp_path: Path) -> None:
-    store = RunStore(tmp_path, FP, flush_every=100, flush_interval_s=60)
+    store = RunStore(tmp_path, FP, flush=Flush(100, 60))
     store.flush()  # as if results had been streaming in: the next appends stay in the buffer
     store.append(ok("a"))
     store.append(ok("b", "two"))
@@ -272,10 +272,11 @@ def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: P
     with pytest.raises(Err, match=r"generation.seed_format.*unknown format 'nope'"):
         parse_config({"generation": {"seed_format": "nope"}})
     new = fingerprint(parse_config({}))
-    old = json.loads(json.dumps(new))
-    del old["generation"]["seed_format"]  # a run directory written before the setting existed
-    assert fingerprint_changes(old, new) == []
-    assert fingerprint(parse_config({"generation": {"seed_format": "alpaca"}}))["generation"]["seed_format"] == "alpaca"
+    old = json.loads(json.dumps(new.defaults))  # a run directory written with every key
+    del old["generation"]["seed_format"]  # ... before the setting existed
+    assert fingerprint_changes(old, new.settings, new.defaults) == []
+    alpaca = fingerprint(parse_config({"generation": {"seed_format": "alpaca"}}))
+    assert alpaca.settings["generation"]["seed_format"] == "alpaca"
 
 
 def test_changed_list_values_are_reported() -> None:

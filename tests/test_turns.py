@@ -132,7 +132,8 @@ def test_the_user_is_the_persona_of_the_custom_method(tmp_path: Path, fake: Fake
 def test_a_single_turn_run_is_as_before(tmp_path: Path, fake: FakeOpenAI) -> None:
     result = generate(_config(tmp_path / "run", fake.url), progress=False)
     fingerprint = json.loads((result.run_dir / "fingerprint.json").read_text())
-    assert "turns" not in fingerprint["generation"] and "user_turn" not in fingerprint["generation"]["templates"]
+    generation = fingerprint.get("generation", {})
+    assert "turns" not in generation and "user_turn" not in generation.get("templates", {})
     stages = {json.loads(line)["meta"]["stage"] for line in (result.run_dir / "results.jsonl").read_text().splitlines()}
     assert stages == {"instructions", "response"}
     assert all(len(r["messages"]) == 2 for r in read_rows(result.dataset_dir))

@@ -1,27 +1,19 @@
-"""Template roles: which variables each role's template is given, and loading a config's templates.
+"""Loading a config's templates, one per role.
 
 A run's config names one template per role (`generation.templates`); a user's own template for a
-role may read the role's variables (and those it gives defaults for), and nothing else.
+role may read the role's variables (and those it gives defaults for), and nothing else. The roles
+are declared by the methods (generator/methods/) and the shared stages (`STAGE_ROLES`).
 """
 
 from __future__ import annotations
 
-from generator.config import Config, TemplatesConfig
+from generator.config import Config
 from generator.core.errors import ConfigError
+from generator.methods.registry import all_roles
 from generator.prompting.templates import PromptTemplate, check_variables, load_template
 
-ROLE_VARIABLES: dict[str, set[str]] = {
-    "instructions": {"demonstrations", "num_instructions"},
-    "batch": {"demonstrations", "num_tasks"},
-    "evol_depth": {"instruction", "operation"},
-    "evol_breadth": {"instruction"},
-    "custom": {"topic", "persona", "difficulty", "directive", "demonstrations", "num_instructions"},
-    "classify": {"instruction"},
-    "instance_input_first": {"instruction", "num_instances"},
-    "instance_output_first": {"instruction", "num_instances"},
-    "response": {"instruction", "input"},
-    "user_turn": {"conversation", "persona", "goal", "turn", "turns"},
-}
+# Every role's variables, by role.
+ROLE_VARIABLES: dict[str, set[str]] = {name: set(role.variables) for name, role in all_roles().items()}
 
 
 def load_templates(config: Config) -> dict[str, PromptTemplate]:
@@ -35,7 +27,7 @@ def load_templates(config: Config) -> dict[str, PromptTemplate]:
             raise ConfigError(
                 f"generation.templates.{role}: {ref!r} is a filter's prompt (produces: {tpl.meta.produces}), "
                 f"not a generation template; use a template with a parser, such as the built-in "
-                f"{TemplatesConfig.model_fields[role].default!r}"
+                f"{all_roles()[role].default!r}"
             )
         check_variables(tpl, ROLE_VARIABLES[role])
         out[role] = tpl

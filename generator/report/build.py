@@ -87,7 +87,10 @@ def fingerprint_seeds(fingerprint: dict[str, Any]) -> list[str]:
     from generator.core.errors import InstructforgeError
     from generator.prompting.seeds import load_seeds
 
-    source = (fingerprint.get("generation") or {}).get("seeds")
+    if not fingerprint:  # not a run's folder
+        return []
+    # A fingerprint leaves out what is at its default: `builtin` seeds then.
+    source = (fingerprint.get("generation") or {}).get("seeds", "builtin")
     if not source or (source != "builtin" and not Path(str(source)).is_absolute()):
         return []
     try:

@@ -40,15 +40,13 @@ def write_folder(
     *,
     sources: list[str],
     funnel: Funnel,
-    dataset: DatasetConfig | None = None,
     contamination: dict[str, dict[str, int]] | None = None,
-    report: ReportConfig | None = None,
 ) -> Path:
-    """The kept records as `<out_dir>/dataset` (parquet + card), the funnel as `funnel.json`, and
-    the report (`dataset/report.html`)."""
+    """The kept records as `<out_dir>/dataset` (parquet + card, the default dataset settings), the
+    funnel as `funnel.json`, and the report (`dataset/report.html`)."""
     from generator.publish.dataset import DatasetInfo, write_dataset
 
-    d = dataset or DatasetConfig()
+    d = DatasetConfig()
     models = sorted({str(r.meta["model"]) for r in records if r.meta.get("model")})
     info = DatasetInfo(
         name=d.name,
@@ -65,7 +63,7 @@ def write_folder(
         repo_id=d.push.repo if d.push else None,
         contamination=contamination or {},
     )
-    measured = measure_records(records, (), report)
+    measured = measure_records(records, (), ReportConfig())
     info.quality = measured.card() if measured else None
     template = Path(d.card_template) if d.card_template else None
     path = write_dataset(
@@ -131,7 +129,6 @@ def decontaminate(
     out_dir: Path,
     *,
     format: str | None = None,
-    columns: dict[str, str] | None = None,
     embedder: Any = None,
     **params: Any,
 ) -> CleanResult:
@@ -150,7 +147,7 @@ def decontaminate(
         flt = Decontaminate(**spec.params(), embedder=embedder, where="decontaminate")
     except ValueError as err:
         raise ConfigError(f"decontaminate: {err}") from None
-    records = readers.read_records(inputs, format=format, columns=columns, what="input")
+    records = readers.read_records(inputs, format=format, what="input")
     if not records:
         raise ConfigError(f"decontaminate: the inputs {', '.join(map(str, inputs))} hold no rows")
     out_dir = Path(out_dir)

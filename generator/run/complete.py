@@ -5,125 +5,213 @@ a classification task, then write an instance output-first for classification an
 otherwise. `generation.instances: response` answers each instruction directly. Tasks that came
 with an output (alpaca_batch) are kept as they are. A task that gets nothing usable is dropped
 with its reason (stage `instances`). With `generation.preferences`, every task (its instruction
-and input) then gets k responses ranked into a preference pair (generator/run/preferences.py).
+and input) then gets k responses ranked into a preference pair (`PairMaker`,
+generator/run/preferences.py, ranks them).
 """
 
 from __future__ import annotations
 
-from generator.core.records import Record
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from filters.base import BatchChat, FilterContext
+from generator.core.records import PREFERENCE, Record
 from generator.core.text import copy_key, echo_key
 from generator.prompting.parse import Item, parse
-from generator.run.context import Run
-from generator.run.preferences import preference_pairs
+from generator.prompting.templates import PromptTemplate
+from generator.run.funnel import RunFunnel
+from generator.run.preferences import STAGE, PairMaker, Scored, pick
 from generator.run.sender import Sender
 
 
-async def complete(run: Run, sender: Sender, instructions: list[Record]) -> list[Record]:
-    done = [r for r in instructions if r.output]
-    todo = [r for r in instructions if not r.output]
-    if todo and run.config.generation.instances == "self_instruct":
-        todo = await instances(run, sender, await classify(run, sender, todo))
-    elif todo and run.preferences is None:  # with preferences the pair stage writes the responses
-        todo = await responses(run, sender, todo)
-    if run.preferences is not None:
-        return await preference_pairs(run, sender, done + todo)
-    return done + todo
+@dataclass
+class Completion:
+    """The stage of one run: its templates (by role), how it answers (`generation.instances`,
+    `instances_per_task`) and, with `generation.preferences`, the pair maker."""
 
+    templates: dict[str, PromptTemplate]
+    instances_mode: str = "self_instruct"
+    per_task: int = 2
+    pairs: PairMaker | None = None
 
-async def classify(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
-    """Each record with `meta.task_type`: `classification` or `generation`."""
-    tpl = run.templates["classify"]
-    reqs = [sender.request(tpl, {"instruction": r.instruction}, {"stage": "classify"}) for r in records]
-    results = await sender.send(reqs)
-    out = []
-    for r, req, res in zip(records, reqs, results):
-        if req.id in sender.unsent:  # the budget ran out: not "generation" by default
-            run.funnel.unfinished(r)
-            continue
-        flag = False
-        if res is not None and res.texts:
-            parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
-            flag = bool(parsed.items and parsed.items[0].is_classification)
-        out.append(r.with_meta(task_type="classification" if flag else "generation"))
-    return out
+    @classmethod
+    def for_config(cls, config: Any, templates: dict[str, PromptTemplate]) -> Completion:
+        """The stage a config asks for; the pair maker's checks and judge are built (and their
+        templates read) now."""
+        g = config.generation
+        pairs = None if g.preferences is None else PairMaker(g.preferences, base_dir=config.base_dir)
+        return cls(templates, g.instances, g.instances_per_task, pairs)
 
+    def setup(self, ctx: FilterContext, chat: BatchChat) -> None:
+        if self.pairs is not None:
+            self.pairs.setup(ctx, chat)
 
-async def instances(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
-    """The first valid instance of each task; small models copy the template's worked example
-    instead of writing their own, and such copies do not count."""
-    per_task = run.config.generation.instances_per_task
-    tpls = [
-        run.templates[
-            "instance_output_first" if r.meta.get("task_type") == "classification" else "instance_input_first"
+    def close(self) -> None:
+        if self.pairs is not None:
+            self.pairs.close()
+
+    async def complete(self, sender: Sender, instructions: list[Record], funnel: RunFunnel) -> list[Record]:
+        done = [r for r in instructions if r.output]
+        todo = [r for r in instructions if not r.output]
+        if todo and self.instances_mode == "self_instruct":
+            todo = await self.instances(sender, await self.classify(sender, todo, funnel), funnel)
+        elif todo and self.pairs is None:  # with preferences the pair stage writes the responses
+            todo = await self.responses(sender, todo, funnel)
+        if self.pairs is not None:
+            return await self.preference_pairs(sender, done + todo, funnel)
+        return done + todo
+
+    async def classify(self, sender: Sender, records: list[Record], funnel: RunFunnel) -> list[Record]:
+        """Each record with `meta.task_type`: `classification` or `generation`."""
+        tpl = self.templates["classify"]
+        reqs = [sender.request(tpl, {"instruction": r.instruction}, {"stage": "classify"}) for r in records]
+        results = await sender.send(reqs)
+        out = []
+        for r, req, res in zip(records, reqs, results):
+            if req.id in sender.unsent:  # the budget ran out: not "generation" by default
+                funnel.unfinished(r)
+                continue
+            flag = False
+            if res is not None and res.texts:
+                parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
+                flag = bool(parsed.items and parsed.items[0].is_classification)
+            out.append(r.with_meta(task_type="classification" if flag else "generation"))
+        return out
+
+    async def instances(self, sender: Sender, records: list[Record], funnel: RunFunnel) -> list[Record]:
+        """The first valid instance of each task; small models copy the template's worked example
+        instead of writing their own, and such copies do not count."""
+        tpls = [
+            self.templates[
+                "instance_output_first" if r.meta.get("task_type") == "classification" else "instance_input_first"
+            ]
+            for r in records
         ]
-        for r in records
-    ]
-    reqs = [
-        sender.request(tpl, {"instruction": r.instruction, "num_instances": per_task}, {"stage": "instances"})
-        for r, tpl in zip(records, tpls)
-    ]
-    results = await sender.send(reqs)
-    out = []
-    for r, tpl, req, res in zip(records, tpls, reqs, results):
-        if res is None:
-            _missing(run, sender, r, req.id)
-            continue
-        parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
-        prompt = "\n".join(m["content"] for m in req.messages or [])
-        shown = shown_examples(tpl.meta.parser, prompt)
-        good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt, shown, r.instruction)]
-        if not good:
-            reason = (
-                "copied_from_prompt"
-                if parsed.items
-                else parsed.rejections[0].reason
-                if parsed.rejections
-                else "no_instance"
+        reqs = [
+            sender.request(tpl, {"instruction": r.instruction, "num_instances": self.per_task}, {"stage": "instances"})
+            for r, tpl in zip(records, tpls)
+        ]
+        results = await sender.send(reqs)
+        out = []
+        for r, tpl, req, res in zip(records, tpls, reqs, results):
+            if res is None:
+                _missing(funnel, sender, r, req.id)
+                continue
+            parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
+            prompt = "\n".join(m["content"] for m in req.messages or [])
+            shown = shown_examples(tpl.meta.parser, prompt)
+            good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt, shown, r.instruction)]
+            if not good:
+                reason = (
+                    "copied_from_prompt"
+                    if parsed.items
+                    else parsed.rejections[0].reason
+                    if parsed.rejections
+                    else "no_instance"
+                )
+                funnel.drop_task(r, reason)
+                continue
+            first = good[0]
+            out.append(
+                r.with_(input=first.input.strip(), output=first.output.strip()).with_meta(
+                    finish_reason=res.finish_reasons[0], instance_template=tpl.name, instance_template_hash=tpl.digest
+                )
             )
-            run.funnel.drop_task(r, reason)
-            continue
-        first = good[0]
-        out.append(
-            r.with_(input=first.input.strip(), output=first.output.strip()).with_meta(
-                finish_reason=res.finish_reasons[0], instance_template=tpl.name, instance_template_hash=tpl.digest
+        return out
+
+    async def responses(self, sender: Sender, records: list[Record], funnel: RunFunnel) -> list[Record]:
+        """An answer to each instruction (and its input)."""
+        tpl = self.templates["response"]
+        reqs = [
+            sender.request(tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"})
+            for r in records
+        ]
+        results = await sender.send(reqs)
+        out = []
+        for r, req, res in zip(records, reqs, results):
+            if res is None:
+                _missing(funnel, sender, r, req.id)
+                continue
+            parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
+            if not parsed.items:
+                funnel.drop_task(r, parsed.rejections[0].reason if parsed.rejections else "empty_response")
+                continue
+            out.append(
+                r.with_(output=parsed.items[0].output.strip()).with_meta(
+                    finish_reason=res.finish_reasons[0],
+                    task_type=r.meta.get("task_type", "generation"),
+                    response_template=tpl.name,
+                    response_template_hash=tpl.digest,
+                )
             )
-        )
-    return out
+        return out
 
+    async def preference_pairs(self, sender: Sender, records: list[Record], funnel: RunFunnel) -> list[Record]:
+        """Each record with its pair: `output` the chosen response, `meta.preference` the rejected one
+        and every response's score; sets without a pair are dropped with their reason.
 
-async def responses(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
-    """An answer to each instruction (and its input)."""
-    tpl = run.templates["response"]
-    reqs = [
-        sender.request(tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"}) for r in records
-    ]
-    results = await sender.send(reqs)
-    out = []
-    for r, req, res in zip(records, reqs, results):
-        if res is None:
-            _missing(run, sender, r, req.id)
-            continue
-        parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
-        if not parsed.items:
-            run.funnel.drop_task(r, parsed.rejections[0].reason if parsed.rejections else "empty_response")
-            continue
-        out.append(
-            r.with_(output=parsed.items[0].output.strip()).with_meta(
-                finish_reason=res.finish_reasons[0],
-                task_type=r.meta.get("task_type", "generation"),
-                response_template=tpl.name,
-                response_template_hash=tpl.digest,
+        Each response is its own request: its index is a template variable (`response_index`) and
+        its sampling overrides the template's, so request ids differ per response and stay the same
+        per run."""
+        maker = self.pairs
+        if maker is None:
+            raise ValueError("preference_pairs needs generation.preferences")
+        cfg = maker.cfg
+        tpl = self.templates["response"]
+        settings = cfg.sampling or [None] * cfg.responses
+        requests = [
+            sender.request(
+                tpl,
+                {"instruction": r.instruction, "input": r.input, "response_index": i},
+                {"stage": STAGE},
+                **(s.params() if s is not None else {}),
             )
-        )
-    return out
+            for r in records
+            for i, s in enumerate(settings)
+        ]
+        results = await sender.send(requests)
+        sets = []
+        for n, r in enumerate(records):
+            responses = []
+            for i, res in enumerate(results[n * cfg.responses : (n + 1) * cfg.responses]):
+                if res is None or not res.texts:
+                    continue  # failed for good: the set has one response fewer
+                parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
+                text = parsed.items[0].output.strip() if parsed.items else res.texts[0].strip()
+                if not text:
+                    continue  # nothing to prefer or reject
+                reason = (
+                    None if parsed.items else (parsed.rejections[0].reason if parsed.rejections else "empty_response")
+                )
+                responses.append(Scored(i, text, res.finish_reasons[0], reason=reason))
+            sets.append((r, responses))
+        scored = await asyncio.to_thread(maker.score, sets)
+        out = []
+        for r, responses in zip(records, scored, strict=True):
+            picked = pick(responses, cfg)
+            if isinstance(picked, str):
+                funnel.drop_task(r, picked, stage=STAGE)
+                continue
+            chosen, rejected = picked
+            out.append(
+                r.with_(output=chosen.text).with_meta(
+                    finish_reason=chosen.finish_reason,
+                    task_type=r.meta.get("task_type", "generation"),
+                    chosen_response=chosen.index,
+                    rejected_response=rejected.index,
+                    **{PREFERENCE: {"rejected": rejected.text, "scores": [s.to_score() for s in responses]}},
+                )
+            )
+        return out
 
 
-def _missing(run: Run, sender: Sender, record: Record, request_id: str) -> None:
+def _missing(funnel: RunFunnel, sender: Sender, record: Record, request_id: str) -> None:
     """A task whose request got no result: it failed for good, or the budget kept it unsent."""
     if request_id in sender.unsent:
-        run.funnel.unfinished(record)
+        funnel.unfinished(record)
     else:
-        run.funnel.drop_task(record, "request_failed")
+        funnel.drop_task(record, "request_failed")
 
 
 def shown_examples(parser: str, prompt: str) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ input was checked, so that nothing starts for a config that cannot run."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,56 +13,107 @@ from filters.decontam import Decontaminate
 from filters.embed import TextVectors
 from filters.registry import build_chain
 from generator.config import Config
-from generator.llm.model import load_tokenizer
 from generator.llm.server import endpoint_key
-from generator.prompting.magpie import PreQuery, pre_queries, special_tokens
+from generator.methods.base import Inputs, Method, RoundSettings, Steer
+from generator.methods.magpie import MagpiePrompts
+from generator.methods.magpie import magpie_prompts as derive_magpie_prompts
+from generator.methods.registry import METHODS
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
 from generator.run.budget import Budget, check_budget
+from generator.run.complete import Completion
 from generator.run.funnel import RunFunnel
-from generator.run.preferences import PairMaker
-from generator.run.steer import Steering, steering_for
+from generator.run.steer import steering_for
 from generator.run.stop import StopSignals
-from generator.run.store import RunStore
+from generator.run.store import Fingerprint, Flush, RunStore
 
 FUNNEL = "funnel.json"
 ROUNDS = "rounds.json"
 REJECTED = "rejected.jsonl"
 DATASET = "dataset"
 STATE = "state"
-# Conversation settings, left out of a single-turn run's fingerprint: run directories made before
-# they existed resume as they did.
+# Conversation settings, left out of a single-turn run's fingerprint whatever their values.
 SINGLE_TURN_UNUSED = ("turns", "turn_failure")
+_PARTS = {"model": True, "sampling": True, "generation": True, "filters": True}
+_NOT_PARTS = {"generation": {"num_records"}}
 
 
-def fingerprint(config: Config) -> dict[str, Any]:
-    """What decides the requests and which results are kept; a run directory holding another
-    fingerprint is refused (unless --fresh or --force). Engine, server, budget and output settings
-    may change between runs, and so may the record target (`generation.num_records`): a larger
-    one, or a larger budget, continues the run."""
-    out = config.model_dump(
-        mode="json",
-        include={"model": True, "sampling": True, "generation": True, "filters": True},
-        exclude={"generation": {"num_records"}},
-    )
+def _settings(config: Config) -> dict[str, Any]:
+    """The config's parts that decide the requests and which results are kept, as JSON."""
+    out = config.model_dump(mode="json", include=_PARTS, exclude=_NOT_PARTS)
     if config.generation.turns == 1:  # single-turn: the conversation settings decide nothing
         for key in SINGLE_TURN_UNUSED:
             out["generation"].pop(key)
         out["generation"]["templates"].pop("user_turn")
-    if config.generation.method != "magpie":  # Magpie's settings decide nothing for other methods
-        out["generation"].pop("magpie")
-    if not config.generation.quotas:  # none set: run directories made before quotas existed resume
-        out["generation"].pop("quotas")
+    method = METHODS[config.generation.method]
+    for other in METHODS.values():  # another method's section and roles decide nothing
+        if other is not method:
+            out["generation"].pop(other.section or "", None)
+            for role in other.roles:
+                out["generation"]["templates"].pop(role, None)
     return out
+
+
+@functools.cache
+def fingerprint_defaults() -> dict[str, Any]:
+    """The fingerprint's parts as a config that sets nothing has them (every method's section)."""
+    return Config().model_dump(mode="json", include=_PARTS, exclude=_NOT_PARTS)
+
+
+def fingerprint(config: Config) -> Fingerprint:
+    """What decides the requests and which results are kept; a run directory holding another
+    fingerprint is refused (unless --fresh or --force). Engine, server, budget and output settings
+    may change between runs, and so may the record target (`generation.num_records`): a larger
+    one, or a larger budget, continues the run.
+
+    Keys left at their defaults are left out, and so are other methods' sections and roles: a
+    setting or section added later (with a default) leaves every existing run directory resumable.
+    A fingerprint written before (with every key) compares equal to today's where it only adds
+    keys at their defaults. So a changed default of a fingerprinted setting is a change of what
+    existing run directories mean: do not change one without a way for them to say so."""
+    defaults = fingerprint_defaults()
+    return Fingerprint(without_defaults(_settings(config), defaults), defaults)
+
+
+def without_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the keys whose value is the default's, at any depth; a section left empty goes too."""
+    out = {}
+    for key, value in data.items():
+        default = defaults.get(key, _NO_DEFAULT)
+        if isinstance(value, dict) and isinstance(default, dict):
+            value = without_defaults(value, default)
+            if value:
+                out[key] = value
+        elif value != default:
+            out[key] = value
+    return out
+
+
+def with_defaults(data: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A fingerprint read back with the keys it leaves out at their defaults (for the card of a merge)."""
+    defaults = fingerprint_defaults() if defaults is None else defaults
+    out = dict(defaults)
+    for key, value in data.items():
+        base = out.get(key)
+        out[key] = with_defaults(value, base) if isinstance(value, dict) and isinstance(base, dict) else value
+    return out
+
+
+_NO_DEFAULT = object()
 
 
 @dataclass
 class Run:
+    """What one `generate` wires together. Stages take from it what they use: the rounds loop its
+    method and instruction chain, the completion stage its own object."""
+
     config: Config
     seeds: list[SeedTask]
     templates: dict[str, PromptTemplate]  # by role
+    method: Method
+    completion: Completion
     instruction_filters: list[Filter]
     record_filters: list[Filter]
     store: RunStore
@@ -69,10 +121,6 @@ class Run:
     stop: StopSignals
     funnel: RunFunnel = field(default_factory=RunFunnel)
     budget: Budget | None = None  # the spending limits; None: unlimited
-    pre_queries: list[PreQuery] = field(default_factory=list)  # Magpie's, one per system prompt and topic
-    template_tokens: tuple[str, ...] = ()  # the served model's special tokens (Magpie)
-    preferences: PairMaker | None = None  # the preference stage's checks and judge, when configured
-    steer: Steering | None = None  # generation.steer: the clusters of the accepted instructions
     vectors: TextVectors = field(default_factory=TextVectors)  # the seeds' vectors, for steering and the report
 
     @property
@@ -88,12 +136,12 @@ class Run:
 
     def setup_filters(self, chat: BatchChat) -> None:
         """Each chain keeps its state apart (`state/<chain>`): the same filter may stand in both."""
+        tokens = self.method.template_tokens
         for chain, flts in (("instructions", self.instruction_filters), ("records", self.record_filters)):
-            ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat, template_tokens=self.template_tokens)
+            ctx = FilterContext(state_dir=self.run_dir / STATE / chain, chat=chat, template_tokens=tokens)
             for flt in flts:
                 flt.setup(ctx)
-        if self.preferences is not None:
-            self.preferences.setup(FilterContext(state_dir=self.run_dir / STATE / "preferences"), chat)
+        self.completion.setup(FilterContext(state_dir=self.run_dir / STATE / "preferences"), chat)
 
     def contamination(self) -> dict[str, dict[str, int]]:
         """What the decontamination filters caught, per reference, for the card."""
@@ -106,31 +154,32 @@ class Run:
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):
             flt.close()
-        if self.preferences is not None:
-            self.preferences.close()
+        self.completion.close()
 
 
-@dataclass(frozen=True)
-class MagpiePrompts:
-    """What Magpie derives from the served model's chat template (`magpie_prompts`)."""
-
-    source: str  # where the template was read: the setting and its value
-    queries: list[PreQuery]
-    template_tokens: tuple[str, ...]
+def open_method(
+    config: Config, seeds: list[SeedTask], templates: dict[str, PromptTemplate], steer: Steer | None = None
+) -> Method:
+    """The configured method, given what it uses: its section, the round settings, the seeds, its
+    roles' templates and the steering (Magpie reads the served model's chat template now)."""
+    g = config.generation
+    cls = METHODS[g.method]
+    settings = RoundSettings(
+        instructions_per_prompt=g.instructions_per_prompt,
+        num_demonstrations=g.num_demonstrations,
+        machine_ratio=g.machine_ratio,
+        overgenerate=g.overgenerate,
+        requests_per_round=g.requests_per_round,
+        stop=tuple(config.sampling.stop),
+    )
+    section = getattr(g, cls.section) if cls.section else None
+    own = {role: templates[role] for role in cls.roles}
+    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir))
 
 
 def magpie_prompts(config: Config) -> MagpiePrompts:
-    """The pre-queries of the served model's chat template, one per configured system prompt and
-    topic, read from local files (no server is needed)."""
-    m = config.generation.magpie
-    key, name = ("generation.magpie.tokenizer", m.tokenizer) if m.tokenizer else ("model.name", config.model.name)
-    if m.tokenizer:
-        local = config.resolve(m.tokenizer)
-        name = str(local) if local.exists() else m.tokenizer
-    tokenizer = load_tokenizer(name, None if m.tokenizer else config.model.revision, key=key)
-    where = f"{key} {name!r}"
-    queries = pre_queries(tokenizer, m.system_prompts, m.topics, m.topic_hint, where=where)
-    return MagpiePrompts(where, queries, special_tokens(tokenizer))
+    """Magpie's pre-queries for `config`'s model and `generation.magpie` (`templates render magpie`)."""
+    return derive_magpie_prompts(config.generation.magpie, config.model, config.base_dir)
 
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
@@ -148,8 +197,10 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         config.filters.instructions, base_dir=config.base_dir, where="filters.instructions"
     )
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
-    magpie = magpie_prompts(config) if g.method == "magpie" else None
-    preferences = PairMaker.for_config(config)  # its judge template is read now
+    vectors = TextVectors()
+    steer = steering_for(g.steer, instruction_filters, METHODS[g.method], vectors)
+    method = open_method(config, seeds, templates, steer)  # Magpie's chat template is read now
+    completion = Completion.for_config(config, templates)  # the preference judge's template is read now
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
@@ -163,24 +214,20 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         fingerprint(config),
         fresh=fresh,
         force=force,
-        flush_every=config.engine.flush_every,
-        flush_interval_s=config.engine.flush_interval_s,
+        flush=Flush(config.engine.flush_every, config.engine.flush_interval_s),
     )
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
-    vectors = TextVectors()
     return Run(
         config=config,
         seeds=seeds,
         templates=templates,
+        method=method,
+        completion=completion,
         instruction_filters=instruction_filters,
         record_filters=record_filters,
         store=store,
         writer=DatasetWriter(config, run_dir / DATASET),
         stop=StopSignals(run_dir),
         budget=Budget(config.budget, gpus, run_dir, store.costs, fresh=fresh),
-        pre_queries=magpie.queries if magpie else [],
-        template_tokens=magpie.template_tokens if magpie else (),
-        preferences=preferences,
-        steer=steering_for(g.steer, instruction_filters, g.method, vectors),
         vectors=vectors,
     )

@@ -129,13 +129,19 @@ class Estimate:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Pricing:
+    """What a GPU-hour and a million tokens cost (`budget`), for `gpus` GPUs."""
+
+    budget: BudgetConfig
+    gpus: int | None
+
+    def of(self, tokens: int, seconds: float) -> float | None:
+        return price(tokens, seconds, self.gpus, self.budget)
+
+
 def estimate(
-    costs: Costs,
-    kept: int,
-    target: int,
-    budget: BudgetConfig,
-    gpus: int | None,
-    margins: dict[str, float] | None = None,
+    costs: Costs, kept: int, target: int, pricing: Pricing, margins: dict[str, float] | None = None
 ) -> Estimate | None:
     """The cost of `target` rows from what `kept` rows cost so far, stage by stage; `margins` are
     the stages the run asks more of than the yield predicts (the record target's refills make
@@ -153,7 +159,7 @@ def estimate(
         remaining.seconds += s.seconds * f
     out = Estimate(target, kept, costs.total, remaining)
     total = out.total
-    out.cost = price(total.tokens, total.seconds, gpus, budget)
+    out.cost = pricing.of(total.tokens, total.seconds)
     return out
 
 

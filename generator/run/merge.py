@@ -28,10 +28,11 @@ from filters.base import Chain, FilterContext, Funnel
 from filters.registry import build_chain
 from filters.specs import parse_specs
 from generator import __version__
-from generator.config import DatasetConfig, ReportConfig
+from generator.config import Config, DatasetConfig
 from generator.core.errors import ConfigError
 from generator.core.records import Record
 from generator.report import measure_records
+from generator.run.context import with_defaults
 from generator.run.store import engine_totals
 
 MERGE_STAGE = "merge"
@@ -83,20 +84,20 @@ def merge_runs(
     run_dirs: list[Path],
     out_dir: Path,
     *,
-    dataset: DatasetConfig | None = None,
+    config: Config | None = None,
     dedup: list[dict[str, Any]] | None = None,
     push: bool = False,
-    report: ReportConfig | None = None,
 ) -> MergeResult:
     """Merge shard run directories into `out_dir` (see the module docstring).
 
-    `dataset` gives the split, card and push settings (a config's `dataset` section); `dedup` the
-    filter specs run over all rows, `default_dedup()` when None. `push` pushes the merged dataset
-    to `dataset.push.repo`. `report` sets the report written beside the dataset (defaults when None).
+    `config` gives the split, card and push settings (its `dataset` section) and the report written
+    beside the dataset (its `report` section); the defaults when None. `dedup` the filter specs run
+    over all rows, `default_dedup()` when None. `push` pushes the merged dataset to `dataset.push.repo`.
     """
     from generator.publish.dataset import write_dataset
 
-    d = dataset or DatasetConfig()
+    config = config or Config()
+    d, report = config.dataset, config.report
     if push and d.push is None:
         raise ConfigError(
             "merge was asked to push, but the config has no dataset.push.repo; "
@@ -228,7 +229,7 @@ def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d
     from generator.publish.dataset import DatasetInfo
 
     fp_path = run_dirs[0] / "fingerprint.json"
-    fp = json.loads(fp_path.read_text(encoding="utf-8")) if fp_path.is_file() else {}
+    fp = with_defaults(json.loads(fp_path.read_text(encoding="utf-8"))) if fp_path.is_file() else {}
     models = sorted({str(r.meta["model"]) for r in records if r.meta.get("model")})
     gen = fp.get("generation", {})
     sampling = dict(fp.get("sampling", {}))

@@ -34,15 +34,13 @@ from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
 from generator.report import hardware_of, measure_records
 from generator.run.budget import SAVE_EVERY_S, server_gpus
-from generator.run.complete import complete
 from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
-from generator.run.cost import Costs, Estimate
+from generator.run.cost import Costs, Estimate, Pricing
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
 from generator.run.progress import Progress
-from generator.run.quota import Quotas
 from generator.run.rounds import PoolResult, grow_pool
-from generator.run.sender import Sender
+from generator.run.sender import Sender, Served
 from generator.run.stop import interrupted
 from generator.run.store import engine_totals, storage_error
 from generator.run.target import REFILL_MARGIN, Stop, Target
@@ -111,7 +109,8 @@ def estimate(
         gpus = server_gpus(config)
     except ConfigError:
         gpus = None
-    return result, price(result.costs, result.records, target, config.budget, gpus, {"instructions": REFILL_MARGIN})
+    pricing = Pricing(config.budget, gpus)
+    return result, price(result.costs, result.records, target, pricing, {"instructions": REFILL_MARGIN})
 
 
 def generate(config: Config, *, fresh: bool = False, force: bool = False, progress: bool = True) -> RunResult:
@@ -159,15 +158,8 @@ async def _generate(run: Run, server: contextlib.ExitStack, progress: bool) -> _
     async with contextlib.AsyncExitStack() as engine:
         saver = asyncio.create_task(_keep_saving(run))
         try:
-            sender = Sender(
-                run.config.sampling,
-                _Connect(run, server, engine),
-                run.store,
-                model,
-                bar,
-                run.budget,
-                revision=run.config.model.revision,
-            )
+            served = Served(model, run.config.sampling, run.config.model.revision)
+            sender = Sender(_Connect(run, server, engine), run.store, served, bar, run.budget)
             run.setup_filters(sender.batch_chat(asyncio.get_running_loop()))
             pool, records, target, stop = await _fill(run, sender, bar)
         finally:
@@ -183,22 +175,19 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
     new, until the run has a reason to stop (without a record target, after one refill); then
     the pool is released."""
     target = Target.of(run.config.generation)
-    g = run.config.generation
-    quotas = Quotas(g.quotas, g.num_records) if g.quotas and g.num_records else None  # counts span refills
     pool = PoolResult(Pool(run.run_dir))
-    kept = KeptRecords(run.run_dir / KEPT)
+    stage = _Records(run, sender, bar, KeptRecords(run.run_dir / KEPT))
     while True:
         start = len(pool.records)
         pool = await grow_pool(run, sender, pool, target.pool_size(start))
-        added, before = len(pool.records) - start, len(kept)
-        tasks = pool.records.tasks(start)
-        completed = await _complete_and_filter(run, sender, tasks, added, kept, bar, target.room, quotas)
-        target.add(added, completed, len(kept) - before)
+        added = len(pool.records) - start
+        completed = await stage.complete_and_filter(pool.records.tasks(start), added, target)
+        target.add(added, completed)
         stop = target.stop(pool, run.budget)
         if stop is not None:
             pool.records.close()  # the pool is not grown again: release it
             run.log(f"stopped: {stop.reason}")
-            return pool, kept, target, stop
+            return pool, stage.kept, target, stop
         run.log(f"refill {len(target.refills)}: {target.kept}/{target.records} records; refilling")
 
 
@@ -244,56 +233,55 @@ async def _watch(server: ServerInfo, engine: Engine, run_dir: Path) -> None:
     engine.fail(error)
 
 
-async def _complete_and_filter(
-    run: Run,
-    sender: Sender,
-    tasks: Iterator[Record],
-    total: int,
-    kept: KeptRecords,
-    bar: Progress,
-    room: int | None = None,
-    quotas: Quotas | None = None,
-) -> int:
-    """Complete `tasks` and pass them through the record filters, `CHUNK` tasks at a time (or
-    `checkpoint_every`, to push checkpoints as the run goes), into `kept`; the number of tasks
-    completed. A chunk's requests, results and records are released before the next starts.
+@dataclass
+class _Records:
+    """The record stage of a run: completion, record filters and later turns, into `kept`."""
 
-    Tasks that came with their output go first, as `complete` orders them for a whole list, so the
-    records (and what the stateful filters see first) are in the same order whatever the chunk.
-    `tasks` yields them in that order (`Pool.tasks`); `total` is how many it holds. With `room`
-    (rows still wanted for the record target) the records past it are cut, in order, and the tasks
-    not yet completed are left out: both count as over_target. With `quotas`, a record whose
-    category is full is dropped (`quota_full`) before it takes room."""
-    chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
-    push = run.config.dataset.push
-    every = push.checkpoint_every if push and push.checkpoint_every else 0
-    chunk = min(every, CHUNK) if every else CHUNK
-    checkpointed = 0
-    for start in range(0, total, chunk):
-        if room is not None and room <= 0:
-            for task in tasks:
-                run.funnel.unneeded(task)
-            return start
-        batch = list(itertools.islice(tasks, chunk))
-        completed = await complete(run, sender, batch)
-        final = await asyncio.to_thread(chain.run, completed)
-        new = await converse(run, sender, final.kept)  # as they are unless generation.turns > 1
-        if quotas is not None:
-            new = quotas.admit(new, run.funnel)
-        if room is not None:
-            for record in new[room:]:
-                run.funnel.trimmed(record)
-            new, room = new[:room], room - min(room, len(new))
-        kept.extend(r.with_meta(model=sender.model) for r in new)
-        bar.add_kept(len(new))
-        del batch, completed, final, new
-        end = start + chunk
-        if push is not None and every and end < total and end // every > checkpointed:
-            checkpointed = end // every
-            await asyncio.to_thread(
-                run.writer.checkpoint, kept, run.funnel.total(len(kept)), sender.engine_stats(), sender.model
-            )
-    return total
+    run: Run
+    sender: Sender
+    bar: Progress
+    kept: KeptRecords
+
+    async def complete_and_filter(self, tasks: Iterator[Record], total: int, target: Target) -> int:
+        """Complete `tasks` and pass them through the record filters, `CHUNK` tasks at a time (or
+        `checkpoint_every`, to push checkpoints as the run goes), into `kept`; the number of tasks
+        completed. A chunk's requests, results and records are released before the next starts.
+
+        Tasks that came with their output go first, as the completion orders them for a whole list,
+        so the records (and what the stateful filters see first) are in the same order whatever the
+        chunk. `tasks` yields them in that order (`Pool.tasks`); `total` is how many it holds. The
+        target admits the records (quotas, then its room: the records past it are cut, in order);
+        once it has no room, the tasks not yet completed are left out: both count as over_target."""
+        run, sender = self.run, self.sender
+        chain = Chain(run.record_filters, run.funnel.records, run.rejected_path)
+        push = run.config.dataset.push
+        every = push.checkpoint_every if push and push.checkpoint_every else 0
+        chunk = min(every, CHUNK) if every else CHUNK
+        checkpointed = 0
+        for start in range(0, total, chunk):
+            if target.room == 0:
+                for task in tasks:
+                    run.funnel.unneeded(task)
+                return start
+            batch = list(itertools.islice(tasks, chunk))
+            completed = await run.completion.complete(sender, batch, run.funnel)
+            final = await asyncio.to_thread(chain.run, completed)
+            new = await converse(run, sender, final.kept)  # as they are unless generation.turns > 1
+            new = target.admit(new, run.funnel)
+            self.kept.extend(r.with_meta(model=sender.model) for r in new)
+            self.bar.add_kept(len(new))
+            del batch, completed, final, new
+            end = start + chunk
+            if push is not None and every and end < total and end // every > checkpointed:
+                checkpointed = end // every
+                await asyncio.to_thread(
+                    run.writer.checkpoint,
+                    self.kept,
+                    run.funnel.total(len(self.kept)),
+                    sender.engine_stats(),
+                    sender.model,
+                )
+        return total
 
 
 def _finish(run: Run, out: _Generated, started: float) -> RunResult:

@@ -1,34 +1,25 @@
 """Preference pairs for DPO (`generation.preferences`): k responses to each instruction, each with
 its own sampling; rule checks (filters that judge one output) and the LLM judge rank them; the best
-becomes `chosen` (the record's output), the worst (or one that failed a check) `rejected`.
+becomes `chosen` (the record's output), the worst (or one that failed a check) `rejected`. The
+completion stage (generator/run/complete.py) asks for the responses; this module ranks them.
 
 Ranking: a response that failed a check or the judge ranks below every response that passed; among
 equals the judge's mean score decides. A set is dropped (stage `preferences`) when fewer than two
 responses came back (`too_few_responses`), none passed (`all_bad`), the best does not beat the
 rejected one by `min_margin` judge points (`tie`), or `rejected: failed_check` finds no response
 that failed a check (`no_failed_check`).
-
-Each response is its own request: its index is a template variable (`response_index`) and its
-sampling overrides the template's, so request ids differ per response and stay the same per run.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from filters.base import BatchChat, Filter, FilterContext
 from filters.judge import LLMJudge
 from filters.registry import build, build_chain
-from generator.config import Config, PreferencesConfig
-from generator.core.records import PREFERENCE, Record
-from generator.prompting.parse import parse
-from generator.run.sender import Sender
-
-if TYPE_CHECKING:
-    from generator.run.context import Run
+from generator.config import PreferencesConfig
+from generator.core.records import Record
 
 STAGE = "preferences"
 JUDGE_REASONS = frozenset({"low_judge_score", "judge_failed"})
@@ -95,11 +86,6 @@ class PairMaker:
             assert isinstance(judge, LLMJudge)
             self.judge = judge
 
-    @classmethod
-    def for_config(cls, config: Config) -> PairMaker | None:
-        cfg = config.generation.preferences
-        return None if cfg is None else cls(cfg, base_dir=config.base_dir)
-
     def setup(self, ctx: FilterContext, chat: BatchChat) -> None:
         for flt in self.checks:
             flt.setup(ctx)
@@ -164,55 +150,3 @@ class PairMaker:
             score = (v.scores or v.detail).get("judge")
             out[n] = (r, replace(s, score=score, reason=None if v.keep else v.reason))
         return out
-
-
-async def preference_pairs(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
-    """Each record with its pair: `output` the chosen response, `meta.preference` the rejected one
-    and every response's score; sets without a pair are dropped with their reason."""
-    maker = run.preferences
-    assert maker is not None
-    cfg = maker.cfg
-    tpl = run.templates["response"]
-    settings = cfg.sampling or [None] * cfg.responses
-    requests = [
-        sender.request(
-            tpl,
-            {"instruction": r.instruction, "input": r.input, "response_index": i},
-            {"stage": STAGE},
-            **(s.params() if s is not None else {}),
-        )
-        for r in records
-        for i, s in enumerate(settings)
-    ]
-    results = await sender.send(requests)
-    sets = []
-    for n, r in enumerate(records):
-        responses = []
-        for i, res in enumerate(results[n * cfg.responses : (n + 1) * cfg.responses]):
-            if res is None or not res.texts:
-                continue  # failed for good: the set has one response fewer
-            parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
-            text = parsed.items[0].output.strip() if parsed.items else res.texts[0].strip()
-            if not text:
-                continue  # nothing to prefer or reject
-            reason = None if parsed.items else (parsed.rejections[0].reason if parsed.rejections else "empty_response")
-            responses.append(Scored(i, text, res.finish_reasons[0], reason=reason))
-        sets.append((r, responses))
-    scored = await asyncio.to_thread(maker.score, sets)
-    out = []
-    for r, responses in zip(records, scored, strict=True):
-        picked = pick(responses, cfg)
-        if isinstance(picked, str):
-            run.funnel.drop_task(r, picked, stage=STAGE)
-            continue
-        chosen, rejected = picked
-        out.append(
-            r.with_(output=chosen.text).with_meta(
-                finish_reason=chosen.finish_reason,
-                task_type=r.meta.get("task_type", "generation"),
-                chosen_response=chosen.index,
-                rejected_response=rejected.index,
-                **{PREFERENCE: {"rejected": rejected.text, "scores": [s.to_score() for s in responses]}},
-            )
-        )
-    return out

@@ -2,7 +2,7 @@
 pool of instructions is full, the rounds run out, acceptance stalls, or the budget is spent. A run
 with a record target calls it again for each refill, on the same pool.
 
-A method only says what to ask for in a round (`generator.run.methods`). Every request id is
+A method only says what to ask for in a round (`generator.methods`). Every request id is
 deterministic and every round's results are processed in request order, not arrival order, so a
 resumed run rebuilds the same pool from the stored results and sends exactly the missing requests.
 """
@@ -16,9 +16,9 @@ from filters.base import Chain
 from generator.core.records import Record
 from generator.core.text import dedup_key
 from generator.llm.requests import Request, Result
+from generator.methods.base import Ask
 from generator.prompting.parse import parse
 from generator.run.context import Run
-from generator.run.methods import METHODS, Ask
 from generator.run.pool import Pool
 from generator.run.sender import Sender
 
@@ -72,15 +72,14 @@ async def grow_pool(run: Run, sender: Sender, pool: PoolResult | None = None, si
     g = run.config.generation
     size = g.num_instructions if size is None else size
     pool = PoolResult(Pool(run.run_dir)) if pool is None else pool
-    method = METHODS[g.method]
     chain = Chain(run.instruction_filters, run.funnel.instructions, run.rejected_path)
     seed_texts = {dedup_key(s.instruction) for s in run.seeds}
     while (rnd := len(pool.rounds)) < g.max_rounds:
         need = size - len(pool.records)
         if need <= 0:
             return pool.stop("full", "target reached")
-        asks = method(run, pool.records, rnd, need)
-        requests = [_request(sender, a, g.method) for a in asks]
+        asks = run.method.asks(pool.records, rnd, need)
+        requests = [_request(sender, a, run.method.name) for a in asks]
         if sender.cut_off(requests):  # a round the run has not stored in full, with no budget left
             return pool.stop("budget", "budget reached")
         results = await sender.send(requests)

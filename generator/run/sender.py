@@ -10,6 +10,7 @@ import json
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from filters.base import BatchChat
@@ -22,6 +23,16 @@ from generator.run.budget import Budget
 from generator.run.progress import Progress
 from generator.run.stop import interrupted
 from generator.run.store import RunStore
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the requests ask for: the model they name, how they sample (each template's sampling
+    laid over it), and the model's configured revision (for the records' lineage)."""
+
+    name: str
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    revision: str | None = None
 
 
 class Sender:
@@ -37,21 +48,19 @@ class Sender:
 
     def __init__(
         self,
-        sampling: SamplingConfig,
         engine: Engine | Callable[[], Awaitable[Engine]],
         store: RunStore,
-        model: str,
+        model: Served,
         progress: Progress | None = None,
         budget: Budget | None = None,
-        revision: str | None = None,
     ):
-        self.sampling = sampling
         self.engine = engine if isinstance(engine, Engine) else None
         self._open = None if isinstance(engine, Engine) else engine
         self._opening = asyncio.Lock()
         self.store = store
-        self.model = model
-        self.revision = revision  # the model's revision, for the records' lineage
+        self.model = model.name
+        self.sampling = model.sampling
+        self.revision = model.revision  # the model's revision, for the records' lineage
         self._sampling_hashes: dict[str, str] = {}  # one string per setting, shared by every record
         self.progress = progress or Progress(enabled=False)
         self.budget = budget

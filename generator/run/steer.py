@@ -26,6 +26,7 @@ from filters.dedup import SemanticDedup, record_text
 from filters.embed import Embedder, TextVectors, make_embedder
 from generator.config import SteerConfig
 from generator.core.records import Record
+from generator.methods.base import Method
 
 
 class OnlineClusters:
@@ -168,6 +169,23 @@ class Steering:
             chosen.setdefault(pos, None)
         return [pool[pos] for pos in chosen]
 
+    def demonstrations(
+        self, seeds: Sequence[Any], pool: Sequence[Record], n_seeds: int, n_pool: int, rng: random.Random
+    ) -> list[Any]:
+        """Seeds drawn away from covered regions, then pool instructions drawn evenly over clusters."""
+        self.sync(pool)
+        demos = weighted_sample(seeds, self.seed_weights(seeds), n_seeds, rng)
+        return demos + [{"instruction": r.instruction} for r in self.pick_pool(pool, n_pool, rng)]
+
+    def combo_weights(self, pool: Sequence[Record], combos: Sequence[tuple[str, ...]]) -> list[float]:
+        """Custom's (topic, persona, ...) crossings: the product of their topic's and persona's weights."""
+        self.sync(pool)
+        weights = {
+            key: dict(zip(values, self.value_weights(key, values)))
+            for key, values in (("topic", sorted({c[0] for c in combos})), ("persona", sorted({c[1] for c in combos})))
+        }
+        return [weights["topic"][c[0]] * weights["persona"][c[1]] for c in combos]
+
 
 def weighted_sample(items: Sequence[Any], weights: Sequence[float], k: int, rng: random.Random) -> list[Any]:
     """`k` distinct items, each drawn with probability proportional to its weight among those left
@@ -198,41 +216,19 @@ def embedder_for(filters: Sequence[Filter]) -> tuple[Callable[[list[Record]], np
     return embed, embedder
 
 
-# Where the default (`enabled: null`) steers: the methods it was measured to help (BENCHMARKS.md).
-DEFAULT_METHODS = ("self_instruct",)
-
-
 def steering_for(
-    config: SteerConfig, filters: Sequence[Filter], method: str, vectors: TextVectors | None = None
+    config: SteerConfig, filters: Sequence[Filter], method: type[Method], vectors: TextVectors | None = None
 ) -> Steering | None:
-    """The run's steering: None when off, or when left to the default and either the method is not
-    one it helps or no semantic dedup computes the embeddings (it would encode every instruction).
-    The seed tasks are encoded through the run's `vectors`, which the report reads them from."""
-    if config.enabled is False:
+    """The run's steering: None when off or the method is not steerable, or when left to the default
+    and either the method is not one it helps (`steered_by_default`, measured: BENCHMARKS.md) or no
+    semantic dedup computes the embeddings (it would encode every instruction). The seed tasks are
+    encoded through the run's `vectors`, which the report reads them from."""
+    if config.enabled is False or not method.steerable:
         return None
     if config.enabled is None and (
-        method not in DEFAULT_METHODS or not any(isinstance(f, SemanticDedup) for f in filters)
+        not method.steered_by_default or not any(isinstance(f, SemanticDedup) for f in filters)
     ):
         return None
     embed, embedder = embedder_for(filters)
     kept = vectors if vectors is not None else TextVectors()
     return Steering(config, embed, lambda texts: kept.encode(embedder, texts))
-
-
-def steered_demonstrations(
-    steer: Steering, seeds: Sequence[Any], pool: Sequence[Record], n_seeds: int, n_pool: int, rng: random.Random
-) -> list[Any]:
-    """Seeds drawn away from covered regions, then pool instructions drawn evenly over clusters."""
-    steer.sync(pool)
-    demos = weighted_sample(seeds, steer.seed_weights(seeds), n_seeds, rng)
-    return demos + [{"instruction": r.instruction} for r in steer.pick_pool(pool, n_pool, rng)]
-
-
-def combo_weights(steer: Steering, pool: Sequence[Record], combos: Sequence[tuple[str, ...]]) -> list[float]:
-    """Custom's (topic, persona, ...) crossings: the product of their topic's and persona's weights."""
-    steer.sync(pool)
-    weights = {
-        key: dict(zip(values, steer.value_weights(key, values)))
-        for key, values in (("topic", sorted({c[0] for c in combos})), ("persona", sorted({c[1] for c in combos})))
-    }
-    return [weights["topic"][c[0]] * weights["persona"][c[1]] for c in combos]

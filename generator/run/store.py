@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ def engine_totals(run_dir: Path) -> dict[str, Any]:
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and not data and not prefix:  # a fingerprint with every key at its default
+        return {}
     if isinstance(data, dict) and data:
         flat: dict[str, Any] = {}
         for key, value in data.items():
@@ -88,16 +91,35 @@ class ForeignRun(ConfigError):
         self.problem = problem
 
 
-def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class Fingerprint:
+    """What decides a run's requests and kept results (`settings`, written to fingerprint.json),
+    and the defaults its keys were left out against: a key one side lacks is read as its default."""
+
+    settings: dict[str, Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flush:
+    """When buffered results are written: after `every` results or `interval_s` seconds."""
+
+    every: int = 64
+    interval_s: float = 1.0
+
+
+def fingerprint_changes(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
     """What differs between two fingerprints, one `key: old -> new` per changed leaf.
 
-    A key only one side has, with the value null (None), is no change: a setting added by a later
-    version with a null default, or one dropped while unset, changes nothing the run made."""
+    A key only one side has is read as its value in `defaults`; one with no default, with the value
+    null (None) on the other side, is no change too: a setting added by a later version with a null
+    default, or one dropped while unset, changes nothing the run made."""
     a, b = _flatten(old), _flatten(new)
     missing = object()
+    known = _flatten(defaults or {})
     changes = []
     for key in sorted(a.keys() | b.keys()):
-        before, after = a.get(key, missing), b.get(key, missing)
+        before, after = a.get(key, known.get(key, missing)), b.get(key, known.get(key, missing))
         if before == after or (before is missing and after is None) or (after is missing and before is None):
             continue
         changes.append(f"{key}: {before!r} -> {after!r}".replace(repr(missing), "(unset)"))
@@ -189,17 +211,18 @@ class RunStore:
     def __init__(
         self,
         run_dir: Path,
-        fingerprint: dict[str, Any],
+        fingerprint: Fingerprint | dict[str, Any],
         *,
         fresh: bool = False,
         force: bool = False,
-        flush_every: int = 64,
-        flush_interval_s: float = 1.0,
+        flush: Flush = Flush(),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RESULTS
-        self._flush_every = flush_every
-        self._flush_interval_s = flush_interval_s
+        self._flush_every = flush.every
+        self._flush_interval_s = flush.interval_s
+        if not isinstance(fingerprint, Fingerprint):
+            fingerprint = Fingerprint(fingerprint)
         self._lock_fd: int | None = None
         try:
             self._open(fingerprint, fresh, force)
@@ -207,18 +230,18 @@ class RunStore:
             self._release_lock()
             raise storage_error(Path(err.filename or self.run_dir), err, self.run_dir) from None
 
-    def _open(self, fingerprint: dict[str, Any], fresh: bool, force: bool) -> None:
+    def _open(self, fp: Fingerprint, fresh: bool, force: bool) -> None:
         """Lock the run directory, check its fingerprint, index what it holds, open it to append."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
-        fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it will read back
+        fingerprint = json.loads(json.dumps(fp.settings, default=str))  # as it will read back
         fp_path = self.run_dir / FINGERPRINT
         if fresh:
             for name in (RESULTS, FINGERPRINT, STATS):
                 (self.run_dir / name).unlink(missing_ok=True)
         elif fp_path.exists():
             old = json.loads(fp_path.read_text(encoding="utf-8"))
-            changes = fingerprint_changes(old, fingerprint)
+            changes = fingerprint_changes(old, fingerprint, fp.defaults)
             if changes and not force:
                 self._release_lock()
                 raise ForeignRun(f"{self.run_dir} holds a run made with another config ({'; '.join(changes)})")

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from generator.config import GenerationConfig
+from generator.core.records import Record
 from generator.run.budget import Budget
+from generator.run.funnel import RunFunnel
+from generator.run.quota import Quotas
 from generator.run.rounds import PoolResult
 
 # Later refills ask for this much more than the yield so far predicts: a refill that falls short
@@ -45,19 +48,35 @@ class Target:
     records: int | None  # None: no record target
     first: int  # the first refill (num_instructions)
     stall_refills: int
+    quotas: Quotas | None = None  # generation.quotas: their counts span refills
     kept: int = 0
     completed: int = 0
     refills: list[Refill] = field(default_factory=list)
     stalled: int = 0  # refills in a row that added no row
+    pending: int = 0  # rows admitted in the refill under way (counted in `kept` when it ends)
 
     @classmethod
     def of(cls, g: GenerationConfig) -> Target:
-        return cls(g.num_records, g.num_instructions, g.stall_rounds)
+        quotas = Quotas(g.quotas, g.num_records) if g.quotas and g.num_records else None
+        return cls(g.num_records, g.num_instructions, g.stall_rounds, quotas)
 
     @property
     def room(self) -> int | None:
         """Rows still wanted; None without a target."""
-        return None if self.records is None else max(0, self.records - self.kept)
+        return None if self.records is None else max(0, self.records - self.kept - self.pending)
+
+    def admit(self, records: list[Record], funnel: RunFunnel) -> list[Record]:
+        """What of `records` (in order) the dataset takes: a row whose quota is full is dropped
+        (`quota_full`) before it takes room, and the rows past the room left are cut (`trimmed`)."""
+        if self.quotas is not None:
+            records = self.quotas.admit(records, funnel)
+        room = self.room
+        if room is not None:
+            for record in records[room:]:
+                funnel.trimmed(record)
+            records = records[:room]
+        self.pending += len(records)
+        return records
 
     def pool_size(self, pool: int) -> int:
         """The pool's size to grow to in the next refill: `num_instructions` first; then, for the
@@ -68,7 +87,10 @@ class Target:
         per_row = self.completed / self.kept
         return pool + max(1, math.ceil((self.records - self.kept) * per_row * REFILL_MARGIN))
 
-    def add(self, instructions: int, completed: int, kept: int) -> None:
+    def add(self, instructions: int, completed: int) -> None:
+        """End a refill: `instructions` added to the pool, `completed` of them completed; its rows
+        are the ones `admit` took."""
+        kept, self.pending = self.pending, 0
         self.refills.append(Refill(instructions, completed, kept))
         self.completed += completed
         self.kept += kept
