@@ -10,12 +10,18 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, get_args
 
+from pydantic import BaseModel
+
+from filters.specs import DecontaminateSpec, SemanticDedupSpec
+from generator.config import ReportConfig
 from generator.core.errors import InstructforgeError
 from generator.core.readers import FORMATS
 from generator.run.stop import sigterm_unwinds
 
 Command = Callable[[argparse.Namespace], int | None]
+Subparsers = argparse._SubParsersAction  # what `add_subparsers` returns; each `_add_<command>` adds one to it
 
 
 def _generate(args: argparse.Namespace) -> int | None:
@@ -212,7 +218,6 @@ def _merge(args: argparse.Namespace) -> int | None:
 
 
 def _report(args: argparse.Namespace) -> int | None:
-    from generator.config import ReportConfig
     from generator.report import write_dataset_report, write_folder_report
 
     if (args.run_dir is None) == (args.dataset is None):
@@ -250,20 +255,29 @@ def _key_value(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="instructforge",
-        description="Generate instruction-tuning datasets with vLLM, filter and deduplicate them, "
-        "and publish them as Hugging Face datasets.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# --- the parser: one function per subcommand -------------------------------------------------------
 
+_DEFAULT_CONFIG = "default.yaml"  # a built-in config's name; no model holds it
+
+
+def _default(model: type[BaseModel], field: str) -> Any:
+    """The default of `model`'s `field`: a flag that sets a spec or config setting takes it from there,
+    so the CLI cannot drift from the config."""
+    return model.model_fields[field].default
+
+
+def _choices(model: type[BaseModel], field: str) -> list[str]:
+    """The values of a `Literal` field, as a flag's choices."""
+    return list(get_args(model.model_fields[field].annotation))
+
+
+def _add_generate(sub: Subparsers) -> None:
     p = sub.add_parser("generate", help="run a config: generate, filter, deduplicate, write the dataset")
     p.add_argument(
         "--config",
         "-c",
-        default="default.yaml",
-        help="YAML config file, or the name of a built-in one (default: default.yaml)",
+        default=_DEFAULT_CONFIG,
+        help=f"YAML config file, or the name of a built-in one (default: {_DEFAULT_CONFIG})",
     )
     p.add_argument("--run-dir", help="override the config's run_dir")
     p.add_argument(
@@ -306,10 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_generate)
 
+
+def _add_serve(sub: Subparsers) -> None:
     p = sub.add_parser("serve", help="start the config's vLLM server in the foreground")
-    p.add_argument("--config", "-c", default="default.yaml", help="YAML config file or built-in name")
+    p.add_argument("--config", "-c", default=_DEFAULT_CONFIG, help="YAML config file or built-in name")
     p.set_defaults(func=_serve)
 
+
+def _add_model(sub: Subparsers) -> None:
     p = sub.add_parser("model", help="manage the bundled model")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     mp = msub.add_parser(
@@ -319,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="convert again even if cached")
     mp.set_defaults(func=_model_prepare)
 
+
+def _add_dedup(sub: Subparsers) -> None:
     p = sub.add_parser(
         "dedup",
         help="deduplicate finished datasets or shards (exact, then semantic) and write the kept rows and a report",
@@ -343,28 +363,33 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="folder for kept.jsonl, dedup_report.json, funnel.json and the dataset/ folder (parquet + card)",
     )
+    threshold = _default(SemanticDedupSpec, "threshold")
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.84,
-        help="without the pair check: cosine at or above which a later record is a near-duplicate (default: 0.84)",
+        default=threshold,
+        help=f"without the pair check: cosine at or above which a later record is a near-duplicate "
+        f"(default: {threshold})",
     )
     p.add_argument(
         "--no-pair-check",
         action="store_true",
         help="plain cosine --threshold instead of the learned pair check on neighbours at "
-        "cosine >= 0.76 (the pair check is fitted for the default MiniLM encoder only)",
+        f"cosine >= {_default(SemanticDedupSpec, 'candidates')} (the pair check is fitted for the default "
+        "MiniLM encoder only)",
     )
     p.add_argument(
         "--encoder",
-        choices=["minilm", "static"],
-        default="minilm",
+        choices=_choices(SemanticDedupSpec, "encoder"),
+        default=_default(SemanticDedupSpec, "encoder"),
         help="minilm: sentence-transformers (GPU if present); static: fast CPU token vectors",
     )
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--exact-only", action="store_true", help="only the exact (normalized text) stage")
     p.set_defaults(func=_dedup)
 
+
+def _add_decontaminate(sub: Subparsers) -> None:
     p = sub.add_parser(
         "decontaminate",
         help="drop rows that leak a benchmark (shared n-grams, embedding similarity) and report each match",
@@ -391,18 +416,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for dataset/, decontamination.json, funnel.json and rejected.jsonl",
     )
     p.add_argument("--format", choices=list(FORMATS), help="the inputs' schema (default: told by each file's keys)")
-    p.add_argument("--ngram", type=int, default=13, help="words in a shared n-gram (default: 13)")
+    ngram = _default(DecontaminateSpec, "ngram")
+    p.add_argument("--ngram", type=int, default=ngram, help=f"words in a shared n-gram (default: {ngram})")
+    threshold = _default(DecontaminateSpec, "threshold")
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.9,
-        help="cosine at or above which a row overlaps a reference (default: 0.9)",
+        default=threshold,
+        help=f"cosine at or above which a row overlaps a reference (default: {threshold})",
     )
     p.add_argument("--ngram-only", action="store_true", help="only the text checks: no encoder")
-    p.add_argument("--encoder", choices=["minilm", "static"], default="minilm", help="as for dedup (default: minilm)")
+    encoder = _default(DecontaminateSpec, "encoder")
+    p.add_argument(
+        "--encoder",
+        choices=_choices(DecontaminateSpec, "encoder"),
+        default=encoder,
+        help=f"as for dedup (default: {encoder})",
+    )
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
     p.set_defaults(func=_decontaminate)
 
+
+def _add_templates(sub: Subparsers) -> None:
     p = sub.add_parser("templates", help="list, show and preview the prompt templates")
     tsub = p.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
     tp = tsub.add_parser("list", help="the built-in templates, what they produce and need")
@@ -419,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument(
         "--config",
         "-c",
-        default="default.yaml",
-        help="for `magpie`: the config whose model (and generation.magpie) is used (default: default.yaml)",
+        default=_DEFAULT_CONFIG,
+        help=f"for `magpie`: the config whose model (and generation.magpie) is used (default: {_DEFAULT_CONFIG})",
     )
     tp.add_argument(
         "--var",
@@ -442,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tp.set_defaults(func=_templates_render)
 
+
+def _add_push(sub: Subparsers) -> None:
     p = sub.add_parser("push", help="push a run's dataset to the Hugging Face Hub (one commit)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
     p.add_argument("--repo", required=True, help="dataset repository, user/name (created if missing)")
@@ -450,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", "-m", help="commit message (default: row counts per split)")
     p.set_defaults(func=_push)
 
+
+def _add_export(sub: Subparsers) -> None:
     p = sub.add_parser("export", help="write a run's dataset as Alpaca JSON, ShareGPT JSON or chat JSONL")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
     p.add_argument(
@@ -464,14 +503,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train", help="split to export, or `all` (default: train)")
     p.set_defaults(func=_export)
 
+
+def _add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="merge shard run directories into one deduplicated dataset")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="shard run directories, in order")
     p.add_argument("--out", "-o", required=True, help="directory for the merged dataset/, funnel.json and merge.json")
     p.add_argument(
         "--config",
         "-c",
-        default="default.yaml",
-        help="config whose `dataset` section (split, card, push) applies (default: default.yaml)",
+        default=_DEFAULT_CONFIG,
+        help=f"config whose `dataset` section (split, card, push) applies (default: {_DEFAULT_CONFIG})",
     )
     p.add_argument(
         "--set",
@@ -489,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true", help="push the merged dataset to dataset.push.repo")
     p.set_defaults(func=_merge)
 
+
+def _add_report(sub: Subparsers) -> None:
     p = sub.add_parser(
         "report",
         help="write the HTML report (funnel, diversity, lengths, rounds, examples) of a run or of any dataset",
@@ -506,11 +549,41 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         help="HTML file to write (default: report.html in the run's dataset folder; report.html here for --dataset)",
     )
-    p.add_argument("--sample", type=int, default=2000, help="rows the embedding measures use (default: 2000)")
-    p.add_argument("--examples", type=int, default=2000, help="kept rows in the Examples table (default: 2000)")
-    p.add_argument("--gpu-hour-cost", type=float, help="price of a GPU-hour, for the cost per 1,000 kept rows")
+    sample = _default(ReportConfig, "sample")
+    p.add_argument("--sample", type=int, default=sample, help=f"rows the embedding measures use (default: {sample})")
+    examples = _default(ReportConfig, "examples")
+    p.add_argument(
+        "--examples", type=int, default=examples, help=f"kept rows in the Examples table (default: {examples})"
+    )
+    p.add_argument(
+        "--gpu-hour-cost",
+        type=float,
+        default=_default(ReportConfig, "gpu_hour_cost"),
+        help="price of a GPU-hour, for the cost per 1,000 kept rows",
+    )
     p.set_defaults(func=_report)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instructforge",
+        description="Generate instruction-tuning datasets with vLLM, filter and deduplicate them, "
+        "and publish them as Hugging Face datasets.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_generate,
+        _add_serve,
+        _add_model,
+        _add_dedup,
+        _add_decontaminate,
+        _add_templates,
+        _add_push,
+        _add_export,
+        _add_merge,
+        _add_report,
+    ):
+        add(sub)
     return parser
 
 

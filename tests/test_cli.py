@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from generator.cli import main
+from filters.specs import DecontaminateSpec, SemanticDedupSpec
+from generator.cli import build_parser, main
+from generator.config import ReportConfig
 
 
 def test_a_user_error_is_one_line_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,3 +68,68 @@ def test_a_missing_endpoint_key_is_refused_before_anything_starts(
     assert code == 2 and err.strip().count("\n") == 0
     assert "server.api_key_env names NO_SUCH_KEY_FOR_TEST, but it is not set" in err
     assert not run_dir.exists()
+
+
+# Each flag whose value is a spec or config setting, with that setting: the CLI must take its default
+# from there (a copy written twice drifts).
+MIRRORS: dict[str, tuple[type[BaseModel], str]] = {
+    "dedup --threshold": (SemanticDedupSpec, "threshold"),
+    "dedup --encoder": (SemanticDedupSpec, "encoder"),
+    "dedup --model": (SemanticDedupSpec, "model"),
+    "decontaminate --ngram": (DecontaminateSpec, "ngram"),
+    "decontaminate --threshold": (DecontaminateSpec, "threshold"),
+    "decontaminate --encoder": (DecontaminateSpec, "encoder"),
+    "decontaminate --model": (DecontaminateSpec, "model"),
+    "report --sample": (ReportConfig, "sample"),
+    "report --examples": (ReportConfig, "examples"),
+    "report --gpu-hour-cost": (ReportConfig, "gpu_hour_cost"),
+}
+
+# Flags with a default of their own, and why no model holds it.
+OWN_DEFAULTS = {
+    "generate --config": "a built-in config's name",
+    "serve --config": "a built-in config's name",
+    "templates render --config": "a built-in config's name",
+    "merge --config": "a built-in config's name",
+    "templates render --num-demonstrations": "preview()'s, for reading (generation.num_demonstrations is the run's)",
+    "export --split": "export()'s split",
+}
+
+
+def _flags(parser: argparse.ArgumentParser, command: str = "") -> Iterator[tuple[str, argparse.Action]]:
+    """`(command --flag, action)` for every option of every subcommand, nested ones included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _flags(sub, f"{command} {name}".strip())
+        elif action.option_strings and not isinstance(action, argparse._HelpAction):
+            yield f"{command} {max(action.option_strings, key=len)}", action
+
+
+def test_flag_defaults_are_the_models_defaults() -> None:
+    flags = dict(_flags(build_parser()))
+    assert set(MIRRORS) <= set(flags), "MIRRORS names a flag the CLI lacks"
+    for flag, (model, field) in MIRRORS.items():
+        default = model.model_fields[field].default
+        assert flags[flag].default == default, (
+            f"{flag} defaults to {flags[flag].default!r}, {model.__name__}.{field} to {default!r}"
+        )
+        help_text = flags[flag].help or ""
+        if default is not None and "(default: " in help_text:  # None: the help says what it stands for
+            assert f"(default: {default})" in help_text, f"{flag}'s help names another default than {default!r}"
+
+
+def test_every_flag_default_is_a_models_or_accounted_for() -> None:
+    """A new flag with a default must say where it comes from: a model (MIRRORS) or its own (OWN_DEFAULTS)."""
+    stray = [
+        flag
+        for flag, action in _flags(build_parser())
+        # on/off switches (store_true: nargs 0) default to off by construction
+        if action.default is not None and action.nargs != 0 and flag not in MIRRORS and flag not in OWN_DEFAULTS
+    ]
+    assert not stray, f"flags with a default from no model: {stray}; add them to MIRRORS (or OWN_DEFAULTS, saying why)"
+
+
+def test_dedup_help_names_the_pair_checks_floor() -> None:
+    flags = dict(_flags(build_parser()))
+    assert f"cosine >= {SemanticDedupSpec.model_fields['candidates'].default} " in flags["dedup --no-pair-check"].help
