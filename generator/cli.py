@@ -205,14 +205,8 @@ def _merge(args: argparse.Namespace) -> int | None:
     if dataset.card_template:
         dataset = dataset.model_copy(update={"card_template": str(config.resolve(dataset.card_template))})
     dedup = [{"name": name} for name in args.dedup] if args.dedup else None
-    result = merge_runs(
-        [Path(p) for p in args.run_dirs],
-        Path(args.out),
-        dataset=dataset,
-        dedup=dedup,
-        push=args.push,
-        report=config.report,
-    )
+    config = config.model_copy(update={"dataset": dataset})
+    result = merge_runs([Path(p) for p in args.run_dirs], Path(args.out), config=config, dedup=dedup, push=args.push)
     print(result.summary())
     return 0
 

@@ -166,7 +166,20 @@ def read_formats() -> str:
     return "\n".join(rows)
 
 
+def method_list() -> str:
+    """Every generation method: what it does, its section, its template roles, its example config."""
+    from generator.methods.registry import METHODS
+
+    rows = ["| `method` | what it does | settings | template roles | example |", "| --- | --- | --- | --- | --- |"]
+    for name, method in METHODS.items():
+        section = f"`generation.{method.section}`" if method.section else "-"
+        roles = ", ".join(f"`{r}`" for r in method.roles) or "- (a raw prompt)"
+        rows.append(f"| `{name}` | {_cell(method.summary)} | {section} | {roles} | `configs/{method.example}` |")
+    return "\n".join(rows)
+
+
 SECTIONS = {
+    "methods": method_list,
     "read-formats": read_formats,
     "config-reference": config_reference,
     "filter-catalogue": filter_catalogue,

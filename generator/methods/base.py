@@ -106,6 +106,7 @@ class Method(ABC):
     steered_by_default: ClassVar[bool] = False  # ... and does when `steer.enabled` is null
     default_instances: ClassVar[str] = "self_instruct"  # `generation.instances` unless set
     first_filters: ClassVar[tuple[dict[str, Any], ...]] = ()  # put before the default instruction chain
+    lineage: ClassVar[tuple[str, ...]] = ()  # keys of its asks' meta that the records carry on
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs

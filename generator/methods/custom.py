@@ -41,6 +41,8 @@ class Custom(Method):
         )
     }
     steerable = True
+    # Steering places instructions by them, and a conversation's later user turns speak as them.
+    lineage = ("topic", "persona")
 
     def asks(self, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
         c, inputs = self.inputs.section, self.inputs

@@ -94,6 +94,7 @@ class Magpie(Method):
     default_instances = "response"
     # A model writing its own user turn leaks its template or writes fragments: check that first.
     first_filters = ({"name": "query_form"},)
+    lineage = ("magpie",)
 
     def __init__(self, inputs: Inputs) -> None:
         super().__init__(inputs)

@@ -9,6 +9,7 @@ from generator.methods.base import Method, Role
 from generator.methods.custom import Custom
 from generator.methods.evol_instruct import EvolInstruct
 from generator.methods.magpie import Magpie
+from generator.methods.paraphrase import Paraphrase
 from generator.methods.self_instruct import SelfInstruct
 
 METHODS: dict[str, type[Method]] = {
@@ -17,6 +18,7 @@ METHODS: dict[str, type[Method]] = {
     "evol_instruct": EvolInstruct,
     "custom": Custom,
     "magpie": Magpie,
+    "paraphrase": Paraphrase,
 }
 
 # The roles of the stages every method's instructions go through.

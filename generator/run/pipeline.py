@@ -44,7 +44,7 @@ from generator.run.sender import Sender, Served
 from generator.run.stop import interrupted
 from generator.run.store import engine_totals, storage_error
 from generator.run.target import REFILL_MARGIN, Stop, Target
-from generator.run.turns import converse
+from generator.run.turns import Conversations, converse
 
 __all__ = ["RunResult", "estimate", "fingerprint", "generate"]
 
@@ -242,6 +242,9 @@ class _Records:
     bar: Progress
     kept: KeptRecords
 
+    def __post_init__(self) -> None:
+        self.talk = Conversations.of(self.run)
+
     async def complete_and_filter(self, tasks: Iterator[Record], total: int, target: Target) -> int:
         """Complete `tasks` and pass them through the record filters, `CHUNK` tasks at a time (or
         `checkpoint_every`, to push checkpoints as the run goes), into `kept`; the number of tasks
@@ -266,7 +269,7 @@ class _Records:
             batch = list(itertools.islice(tasks, chunk))
             completed = await run.completion.complete(sender, batch, run.funnel)
             final = await asyncio.to_thread(chain.run, completed)
-            new = await converse(run, sender, final.kept)  # as they are unless generation.turns > 1
+            new = await converse(self.talk, sender, final.kept)  # as they are unless generation.turns > 1
             new = target.admit(new, run.funnel)
             self.kept.extend(r.with_meta(model=sender.model) for r in new)
             self.bar.add_kept(len(new))

@@ -22,20 +22,9 @@ from generator.run.context import Run
 from generator.run.pool import Pool
 from generator.run.sender import Sender
 
-# Request meta that an instruction's record carries on (Sender.lineage and the method's own; custom's
-# topic and persona: steering places them, and a conversation's later user turns speak as them).
-_LINEAGE = (
-    "round",
-    "seed_ids",
-    "template",
-    "template_hash",
-    "model",
-    "model_revision",
-    "sampling_hash",
-    "magpie",
-    "topic",
-    "persona",
-)
+# Request meta that an instruction's record carries on (Sender.lineage), with the method's own
+# (`Method.lineage`).
+_LINEAGE = ("round", "seed_ids", "template", "template_hash", "model", "model_revision", "sampling_hash")
 
 
 @dataclass
@@ -121,7 +110,7 @@ def _instructions(
     """The candidate instructions in a round's answers, in request order; what cannot be parsed
     and copies of seed tasks are dropped with their reason."""
     out: list[Record] = []
-    lineage = _LINEAGE
+    lineage = _LINEAGE + run.method.lineage
     for ask, req, res in zip(asks, requests, results):
         if res is None:
             continue

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from filters.base import Chain
 from generator.core.records import Record
 from generator.prompting.parse import parse
-from generator.prompting.templates import render
+from generator.prompting.templates import PromptTemplate, render
 from generator.run.context import Run
+from generator.run.funnel import RunFunnel
 from generator.run.sender import Sender
 
 # Filters that compare a record with the others kept: a later turn ("Thanks, and why?") may well
@@ -41,23 +42,40 @@ class _Turn:
     filter: str = ""  # the filter that dropped the turn, if one did
 
 
-async def converse(run: Run, sender: Sender, records: list[Record]) -> list[Record]:
-    """`records` (first exchanges) as conversations of `generation.turns` user turns, in order;
-    those whose later turn failed are dropped or shortened as configured."""
-    g = run.config.generation
-    if g.turns <= 1 or not records:
+@dataclass
+class Conversations:
+    """The later turns of a run's conversations: `turns` user turns in all (`generation.turns`),
+    written with the `user_turn` and `response` templates, each turn checked by the record filters
+    (`chain`: all but the dedup ones) and a failed one handled as `turn_failure` says."""
+
+    templates: dict[str, PromptTemplate]
+    turns: int
+    turn_failure: str
+    chain: Chain
+    funnel: RunFunnel
+
+    @classmethod
+    def of(cls, run: Run) -> Conversations:
+        g = run.config.generation
+        checks = [f for f in run.record_filters if f.name not in WHOLE_RECORD_FILTERS]
+        chain = Chain(checks, run.funnel.turns, run.rejected_path)
+        return cls(run.templates, g.turns, g.turn_failure, chain, run.funnel)
+
+
+async def converse(talk: Conversations, sender: Sender, records: list[Record]) -> list[Record]:
+    """`records` (first exchanges) as conversations of `talk.turns` user turns, in order; those
+    whose later turn failed are dropped or shortened as configured."""
+    if talk.turns <= 1 or not records:
         return records
-    chain = Chain(
-        [f for f in run.record_filters if f.name not in WHOLE_RECORD_FILTERS], run.funnel.turns, run.rejected_path
-    )
+    chain = talk.chain
     talks = list(records)
     alive = list(range(len(talks)))
     dropped: set[int] = set()
-    for turn in range(2, g.turns + 1):
+    for turn in range(2, talk.turns + 1):
         if not alive:
             break
-        turns = await _user_messages(run, sender, [(i, talks[i]) for i in alive], turn)
-        await _answers(run, sender, talks, [t for t in turns if not t.failure], turn)
+        turns = await _user_messages(talk, sender, [(i, talks[i]) for i in alive], turn)
+        await _answers(talk, sender, talks, [t for t in turns if not t.failure], turn)
         await asyncio.to_thread(_check, chain, talks, [t for t in turns if not t.failure], turn)
         alive = []
         for t in turns:
@@ -66,18 +84,20 @@ async def converse(run: Run, sender: Sender, records: list[Record]) -> list[Reco
                 alive.append(t.index)
                 continue
             detail = {"turn": turn, **({"filter": t.filter} if t.filter else {})}
-            if g.turn_failure == "drop":
-                run.funnel.drop_conversation(talks[t.index], t.failure, **detail)
+            if talk.turn_failure == "drop":
+                talk.funnel.drop_conversation(talks[t.index], t.failure, **detail)
                 dropped.add(t.index)
             else:
-                run.funnel.shorten(t.failure)
+                talk.funnel.shorten(t.failure)
     return [r.with_meta(user_turns=1 + len(r.turns) // 2) for i, r in enumerate(talks) if i not in dropped]
 
 
-async def _user_messages(run: Run, sender: Sender, talks: list[tuple[int, Record]], turn: int) -> list[_Turn]:
+async def _user_messages(
+    talk: Conversations, sender: Sender, talks: list[tuple[int, Record]], turn: int
+) -> list[_Turn]:
     """The user's next message in each conversation, written by the model playing the user."""
-    tpl = run.templates["user_turn"]
-    turns = run.config.generation.turns
+    tpl = talk.templates["user_turn"]
+    turns = talk.turns
     requests = [
         sender.request(
             tpl,
@@ -106,10 +126,10 @@ async def _user_messages(run: Run, sender: Sender, talks: list[tuple[int, Record
     return out
 
 
-async def _answers(run: Run, sender: Sender, talks: list[Record], turns: list[_Turn], turn: int) -> None:
+async def _answers(talk: Conversations, sender: Sender, talks: list[Record], turns: list[_Turn], turn: int) -> None:
     """The assistant's answer to each new user message: the conversation so far, after the response
     template's system message (the first answer's), sent to the chat endpoint as it is."""
-    tpl = run.templates["response"]
+    tpl = talk.templates["response"]
     requests = []
     for t in turns:
         r = talks[t.index]
