@@ -143,9 +143,10 @@ def _magpie_render(args: argparse.Namespace) -> int | None:
     import json
 
     from generator.config import load_config
-    from generator.run.context import magpie_prompts
+    from generator.methods.magpie import magpie_prompts
 
-    derived = magpie_prompts(load_config(args.config))
+    config = load_config(args.config)
+    derived = magpie_prompts(config.generation.magpie, config.model, config.base_dir)
     if args.json:
         rows = [{"prompt": q.text, "stop": list(q.stop), "system": q.system, "topic": q.topic} for q in derived.queries]
         print(json.dumps(rows, ensure_ascii=False, indent=2))

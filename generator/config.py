@@ -389,8 +389,9 @@ class _Generation(Section):
     @model_validator(mode="after")
     def _method_answers(self) -> _Generation:
         # A method may answer its instructions another way by default (Magpie's are requests: `response`).
-        if "instances" not in self.model_fields_set:
-            self.instances = METHODS[self.method].default_instances  # type: ignore[attr-defined]
+        default = METHODS[self.method].default_instances  # type: ignore[attr-defined]
+        if "instances" not in self.model_fields_set and self.instances != default:
+            self.instances = default
         return self
 
     @field_validator("seed_format")

@@ -15,8 +15,6 @@ from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.server import endpoint_key
 from generator.methods.base import Inputs, Method, RoundSettings, Steer
-from generator.methods.magpie import MagpiePrompts
-from generator.methods.magpie import magpie_prompts as derive_magpie_prompts
 from generator.methods.registry import METHODS
 from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
@@ -175,11 +173,6 @@ def open_method(
     section = getattr(g, cls.section) if cls.section else None
     own = {role: templates[role] for role in cls.roles}
     return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir))
-
-
-def magpie_prompts(config: Config) -> MagpiePrompts:
-    """Magpie's pre-queries for `config`'s model and `generation.magpie` (`templates render magpie`)."""
-    return derive_magpie_prompts(config.generation.magpie, config.model, config.base_dir)
 
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
