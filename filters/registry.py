@@ -9,6 +9,7 @@ from pathlib import Path
 from filters.base import Filter
 from filters.decontam import Decontaminate
 from filters.dedup import ExactDedup, SemanticDedup
+from filters.grounded import GroundedFilter
 from filters.heuristics import (
     BlocklistFilter,
     InstanceFilter,
@@ -33,6 +34,7 @@ FILTERS: dict[str, type[Filter]] = {
     "truncated": TruncatedFilter,
     "repetition": RepetitionFilter,
     "refusal": RefusalFilter,
+    "grounded": GroundedFilter,
     "pii": PIIFilter,
     "language": LanguageFilter,
     "judge": LLMJudge,

@@ -266,6 +266,27 @@ class RefusalSpec(FilterSpec):
         return patterns
 
 
+class GroundedSpec(FilterSpec):
+    """Drops answers their document passage (`meta.source.text`, the documents method) does not
+    support: too few of the answer's content words are in the passage, or a number is not; and
+    answers that copy a long run of the passage. Rows without a passage are kept."""
+
+    name: Literal["grounded"] = "grounded"
+    min_support: float = Field(
+        0.75, ge=0, le=1, description="Least share of the answer's content words found in the passage."
+    )
+    max_copy: dict[str, int | None] | None = Field(
+        None,
+        description="Most consecutive words an answer may copy from its passage, by task kind (`meta.task_kind`; "
+        "`default` for the others; a null limit: none), laid over the built-in {default: 24, extraction: 60, "
+        "backtranslation: null} (backtranslation's answer is the passage).",
+    )
+    reasons: ClassVar[dict[str, str]] = {
+        "unsupported": "the answer's content words (or a number) are not in its passage",
+        "copies_source": "the answer copies more than `max_copy` consecutive words of its passage",
+    }
+
+
 class PIISpec(FilterSpec):
     """Finds personal data (validated by phonenumbers and python-stdnum) and drops the record or
     replaces each span with a typed placeholder such as `<EMAIL>`. Emails: any local part of RFC
@@ -494,6 +515,7 @@ AnyFilterSpec = Annotated[
         TruncatedSpec,
         RepetitionSpec,
         RefusalSpec,
+        GroundedSpec,
         PIISpec,
         LanguageSpec,
         JudgeSpec,

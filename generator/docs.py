@@ -105,7 +105,8 @@ def filter_catalogue() -> str:
         if params:
             lines += ["| parameter | default | meaning |", "| --- | --- | --- |"]
             for key, field in params:
-                default = "required" if field.is_required() else f"`{_yaml(field.default)}`"
+                value = None if field.is_required() else field.get_default(call_default_factory=True)
+                default = "required" if field.is_required() else f"`{_yaml(value)}`"
                 lines.append(f"| `{key}` | {default} | {_cell(field.description or '')} |")
         else:
             lines.append("No parameters.")

@@ -9,8 +9,9 @@
 - `generator/config.py` reads filter specs only (`filters.specs`), never filter implementations, and
   the method registry (`generator.methods`: each method declares its config section);
 - `generator/methods/` (one module per generation method) imports the core and, for types and
-  Magpie's chat template, prompting and the model loader: never the run, so a method receives what
-  it uses;
+  Magpie's chat template, prompting and the model loader, and the documents reader
+  (`generator.documents`): never the run, so a method receives what it uses;
+- `generator/documents/` (reading and chunking the user's documents) imports only the core;
 - the store and `llm/requests.py` hold plain data: no HTTP client module (the store counts costs
   with `run/cost.py`, plain counters that name the budget's config for type checking only).
 """
@@ -52,10 +53,19 @@ RULES = [
     (
         "generator/methods/*.py",
         lambda m: (
-            m.startswith(("generator.core", "generator.methods", "generator.prompting", "generator.llm.model"))
+            m.startswith(
+                (
+                    "generator.core",
+                    "generator.methods",
+                    "generator.prompting",
+                    "generator.llm.model",
+                    "generator.documents",
+                )
+            )
             or m == "generator.llm"
         ),
     ),
+    ("generator/documents/*.py", lambda m: m.startswith(("generator.core", "generator.documents"))),
     (
         "generator/publish/*.py",
         lambda m: (

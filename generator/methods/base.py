@@ -47,6 +47,9 @@ class Ask:
     prompt: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     raw_parser: str | None = None
+    # Fields every record of this ask takes whatever the answer says: a document's passage as its
+    # `input`, or (backtranslation) the passage as its `output`.
+    record: dict[str, str] = field(default_factory=dict)
 
     @property
     def parser(self) -> str:
@@ -91,6 +94,7 @@ class Inputs:
     steer: Steer | None = None
     model: Any = None  # the run's ModelConfig
     base_dir: Path = Path(".")
+    embedder: Any = None  # an `Embedder` (filters/embed.py) for a method that `embeds`
 
 
 class Method(ABC):
@@ -107,9 +111,25 @@ class Method(ABC):
     default_instances: ClassVar[str] = "self_instruct"  # `generation.instances` unless set
     first_filters: ClassVar[tuple[dict[str, Any], ...]] = ()  # put before the default instruction chain
     lineage: ClassVar[tuple[str, ...]] = ()  # keys of its asks' meta that the records carry on
+    embeds: ClassVar[bool] = False  # it is given an embedder (`Inputs.embedder`), loaded on first use
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the method read when it opened that decides its requests (a corpus's content
+        hashes), added to its section in the run's fingerprint."""
+        return {}
+
+    def describe_change(self, old: dict[str, Any]) -> str:
+        """For a run directory whose stored fingerprint `old` differs: what the method's inputs
+        changed, in words ("" when it cannot tell)."""
+        return ""
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(source, reason) of each input the method skipped when it opened, for the funnel."""
+        return []
 
     @property
     def template_tokens(self) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from generator.core.errors import ConfigError
 from generator.methods.alpaca_batch import AlpacaBatch
 from generator.methods.base import Method, Role
 from generator.methods.custom import Custom
+from generator.methods.documents import Documents
 from generator.methods.evol_instruct import EvolInstruct
 from generator.methods.magpie import Magpie
 from generator.methods.paraphrase import Paraphrase
@@ -19,6 +20,7 @@ METHODS: dict[str, type[Method]] = {
     "custom": Custom,
     "magpie": Magpie,
     "paraphrase": Paraphrase,
+    "documents": Documents,
 }
 
 # The roles of the stages every method's instructions go through.

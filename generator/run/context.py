@@ -4,13 +4,14 @@ input was checked, so that nothing starts for a config that cannot run."""
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filters.base import BatchChat, Filter, FilterContext
 from filters.decontam import Decontaminate
-from filters.embed import TextVectors
+from filters.embed import TextVectors, make_embedder
 from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.server import endpoint_key
@@ -25,7 +26,7 @@ from generator.run.complete import Completion
 from generator.run.funnel import RunFunnel
 from generator.run.steer import steering_for
 from generator.run.stop import StopSignals
-from generator.run.store import Fingerprint, Flush, RunStore
+from generator.run.store import FINGERPRINT, Fingerprint, Flush, ForeignRun, RunStore
 
 FUNNEL = "funnel.json"
 ROUNDS = "rounds.json"
@@ -60,7 +61,7 @@ def fingerprint_defaults() -> dict[str, Any]:
     return Config().model_dump(mode="json", include=_PARTS, exclude=_NOT_PARTS)
 
 
-def fingerprint(config: Config) -> Fingerprint:
+def fingerprint(config: Config, method: Method | None = None) -> Fingerprint:
     """What decides the requests and which results are kept; a run directory holding another
     fingerprint is refused (unless --fresh or --force). Engine, server, budget and output settings
     may change between runs, and so may the record target (`generation.num_records`): a larger
@@ -72,7 +73,11 @@ def fingerprint(config: Config) -> Fingerprint:
     keys at their defaults. So a changed default of a fingerprinted setting is a change of what
     existing run directories mean: do not change one without a way for them to say so."""
     defaults = fingerprint_defaults()
-    return Fingerprint(without_defaults(_settings(config), defaults), defaults)
+    settings = without_defaults(_settings(config), defaults)
+    extra = method.fingerprint() if method is not None else {}
+    if extra and method is not None and method.section:  # what the method read (a corpus by content)
+        settings.setdefault("generation", {}).setdefault(method.section, {}).update(extra)
+    return Fingerprint(settings, defaults)
 
 
 def without_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +177,25 @@ def open_method(
     )
     section = getattr(g, cls.section) if cls.section else None
     own = {role: templates[role] for role in cls.roles}
-    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir))
+    embedder = make_embedder("minilm") if cls.embeds else None  # the model loads on the first encode
+    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder))
+
+
+def _open_store(config: Config, method: Method, *, fresh: bool, force: bool) -> RunStore:
+    """The run directory's store; a foreign fingerprint's error says what the method's inputs changed."""
+    run_dir = Path(config.run_dir)
+    flush = Flush(config.engine.flush_every, config.engine.flush_interval_s)
+    try:
+        return RunStore(run_dir, fingerprint(config, method), fresh=fresh, force=force, flush=flush)
+    except ForeignRun as err:
+        try:
+            old = json.loads((run_dir / FINGERPRINT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise err from None
+        change = method.describe_change(old)
+        if not change:
+            raise
+        raise ForeignRun(f"{err.problem}; {change}") from None
 
 
 def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run:
@@ -202,15 +225,13 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
 
         preflight(config.dataset.push.repo)  # a missing or rejected token stops the run before any work
     gpus = check_budget(config)  # a limit that cannot work is refused before any work too
-    store = RunStore(
-        run_dir,
-        fingerprint(config),
-        fresh=fresh,
-        force=force,
-        flush=Flush(config.engine.flush_every, config.engine.flush_interval_s),
-    )
+    store = _open_store(config, method, fresh=fresh, force=force)
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
+    funnel = RunFunnel()
+    for source, reason in method.skipped:  # inputs the method could not read (documents.on_bad_file: skip)
+        funnel.skip_source(source, reason)
     return Run(
+        funnel=funnel,
         config=config,
         seeds=seeds,
         templates=templates,

@@ -29,6 +29,11 @@ class RunFunnel:
         self.generation.candidates += 1
         self.generation.add_drop(Drop(record, stage, reason, detail))
 
+    def skip_source(self, source: str, reason: str) -> None:
+        """An input the method could not read and skipped (`documents.on_bad_file: skip`): counted as
+        a candidate dropped at stage `sources`, shown by its name."""
+        self.reject(Record(instruction=source), "sources", reason)
+
     def drop_task(self, record: Record, reason: str, stage: str = "instances") -> None:
         """An accepted instruction that got no instance or response, or no preference pair (stage
         `preferences`); it is already a candidate."""

@@ -126,8 +126,8 @@ def _instructions(
                 out.append(
                     Record(
                         instruction=item.instruction.strip(),
-                        input=item.input,
-                        output=item.output,
+                        input=ask.record.get("input", item.input),
+                        output=ask.record.get("output", item.output),
                         meta={**{k: v for k, v in req.meta.items() if k in lineage}, "finish_reason": finish},
                     )
                 )
