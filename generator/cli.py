@@ -18,6 +18,7 @@ from filters.specs import DecontaminateSpec, SemanticDedupSpec
 from generator.config import ReportConfig
 from generator.core.errors import InstructforgeError
 from generator.core.readers import FORMATS
+from generator.publish.formats import WRITERS
 from generator.run.stop import sigterm_unwinds
 
 Command = Callable[[argparse.Namespace], int | None]
@@ -483,15 +484,16 @@ def _add_push(sub: Subparsers) -> None:
 
 
 def _add_export(sub: Subparsers) -> None:
-    p = sub.add_parser("export", help="write a run's dataset as Alpaca JSON, ShareGPT JSON or chat JSONL")
+    p = sub.add_parser(
+        "export", help="write a run's dataset in a format the readers take (Alpaca, ShareGPT, chat, pairs, ...)"
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
     p.add_argument(
         "--format",
         "-f",
         required=True,
-        choices=["alpaca", "sharegpt", "chat"],
-        help="alpaca: [{instruction, input, output}]; sharegpt: [{conversations: "
-        "[{from, value}]}]; chat: one {messages} per line",
+        choices=list(WRITERS),
+        help="; ".join(f"{name}: {what}" for name, (_, _, what) in WRITERS.items()),
     )
     p.add_argument("--out", "-o", required=True, help="file to write")
     p.add_argument("--split", default="train", help="split to export, or `all` (default: train)")
