@@ -290,3 +290,35 @@ def test_alpaca_eval_pairwise(tmp_path: Path) -> None:
     first, second = read_records([path])
     assert (first.output, first.meta[PREFERENCE]["rejected"]) == ("b", "a")
     assert (second.output, second.meta[PREFERENCE]["rejected"]) == ("c", "d")
+
+
+def test_dedup_and_decontaminate_keep_splits(tmp_path: Path) -> None:
+    from generator.core.records import Record
+    from generator.run.clean import decontaminate, dedup
+
+    train = [Record(f"Train task {i}.", "", "a") for i in range(3)]
+    test = [Record("Train task 0.", "", "a"), Record("Test task.", "", "b")]
+    write_dataset(
+        {"train": train, "test": test}, tmp_path / "ds", DatasetInfo(name="t", model="m"), test_ratio=0.0, split_seed=0
+    )
+    result = dedup([tmp_path / "ds"], tmp_path / "dd", semantic=False)
+    assert "1 of the dropped rows duplicate a row of an earlier split" in result.summary()
+    kept = {s: [r.instruction for r in read_records([tmp_path / "dd"], split=s)] for s in ("train", "test")}
+    assert kept == {"train": [r.instruction for r in train], "test": ["Test task."]}
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(_jsonl([{"question_id": 1, "turns": ["Train task 1."]}]), encoding="utf-8")
+    decontaminate([tmp_path / "ds"], [str(ref)], tmp_path / "dc", ngram=13, threshold=None)
+    train_left = [r.instruction for r in read_records([tmp_path / "dc"], split="train")]
+    assert train_left == ["Train task 0.", "Train task 2."]
+    assert [r.instruction for r in read_records([tmp_path / "dc"], split="test")] == ["Train task 0.", "Test task."]
+
+
+def test_inspect_says_where_each_key_goes(tmp_path: Path) -> None:
+    from generator.core.inspect import inspect_source
+
+    path = tmp_path / "kto.json"
+    path.write_text(_json(KTO), encoding="utf-8")
+    found = inspect_source(path)
+    assert (dict(found.formats), dict(found.splits)) == ({"chat": 2}, {"train": 2})
+    assert found.keys == {"messages": "messages", "label": "meta.label"}
+    assert len(found.samples) == 2 and "format: chat (2 rows)" in found.summary()

@@ -201,6 +201,8 @@ class Table:
     header: list[str] | None = None
     text_lines: bool = False
     """A .txt file: each row is {"text": line}."""
+    split: str = "train"
+    """The split the rows belong to (a file's are `train`)."""
 
 
 def open_tables(
@@ -357,8 +359,11 @@ def _our_dataset(folder: Path, split: str | None) -> list[Table]:
         raise ConfigError(f"{folder / DATASET_DATA} holds no .parquet shards; write the dataset again")
     if split is not None and split not in shards:
         raise ConfigError(f"split {split!r} not in {folder}; it has {', '.join(sorted(shards))}")
-    names = [split] if split is not None else sorted(shards, key=lambda s: (s not in ("train", "test"), s))
-    return [_file_table(shard) for name in names for shard in shards[name]]
+    names = [split] if split is not None else sorted(shards, key=lambda s: (s != "train", s != "test", s))
+    tables = [_file_table(shard) for name in names for shard in shards[name]]
+    for table in tables:
+        table.split = Path(table.label).name.split("-", 1)[0]
+    return tables
 
 
 def _hub_table(name: str, split: str | None, config: str | None) -> Table:
@@ -376,19 +381,17 @@ def _datasets_table(label: str, load: Any, split: str | None) -> Table:
             f"could not load the {label}: {first} (offline, or a wrong name? a local copy works: "
             "give its folder or files)"
         ) from None
+    name = split or "train"
     if isinstance(loaded, datasets.DatasetDict):
         splits = list(loaded)
-        if split is not None:
-            if split not in loaded:
-                raise ConfigError(f"the {label} has no split {split!r}; it has {splits}")
-            loaded = loaded[split]
-        elif "train" in loaded:
-            loaded = loaded["train"]
-        elif len(splits) == 1:
-            loaded = loaded[splits[0]]
-        else:
-            raise ConfigError(f"the {label} has splits {splits} and none is 'train'; name the split to read")
-    return Table(label, _numbered(label, loaded), header=list(loaded.column_names))
+        if split is not None and split not in loaded:
+            raise ConfigError(f"the {label} has no split {split!r}; it has {splits}")
+        if split is None and "train" not in loaded:
+            if len(splits) != 1:
+                raise ConfigError(f"the {label} has splits {splits} and none is 'train'; name the split to read")
+            name = splits[0]
+        loaded = loaded[name]
+    return Table(label, _numbered(label, loaded), header=list(loaded.column_names), split=name)
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -461,7 +464,8 @@ def common_rows(table: Table, *, format: str | None = None, columns: Mapping[str
                 raise ConfigError(
                     f"{where}: cannot tell the format from the keys {', '.join(sorted(map(str, row))) or '(none)'}; "
                     f"expected one of: {'; '.join(f'{k}: {v}' for k, v in FORMATS.items())}. Map your columns "
-                    "with a column map (e.g. {instruction: your_column}) or name the format"
+                    "with a column map (--column instruction=your_column, or {instruction: your_column}) "
+                    "or name the format"
                 )
         yield PARSERS[fmt](where, row)
 
@@ -806,6 +810,19 @@ def read_rows(
     """Every row of a source in the common form (see `open_tables` and `common_rows`)."""
     for table in open_tables(source, split=split, config=config, base_dir=base_dir, what=what):
         yield from common_rows(table, format=format, columns=columns)
+
+
+def read_split_records(sources: Iterable[str | Path], **options: Any) -> list[tuple[str, Record]]:
+    """The records of several sources, in order, each with the split it came from (`train` for a
+    file; a dataset's own split names); `options` as for `read_rows`."""
+    out = []
+    for source in sources:
+        for table in open_tables(
+            source, **{k: options[k] for k in ("split", "config", "base_dir", "what") if k in options}
+        ):
+            reading = {k: options[k] for k in ("format", "columns") if k in options}
+            out.extend((table.split, row.to_record()) for row in common_rows(table, **reading))
+    return out
 
 
 def read_records(sources: Iterable[str | Path], **options: Any) -> list[Record]:

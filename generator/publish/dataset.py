@@ -19,7 +19,7 @@ import math
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,7 +227,7 @@ def split_records(records: list[Record], test_ratio: float, split_seed: int) -> 
 
 
 def write_dataset(
-    records: Iterable[Record],
+    records: Iterable[Record] | Mapping[str, list[Record]],
     out_dir: Path,
     info: DatasetInfo,
     *,
@@ -238,7 +238,8 @@ def write_dataset(
 ) -> Path:
     """Write the dataset folder (see the module docstring) and return it.
 
-    `records` is read once, as a stream (a list or a spill file's `KeptRecords`): rows go to one
+    `records` is read once, as a stream (a list or a spill file's `KeptRecords`), or is the rows of
+    each split by name (the splits of an input kept, as `dedup` keeps them): rows go to one
     Arrow stream file per split in batches of `STAGE_ROWS`; the card's statistics are read from
     those files batch by batch, the parquet shards are written a row group at a time (at most
     `ROW_GROUP_ROWS` rows) from one pass over each file, and the files themselves become the
@@ -263,7 +264,10 @@ def write_dataset(
     with swap_dir(out_dir) as tmp:
         stage = tmp / STAGE_DIR
         stage.mkdir()
-        staged = _stage_splits(records, stage, test_ratio, split_seed)
+        if isinstance(records, Mapping):
+            staged = _stage_given_splits(records, stage)
+        else:
+            staged = _stage_splits(records, stage, test_ratio, split_seed)
         stats, examples, sizes = _statistics(staged)
         (tmp / DATA_DIR).mkdir()
         for name, path in staged.items():
@@ -470,6 +474,23 @@ class _SplitFile:
             self._flush()
         self._writer.close()
         return self.path
+
+
+def _stage_given_splits(splits: Mapping[str, list[Record]], stage: Path) -> dict[str, Path]:
+    """The rows of each named split in its own Arrow file under `stage` (train and test first);
+    empty splits are left out."""
+    every = [r for records in splits.values() for r in records]
+    if not every:
+        raise _no_records()
+    feats = features(preferences=PREFERENCE in every[0].meta, tools=any(r.uses_tools for r in every))
+    staged = {}
+    for name in sorted(splits, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else 0, s)):
+        if splits[name]:
+            out = _SplitFile(stage / f"{name}.arrow", feats)
+            for r in splits[name]:
+                out.add(record_to_row(r, "tools" in feats))
+            staged[name] = out.close()
+    return staged
 
 
 def _stage_splits(records: Iterable[Record], stage: Path, test_ratio: float, split_seed: int) -> dict[str, Path]:
