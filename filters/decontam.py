@@ -70,7 +70,8 @@ def read_reference(spec: str, *, base_dir: str | Path | None = None) -> list[Ref
     """A reference's items, read by the one reader (generator/core/readers.py): any file, folder or
     Hugging Face dataset it knows (`hf:NAME[:SPLIT]`, split `test` unless named); a .txt file is one
     text a line. A nested task (with `instances`) gives one item per instance, so that every input is
-    compared; a chat row its first user turn. A Hub reference is read once and cached in the user cache
+    compared; a chat row or a question file's row (MT-Bench, Arena-Hard `turns`) one item per user
+    turn. A Hub reference is read once and cached in the user cache
     (so a later run works offline)."""
     hub = spec.startswith("hf:")
     cached = cache_dir() / "references" / f"{hashlib.sha256(spec.encode()).hexdigest()[:20]}.jsonl"
@@ -83,6 +84,8 @@ def read_reference(spec: str, *, base_dir: str | Path | None = None) -> list[Ref
         record = row.to_record()
         if row.instances is None:
             items.append(Reference(spec, record.instruction, record.input))
+            # every later user turn too: MT-Bench's second questions are benchmark items as well
+            items.extend(Reference(spec, m["content"]) for m in record.turns if m["role"] == "user" and m["content"])
         else:
             items.extend(Reference(spec, record.instruction, str(i.get("input") or "")) for i in row.instances)
     if hub:

@@ -542,11 +542,20 @@ def read_records(
 
 
 def dedup_files(
-    paths: list[Path], out_dir: Path, *, format: str | None = None, columns: dict[str, str] | None = None, **kwargs: Any
+    paths: list[Path],
+    out_dir: Path,
+    *,
+    format: str | None = None,
+    columns: dict[str, str] | None = None,
+    records: list[Record] | None = None,
+    **kwargs: Any,
 ) -> DedupResult:
     """Offline dedup of finished datasets or shards (merged in the order given): writes
-    `kept.jsonl` and `dedup_report.json` into `out_dir`. `format` and `columns` go to the reader."""
-    result = dedup_records(read_records(paths, format=format, columns=columns), **kwargs)
+    `kept.jsonl` and `dedup_report.json` into `out_dir`. `format` and `columns` go to the reader;
+    `records` are the paths' records already read."""
+    if records is None:
+        records = read_records(paths, format=format, columns=columns)
+    result = dedup_records(records, **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as f:
         for r in result.kept:

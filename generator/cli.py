@@ -18,6 +18,7 @@ from filters.specs import DecontaminateSpec, SemanticDedupSpec
 from generator.config import ReportConfig
 from generator.core.errors import InstructforgeError
 from generator.core.readers import FORMATS
+from generator.publish.formats import WRITERS
 from generator.run.stop import sigterm_unwinds
 
 Command = Callable[[argparse.Namespace], int | None]
@@ -89,6 +90,7 @@ def _dedup(args: argparse.Namespace) -> int | None:
         semantic=not args.exact_only,
         pair_check=False if args.no_pair_check else None,
         format=args.format,
+        columns=dict(args.column or []),
     )
     print(result.summary())
     return 0
@@ -106,8 +108,16 @@ def _decontaminate(args: argparse.Namespace) -> int | None:
         threshold=None if args.ngram_only else args.threshold,
         encoder=args.encoder,
         model=args.model,
+        columns=dict(args.column or []),
     )
     print(result.summary())
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int | None:
+    from generator.core.inspect import inspect_source
+
+    print(inspect_source(args.source, format=args.format, columns=dict(args.column or [])).summary())
     return 0
 
 
@@ -241,6 +251,34 @@ def _string_var(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _column(text: str) -> tuple[str, str]:
+    name, sep, column = text.partition("=")
+    if not sep or not name or not column:
+        raise argparse.ArgumentTypeError(f"expected FIELD=COLUMN (like instruction=prompt), got {text!r}")
+    return name, column
+
+
+def _add_column_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=list(FORMATS), help="the inputs' schema (default: told by each file's keys)")
+    p.add_argument(
+        "--column",
+        action="append",
+        type=_column,
+        metavar="FIELD=COLUMN",
+        help="read COLUMN as the logical FIELD (repeatable; see Reading data), e.g. instruction=instructions",
+    )
+
+
+def _add_inspect(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="show how a source will be read: format, rows per split, where each key goes, two rows as read",
+    )
+    p.add_argument("source", metavar="SOURCE", help="a file, a dataset folder or hf:owner/name (see Reading data)")
+    _add_column_flags(p)
+    p.set_defaults(func=_inspect)
+
+
 def _key_value(text: str) -> tuple[str, object]:
     import yaml
 
@@ -346,11 +384,7 @@ def _add_dedup(sub: Subparsers) -> None:
         help="a file (.jsonl, .json, .csv, .parquet), a dataset folder or hf:owner/name (see Reading data); "
         "several are merged in the order given",
     )
-    p.add_argument(
-        "--format",
-        choices=list(FORMATS),
-        help="the inputs' schema (default: told by each file's keys)",
-    )
+    _add_column_flags(p)
     p.add_argument(
         "--out",
         "-o",
@@ -410,7 +444,7 @@ def _add_decontaminate(sub: Subparsers) -> None:
         required=True,
         help="folder for dataset/, decontamination.json, funnel.json and rejected.jsonl",
     )
-    p.add_argument("--format", choices=list(FORMATS), help="the inputs' schema (default: told by each file's keys)")
+    _add_column_flags(p)
     ngram = _default(DecontaminateSpec, "ngram")
     p.add_argument("--ngram", type=int, default=ngram, help=f"words in a shared n-gram (default: {ngram})")
     threshold = _default(DecontaminateSpec, "threshold")
@@ -484,15 +518,16 @@ def _add_push(sub: Subparsers) -> None:
 
 
 def _add_export(sub: Subparsers) -> None:
-    p = sub.add_parser("export", help="write a run's dataset as Alpaca JSON, ShareGPT JSON or chat JSONL")
+    p = sub.add_parser(
+        "export", help="write a run's dataset in a format the readers take (Alpaca, ShareGPT, chat, pairs, ...)"
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or the dataset folder itself")
     p.add_argument(
         "--format",
         "-f",
         required=True,
-        choices=["alpaca", "sharegpt", "chat"],
-        help="alpaca: [{instruction, input, output}]; sharegpt: [{conversations: "
-        "[{from, value}]}]; chat: one {messages} per line",
+        choices=list(WRITERS),
+        help="; ".join(f"{name}: {what}" for name, (_, _, what) in WRITERS.items()),
     )
     p.add_argument("--out", "-o", required=True, help="file to write")
     p.add_argument("--split", default="train", help="split to export, or `all` (default: train)")
@@ -570,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_generate,
         _add_serve,
         _add_model,
+        _add_inspect,
         _add_dedup,
         _add_decontaminate,
         _add_templates,

@@ -369,7 +369,7 @@ def test_export_formats(records, info, tmp_path, fmt, check):
 @pytest.mark.parametrize(
     ("fmt", "split", "match"),
     [
-        ("csv", "train", "unknown export format 'csv'; expected one of alpaca, sharegpt, chat"),
+        ("csv", "train", "unknown export format 'csv'; expected one of alpaca, dolly, sharegpt, chat, "),
         ("chat", "validation", "split 'validation' not in .*; it has test, train"),
     ],
     ids=["format", "split"],

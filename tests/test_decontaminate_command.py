@@ -232,3 +232,53 @@ def test_round_trip_loses_no_row_or_field(fake, tmp_path: Path) -> None:
     assert [(r["id"], r["instruction"], r["input"], r["output"]) for r in again] == [
         (r["id"], r["instruction"], r["input"], r["output"]) for r in clean
     ]
+
+
+def test_question_files_catch_planted_turns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """MT-Bench and Arena-Hard question files (`turns`) as references: a copy of any turn, the
+    second ones included, planted among ordinary rows is dropped; the ordinary rows are kept."""
+    mt_bench = tmp_path / "question.jsonl"
+    mt_bench.write_text(
+        json.dumps(
+            {
+                "question_id": 81,
+                "category": "writing",
+                "turns": [
+                    "Compose an engaging travel blog post about a recent trip to Hawaii, highlighting cultures.",
+                    "Rewrite your previous response. Start every sentence with the letter A.",
+                ],
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    arena = tmp_path / "arena.jsonl"
+    arena.write_text(
+        json.dumps(
+            {
+                "question_id": "0122ab",
+                "category": "arena-hard-v0.1",
+                "cluster": "Music",
+                "turns": [{"content": "Use ABC notation to write a melody in the style of a folk tune."}],
+            },
+            separators=(",", ":"),
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    planted = [
+        *json.loads(mt_bench.read_text(encoding="utf-8"))["turns"][::-1],
+        json.loads(arena.read_text())["turns"][0]["content"],
+    ]
+    rows = [*_ordinary()[:30], *({"instruction": t, "input": "", "output": "ok"} for t in planted)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    assert (
+        main(["decontaminate", str(data), "--against", str(mt_bench), str(arena), "--out", str(out), "--ngram-only"])
+        == 0
+    )
+    report = json.loads((out / "decontamination.json").read_text(encoding="utf-8"))
+    assert report["kept"] == 30
+    kept = {r["instruction"] for r in _dataset_rows(out / "dataset")}
+    assert not kept & set(planted)

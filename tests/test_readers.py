@@ -154,13 +154,13 @@ def test_extra_keys_are_kept_in_meta(tmp_path: Path) -> None:
     assert load_seeds(path)[0].instances == (Instance("Japan", "Tokyo"),)
 
 
-def test_chat_keeps_system_prompt_and_long_conversations(tmp_path: Path) -> None:
+def test_chat_keeps_system_prompt_and_every_turn(tmp_path: Path) -> None:
     turns = [*CHAT[0]["messages"], {"role": "user", "content": "And of Chile?"}, {"role": "assistant", "content": "X"}]
     path = tmp_path / "chat.jsonl"
     path.write_text(_jsonl([CHAT[0], {"messages": turns}]), encoding="utf-8")
     short, long = read_records([path])
-    assert short.meta == {"system": "Be brief."}
-    assert long.meta == {"system": "Be brief.", "conversation": turns}
+    assert (short.system, short.meta, short.messages) == ("Be brief.", {}, CHAT[0]["messages"])
+    assert (long.meta, long.messages, long.turns) == ({}, turns, turns[3:])
     assert (long.instruction, long.output) == ("Name the capital of the country.\n\nJapan", "Tokyo")
 
 

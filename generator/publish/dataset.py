@@ -19,7 +19,7 @@ import math
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ from generator.core.errors import ConfigError, InstructforgeError
 from generator.core.files import atomic_open, swap_dir
 from generator.core.memory import give_back
 from generator.core.paths import builtin_path
-from generator.core.readers import decode_meta
 from generator.core.records import PREFERENCE, Record
 from generator.core.sandbox import environment
 
@@ -44,15 +43,16 @@ ROW_GROUP_ROWS = 10_000  # the most rows in a parquet row group (held whole whil
 STAGE_ROWS = 2_000  # rows encoded at a time while staging: what the write holds in Python objects
 STAGE_DIR = ".stage"  # the rows of each split before the shards are written; removed after
 SPLITS = ("train", "test")
-EXPORT_FORMATS = ("alpaca", "sharegpt", "chat")
 # Known meta keys become typed columns; anything else is kept, JSON-encoded, in `meta.extra`.
 META_KEYS = ("task_type", "template", "model", "round", "seed_ids", "scores")
 
 
-def features(preferences: bool = False) -> Any:
+def features(preferences: bool = False, tools: bool = False) -> Any:
     """The dataset's explicit schema; with `preferences`, also `prompt`, `chosen` and `rejected`
     (chat messages: TRL's conversational preference format with an explicit prompt) and `scores`
-    (each response's judge score and the check it failed, if any).
+    (each response's judge score and the check it failed, if any). With `tools`, messages also
+    have OpenAI's `tool_calls` (arguments as JSON text), `tool_call_id` and `name`, and a `tools`
+    column holds the tools list as JSON text (its schemas differ from row to row).
 
     `meta.scores` is a list of {name, value} rather than a struct keyed by score name: which
     scores exist depends on the filters configured, and a struct would change the schema from one
@@ -62,6 +62,13 @@ def features(preferences: bool = False) -> Any:
     from datasets import Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
+    if tools:
+        call = {
+            "id": Value("string"),
+            "type": Value("string"),
+            "function": {"name": Value("string"), "arguments": Value("string")},
+        }
+        message.update(tool_calls=List(call), tool_call_id=Value("string"), name=Value("string"))
     pairs = {
         "prompt": List(message),
         "chosen": List(message),
@@ -85,8 +92,17 @@ def features(preferences: bool = False) -> Any:
                 "extra": Value("string"),
             },
             **(pairs if preferences else {}),
+            **({"tools": Value("string")} if tools else {}),
         }
     )
+
+
+TOOL_FIELDS = ("tool_calls", "tool_call_id", "name")
+
+
+def _full_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with every tool field (None where unset), as the tools schema stores them."""
+    return [{"role": m["role"], "content": m["content"], **{k: m.get(k) for k in TOOL_FIELDS}} for m in messages]
 
 
 @dataclass
@@ -120,9 +136,11 @@ class DatasetInfo:
 # --- rows -----------------------------------------------------------------------------------------
 
 
-def record_to_row(record: Record) -> dict[str, Any]:
-    """A record as a row of `features()`: known meta keys typed, the rest JSON in `meta.extra`."""
+def record_to_row(record: Record, tools: bool = False) -> dict[str, Any]:
+    """A record as a row of `features()`: known meta keys typed, the rest JSON in `meta.extra`;
+    with `tools`, as a row of `features(tools=True)`."""
     row = record.to_row()
+    row.pop("tools", None)
     meta = dict(record.meta)
     pair = meta.pop(PREFERENCE, None)
     scores = meta.get("scores") or {}
@@ -145,12 +163,24 @@ def record_to_row(record: Record) -> dict[str, Any]:
         row["scores"] = [
             {"response": int(s["response"]), "score": s.get("score"), "reason": s.get("reason")} for s in pair["scores"]
         ]
+    if tools:
+        for key in ("messages", "prompt", "chosen", "rejected"):
+            if key in row:
+                row[key] = _full_messages(row[key])
+        row["tools"] = None if record.tools is None else json.dumps(record.tools, ensure_ascii=False)
+    elif record.uses_tools:
+        raise InstructforgeError(
+            f"record {record.id} has tool calls or a tools list but the dataset's schema has no tool columns; "
+            "write its records together with the other tool rows"
+        )
     return row
 
 
 def row_to_record(row: dict[str, Any]) -> Record:
     """The inverse of `record_to_row` (what `Record.from_row` expects back as `meta`)."""
-    return Record.from_row({**row, "meta": decode_meta(row.get("meta"))})
+    from generator.core.readers import PARSERS
+
+    return PARSERS["own"]("row", dict(row)).to_record()
 
 
 def _opt_str(value: Any) -> str | None:
@@ -197,7 +227,7 @@ def split_records(records: list[Record], test_ratio: float, split_seed: int) -> 
 
 
 def write_dataset(
-    records: Iterable[Record],
+    records: Iterable[Record] | Mapping[str, list[Record]],
     out_dir: Path,
     info: DatasetInfo,
     *,
@@ -208,7 +238,8 @@ def write_dataset(
 ) -> Path:
     """Write the dataset folder (see the module docstring) and return it.
 
-    `records` is read once, as a stream (a list or a spill file's `KeptRecords`): rows go to one
+    `records` is read once, as a stream (a list or a spill file's `KeptRecords`), or is the rows of
+    each split by name (the splits of an input kept, as `dedup` keeps them): rows go to one
     Arrow stream file per split in batches of `STAGE_ROWS`; the card's statistics are read from
     those files batch by batch, the parquet shards are written a row group at a time (at most
     `ROW_GROUP_ROWS` rows) from one pass over each file, and the files themselves become the
@@ -233,7 +264,10 @@ def write_dataset(
     with swap_dir(out_dir) as tmp:
         stage = tmp / STAGE_DIR
         stage.mkdir()
-        staged = _stage_splits(records, stage, test_ratio, split_seed)
+        if isinstance(records, Mapping):
+            staged = _stage_given_splits(records, stage)
+        else:
+            staged = _stage_splits(records, stage, test_ratio, split_seed)
         stats, examples, sizes = _statistics(staged)
         (tmp / DATA_DIR).mkdir()
         for name, path in staged.items():
@@ -255,6 +289,7 @@ class SplitSize:
     nbytes: int
     batches: tuple[tuple[int, int], ...] = ()
     preferences: bool = False  # the rows are preference pairs (`features(preferences=True)`)
+    tools: bool = False  # the rows have the tool columns (`features(tools=True)`)
 
 
 def _slice(reader: Any, start: int, stop: int) -> Any:
@@ -336,7 +371,7 @@ def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> No
         get_writer_batch_size_from_features,
     )
 
-    feats = features(preferences=size.preferences)
+    feats = features(preferences=size.preferences, tools=size.tools)
     schema = feats.arrow_schema
     n = max(1, math.ceil(size.nbytes / SHARD_BYTES))
     div, mod = divmod(size.rows, n)
@@ -441,19 +476,39 @@ class _SplitFile:
         return self.path
 
 
+def _stage_given_splits(splits: Mapping[str, list[Record]], stage: Path) -> dict[str, Path]:
+    """The rows of each named split in its own Arrow file under `stage` (train and test first);
+    empty splits are left out."""
+    every = [r for records in splits.values() for r in records]
+    if not every:
+        raise _no_records()
+    feats = features(preferences=PREFERENCE in every[0].meta, tools=any(r.uses_tools for r in every))
+    staged = {}
+    for name in sorted(splits, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else 0, s)):
+        if splits[name]:
+            out = _SplitFile(stage / f"{name}.arrow", feats)
+            for r in splits[name]:
+                out.add(record_to_row(r, "tools" in feats))
+            staged[name] = out.close()
+    return staged
+
+
 def _stage_splits(records: Iterable[Record], stage: Path, test_ratio: float, split_seed: int) -> dict[str, Path]:
     """The rows of each split in its own Arrow file under `stage`, split as `split_records` does
     (the tiny-dataset rule included), in the order the records came. The first record decides the
     schema: preference columns when it is a pair."""
+    # A list is scanned for tool rows; a stream (a run's kept spill, which has none) is told by its first.
+    tools = isinstance(records, list) and any(r.uses_tools for r in records)
     records = iter(records)
     first = next(records, None)
-    feats = features(preferences=first is not None and PREFERENCE in first.meta)
+    tools = tools or (first is not None and first.uses_tools)
+    feats = features(preferences=first is not None and PREFERENCE in first.meta, tools=tools)
     train, test = (_SplitFile(stage / f"{name}.arrow", feats) for name in SPLITS)
     # The records with the lowest and highest split key, for the tiny-dataset rule.
     lowest: tuple[bytes, str] | None = None
     highest: tuple[bytes, str] | None = None
     for r in itertools.chain([first] if first is not None else [], records):
-        row = record_to_row(r)
+        row = record_to_row(r, tools)
         if test_ratio == 0:
             train.add(row)
             continue
@@ -499,7 +554,7 @@ def _staged_features(path: Path) -> Any:
 
     with pa.OSFile(str(path)) as f:
         names = pa.ipc.open_stream(f).schema.names
-    return features(preferences="chosen" in names)
+    return features(preferences="chosen" in names, tools="tools" in names)
 
 
 class _Lengths:
@@ -555,6 +610,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
         with pa.OSFile(str(path)) as f:
             reader = pa.ipc.open_stream(f)
             pairs = "chosen" in reader.schema.names
+            tools = "tools" in reader.schema.names
             for batch in reader:
                 batches.append((batch.num_rows, batch.nbytes))
                 instructions = batch.column("instruction").to_pylist()
@@ -581,7 +637,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
                                 "turns": later,
                             }
                         )
-        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches), pairs)
+        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches), pairs, tools)
     stats = {
         "total": sum(splits.values()),
         "splits": splits,
@@ -638,7 +694,7 @@ def card_metadata(info: DatasetInfo, sizes: dict[str, SplitSize]) -> dict[str, A
 
     total = sum(s.rows for s in sizes.values())
     pairs = any(s.preferences for s in sizes.values())
-    hf_info = HFInfo(features=features(preferences=pairs))._to_yaml_dict()
+    hf_info = HFInfo(features=features(preferences=pairs, tools=any(s.tools for s in sizes.values())))._to_yaml_dict()
     hf_info["splits"] = [{"name": n, "num_bytes": s.nbytes, "num_examples": s.rows} for n, s in sizes.items()]
     hf_info["dataset_size"] = sum(s.nbytes for s in sizes.values())
     meta: dict[str, Any] = {
@@ -799,32 +855,19 @@ def read_rows(dataset_dir: Path, split: str | None = "train") -> list[dict[str, 
 
 
 def export(dataset_dir: Path, fmt: str, out_path: Path, *, split: str | None = "train") -> int:
-    """Write one split in another trainer's format; returns the number of rows.
+    """Write one split (every split when None) in another trainer's format (`formats.WRITERS`:
+    alpaca, sharegpt, chat, preference, ...); returns the number of rows."""
+    from generator.publish.formats import WRITERS, write_records
 
-    alpaca: JSON list of {instruction, input, output}; sharegpt: JSON list of
-    {conversations: [{from: human|gpt, value}]}; chat: JSONL of {messages: [{role, content}]}.
-    """
-    if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
-    rows = read_rows(dataset_dir, split)
+    if fmt not in WRITERS:
+        raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(WRITERS)}")
+    from generator.core.readers import read_records
+
+    folder = resolve_dataset_dir(dataset_dir)
+    if split is not None and split not in data_files(folder):
+        raise ConfigError(f"split {split!r} not in {folder}; it has {', '.join(sorted(data_files(folder)))}")
+    records = read_records([folder], format="own", split=split, what="dataset")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_path, "w") as f:
-        if fmt == "chat":
-            for row in rows:
-                f.write(json.dumps({"messages": row["messages"]}, ensure_ascii=False) + "\n")
-        elif fmt == "alpaca":
-            items = [{"instruction": r["instruction"], "input": r["input"], "output": r["output"]} for r in rows]
-            json.dump(items, f, ensure_ascii=False, indent=2)
-        else:
-            speaker = {"user": "human", "assistant": "gpt", "system": "system"}
-            items = [
-                {
-                    "conversations": [
-                        {"from": speaker.get(m["role"], m["role"]), "value": m["content"]} for m in r["messages"]
-                    ]
-                }
-                for r in rows
-            ]
-            json.dump(items, f, ensure_ascii=False, indent=2)
-    return len(rows)
+        return write_records(records, fmt, f)

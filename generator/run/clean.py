@@ -35,17 +35,20 @@ DECONTAMINATION = "decontamination.json"
 
 
 def write_folder(
-    records: list[Record],
+    records: list[Record] | dict[str, list[Record]],
     out_dir: Path,
     *,
     sources: list[str],
     funnel: Funnel,
     contamination: dict[str, dict[str, int]] | None = None,
 ) -> Path:
-    """The kept records as `<out_dir>/dataset` (parquet + card, the default dataset settings), the
-    funnel as `funnel.json`, and the report (`dataset/report.html`)."""
+    """The kept records as `<out_dir>/dataset` (parquet + card, the default dataset settings; the
+    given splits when `records` is a dict of them), the funnel as `funnel.json`, and the report
+    (`dataset/report.html`)."""
     from generator.publish.dataset import DatasetInfo, write_dataset
 
+    splits = records
+    records = [r for rs in records.values() for r in rs] if isinstance(records, dict) else records
     d = DatasetConfig()
     models = sorted({str(r.meta["model"]) for r in records if r.meta.get("model")})
     info = DatasetInfo(
@@ -67,7 +70,7 @@ def write_folder(
     info.quality = measured.card() if measured else None
     template = Path(d.card_template) if d.card_template else None
     path = write_dataset(
-        records,
+        splits,
         out_dir / DATASET,
         info,
         test_ratio=d.test_ratio,
@@ -107,17 +110,39 @@ def dedup(inputs: list[Path], out_dir: Path, *, format: str | None = None, **par
     """`filters.dedup.dedup_files` (kept.jsonl, dedup_report.json), then the dataset folder of the
     kept rows; `params` go to `dedup_files` (threshold, encoder, model, semantic, pair_check)."""
     from filters.dedup import dedup_files
+    from generator.core import readers
 
     out_dir = Path(out_dir)
+    split_records = readers.read_split_records(
+        inputs, format=format, columns=params.pop("columns", None), what="dedup input"
+    )
+    split_of = {id(r): split for split, r in split_records}
     try:
-        result = dedup_files(inputs, out_dir, format=format, **params)
+        result = dedup_files(inputs, out_dir, records=[r for _, r in split_records], **params)
     except ValueError as err:  # a setting the filter itself refuses (an unfitted pair check, say)
         raise ConfigError(f"dedup: {err}") from None
     funnel = Funnel(candidates=len(result.kept) + len(result.dropped), kept=len(result.kept))
     for d in result.dropped:
         funnel.drops["dedup"][d.reason] += 1
-    path = write_folder(result.kept, out_dir, sources=[str(p) for p in inputs], funnel=funnel)
-    return CleanResult(out_dir, funnel, result.summary(), [out_dir / "kept.jsonl", out_dir / "dedup_report.json", path])
+    kept_split = {r.id: split_of[id(r)] for r in result.kept}
+    across = sum(kept_split.get(d.kept_id, split_of[id(d.record)]) != split_of[id(d.record)] for d in result.dropped)
+    line = result.summary() + (
+        f"; {across} of the dropped rows duplicate a row of an earlier split (the earlier split's row is kept)"
+        if across
+        else ""
+    )
+    kept = by_split(result.kept, split_of)
+    path = write_folder(kept, out_dir, sources=[str(p) for p in inputs], funnel=funnel)
+    return CleanResult(out_dir, funnel, line, [out_dir / "kept.jsonl", out_dir / "dedup_report.json", path])
+
+
+def by_split(records: list[Record], split_of: dict[int, str]) -> list[Record] | dict[str, list[Record]]:
+    """The kept records of each input split, in order; a plain list when the inputs had one split
+    (the dataset then splits them as `generate` does)."""
+    splits: dict[str, list[Record]] = {name: [] for name in dict.fromkeys(split_of.values())}
+    for r in records:
+        splits[split_of[id(r)]].append(r)
+    return records if len(splits) <= 1 else splits
 
 
 # --- decontaminate ---------------------------------------------------------------------------------
@@ -133,11 +158,14 @@ def decontaminate(
     **params: Any,
 ) -> CleanResult:
     """Drop the rows of `inputs` that leak a reference (filters/decontam.py), keep the rest in order.
-    `params` are the filter's (ngram, threshold, encoder, model), checked by its spec; `embedder`
-    replaces the encoder. References are read (and a bad one refused) before anything is written."""
+    `params` are the filter's (ngram, threshold, encoder, model), checked by its spec, and `columns`,
+    the inputs' column map; `embedder` replaces the encoder. References are read (and a bad one
+    refused) before anything is written."""
     from filters.decontam import Decontaminate
     from filters.specs import parse_specs
     from generator.core import readers
+
+    columns = params.pop("columns", None)
 
     [spec] = parse_specs(
         [{"name": "decontaminate", "references": [str(r) for r in references], **params}],
@@ -147,7 +175,9 @@ def decontaminate(
         flt = Decontaminate(**spec.params(), embedder=embedder, where="decontaminate")
     except ValueError as err:
         raise ConfigError(f"decontaminate: {err}") from None
-    records = readers.read_records(inputs, format=format, what="input")
+    split_records = readers.read_split_records(inputs, format=format, columns=columns, what="input")
+    split_of = {id(r): split for split, r in split_records}
+    records = [r for _, r in split_records]
     if not records:
         raise ConfigError(f"decontaminate: the inputs {', '.join(map(str, inputs))} hold no rows")
     out_dir = Path(out_dir)
@@ -159,7 +189,11 @@ def decontaminate(
     with atomic_open(out_dir / DECONTAMINATION, "w") as f:
         json.dump(report, f, ensure_ascii=False, indent=2)
     path = write_folder(
-        result.kept, out_dir, sources=[str(p) for p in inputs], funnel=funnel, contamination=flt.counts()
+        by_split(result.kept, split_of),
+        out_dir,
+        sources=[str(p) for p in inputs],
+        funnel=funnel,
+        contamination=flt.counts(),
     )
     per = ", ".join(
         f"{name}: {c['ngram_overlap']} by n-gram, {c['semantic_overlap']} by similarity"
