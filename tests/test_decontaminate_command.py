@@ -222,16 +222,22 @@ def test_round_trip_loses_no_row_or_field(fake, tmp_path: Path) -> None:
     clean = _dataset_rows(tmp_path / "clean" / "dataset")
     assert [by_id[r["id"]] for r in clean] == clean and len(clean) == 10
 
-    assert main(["export", str(tmp_path / "clean"), "-f", "alpaca", "-o", str(tmp_path / "alpaca.json")]) == 0
+    # Both steps keep the input's splits (train and test) rather than putting every row in train.
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "clean" / "dataset" / "data").glob("*.parquet")) == [
+        "test",
+        "train",
+    ]
+    alpaca = str(tmp_path / "alpaca.json")
+    assert main(["export", str(tmp_path / "clean"), "-f", "alpaca", "--split", "all", "-o", alpaca]) == 0
     exported = json.loads((tmp_path / "alpaca.json").read_text(encoding="utf-8"))
-    assert [(r["instruction"], r["input"], r["output"]) for r in exported] == [
+    assert sorted((r["instruction"], r["input"], r["output"]) for r in exported) == sorted(
         (r["instruction"], r["input"], r["output"]) for r in clean
-    ]
-    assert main(["dedup", str(tmp_path / "alpaca.json"), "--out", str(tmp_path / "again"), "--exact-only"]) == 0
+    )
+    assert main(["dedup", alpaca, "--out", str(tmp_path / "again"), "--exact-only"]) == 0
     again = _dataset_rows(tmp_path / "again" / "dataset")
-    assert [(r["id"], r["instruction"], r["input"], r["output"]) for r in again] == [
+    assert sorted((r["id"], r["instruction"], r["input"], r["output"]) for r in again) == sorted(
         (r["id"], r["instruction"], r["input"], r["output"]) for r in clean
-    ]
+    )
 
 
 def test_question_files_catch_planted_turns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
