@@ -12,8 +12,6 @@ from generator.core.records import Record
 from generator.documents.chunk import Chunk
 from generator.documents.corpus import Corpus
 
-SOURCES = "sources.json"
-
 
 def corpus_coverage(
     corpus: Corpus, chunks: Sequence[Chunk], asked: Iterable[int], records: Iterable[Record]
