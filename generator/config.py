@@ -371,9 +371,11 @@ class _Generation(Section):
     steer: SteerConfig = Field(default_factory=SteerConfig)
     quotas: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description="Most share of `num_records` the rows of one category may take, by a `meta` field: "
-        "e.g. {task_type: {classification: 0.3}, topic: {cooking: 0.2}}. Rows past a full quota are dropped "
-        "in order (funnel: `target: quota_full`) and the run goes back for others. Needs `num_records`.",
+        description="Most share of `num_records` the rows of one category may take, by a `meta` field or a "
+        "dotted path into it: e.g. {task_type: {classification: 0.3}, topic: {cooking: 0.2}}; `*` caps each "
+        "value not named ({source.document: {'*': 0.1}}: no document gives more than a tenth). Rows past a "
+        "full quota are dropped in order (funnel: `target: quota_full`) and the run goes back for others. "
+        "Needs `num_records`.",
     )
 
     @model_validator(mode="after")

@@ -169,7 +169,38 @@ def test_a_documents_run_end_to_end_cites_its_sources_and_resumes(tmp_path: Path
         assert src["document"] == "guide.md" and GUIDE[src["span"][0] : src["span"][1]] == src["text"]
         assert row.meta["task_kind"] in ("factual", "backtranslation")
         assert row.output and (row.output in src["text"] or row.meta["task_kind"] == "backtranslation")
+    # sources.json: the corpus's coverage by the kept rows, for the report and the card.
+    sources = json.loads((result.run_dir / "sources.json").read_text())
+    (guide,) = sources["documents"]
+    chunks = {(r.meta["source"]["chunk"]) for r in rows}
+    assert guide["rows"] == len(rows) and guide["used"] == len(chunks) == sources["chunks_used"]
+    assert guide["chunks"] == sources["chunks"] >= guide["asked"] >= guide["used"] and sources["unused"] == []
+    assert "| documents | 1 read, " in (result.dataset_dir / "README.md").read_text()
     served = sum(fake.served.values())
     again = generate(parse_config(data, base_dir=tmp_path), progress=False)  # resume: nothing is sent again
     assert sum(fake.served.values()) == served
     assert [r.id for r in read_records([again.dataset_dir])] == [r.id for r in rows]
+    assert json.loads((again.run_dir / "sources.json").read_text()) == sources
+
+
+def test_coverage_counts_each_documents_chunks_rows_and_the_documents_nothing_came_from(tmp_path: Path) -> None:
+    from generator.core.records import Record
+    from generator.documents.coverage import corpus_coverage
+
+    (tmp_path / "notes.txt").write_text("Nothing in these notes is asked about.\n", encoding="utf-8")
+    method = _method(_config(tmp_path, paths=["guide.md", "notes.txt"]))
+    guide = [c for c in method.chunks if c.document == 0]
+    first, second = (method.source(c) for c in guide[:2])
+    rows = [
+        Record(instruction="a", meta={"source": first}),
+        Record(instruction="b", meta={"source": first}),
+        Record(instruction="c", meta={"source": {**second, "also": first}}),  # multi-hop: uses two chunks
+        Record(instruction="d", meta={"task_type": "other"}),  # no source: not counted
+    ]
+    cov = corpus_coverage(method.corpus, method.chunks, [0, 1, 2], rows)
+    assert [(d["document"], d["chunks"], d["asked"], d["used"], d["rows"]) for d in cov["documents"]] == [
+        ("guide.md", len(guide), 3, 2, 3),
+        ("notes.txt", 1, 0, 0, 0),
+    ]
+    assert cov["chunks"] == len(method.chunks) and cov["chunks_used"] == 2
+    assert cov["covered"] == round(2 / len(method.chunks), 4) and cov["unused"] == ["notes.txt"]

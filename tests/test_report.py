@@ -309,3 +309,58 @@ def test_a_dataset_larger_than_max_rows_is_measured_on_an_even_sample() -> None:
     assert [r["instruction"] for r in measured.rows[:2]] == [records[0].instruction, records[3].instruction]
     small = measure_records(records[:900], (), ReportConfig(max_rows=1000, sample=100))
     assert small is not None and len(small.rows) == 900
+
+
+SOURCES = {
+    "documents": [
+        {"document": "guide.md", "sha256": "a" * 64, "chunks": 4, "asked": 4, "used": 3, "rows": 6},
+        {"document": "manual.pdf", "sha256": "b" * 64, "chunks": 10, "asked": 6, "used": 5, "rows": 9},
+        {"document": "notes.txt", "sha256": "c" * 64, "chunks": 2, "asked": 2, "used": 0, "rows": 0},
+    ],
+    "skipped": [{"document": "scan.pdf", "reason": "no_text"}],
+    "chunks": 16,
+    "chunks_used": 8,
+    "covered": 0.5,
+    "unused": ["notes.txt"],
+}
+
+
+def test_a_documents_runs_sources_section_shows_each_documents_coverage(tmp_path: Path) -> None:
+    from generator.config import ReportConfig
+    from generator.report.build import Hardware, measure_rows, sources_view, view_data
+    from generator.report.html import render
+    from generator.report.sources import read_folder
+
+    assert sources_view(None) is None  # not a documents run: no section
+    view = sources_view(SOURCES)
+    assert [(d["document"], d["rows"], d["covered"]) for d in view["documents"]] == [
+        ("manual.pdf", 9, 0.5),  # most rows first
+        ("guide.md", 6, 0.75),
+        ("notes.txt", 0, 0.0),
+    ]
+    assert view["rows"] == 15 and view["unused"] == ["notes.txt"]
+
+    (tmp_path / "sources.json").write_text(json.dumps(SOURCES))
+    rows = [
+        {"id": str(i), "instruction": f"Explain point {i}.", "input": "", "output": "It.", "meta": {}} for i in range(3)
+    ]
+    inputs = read_folder(tmp_path, rows=rows)
+    assert inputs.sources == SOURCES
+    data = view_data(inputs, measure_rows(rows), ReportConfig(), Hardware())
+    page = render(data)
+    assert 'id="sources-table"' in page and 'href="#sources"' in page
+    assert "Nothing came from 1 document" in page and "scan.pdf (no_text)" in page
+    assert "9 (60.0%)" in page  # manual.pdf's rows kept, as a share of all rows
+
+
+def test_a_run_without_sources_has_no_sources_section(tmp_path: Path) -> None:
+    from generator.config import ReportConfig
+    from generator.report.build import Hardware, measure_rows, view_data
+    from generator.report.html import render
+    from generator.report.sources import read_folder
+
+    rows = [
+        {"id": str(i), "instruction": f"Explain point {i}.", "input": "", "output": "It.", "meta": {}} for i in range(3)
+    ]
+    data = view_data(read_folder(tmp_path, rows=rows), measure_rows(rows), ReportConfig(), Hardware())
+    assert data["sources"] is None and 'id="sources"' not in render(data)

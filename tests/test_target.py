@@ -26,7 +26,10 @@ from fake_run import SHARE_DROPPED, fake_in_thread, fake_process, fake_settings
 
 from generator.config import EngineConfig, ServerConfig, parse_config
 from generator.core.errors import ConfigError
+from generator.core.records import Record
+from generator.run.funnel import RunFunnel
 from generator.run.pipeline import generate
+from generator.run.quota import Quotas
 
 EXE = str(Path(sys.executable).parent / "instructforge")
 TARGET = 20
@@ -349,6 +352,33 @@ def test_quotas_need_a_record_target(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="quotas are shares of the record target"):
         parse_config(settings)
+
+
+def _doc(name: str, kind: str = "factual") -> Record:
+    return Record(instruction=f"{name} {kind}", meta={"task_kind": kind, "source": {"document": name, "chunk": 0}})
+
+
+ROWS = [_doc("a.md"), _doc("a.md", "summary"), _doc("a.md"), _doc("b.md"), _doc("c.pdf"), _doc("c.pdf", "summary")]
+
+
+@pytest.mark.parametrize(
+    ("shares", "kept"),
+    [
+        pytest.param({"source.document": {"a.md": 0.2}}, ["a.md", "b.md", "c.pdf", "c.pdf"], id="dotted-path"),
+        pytest.param({"source.document": {"*": 0.2}}, ["a.md", "b.md", "c.pdf"], id="every-document"),
+        pytest.param(
+            {"source.document": {"*": 0.2, "a.md": 0.4}}, ["a.md", "a.md", "b.md", "c.pdf"], id="named-over-every"
+        ),
+        pytest.param({"source.missing": {"*": 0.1}}, [r.meta["source"]["document"] for r in ROWS], id="missing-path"),
+        pytest.param({"task_kind": {"summary": 0.1}}, ["a.md", "a.md", "b.md", "c.pdf"], id="top-level-key"),
+    ],
+)
+def test_a_quota_key_is_a_dotted_path_into_meta(shares: dict[str, dict[str, float]], kept: list[str]) -> None:
+    funnel = RunFunnel()
+    funnel.records.kept = len(ROWS)
+    admitted = Quotas(shares, records=5).admit(ROWS, funnel)
+    assert [r.meta["source"]["document"] for r in admitted] == kept
+    assert funnel.records.kept == len(kept)
 
 
 def _kept(run_dir: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import math
 import random
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -130,6 +130,11 @@ class Method(ABC):
     def skipped(self) -> list[tuple[str, str]]:
         """(source, reason) of each input the method skipped when it opened, for the funnel."""
         return []
+
+    def sources(self, records: Iterable[Record]) -> dict[str, Any] | None:
+        """What the kept `records` took from the method's own inputs (a corpus's coverage), written
+        to the run directory as sources.json for the report and the card; None: nothing to say."""
+        return None
 
     @property
     def template_tokens(self) -> tuple[str, ...]:

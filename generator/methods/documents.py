@@ -12,7 +12,7 @@ changed run, a renamed or moved one is not (request ids depend on the passages, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +23,7 @@ from generator.core.records import Record
 from generator.core.section import Section
 from generator.documents.chunk import Chunk, Sizing, chunk_document, tokenizer_units, word_units
 from generator.documents.corpus import Corpus, read_corpus
+from generator.documents.coverage import corpus_coverage
 from generator.methods.base import Ask, Inputs, Method, Role, requests_per_round, rng_for
 
 TASKS = {
@@ -182,11 +183,13 @@ class Documents(Method):
         fixed shuffled order, each chunk's kind drawn by the weights; a later pass asks again."""
         out = []
         n = len(self.chunks)
+        orders: dict[int, list[int]] = {}
         for position in range(start, start + count):
             attempt, i = divmod(position, n)
-            order = list(range(n))
-            rng_for("documents-order", attempt).shuffle(order)
-            chunk = order[i]
+            if attempt not in orders:
+                orders[attempt] = list(range(n))
+                rng_for("documents-order", attempt).shuffle(orders[attempt])
+            chunk = orders[attempt][i]
             kinds, weights = zip(*((k, w) for k, w in self.inputs.section.tasks.items() if w > 0))
             kind = rng_for("documents-task", attempt, chunk).choices(kinds, weights)[0]
             out.append((chunk, kind, attempt))
@@ -241,6 +244,12 @@ class Documents(Method):
         if chunk.page is not None:
             out["page"] = chunk.page
         return out
+
+    def sources(self, records: Iterable[Record]) -> dict[str, Any]:
+        """The corpus's coverage by the kept `records` (`sources.json`: the report's Sources section)."""
+        planned = max(self._starts.values())
+        asked = range(len(self.chunks)) if planned >= len(self.chunks) else (c for c, _, _ in self.plan(0, planned))
+        return corpus_coverage(self.corpus, self.chunks, asked, records)
 
     # ---------------------------------------------------------------------------- multi-hop pairs
 

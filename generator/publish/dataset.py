@@ -131,6 +131,8 @@ class DatasetInfo:
     """Why the run stopped: {reason, kind, num_records, refills, rounds, budget: {limits, spent, stopped_by}}."""
     quality: dict[str, Any] | None = None
     """The report's headline numbers (generator.report.card_quality) for the card; none when no report."""
+    sources: dict[str, Any] | None = None
+    """A documents run's corpus coverage (generator/documents/coverage.py); none for other methods."""
 
 
 # --- rows -----------------------------------------------------------------------------------------

@@ -35,9 +35,11 @@ class DatasetWriter:
         contamination: dict[str, dict[str, int]] | None = None,
         stop: dict[str, Any] | None = None,
         quality: dict[str, Any] | None = None,
+        sources: dict[str, Any] | None = None,
     ) -> Any:
         """The card's facts; `contamination` is the decontamination filters' counts per reference,
-        `stop` why the run stopped (reason, target, budget), `quality` the report's headline numbers."""
+        `stop` why the run stopped (reason, target, budget), `quality` the report's headline numbers,
+        `sources` a documents run's corpus coverage (sources.json)."""
         from generator.publish.dataset import DatasetInfo
 
         c, d = self.config, self.config.dataset
@@ -64,6 +66,7 @@ class DatasetWriter:
             contamination=contamination or {},
             stop=stop or {},
             quality=quality,
+            sources=sources,
         )
 
     def write(
@@ -75,6 +78,7 @@ class DatasetWriter:
         contamination: dict[str, dict[str, int]] | None = None,
         stop: dict[str, Any] | None = None,
         quality: dict[str, Any] | None = None,
+        sources: dict[str, Any] | None = None,
     ) -> Path:
         from generator.publish.dataset import write_dataset  # heavy import (datasets, pyarrow)
 
@@ -83,7 +87,7 @@ class DatasetWriter:
         return write_dataset(
             records,
             self.out_dir,
-            self.info(records, funnel.to_dict(), engine, model, contamination, stop, quality),
+            self.info(records, funnel.to_dict(), engine, model, contamination, stop, quality, sources),
             test_ratio=d.test_ratio,
             split_seed=d.split_seed,
             card_template=template,

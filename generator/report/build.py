@@ -178,6 +178,7 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "rounds": (inputs.rounds or {}).get("rounds") or [],
         "stop_reason": (inputs.rounds or {}).get("stop_reason"),
         "examples": examples_view(inputs, m, config.examples),
+        "sources": sources_view(inputs.sources),
     }
 
 
@@ -235,6 +236,18 @@ def funnel_view(inputs: ReportInputs) -> dict[str, Any] | None:
             items.append({"reason": reason, "count": count, "rows": shown, "source": source})
         stages.append({"stage": stage, "reasons": items})
     return {"candidates": funnel.get("candidates", 0), "kept": funnel.get("kept", 0), "stages": stages}
+
+
+def sources_view(sources: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A documents run's corpus: per document its chunks, those asked about and used, its rows and
+    the share of its chunks used (most rows first), and the documents nothing came from."""
+    if not sources:
+        return None
+    documents = [
+        {**d, "covered": d["used"] / d["chunks"] if d["chunks"] else 0.0}
+        for d in sorted(sources["documents"], key=lambda d: -d["rows"])
+    ]
+    return {**sources, "documents": documents, "rows": sum(d["rows"] for d in documents)}
 
 
 def diversity_view(inputs: ReportInputs, m: DatasetMetrics) -> dict[str, Any]:

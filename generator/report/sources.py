@@ -18,6 +18,7 @@ ROUNDS = "rounds.json"
 REJECTED = "rejected.jsonl"
 ENGINE = "engine_stats.json"
 FINGERPRINT = "fingerprint.json"
+SOURCES = "sources.json"  # a documents run's corpus coverage
 DATASET = "dataset"
 CLIP = 600  # characters of a text the report shows (the dataset holds the rest)
 
@@ -32,6 +33,7 @@ class ReportInputs:
     engine: dict[str, Any] = field(default_factory=dict)  # summed over the run's sessions
     seeds: list[str] = field(default_factory=list)  # seed instructions
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Any] | None = None  # a documents run's corpus coverage (generator/documents/coverage.py)
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
@@ -63,6 +65,7 @@ def read_folder(
         rejected=read_rejected(folder / REJECTED, rejected_per_reason),
         engine=engine_totals(_json(folder / ENGINE) or {}),
         fingerprint=fingerprint,
+        sources=_json(folder / SOURCES),
     )
 
 

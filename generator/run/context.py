@@ -30,6 +30,7 @@ from generator.run.store import FINGERPRINT, Fingerprint, Flush, ForeignRun, Run
 
 FUNNEL = "funnel.json"
 ROUNDS = "rounds.json"
+SOURCES = "sources.json"  # what a method took from its own inputs (a corpus), when it says
 REJECTED = "rejected.jsonl"
 DATASET = "dataset"
 STATE = "state"

@@ -34,7 +34,7 @@ from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
 from generator.report import hardware_of, measure_records
 from generator.run.budget import SAVE_EVERY_S, server_gpus
-from generator.run.context import FUNNEL, ROUNDS, Run, fingerprint, open_run
+from generator.run.context import FUNNEL, ROUNDS, SOURCES, Run, fingerprint, open_run
 from generator.run.cost import Costs, Estimate, Pricing
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
@@ -305,11 +305,21 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     )
     if run.budget is not None:
         run.budget.save()
+    sources = run.method.sources(out.records)  # a documents run's corpus coverage; None for the others
+    if sources is not None:
+        (run.run_dir / SOURCES).write_text(json.dumps(sources, indent=2, ensure_ascii=False))
     measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
     quality = measured.card() if measured else None
     engine = engine_totals(run.run_dir)  # every session's, so a resumed run's card shows the whole cost
     dataset_dir = run.writer.write(
-        out.records, funnel, engine, out.model, run.contamination(), stop=_card_stop(run, out), quality=quality
+        out.records,
+        funnel,
+        engine,
+        out.model,
+        run.contamination(),
+        stop=_card_stop(run, out),
+        quality=quality,
+        sources=sources,
     )
     report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
     run.stop.check()
