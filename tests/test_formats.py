@@ -322,3 +322,40 @@ def test_inspect_says_where_each_key_goes(tmp_path: Path) -> None:
     assert (dict(found.formats), dict(found.splits)) == ({"chat": 2}, {"train": 2})
     assert found.keys == {"messages": "messages", "label": "meta.label"}
     assert len(found.samples) == 2 and "format: chat (2 rows)" in found.summary()
+
+
+def test_kto_rows_are_written_as_trl_unpaired_preference_data(tmp_path: Path) -> None:
+    """A KTO file through `dedup` gives `prompt`/`completion`/`label` columns that KTOTrainer
+    prepares (tokenizes, pairs with KL completions) and batches as they are; no training step (one
+    takes minutes on CPU)."""
+    import datasets
+
+    trl = pytest.importorskip("trl")
+    from generator.llm.model import prepare_bundled_model
+    from generator.run.clean import dedup
+
+    path = tmp_path / "kto.json"
+    path.write_text(_json(KTO), encoding="utf-8")
+    dedup([path], tmp_path / "dd", semantic=False)
+    train = datasets.load_dataset(str(tmp_path / "dd" / "dataset"))["train"]
+    assert train.features["label"] == datasets.Value("bool")
+    assert [(r["prompt"] + r["completion"], r["label"]) for r in train] == [(k["messages"], k["label"]) for k in KTO]
+    assert train["meta"][0]["extra"] is None  # the label is a column, not meta
+    assert [r.label for r in read_records([tmp_path / "dd"])] == [False, True]  # and reads back
+
+    args = trl.KTOConfig(
+        output_dir=str(tmp_path / "kto"),
+        per_device_train_batch_size=2,
+        max_length=64,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+    )
+    trainer = trl.KTOTrainer(model=str(prepare_bundled_model()), args=args, train_dataset=train)
+    prepared = trainer.train_dataset
+    decode = trainer.processing_class.decode
+    assert [decode(ids) for ids in prepared["completion_ids"]][0].startswith("Go away.")
+    assert {"KL_completion_ids", "label"} <= set(prepared.column_names) and prepared["label"] == [False, True]
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert sorted(batch["label"].tolist()) == [False, True] and batch["completion_mask"].sum() > 0

@@ -537,6 +537,11 @@ def _own(where: str, row: dict[str, Any]) -> Row:
         row.pop("prompt", None)
         if chosen and rejected:
             pair = {"rejected": rejected[-1]["content"], "scores": list(scores or [])}
+    if "completion" in row and "label" in row:  # KTO rows: the label goes back into meta
+        row.pop("prompt", None)
+        row.pop("completion")
+        if row["label"] is None:  # a row without one, in a dataset where others have it
+            row.pop("label")
     meta = {**{k: v for k, v in row.items() if k not in ("id", "meta")}, **decode_meta(row.get("meta"))}
     if pair is not None:
         meta[PREFERENCE] = pair

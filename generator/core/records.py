@@ -132,6 +132,12 @@ class Record:
             or any(m["role"] == "tool" or m.get("tool_calls") for m in self.turns)
         )
 
+    @property
+    def label(self) -> bool | None:
+        """The KTO label (the conversation is desirable or not), when the row came with one."""
+        value = self.meta.get("label")
+        return value if isinstance(value, bool) else None
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Record:
         """The inverse of `to_row`: messages past the first exchange become `turns`."""

@@ -47,10 +47,12 @@ SPLITS = ("train", "test")
 META_KEYS = ("task_type", "template", "model", "round", "seed_ids", "scores")
 
 
-def features(preferences: bool = False, tools: bool = False) -> Any:
+def features(preferences: bool = False, tools: bool = False, labels: bool = False) -> Any:
     """The dataset's explicit schema; with `preferences`, also `prompt`, `chosen` and `rejected`
     (chat messages: TRL's conversational preference format with an explicit prompt) and `scores`
-    (each response's judge score and the check it failed, if any). With `tools`, messages also
+    (each response's judge score and the check it failed, if any). With `labels`, also `prompt`,
+    `completion` (the last message) and `label` (bool): TRL's conversational unpaired preference
+    format, which its KTOTrainer reads; a row without a label has None. With `tools`, messages also
     have OpenAI's `tool_calls` (arguments as JSON text), `tool_call_id` and `name`, and a `tools`
     column holds the tools list as JSON text (its schemas differ from row to row).
 
@@ -75,6 +77,7 @@ def features(preferences: bool = False, tools: bool = False) -> Any:
         "rejected": List(message),
         "scores": List({"response": Value("int32"), "score": Value("float64"), "reason": Value("string")}),
     }
+    unpaired = {"prompt": List(message), "completion": List(message), "label": Value("bool")}
     return Features(
         {
             "id": Value("string"),
@@ -92,6 +95,7 @@ def features(preferences: bool = False, tools: bool = False) -> Any:
                 "extra": Value("string"),
             },
             **(pairs if preferences else {}),
+            **(unpaired if labels else {}),
             **({"tools": Value("string")} if tools else {}),
         }
     )
@@ -138,13 +142,17 @@ class DatasetInfo:
 # --- rows -----------------------------------------------------------------------------------------
 
 
-def record_to_row(record: Record, tools: bool = False) -> dict[str, Any]:
+def record_to_row(record: Record, tools: bool = False, labels: bool = False) -> dict[str, Any]:
     """A record as a row of `features()`: known meta keys typed, the rest JSON in `meta.extra`;
-    with `tools`, as a row of `features(tools=True)`."""
+    with `tools` or `labels`, as a row of `features(tools=True)` or `features(labels=True)` (the
+    label then in its column, not in `meta.extra`)."""
     row = record.to_row()
     row.pop("tools", None)
     meta = dict(record.meta)
     pair = meta.pop(PREFERENCE, None)
+    if labels:
+        meta.pop("label", None)
+        row["prompt"], row["completion"], row["label"] = row["messages"][:-1], row["messages"][-1:], record.label
     scores = meta.get("scores") or {}
     rnd = meta.get("round")
     extra = {k: v for k, v in meta.items() if k not in META_KEYS}
@@ -166,7 +174,7 @@ def record_to_row(record: Record, tools: bool = False) -> dict[str, Any]:
             {"response": int(s["response"]), "score": s.get("score"), "reason": s.get("reason")} for s in pair["scores"]
         ]
     if tools:
-        for key in ("messages", "prompt", "chosen", "rejected"):
+        for key in ("messages", "prompt", "chosen", "rejected", "completion"):
             if key in row:
                 row[key] = _full_messages(row[key])
         row["tools"] = None if record.tools is None else json.dumps(record.tools, ensure_ascii=False)
@@ -292,6 +300,7 @@ class SplitSize:
     batches: tuple[tuple[int, int], ...] = ()
     preferences: bool = False  # the rows are preference pairs (`features(preferences=True)`)
     tools: bool = False  # the rows have the tool columns (`features(tools=True)`)
+    labels: bool = False  # the rows have KTO labels (`features(labels=True)`)
 
 
 def _slice(reader: Any, start: int, stop: int) -> Any:
@@ -373,7 +382,7 @@ def _write_parquet(path: Path, size: SplitSize, data_dir: Path, name: str) -> No
         get_writer_batch_size_from_features,
     )
 
-    feats = features(preferences=size.preferences, tools=size.tools)
+    feats = features(preferences=size.preferences, tools=size.tools, labels=size.labels)
     schema = feats.arrow_schema
     n = max(1, math.ceil(size.nbytes / SHARD_BYTES))
     div, mod = divmod(size.rows, n)
@@ -484,13 +493,17 @@ def _stage_given_splits(splits: Mapping[str, list[Record]], stage: Path) -> dict
     every = [r for records in splits.values() for r in records]
     if not every:
         raise _no_records()
-    feats = features(preferences=PREFERENCE in every[0].meta, tools=any(r.uses_tools for r in every))
+    feats = features(
+        preferences=PREFERENCE in every[0].meta,
+        tools=any(r.uses_tools for r in every),
+        labels=any(r.label is not None for r in every),
+    )
     staged = {}
     for name in sorted(splits, key=lambda s: (s not in SPLITS, SPLITS.index(s) if s in SPLITS else 0, s)):
         if splits[name]:
             out = _SplitFile(stage / f"{name}.arrow", feats)
             for r in splits[name]:
-                out.add(record_to_row(r, "tools" in feats))
+                out.add(record_to_row(r, "tools" in feats, "label" in feats))
             staged[name] = out.close()
     return staged
 
@@ -499,18 +512,21 @@ def _stage_splits(records: Iterable[Record], stage: Path, test_ratio: float, spl
     """The rows of each split in its own Arrow file under `stage`, split as `split_records` does
     (the tiny-dataset rule included), in the order the records came. The first record decides the
     schema: preference columns when it is a pair."""
-    # A list is scanned for tool rows; a stream (a run's kept spill, which has none) is told by its first.
+    # A list is scanned for tool rows and labels; a stream (a run's kept spill, which has neither) is
+    # told by its first.
     tools = isinstance(records, list) and any(r.uses_tools for r in records)
+    labels = isinstance(records, list) and any(r.label is not None for r in records)
     records = iter(records)
     first = next(records, None)
     tools = tools or (first is not None and first.uses_tools)
-    feats = features(preferences=first is not None and PREFERENCE in first.meta, tools=tools)
+    labels = labels or (first is not None and first.label is not None)
+    feats = features(preferences=first is not None and PREFERENCE in first.meta, tools=tools, labels=labels)
     train, test = (_SplitFile(stage / f"{name}.arrow", feats) for name in SPLITS)
     # The records with the lowest and highest split key, for the tiny-dataset rule.
     lowest: tuple[bytes, str] | None = None
     highest: tuple[bytes, str] | None = None
     for r in itertools.chain([first] if first is not None else [], records):
-        row = record_to_row(r, tools)
+        row = record_to_row(r, tools, labels)
         if test_ratio == 0:
             train.add(row)
             continue
@@ -551,12 +567,12 @@ def _move(source: _SplitFile, target: _SplitFile, record_id: str | None) -> _Spl
 
 
 def _staged_features(path: Path) -> Any:
-    """The features of a staged split: with the preference columns when its rows are pairs."""
+    """The features of a staged split: with the preference, tool and label columns it has."""
     import pyarrow as pa
 
     with pa.OSFile(str(path)) as f:
         names = pa.ipc.open_stream(f).schema.names
-    return features(preferences="chosen" in names, tools="tools" in names)
+    return features(preferences="chosen" in names, tools="tools" in names, labels="label" in names)
 
 
 class _Lengths:
@@ -613,6 +629,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
             reader = pa.ipc.open_stream(f)
             pairs = "chosen" in reader.schema.names
             tools = "tools" in reader.schema.names
+            labels = "label" in reader.schema.names
             for batch in reader:
                 batches.append((batch.num_rows, batch.nbytes))
                 instructions = batch.column("instruction").to_pylist()
@@ -639,7 +656,7 @@ def _statistics(staged: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str,
                                 "turns": later,
                             }
                         )
-        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches), pairs, tools)
+        sizes[name] = SplitSize(splits[name], sum(b for _, b in batches), tuple(batches), pairs, tools, labels)
     stats = {
         "total": sum(splits.values()),
         "splits": splits,
@@ -696,7 +713,9 @@ def card_metadata(info: DatasetInfo, sizes: dict[str, SplitSize]) -> dict[str, A
 
     total = sum(s.rows for s in sizes.values())
     pairs = any(s.preferences for s in sizes.values())
-    hf_info = HFInfo(features=features(preferences=pairs, tools=any(s.tools for s in sizes.values())))._to_yaml_dict()
+    labels = any(s.labels for s in sizes.values())
+    feats = features(preferences=pairs, tools=any(s.tools for s in sizes.values()), labels=labels)
+    hf_info = HFInfo(features=feats)._to_yaml_dict()
     hf_info["splits"] = [{"name": n, "num_bytes": s.nbytes, "num_examples": s.rows} for n, s in sizes.items()]
     hf_info["dataset_size"] = sum(s.nbytes for s in sizes.values())
     meta: dict[str, Any] = {
@@ -706,7 +725,8 @@ def card_metadata(info: DatasetInfo, sizes: dict[str, SplitSize]) -> dict[str, A
         "task_categories": ["text-generation"],
         "size_categories": [size_category(total)],
         "tags": ["synthetic", "instruction-tuning", info.method.replace("_", "-"), "instructforge"]
-        + (["dpo", "preference"] if pairs else []),
+        + (["dpo", "preference"] if pairs else [])
+        + (["kto"] if labels else []),
         "configs": [
             {
                 "config_name": "default",

@@ -85,8 +85,8 @@ def _chat(r: Record) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": messages} if rejected is None else _pair(messages, rejected)
     if r.tools is not None:
         out["tools"] = r.tools
-    if isinstance(r.meta.get("label"), bool):  # KTO: a desirable (or not) conversation
-        out["label"] = r.meta["label"]
+    if r.label is not None:  # KTO: a desirable (or not) conversation
+        out["label"] = r.label
     return out
 
 
