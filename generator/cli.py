@@ -90,6 +90,7 @@ def _dedup(args: argparse.Namespace) -> int | None:
         semantic=not args.exact_only,
         pair_check=False if args.no_pair_check else None,
         format=args.format,
+        report=ReportConfig(enabled=args.report),
         columns=dict(args.column or []),
     )
     print(result.summary())
@@ -104,6 +105,7 @@ def _decontaminate(args: argparse.Namespace) -> int | None:
         args.against,
         args.out,
         format=args.format,
+        report=ReportConfig(enabled=args.report),
         ngram=args.ngram,
         threshold=None if args.ngram_only else args.threshold,
         encoder=args.encoder,
@@ -415,6 +417,7 @@ def _add_dedup(sub: Subparsers) -> None:
     )
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--exact-only", action="store_true", help="only the exact (normalized text) stage")
+    _add_no_report_flag(p)
     p.set_defaults(func=_dedup)
 
 
@@ -463,7 +466,19 @@ def _add_decontaminate(sub: Subparsers) -> None:
         help=f"as for dedup (default: {encoder})",
     )
     p.add_argument("--model", help="sentence-transformers folder or name (default: bundled all-MiniLM-L6-v2)")
+    _add_no_report_flag(p)
     p.set_defaults(func=_decontaminate)
+
+
+def _add_no_report_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        default=_default(ReportConfig, "enabled"),
+        help="write no report.html: its embedding measures are most of the time on small data "
+        "(`instructforge report OUT` writes it later)",
+    )
 
 
 def _add_templates(sub: Subparsers) -> None:

@@ -80,6 +80,8 @@ MIRRORS: dict[str, tuple[type[BaseModel], str]] = {
     "decontaminate --threshold": (DecontaminateSpec, "threshold"),
     "decontaminate --encoder": (DecontaminateSpec, "encoder"),
     "decontaminate --model": (DecontaminateSpec, "model"),
+    "dedup --no-report": (ReportConfig, "enabled"),
+    "decontaminate --no-report": (ReportConfig, "enabled"),
     "report --sample": (ReportConfig, "sample"),
     "report --examples": (ReportConfig, "examples"),
     "report --gpu-hour-cost": (ReportConfig, "gpu_hour_cost"),
@@ -133,3 +135,19 @@ def test_every_flag_default_is_a_models_or_accounted_for() -> None:
 def test_dedup_help_names_the_pair_checks_floor() -> None:
     flags = dict(_flags(build_parser()))
     assert f"cosine >= {SemanticDedupSpec.model_fields['candidates'].default} " in flags["dedup --no-pair-check"].help
+
+
+@pytest.mark.parametrize("command", ["dedup", "decontaminate"])
+def test_no_report_writes_the_dataset_without_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        '{"instruction": "Name a prime.", "output": "7"}\n{"instruction": "Name a color.", "output": "Red"}\n'
+    )
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text('{"question_id": 1, "turns": ["Write a poem about the sea."]}\n')
+    flags = ["--exact-only"] if command == "dedup" else ["--against", str(bench), "--ngram-only"]
+    assert main([command, str(data), "-o", str(tmp_path / "out"), *flags, "--no-report"]) == 0
+    assert (tmp_path / "out" / "dataset" / "README.md").is_file()
+    assert not (tmp_path / "out" / "dataset" / "report.html").exists() and "report:" not in capsys.readouterr().out

@@ -293,21 +293,25 @@ def test_alpaca_eval_pairwise(tmp_path: Path) -> None:
 
 
 def test_dedup_and_decontaminate_keep_splits(tmp_path: Path) -> None:
+    from generator.config import ReportConfig
     from generator.core.records import Record
     from generator.run.clean import decontaminate, dedup
+
+    off = ReportConfig(enabled=False)  # the report's embedding measures would be most of the time
 
     train = [Record(f"Train task {i}.", "", "a") for i in range(3)]
     test = [Record("Train task 0.", "", "a"), Record("Test task.", "", "b")]
     write_dataset(
         {"train": train, "test": test}, tmp_path / "ds", DatasetInfo(name="t", model="m"), test_ratio=0.0, split_seed=0
     )
-    result = dedup([tmp_path / "ds"], tmp_path / "dd", semantic=False)
+    result = dedup([tmp_path / "ds"], tmp_path / "dd", semantic=False, report=off)
     assert "1 of the dropped rows duplicate a row of an earlier split" in result.summary()
+    assert "report:" not in result.summary() and not (result.dataset_dir / "report.html").exists()
     kept = {s: [r.instruction for r in read_records([tmp_path / "dd"], split=s)] for s in ("train", "test")}
     assert kept == {"train": [r.instruction for r in train], "test": ["Test task."]}
     ref = tmp_path / "ref.jsonl"
     ref.write_text(_jsonl([{"question_id": 1, "turns": ["Train task 1."]}]), encoding="utf-8")
-    decontaminate([tmp_path / "ds"], [str(ref)], tmp_path / "dc", ngram=13, threshold=None)
+    decontaminate([tmp_path / "ds"], [str(ref)], tmp_path / "dc", ngram=13, threshold=None, report=off)
     train_left = [r.instruction for r in read_records([tmp_path / "dc"], split="train")]
     assert train_left == ["Train task 0.", "Train task 2."]
     assert [r.instruction for r in read_records([tmp_path / "dc"], split="test")] == ["Train task 0.", "Test task."]
@@ -331,12 +335,13 @@ def test_kto_rows_are_written_as_trl_unpaired_preference_data(tmp_path: Path) ->
     import datasets
 
     trl = pytest.importorskip("trl")
+    from generator.config import ReportConfig
     from generator.llm.model import prepare_bundled_model
     from generator.run.clean import dedup
 
     path = tmp_path / "kto.json"
     path.write_text(_json(KTO), encoding="utf-8")
-    dedup([path], tmp_path / "dd", semantic=False)
+    dedup([path], tmp_path / "dd", semantic=False, report=ReportConfig(enabled=False))
     train = datasets.load_dataset(str(tmp_path / "dd" / "dataset"))["train"]
     assert train.features["label"] == datasets.Value("bool")
     assert [(r["prompt"] + r["completion"], r["label"]) for r in train] == [(k["messages"], k["label"]) for k in KTO]

@@ -25,7 +25,7 @@ from generator.config import DatasetConfig, ReportConfig
 from generator.core.errors import ConfigError
 from generator.core.files import atomic_open
 from generator.core.records import Record
-from generator.publish.dataset import REPORT
+from generator.publish.dataset import REPORT, DatasetInfo
 from generator.report import measure_records
 
 DATASET = "dataset"
@@ -34,24 +34,12 @@ REJECTED = "rejected.jsonl"
 DECONTAMINATION = "decontamination.json"
 
 
-def write_folder(
-    records: list[Record] | dict[str, list[Record]],
-    out_dir: Path,
-    *,
-    sources: list[str],
-    funnel: Funnel,
-    contamination: dict[str, dict[str, int]] | None = None,
-) -> Path:
-    """The kept records as `<out_dir>/dataset` (parquet + card, the default dataset settings; the
-    given splits when `records` is a dict of them), the funnel as `funnel.json`, and the report
-    (`dataset/report.html`)."""
-    from generator.publish.dataset import DatasetInfo, write_dataset
-
-    splits = records
-    records = [r for rs in records.values() for r in rs] if isinstance(records, dict) else records
+def folder_info(records: list[Record], sources: list[str]) -> DatasetInfo:
+    """What the card of an offline step's dataset says (the default dataset settings); `write_folder`
+    adds the funnel and the report's numbers."""
     d = DatasetConfig()
     models = sorted({str(r.meta["model"]) for r in records if r.meta.get("model")})
-    info = DatasetInfo(
+    return DatasetInfo(
         name=d.name,
         pretty_name=d.pretty_name,
         license=d.license,
@@ -60,13 +48,29 @@ def write_folder(
         method="unknown",
         templates=sorted({str(r.meta.get("template") or "") for r in records} - {""}),
         seed_source=", ".join(sources),
-        funnel=funnel.to_dict(),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
         repo_id=d.push.repo if d.push else None,
-        contamination=contamination or {},
     )
-    measured = measure_records(records, (), ReportConfig())
+
+
+def write_folder(
+    records: list[Record] | dict[str, list[Record]],
+    out_dir: Path,
+    info: DatasetInfo,
+    funnel: Funnel,
+    report: ReportConfig | None = None,
+) -> Path:
+    """The kept records as `<out_dir>/dataset` (parquet + card, the default dataset settings; the
+    given splits when `records` is a dict of them), the funnel as `funnel.json`, and the report
+    (`dataset/report.html`; none when `report` turns it off, `ReportConfig()` when None)."""
+    from generator.publish.dataset import write_dataset
+
+    splits = records
+    records = [r for rs in records.values() for r in rs] if isinstance(records, dict) else records
+    d = DatasetConfig()
+    info.funnel = funnel.to_dict()
+    measured = measure_records(records, (), report or ReportConfig())
     info.quality = measured.card() if measured else None
     template = Path(d.card_template) if d.card_template else None
     path = write_dataset(
@@ -106,9 +110,17 @@ class CleanResult:
         return "\n".join([*lines, *([f"report: {report}"] if report.is_file() else [])])
 
 
-def dedup(inputs: list[Path], out_dir: Path, *, format: str | None = None, **params: Any) -> CleanResult:
+def dedup(
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    format: str | None = None,
+    report: ReportConfig | None = None,
+    **params: Any,
+) -> CleanResult:
     """`filters.dedup.dedup_files` (kept.jsonl, dedup_report.json), then the dataset folder of the
-    kept rows; `params` go to `dedup_files` (threshold, encoder, model, semantic, pair_check)."""
+    kept rows and its report (`report`, as `write_folder` takes it); `params` go to `dedup_files`
+    (threshold, encoder, model, semantic, pair_check), but `columns`, the inputs' column map."""
     from filters.dedup import dedup_files
     from generator.core import readers
 
@@ -132,7 +144,8 @@ def dedup(inputs: list[Path], out_dir: Path, *, format: str | None = None, **par
         else ""
     )
     kept = by_split(result.kept, split_of)
-    path = write_folder(kept, out_dir, sources=[str(p) for p in inputs], funnel=funnel)
+    info = folder_info(result.kept, [str(p) for p in inputs])
+    path = write_folder(kept, out_dir, info, funnel, report)
     return CleanResult(out_dir, funnel, line, [out_dir / "kept.jsonl", out_dir / "dedup_report.json", path])
 
 
@@ -154,18 +167,19 @@ def decontaminate(
     out_dir: Path,
     *,
     format: str | None = None,
-    embedder: Any = None,
+    report: ReportConfig | None = None,
     **params: Any,
 ) -> CleanResult:
-    """Drop the rows of `inputs` that leak a reference (filters/decontam.py), keep the rest in order.
-    `params` are the filter's (ngram, threshold, encoder, model), checked by its spec, and `columns`,
-    the inputs' column map; `embedder` replaces the encoder. References are read (and a bad one
-    refused) before anything is written."""
+    """Drop the rows of `inputs` that leak a reference (filters/decontam.py), keep the rest in order,
+    and write them with their report (`report`, as `write_folder` takes it). `params` are the
+    filter's (ngram, threshold, encoder, model), checked by its spec, `columns`, the inputs' column
+    map, and `embedder`, an `Embedder` that replaces the encoder (as `dedup_files` takes one).
+    References are read (and a bad one refused) before anything is written."""
     from filters.decontam import Decontaminate
     from filters.specs import parse_specs
     from generator.core import readers
 
-    columns = params.pop("columns", None)
+    columns, embedder = params.pop("columns", None), params.pop("embedder", None)
 
     [spec] = parse_specs(
         [{"name": "decontaminate", "references": [str(r) for r in references], **params}],
@@ -185,16 +199,12 @@ def decontaminate(
     (out_dir / REJECTED).unlink(missing_ok=True)
     funnel = Funnel()
     result = Chain([flt], funnel, out_dir / REJECTED).run(records)
-    report = {"inputs": [str(p) for p in inputs], "rows": len(records), "kept": len(result.kept), **flt.report()}
+    caught = {"inputs": [str(p) for p in inputs], "rows": len(records), "kept": len(result.kept), **flt.report()}
     with atomic_open(out_dir / DECONTAMINATION, "w") as f:
-        json.dump(report, f, ensure_ascii=False, indent=2)
-    path = write_folder(
-        by_split(result.kept, split_of),
-        out_dir,
-        sources=[str(p) for p in inputs],
-        funnel=funnel,
-        contamination=flt.counts(),
-    )
+        json.dump(caught, f, ensure_ascii=False, indent=2)
+    info = folder_info(result.kept, [str(p) for p in inputs])
+    info.contamination = flt.counts()
+    path = write_folder(by_split(result.kept, split_of), out_dir, info, funnel, report)
     per = ", ".join(
         f"{name}: {c['ngram_overlap']} by n-gram, {c['semantic_overlap']} by similarity"
         for name, c in flt.counts().items()
