@@ -52,6 +52,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> chaos.Reference:
 
 
 @pytest.mark.parametrize("fault", _params(chaos.FAKE_FAULTS))
+@pytest.mark.subprocess
 def test_fault_against_the_fake_server(fault: chaos.Fault, reference: chaos.Reference, tmp_path: Path) -> None:
     _check(chaos.run_fault(fault, tmp_path, reference))
 

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from fake_run import fake_process
 
+pytestmark = pytest.mark.subprocess
+
 EXE = str(Path(sys.executable).parent / "instructforge")
 
 

@@ -18,6 +18,8 @@ from generator.core.records import record_id
 from generator.prompting.roles import load_templates
 from generator.run.pipeline import generate
 
+pytestmark = pytest.mark.fake_server
+
 LINEAGE = ("template", "template_hash", "model", "model_revision", "sampling_hash", "seed_ids", "round")
 
 

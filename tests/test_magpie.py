@@ -265,6 +265,7 @@ def _fake_run_config(tmp_path: Path, url: str, **generation: Any):
     return config
 
 
+@pytest.mark.fake_server
 def test_fake_server_run(tmp_path: Path) -> None:
     counter = itertools.count()
     bodies: list[dict[str, Any]] = []

@@ -33,6 +33,8 @@ from generator.run.pipeline import WATCH_S, generate
 from generator.run.sender import Sender, Served
 from generator.run.store import RunStore
 
+pytestmark = pytest.mark.subprocess
+
 FAKE = str(Path(__file__).parent / "fake_openai.py")
 
 
