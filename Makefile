@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.instructforge-setup
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
+WORKERS ?= 2
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup --no-loadscope-reorder)
 
-.PHONY: setup browser demo test test-fast lint constraints model clean
+.PHONY: setup browser demo test test-fast test-unit test-fake-server test-subprocess test-real lint constraints model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,11 +37,27 @@ model: setup
 demo: model
 	$(BIN)/instructforge generate --config $(CONFIG)
 
+# Every tier on two workers (pytest-xdist): the `vllm` tests are one group on one worker, which starts
+# the session's server once; tests/conftest.py hands out the heaviest work first. WORKERS=0: one process.
 test: model browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup browser
-	$(BIN)/python -m pytest -m "not vllm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not vllm" $(PYTEST_ARGS)
+
+# One tier (tests/conftest.py): unit (no process, no server), fake_server, subprocess, real (vLLM, TRL,
+# Chromium).
+test-unit: setup
+	$(BIN)/python -m pytest $(XDIST) -m unit $(PYTEST_ARGS)
+
+test-fake-server: setup
+	$(BIN)/python -m pytest $(XDIST) -m fake_server $(PYTEST_ARGS)
+
+test-subprocess: setup
+	$(BIN)/python -m pytest $(XDIST) -m subprocess $(PYTEST_ARGS)
+
+test-real: model browser
+	$(BIN)/python -m pytest $(XDIST) -m real $(PYTEST_ARGS)
 
 # Lint: ruff's rules with the complexity gate (C901, PLR0913: see pyproject.toml) and the formatter.
 lint: setup

@@ -10,6 +10,7 @@ product is a cosine. Two implementations:
   text is split into balanced windows that fit, each window encoded, and the text's vector is the
   mean of the window vectors weighted by their word pieces, normalized. A text that fits is
   encoded exactly as before (same call, same vector). `long_texts` counts the texts chunked.
+  Every instance on one model and device shares one loaded model for the whole process.
 - `StaticEmbedder`: the fast CPU path. One vector per vocabulary token, distilled once from the
   sentence-transformers model (each token encoded alone, then PCA; the idea of model2vec), and a
   text is the mean of its token vectors. Tens of thousands of texts per second on two cores.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -104,8 +106,32 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / norms
 
 
+# Loaded sentence-transformers models, one per (model, device) for the whole process: a run with
+# several filters on one encoder (semantic dedup, decontamination, steering, the report) and a test
+# session load it once. Each entry has a lock that its users hold while they tokenize and encode.
+_MODELS: dict[tuple[str, str], tuple[object, threading.Lock]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def shared_model(model_path: str, device: str) -> tuple[object, threading.Lock]:
+    """The process-wide `SentenceTransformer` for `model_path` on `device` (loaded on the first call),
+    and the lock to hold while using it. Thread-safe: a model is loaded once even when threads ask
+    for it at the same time; the fast tokenizer is not safe for concurrent calls ("Already
+    borrowed"), hence one user at a time per model (torch already spreads one encode over every
+    core). A loaded model stays in memory until the process ends (about 90 MB for MiniLM)."""
+    key = (model_path, device)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            from sentence_transformers import SentenceTransformer
+
+            _MODELS[key] = (SentenceTransformer(model_path, device=device), threading.Lock())
+        return _MODELS[key]
+
+
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model; loaded on first use so that building a filter is cheap."""
+    """A sentence-transformers model; loaded on first use so that building a filter is cheap, and
+    shared by every embedder of the process on the same model and device (`shared_model`), so it
+    is loaded once. Safe to use from several threads (they take turns)."""
 
     def __init__(self, model: str | None = None, batch_size: int = 128, device: str | None = None):
         self.model_path = model or default_model_path()
@@ -113,16 +139,16 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.device = device
         self._model = None
+        self._lock = threading.Lock()  # replaced by the shared model's lock when it loads
         self.long_texts = 0  # texts longer than the window, chunked (this instance's lifetime)
         self.windows_encoded = 0
 
     def _load(self):
         if self._model is None:
             import torch
-            from sentence_transformers import SentenceTransformer
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._model = SentenceTransformer(self.model_path, device=device)
+            self._model, self._lock = shared_model(self.model_path, device)
         return self._model
 
     @property
@@ -134,14 +160,15 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
-        pieces, owner, weight = self._windows(texts)
-        out = model.encode(
-            pieces,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            pieces, owner, weight = self._windows(texts)
+            out = model.encode(
+                pieces,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         if len(pieces) == len(texts):  # nothing longer than the window: the vectors as the model gives them
             return normalize_rows(out)
         pooled = np.zeros((len(texts), out.shape[1]), dtype=np.float32)

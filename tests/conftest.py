@@ -1,4 +1,25 @@
-"""Shared fixtures. Tests marked `vllm` share one real vLLM server for the whole session.
+"""Shared fixtures, and the test tiers.
+
+Every test is in one tier, a marker set here when the tests are collected:
+
+- `unit`: no process, no server (not even one in a thread); most of the suite.
+- `fake_server`: a fake served in this process: the fake OpenAI server (tests/fake_openai.py,
+  the module-scoped `fake` fixture or its own), the in-test Hub (`hub`). Marked by the fixtures
+  it uses, or by its module's or its own `fake_server` marker.
+- `subprocess`: starts processes: `instructforge` runs killed and resumed, scripts, a fake
+  server of its own. Marked `subprocess` in its module or on the test.
+- `real`: the real components: vLLM (`vllm`, with the `vllm_server` fixture or a managed server of
+  its own), TRL, Chromium (`browser_ready`). Marked `real`, `vllm`, or by those fixtures.
+
+A test is in the heaviest tier it qualifies for. A test that starts a process or listens on a
+socket without its tier allowing it fails with a message naming the marker it needs, so the
+tiers stay honest (`make test-unit` runs the `unit` tier alone, and so on; `make test` runs all).
+
+Tests marked `vllm` share one real vLLM server for the whole session (`vllm_server`) and one real
+run of `configs/default.yaml` (`default_run`). Under pytest-xdist (`make test` runs two workers
+with `--dist loadgroup`) they are one `xdist_group`, so one worker starts the server and every
+`vllm` test runs there; the tests of a module with a module-scoped fixture are a group too (the
+fixture is built once), and the heaviest tiers are handed out first.
 
 Set INSTRUCTFORGE_TEST_ENDPOINT (with INSTRUCTFORGE_TEST_KEY and INSTRUCTFORGE_TEST_MODEL) to
 use a server that is already running instead of starting one; `-m "not vllm"` skips them all.
@@ -7,8 +28,13 @@ use a server that is already running instead of starting one; `-m "not vllm"` sk
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import datasets.config
 import huggingface_hub.constants
@@ -16,9 +42,173 @@ import pytest
 from fake_openai import FakeOpenAI
 from fake_run import fake_in_thread
 from hub_server import BOB, TOKEN, HubServer
+from real_run import default_config
 
 from generator.config import parse_config
 from generator.llm.server import ServerInfo, managed_server
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker sizes its thread pools (OpenMP: torch, scikit-learn, faiss; OpenBLAS) to its
+    # share of the cores, before any of them loads; its subprocesses inherit it. With every pool as
+    # wide as the machine, the workers' threads spin-wait on each other: a t-SNE of 150 points took
+    # 25 s instead of 2 on two busy cores. vLLM sets its own threads (VLLM_CPU_OMP_THREADS_BIND).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+# Heaviest first: the order in which the tiers are handed to xdist's workers.
+TIERS = ("real", "subprocess", "fake_server", "unit")
+# Fixtures that put a test in a tier by themselves.
+TIER_FIXTURES = {
+    "real": {"vllm_server", "default_run", "browser_ready"},
+    "fake_server": {"fake", "hub"},
+}
+# What each tier may do: start a process, listen on a socket.
+ALLOWED = {"unit": set(), "fake_server": {"listen"}, "subprocess": {"process", "listen"}, "real": {"process", "listen"}}
+_TIER = pytest.StashKey[str]()
+
+
+def _tier(item: pytest.Item) -> str:
+    if item.get_closest_marker("vllm") or item.get_closest_marker("real"):
+        return "real"
+    fixtures = set(getattr(item, "fixturenames", ()))
+    for tier in TIERS[:-1]:
+        if item.get_closest_marker(tier) or fixtures & TIER_FIXTURES.get(tier, set()):
+            return tier
+    return "unit"
+
+
+def _group(item: pytest.Item) -> str | None:
+    """The xdist group: every `vllm` test in one; the tests of a module that share a module-scoped
+    fixture in one per module (built once); None for a test that can go anywhere."""
+    if item.get_closest_marker("vllm"):
+        return "vllm"
+    info = getattr(item, "_fixtureinfo", None)
+    if info and any(d.scope in ("module", "package") for defs in info.name2fixturedefs.values() for d in defs):
+        return item.nodeid.split("::", 1)[0]
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+    # Before the other hooks (`-m` selects on the tiers; xdist reads the xdist_group markers) ...
+    unit_of: dict[int, str] = {}  # id(item) -> its xdist work unit: its group, or itself
+    heaviest: dict[str, int] = {}  # unit -> its heaviest tier (an index in TIERS)
+    for item in items:
+        tier = _tier(item)
+        item.add_marker(getattr(pytest.mark, tier))
+        item.stash[_TIER] = tier
+        group = _group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        unit = group or item.nodeid
+        heaviest[unit] = min(heaviest.get(unit, len(TIERS)), TIERS.index(tier))
+        unit_of[id(item)] = unit
+    result = yield
+    # ... and after them, in an xdist worker:
+    if getattr(config.option, "loadgroup", False):
+        _check_groups(items)
+    if hasattr(config, "workerinput"):
+        # The heaviest work first (`make test` runs with --no-loadscope-reorder, so xdist hands out
+        # the units in this order): the long vLLM group starts at once and the quick unit tests fill
+        # in at the end. A stable sort: a unit's tests keep their order.
+        items.sort(key=lambda item: heaviest[unit_of[id(item)]])
+    return result
+
+
+def _check_groups(items: list[pytest.Item]) -> None:
+    """xdist tells the controller a test's group by appending `@group` to its node id in the worker;
+    on pytest 9.2 its assignment no longer reaches the node id (pytest-xdist issue 1386, fixed in
+    PR 1388, unreleased in 3.8.0), and every test would be scheduled alone: two workers would each
+    start a vLLM server. Until a release has the fix, set it here; fail if it cannot be set."""
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
+        if not names:
+            continue
+        suffix = "@" + "_".join(names)
+        if not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)  # type: ignore[attr-defined]
+        if not item.nodeid.endswith(suffix):
+            raise pytest.UsageError(f"cannot put {item.nodeid} in its xdist group {suffix[1:]} (tests/conftest.py)")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# Processes that libraries start once to probe the machine, whoever first needs them (joblib's
+# count of physical cores, for scikit-learn): not the test's doing.
+PROBES = {"lscpu"}
+
+
+class _Watch:
+    """What a test did that its tier may not allow: processes started, sockets listened on, each
+    with the innermost line of this repository that led to it, and the thread."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+        self.active = False
+
+    def note(self, kind: str, detail: str) -> None:
+        if not self.active or kind in self.seen:
+            return
+        ours = [f for f in traceback.extract_stack() if f.filename.startswith(str(ROOT)) and f.filename != __file__]
+        where = f"{Path(ours[-1].filename).relative_to(ROOT)}:{ours[-1].lineno}" if ours else "outside this repository"
+        self.seen[kind] = f"{detail} (from {where}, thread {threading.current_thread().name})"
+
+
+_WATCH = _Watch()
+_popen_init = subprocess.Popen.__init__
+_listen = socket.socket.listen
+
+
+def _watched_popen_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+    program = args[0] if isinstance(args, (list, tuple)) and args else args
+    if Path(str(program)).name not in PROBES:
+        _WATCH.note("process", str(args)[:200])
+    _popen_init(self, args, *rest, **kwargs)
+
+
+def _watched_listen(self: socket.socket, *args: Any) -> None:
+    _WATCH.note("listen", repr(self.getsockname()))
+    _listen(self, *args)
+
+
+subprocess.Popen.__init__ = _watched_popen_init  # type: ignore[method-assign]
+socket.socket.listen = _watched_listen  # type: ignore[method-assign]
+
+_NEEDS = {"process": "`subprocess` (or `real`)", "listen": "`fake_server` (or a heavier tier)"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    _WATCH.seen.clear()
+    _WATCH.active = True
+    try:
+        return (yield)
+    finally:
+        _WATCH.active = False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    _WATCH.active = True
+    try:
+        result = yield
+    finally:
+        _WATCH.active = False
+    tier = item.stash.get(_TIER, "unit")
+    wrong = {k: v for k, v in _WATCH.seen.items() if k not in ALLOWED[tier]}
+    if wrong:
+        pytest.fail(
+            f"this `{tier}` test "
+            + "; ".join(f"{'started a process' if k == 'process' else 'listened on'} {v}" for k, v in wrong.items())
+            + ": mark it "
+            + " and ".join(_NEEDS[k] for k in wrong)
+            + " (tests/conftest.py: the tiers)",
+            pytrace=False,
+        )
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +225,19 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
     log_dir = tmp_path_factory.mktemp("vllm")
     with managed_server(config, log_dir) as info:
         yield info
+
+
+@pytest.fixture(scope="session")
+def default_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """One real run of `configs/default.yaml` (as shipped, report included) against the session's
+    vLLM server, shared by every test that needs one: its config and its `RunResult`. A test may
+    run it again (a resume) but must not change what it wrote."""
+    from generator.run.pipeline import generate
+
+    with pytest.MonkeyPatch.context() as mp:
+        config = default_config(vllm_server, mp, tmp_path_factory.mktemp("default") / "run")
+        result = generate(config, progress=False)
+    return config, result
 
 
 @pytest.fixture(scope="module")

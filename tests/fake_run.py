@@ -20,16 +20,23 @@ ECHO_CHAINS = {"instructions": [{"name": "length"}, {"name": "exact_dedup"}], "r
 # The same with a record filter that drops a share of the finished rows (so that a record target
 # takes more than one refill).
 SHARE_DROPPED = {**ECHO_CHAINS, "records": [{"name": "truncated"}, {"name": "length", "min_words": 12}]}
+# The report is off in the fake runs of tests that are not about it: it encodes the rows with MiniLM,
+# which in a `generate` subprocess means importing torch and loading the model (seconds each time).
+NO_REPORT = {"report": {"enabled": False}}
+NO_REPORT_YAML = "report: {enabled: false}\n"
 
 
 def fake_settings(run_dir: Path, url: str, *bases: dict[str, Any], **sections: Any) -> dict[str, Any]:
-    """A run into `run_dir` of the fake model served at `url`: then each of `bases` and `sections`
-    in turn, a section's keys over the same section's before it (`generation={"turns": 3}` keeps the
-    other generation settings); a value that is not a dict replaces what was there."""
+    """A run into `run_dir` of the fake model served at `url`, without the HTML report (see
+    `NO_REPORT`): then each of `bases` and `sections` in turn, a section's keys over the same
+    section's before it (`generation={"turns": 3}` keeps the other generation settings); a value
+    that is not a dict replaces what was there. A test about the report passes
+    `report={"enabled": True}`."""
     data: dict[str, Any] = {
         "run_dir": str(run_dir),
         "model": {"name": "fake", "served_name": "fake-model"},
         "server": {"endpoints": [url]},
+        **NO_REPORT,
     }
     for layer in (*bases, sections):
         for name, value in layer.items():

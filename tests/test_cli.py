@@ -26,6 +26,7 @@ def test_bad_set_override_is_explained(capsys: pytest.CaptureFixture[str]) -> No
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "instructforge"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout

@@ -169,6 +169,7 @@ def test_a_filter_spec_dumps_as_written() -> None:
     assert json.dumps(fingerprint(config)["filters"]["records"]) == json.dumps(written)
 
 
+@pytest.mark.subprocess
 def test_loading_a_config_imports_no_filter() -> None:
     code = (
         "import sys\nimport generator.config\n"

@@ -103,6 +103,7 @@ def test_temp_names_carry_the_owner_pid_and_host() -> None:
     assert LEFTOVER.match(temp_name("results.jsonl"))["name"] == "results.jsonl"
 
 
+@pytest.mark.subprocess
 def test_clean_stale_removes_dead_owners_only(tmp_path: Path) -> None:
     dead = _dead_pid()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -129,6 +130,7 @@ def test_clean_stale_removes_dead_owners_only(tmp_path: Path) -> None:
         sleeper.wait()
 
 
+@pytest.mark.subprocess
 def test_clean_stale_by_name_and_a_reused_pid(tmp_path: Path) -> None:
     other = tmp_path / temp_name("model", pid=_dead_pid())
     other.mkdir()
@@ -139,6 +141,7 @@ def test_clean_stale_by_name_and_a_reused_pid(tmp_path: Path) -> None:
     assert clean_stale(tmp_path / "missing") == []
 
 
+@pytest.mark.subprocess
 def test_write_paths_remove_leftovers_of_a_killed_writer(tmp_path: Path) -> None:
     dead = _dead_pid()
     staged = tmp_path / temp_name("dataset", pid=dead)
@@ -180,6 +183,7 @@ print(json.dumps({"held": held, "freed": freed, "gave": gave, "after": anon()}))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc")
+@pytest.mark.subprocess
 def test_give_back_returns_the_heap_glibc_keeps() -> None:
     """64 MiB freed in the middle of the heap stay in the process (what a run's indexes leave
     behind); `give_back` returns them to the system."""

@@ -166,6 +166,7 @@ dataset.write_dataset([Record.from_row(json.loads(x)) for x in lines], Path(sys.
 """
 
 
+@pytest.mark.subprocess
 def test_a_write_killed_midway_is_cleaned_by_the_next_one(records, info, tmp_path, tests_dir):
     import os
     import subprocess

@@ -20,6 +20,8 @@ from generator.llm.engine import Engine
 from generator.llm.requests import ErrorKind, Request, Result, request_id
 from generator.run.progress import Progress
 
+pytestmark = pytest.mark.fake_server
+
 MODEL = "fake-model"
 FAST = {"timeout_s": 5.0, "backoff_base_s": 0.01, "probe_interval_s": 0.05, "retry_budget": 10.0}
 HANG = 1.0  # the timeout in tests with hangs: short, yet long enough for a busy CI machine

@@ -1,41 +1,17 @@
-"""End to end: `generate` against the real vLLM server, the dataset loaded back, and resume."""
+"""End to end: `generate` against the real vLLM server, the dataset loaded back, and resume. The run is
+the session's one real run of `configs/default.yaml` (`default_run`, tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import datasets
 import pytest
+from real_run import default_config
 
-from generator.config import load_config
-from generator.llm.server import ServerInfo
 from generator.run.pipeline import generate
 
 pytestmark = pytest.mark.vllm
-
-
-def _config(tmp_path: Path, server: ServerInfo, monkeypatch: pytest.MonkeyPatch, **generation):
-    monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_RUN", server.api_key or "")
-    overrides = {
-        "server.endpoints": [server.base_url],
-        "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
-        **{f"generation.{k}": v for k, v in generation.items()},
-    }
-    config = load_config("default.yaml", overrides=overrides)
-    config.run_dir = tmp_path / "run"
-    return config
-
-
-@pytest.fixture(scope="module")
-def default_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory):
-    mp = pytest.MonkeyPatch()
-    try:
-        config = _config(tmp_path_factory.mktemp("default"), vllm_server, mp)
-        result = generate(config, progress=False)
-    finally:
-        mp.undo()
-    return config, result
 
 
 def test_default_config_writes_a_loadable_dataset(default_run) -> None:
@@ -67,8 +43,7 @@ def test_rerun_resumes_without_new_requests(default_run, vllm_server, monkeypatc
     config, first = default_run
     results_file = first.run_dir / "results.jsonl"
     lines_before = results_file.read_text().count("\n")
-    config2 = _config(first.run_dir.parent, vllm_server, monkeypatch)
-    config2.run_dir = first.run_dir
+    config2 = default_config(vllm_server, monkeypatch, first.run_dir)
     again = generate(config2, progress=False)
     assert results_file.read_text().count("\n") == lines_before
     ids = lambda r: sorted(datasets.load_dataset(str(r.dataset_dir))["train"]["id"])  # noqa: E731
@@ -79,7 +54,6 @@ def test_changed_config_is_refused(default_run, vllm_server, monkeypatch) -> Non
     from generator.core.errors import ConfigError
 
     config, first = default_run
-    changed = _config(first.run_dir.parent, vllm_server, monkeypatch, num_instructions=7)
-    changed.run_dir = first.run_dir
+    changed = default_config(vllm_server, monkeypatch, first.run_dir, num_instructions=7)
     with pytest.raises(ConfigError, match=r"generation\.num_instructions"):
         generate(changed, progress=False)

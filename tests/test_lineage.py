@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 from fake_openai import FakeOpenAI
+from fake_run import NO_REPORT_YAML
 
 from generator.config import load_config
 from generator.core.readers import decode_meta
 from generator.core.records import record_id
 from generator.prompting.roles import load_templates
 from generator.run.pipeline import generate
+
+pytestmark = pytest.mark.fake_server
 
 LINEAGE = ("template", "template_hash", "model", "model_revision", "sampling_hash", "seed_ids", "round")
 
@@ -37,7 +40,7 @@ def run_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         "filters:\n"
         "  instructions: [{name: length}, {name: exact_dedup},"
         " {name: semantic_dedup, pair_check: false, threshold: 0.6}]\n"
-        "  records: [{name: truncated}]\n"
+        "  records: [{name: truncated}]\n" + NO_REPORT_YAML
     )
     try:
         generate(load_config(cfg), progress=False)

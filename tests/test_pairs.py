@@ -214,6 +214,7 @@ def test_semantic_dedup_keeps_the_opposite_and_drops_the_rewording() -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_fit_script_reproduces_the_stored_weights() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "fit_pair_check.py"), "--check"],

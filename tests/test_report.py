@@ -15,8 +15,7 @@ from browser import colour_stats, find_chromium, open_page
 from fake_run import fake_in_thread, fake_settings
 
 from generator.cli import main
-from generator.config import load_config, parse_config
-from generator.llm.server import ServerInfo
+from generator.config import parse_config
 from generator.publish.hub import push_dataset
 from generator.run.clean import decontaminate
 from generator.run.pipeline import generate
@@ -65,12 +64,13 @@ def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, o
                 "records": [{"name": "truncated"}, {"name": "length", "max_words": 14}],
             },
             dataset={"test_ratio": 0.2},
-            report={"gpu_hour_cost": 2.5},
+            report={"enabled": True, "gpu_hour_cost": 2.5},
         )
         result = generate(parse_config(settings), progress=False)
     yield tmp / "run", result
 
 
+@pytest.mark.fake_server
 def test_a_run_writes_its_report_beside_the_dataset_and_names_it_last(fake_run) -> None:
     run_dir, result = fake_run
     report = run_dir / "dataset" / "report.html"
@@ -145,6 +145,7 @@ def test_a_duplicate_drop_names_its_kept_twin(browser_ready, tmp_path: Path) -> 
             server.url,
             generation={"num_instructions": 10, "instances": "response"},
             filters={"instructions": [{"name": "exact_dedup"}], "records": [{"name": "truncated"}]},
+            report={"enabled": True},
         )
         generate(parse_config(settings), progress=False)
     rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
@@ -212,29 +213,9 @@ def test_decontaminate_writes_a_report_whose_drops_name_the_matched_item(browser
     assert leak in shown and "Titan" in shown  # the dropped row, and the benchmark item it matched
 
 
-@pytest.fixture(scope="module")
-def real_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small run of the default config against the session's real vLLM server."""
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.setenv("INSTRUCTFORGE_TEST_KEY_FOR_REPORT", vllm_server.api_key or "")
-        config = load_config(
-            "default.yaml",
-            overrides={
-                "server.endpoints": [vllm_server.base_url],
-                "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_REPORT",
-                "generation.num_instructions": 12,
-            },
-        )
-        config.run_dir = tmp_path_factory.mktemp("real") / "run"
-        generate(config, progress=False)
-    finally:
-        mp.undo()
-    return config.run_dir
-
-
 @pytest.mark.vllm
-def test_the_report_of_a_real_run_opens_offline_with_its_funnel(real_run: Path, browser_ready) -> None:
+def test_the_report_of_a_real_run_opens_offline_with_its_funnel(default_run, browser_ready) -> None:
+    real_run = default_run[1].run_dir  # the session's real run of configs/default.yaml (tests/conftest.py)
     funnel = json.loads((real_run / "funnel.json").read_text())
     rounds = json.loads((real_run / "rounds.json").read_text())["rounds"]
     visit = open_page(

@@ -19,6 +19,8 @@ from resume_driver import make_requests
 
 from generator.run.store import RESULTS
 
+pytestmark = pytest.mark.subprocess
+
 DRIVER = Path(__file__).parent / "resume_driver.py"
 N = 1200
 

@@ -28,6 +28,8 @@ from generator.llm.server import (
     supervised,
 )
 
+pytestmark = pytest.mark.subprocess
+
 CHILD = str(Path(__file__).parent / "child_server.py")
 
 

@@ -173,6 +173,7 @@ def stand_in() -> Iterator[str]:
 TARGET = 500
 
 
+@pytest.mark.fake_server
 def test_steering_covers_more_than_off_at_the_same_target(stand_in: str, tmp_path: Path) -> None:
     seeds = world.write_seeds(tmp_path / "seeds.jsonl")
     off = world.run_world(tmp_path / "off", stand_in, seeds, target=TARGET, steer={"enabled": False})
@@ -192,6 +193,7 @@ def _config(run_dir: Path, url: str, seeds: Path) -> dict:
 
 
 @pytest.mark.parametrize("keep_state", [False, True], ids=["state-lost", "state-kept"])
+@pytest.mark.fake_server
 def test_resumed_steered_run_sends_the_same_requests(stand_in: str, tmp_path: Path, keep_state: bool) -> None:
     seeds = world.write_seeds(tmp_path / "seeds.jsonl")
     whole = generate(parse_config(_config(tmp_path / "whole", stand_in, seeds)), progress=False)

@@ -150,6 +150,7 @@ def test_budget_stops_at_its_limit_then_a_larger_one_continues_to_the_target(
     assert Counter(done["requests"]) == Counter(reference["requests"]), "a request was lost or sent twice"
 
 
+@pytest.mark.subprocess
 def test_budget_flag_on_the_command_line(tmp_path: Path, fake: FakeOpenAI) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps(fake_settings(tmp_path / "run", fake.url, RUN)))
@@ -295,6 +296,7 @@ def slow_url() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("after", [12, 60], ids=["first-refill", "second-refill"])
+@pytest.mark.subprocess
 def test_sigkill_during_a_target_run_then_resume_gives_the_same_dataset(
     tmp_path: Path, slow_url: str, reference: dict[str, Any], after: int
 ) -> None:

@@ -113,6 +113,7 @@ def _chat(text: str, **params: Any) -> Request:
     ],
     ids=["500", "503", "429-retry-after", "400", "not-json", "closed", "timeout"],
 )
+@pytest.mark.fake_server
 def test_failed_attempt_carries_kind_status_and_retry_after(
     fault: str, kind: ErrorKind, status: int | None, retry_after: float | None, message: str
 ) -> None:
@@ -145,6 +146,7 @@ def test_refused_connection_is_marked_refused() -> None:
     ],
     ids=["401", "404-lists-models", "404-no-models"],
 )
+@pytest.mark.fake_server
 def test_fatal_answers_raise_engine_error(server_kwargs: dict, model: str, match: str) -> None:
     async def go() -> None:
         async with FakeOpenAI(**server_kwargs) as server:
@@ -172,6 +174,7 @@ def test_served_models_none_when_nothing_answers() -> None:
     ],
     ids=["chat-n-choices", "chat-cut-at-max-tokens", "completions"],
 )
+@pytest.mark.fake_server
 def test_answer_is_parsed_into_a_result(request_: Request, texts: list[str], reasons: list[str]) -> None:
     async def go() -> Result:
         async with FakeOpenAI() as server:

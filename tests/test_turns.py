@@ -242,6 +242,7 @@ def _stored(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.endswith("}")]
 
 
+@pytest.mark.subprocess
 def test_a_run_killed_mid_conversation_resumes_to_the_same_conversations(tmp_path: Path, slow_fake_url: str) -> None:
     ref = subprocess.run([EXE, "generate", "-c", str(_config_file(tmp_path, slow_fake_url, "ref"))], timeout=300)
     assert ref.returncode == 0
