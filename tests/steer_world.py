@@ -233,6 +233,7 @@ def run_world(work: Path, url: str, seeds: Path, *, target: int, steer: dict, **
                 "steer": steer,
                 **generation,
             },
+            "report": {"enabled": False},  # its measures are taken below, on the whole dataset
         }
     )
     result = generate(config, fresh=True, progress=False)

@@ -57,18 +57,11 @@ def test_fault_against_the_fake_server(fault: chaos.Fault, reference: chaos.Refe
     _check(chaos.run_fault(fault, tmp_path, reference))
 
 
-@pytest.fixture(scope="module")
-def real_reference(tmp_path_factory: pytest.TempPathFactory) -> chaos.Reference:
-    return chaos.reference_run(tmp_path_factory.mktemp("chaos-real-reference"), real=True)
-
-
 @pytest.mark.vllm
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", _params(chaos.REAL_FAULTS))
-def test_fault_against_a_managed_vllm_server(
-    fault: chaos.Fault, real_reference: chaos.Reference, tmp_path: Path
-) -> None:
-    _check(chaos.run_fault(fault, tmp_path, real_reference))
+def test_fault_against_a_managed_vllm_server(fault: chaos.Fault, tmp_path: Path) -> None:
+    _check(chaos.run_fault(fault, tmp_path, chaos.REAL_REFERENCE))
 
 
 def test_every_fault_class_of_the_issue_has_a_row() -> None:

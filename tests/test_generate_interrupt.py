@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from fake_run import fake_process
+from fake_run import NO_REPORT_YAML, fake_process
+
+pytestmark = pytest.mark.subprocess
 
 pytestmark = pytest.mark.subprocess
 
@@ -40,6 +42,7 @@ def _config(tmp_path: Path, url: str, name: str) -> Path:
         "generation: {num_instructions: 24, instances: response}\n"
         # The fake server echoes prompts: keep the chains to what such text passes.
         "filters: {instructions: [{name: length}, {name: exact_dedup}], records: [{name: truncated}]}\n"
+        + NO_REPORT_YAML
     )
     return cfg
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 from fake_openai import FakeOpenAI
+from fake_run import NO_REPORT
 from hub_server import TOKEN
 
 from generator.config import parse_config
@@ -40,6 +41,7 @@ def _config(tmp_path: Path, url: str, **push):
                 "records": [{"name": "truncated"}],
             },
             "dataset": {"test_ratio": 0.25, "push": {"repo": "alice/forged", **push}},
+            **NO_REPORT,
         }
     )
 

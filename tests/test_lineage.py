@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fake_openai import FakeOpenAI
+from fake_run import NO_REPORT_YAML
 
 from generator.config import load_config
 from generator.core.readers import decode_meta
@@ -39,7 +40,7 @@ def run_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         "filters:\n"
         "  instructions: [{name: length}, {name: exact_dedup},"
         " {name: semantic_dedup, pair_check: false, threshold: 0.6}]\n"
-        "  records: [{name: truncated}]\n"
+        "  records: [{name: truncated}]\n" + NO_REPORT_YAML
     )
     try:
         generate(load_config(cfg), progress=False)

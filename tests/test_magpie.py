@@ -258,6 +258,7 @@ def _fake_run_config(tmp_path: Path, url: str, **generation: Any):
         "generation.num_instructions": 4,
         "generation.instructions_per_prompt": 2,
         "generation.max_rounds": 2,
+        "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
         **{f"generation.{k}": v for k, v in generation.items()},
     }
     config = load_config("magpie.yaml", overrides=overrides)

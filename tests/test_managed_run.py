@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from fake_openai import FakeOpenAI
+from fake_run import NO_REPORT
 
 from generator import cli
 from generator.config import Config, EngineConfig, SamplingConfig, parse_config
@@ -71,6 +72,7 @@ def _settings(run_dir: Path) -> dict[str, object]:
         "generation": {"num_instructions": 24, "instances": "response"},
         # The fake server echoes prompts: keep the chains to what such text passes.
         "filters": {"instructions": [{"name": "length"}, {"name": "exact_dedup"}], "records": [{"name": "truncated"}]},
+        **NO_REPORT,
     }
 
 
