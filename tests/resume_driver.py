@@ -19,7 +19,7 @@ from generator.config import EngineConfig
 from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.requests import Request, request_id
-from generator.run.store import RunStore
+from generator.run.store import Flush, RunStore
 
 MODEL = "fake-model"
 PARAMS = {"max_tokens": 16, "temperature": 0.0}
@@ -47,12 +47,8 @@ async def run(url: str, run_dir: Path, n: int, concurrency: int, flush_every: in
         flush_every=flush_every,
         flush_interval_s=0.2,
     )
-    store = RunStore(
-        run_dir,
-        {"model": MODEL, "params": PARAMS, "n": n},
-        flush_every=config.flush_every,
-        flush_interval_s=config.flush_interval_s,
-    )
+    flush = Flush(config.flush_every, config.flush_interval_s)
+    store = RunStore(run_dir, {"model": MODEL, "params": PARAMS, "n": n}, flush=flush)
     done = store.done_ids
     print(f"ready: {len(done)} already done", flush=True)
     saved = 0
