@@ -17,9 +17,11 @@ tiers stay honest (`make test-unit` runs the `unit` tier alone, and so on; `make
 
 Tests marked `vllm` share one real vLLM server for the whole session (`vllm_server`) and one real
 run of `configs/default.yaml` (`default_run`). Under pytest-xdist (`make test` runs two workers
-with `--dist loadgroup`) they are one `xdist_group`, so one worker starts the server and every
-`vllm` test runs there; the tests of a module with a module-scoped fixture are a group too (the
-fixture is built once), and the heaviest tiers are handed out first.
+with `--dist loadgroup`) the first worker that needs the server starts it for both
+(tests/shared_server.py), so `vllm` tests run on either worker and their requests share the
+server's batches; the tests of `default_run` are one `xdist_group` (the run is made once, and handed
+out first: it is the session's longest chain), the tests of a module with a module-scoped fixture
+are a group too (the fixture is built once), and the heaviest tiers are handed out first.
 
 Set INSTRUCTFORGE_TEST_ENDPOINT (with INSTRUCTFORGE_TEST_KEY and INSTRUCTFORGE_TEST_MODEL) to
 use a server that is already running instead of starting one; `-m "not vllm"` skips them all.
@@ -27,10 +29,14 @@ use a server that is already running instead of starting one; `-m "not vllm"` sk
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import socket
 import subprocess
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +61,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
+DEFAULT_RUN = "default_run"  # the xdist group of the tests that share the session's real run
+MANAGED = "managed_vllm"  # the xdist group of the `vllm` tests that start vLLM servers of their own
 # Heaviest first: the order in which the tiers are handed to xdist's workers.
 TIERS = ("real", "subprocess", "fake_server", "unit")
 # Fixtures that put a test in a tier by themselves.
@@ -78,10 +86,15 @@ def _tier(item: pytest.Item) -> str:
 
 
 def _group(item: pytest.Item) -> str | None:
-    """The xdist group: every `vllm` test in one; the tests of a module that share a module-scoped
-    fixture in one per module (built once); None for a test that can go anywhere."""
-    if item.get_closest_marker("vllm"):
-        return "vllm"
+    """The xdist group: the tests of the session's real run (`default_run`) in one, built once; the
+    `vllm` tests that start servers of their own in one (two such servers at once beside the shared
+    one would crowd two cores); the tests of a module that share a module-scoped fixture in one per
+    module; None for a test that can go anywhere (the workers share one vLLM server: `vllm_server`)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if "default_run" in fixtures:
+        return DEFAULT_RUN
+    if item.get_closest_marker("vllm") and "vllm_server" not in fixtures:
+        return MANAGED  # a test that starts vLLM servers of its own: one such test at a time
     info = getattr(item, "_fixtureinfo", None)
     if info and any(d.scope in ("module", "package") for defs in info.name2fixturedefs.values() for d in defs):
         return item.nodeid.split("::", 1)[0]
@@ -101,7 +114,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
         unit = group or item.nodeid
-        heaviest[unit] = min(heaviest.get(unit, len(TIERS)), TIERS.index(tier))
+        # The real run's group first of all: the longest chain of the session.
+        rank = -1 if unit == DEFAULT_RUN else TIERS.index(tier)
+        heaviest[unit] = min(heaviest.get(unit, len(TIERS)), rank)
         unit_of[id(item)] = unit
     result = yield
     # ... and after them, in an xdist worker:
@@ -221,10 +236,54 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
             api_key=os.environ.get("INSTRUCTFORGE_TEST_KEY"),
         )
         return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        yield _shared_server(tmp_path_factory.getbasetemp().parent)
+        return
     config = parse_config({"server": {"device": "cpu"}})
     log_dir = tmp_path_factory.mktemp("vllm")
     with managed_server(config, log_dir) as info:
         yield info
+
+
+_SHARED: list[subprocess.Popen[bytes]] = []  # the shared server's keeper, when this worker started it
+
+
+def _shared_server(shared: Path) -> ServerInfo:
+    """The one server of every xdist worker (tests/shared_server.py): the first worker to get here
+    starts it; each waits until it is healthy. `shared` is the session's base temporary folder, the
+    parent of every worker's own."""
+    info = shared / "vllm-server.json"
+    with (shared / "vllm-server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "vllm-server.started").exists():
+            (shared / "vllm-server.started").touch()
+            log_dir = shared / "vllm"
+            log_dir.mkdir(exist_ok=True)
+            # The pytest process that started this worker: the server lives until it is gone.
+            _SHARED.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(ROOT / "tests" / "shared_server.py"),
+                        str(info),
+                        str(os.getppid()),
+                        str(log_dir),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(log_dir / "shared_server.err").open("ab"),
+                    start_new_session=True,
+                )
+            )
+    deadline = time.monotonic() + parse_config({}).server.startup_timeout_s + 60
+    while not info.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the shared vLLM server did not start; see {shared / 'vllm'}", pytrace=False)
+        time.sleep(0.5)
+    data = json.loads(info.read_text())
+    if "error" in data:
+        pytest.fail(f"the shared vLLM server did not start: {data['error']}", pytrace=False)
+    return ServerInfo(base_urls=[data["base_url"]], model=data["model"], api_key=data["api_key"] or None)
 
 
 @pytest.fixture(scope="session")
