@@ -1,5 +1,10 @@
 """LLM-as-judge: the served model scores each instruction-response pair against a rubric (a Jinja
-template) and answers in JSON that a schema constrains; pairs under the threshold are dropped."""
+template) and answers in JSON that a schema constrains; pairs under the threshold are dropped.
+
+A rubric names its criteria in its metadata (`criteria: [...]`; without it, helpfulness, correctness
+and clarity). One that uses `passage` (the row's document passage, `meta.source.text`: the documents
+method) judges only rows that have one: `judge_faithfulness.jinja` scores whether the answer says
+what its passage says."""
 
 from __future__ import annotations
 
@@ -15,14 +20,22 @@ from generator.core.records import Record
 from generator.core.sandbox import load_text_template
 
 CRITERIA = ("helpfulness", "correctness", "clarity")
-VARIABLES = frozenset({"instruction", "input", "output"})
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {c: {"type": "integer", "minimum": 1, "maximum": 5} for c in CRITERIA},
-    "required": list(CRITERIA),
-    "additionalProperties": False,
-}
-RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "judgement", "schema": SCHEMA}}
+VARIABLES = frozenset({"instruction", "input", "output", "passage"})
+_CRITERION = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def response_format(criteria: tuple[str, ...] = CRITERIA) -> dict[str, Any]:
+    """The JSON schema the judge's answer is held to: each criterion an integer from 1 to 5."""
+    schema = {
+        "type": "object",
+        "properties": {c: {"type": "integer", "minimum": 1, "maximum": 5} for c in criteria},
+        "required": list(criteria),
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": "judgement", "schema": schema}}
+
+
+RESPONSE_FORMAT = response_format()
 _OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
 
 
@@ -41,7 +54,7 @@ def find_template(name: str) -> Path:
     )
 
 
-def parse_scores(text: str | None) -> dict[str, int] | None:
+def parse_scores(text: str | None, criteria: tuple[str, ...] = CRITERIA) -> dict[str, int] | None:
     """The criteria scores in a judge's answer, None when the answer is missing, cut off or out of
     range. Takes the first JSON object when the model wrapped it in prose."""
     if not text:
@@ -57,7 +70,7 @@ def parse_scores(text: str | None) -> dict[str, int] | None:
     if not isinstance(data, dict):
         return None
     scores = {}
-    for c in CRITERIA:
+    for c in criteria:
         value = data.get(c)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 5:
             return None
@@ -92,9 +105,15 @@ class LLMJudge(Filter):
             raise ValueError(
                 f"judge: template {path} uses {sorted(unknown)}, but a judge template can only use {sorted(VARIABLES)}"
             )
+        self.criteria = _criteria(path, self.template.meta.get("criteria", CRITERIA))
+        self.needs_passage = "passage" in self.template.variables
         self.threshold = threshold
         self.on_error = on_error
-        self.request = {"response_format": RESPONSE_FORMAT, "max_tokens": max_tokens, "temperature": temperature}
+        self.request = {
+            "response_format": response_format(self.criteria),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
         self.chat: BatchChat | None = None
 
     def setup(self, ctx: FilterContext) -> None:
@@ -106,25 +125,50 @@ class LLMJudge(Filter):
         self.chat = ctx.chat
 
     def prompt(self, record: Record) -> list[dict[str, str]]:
-        content = self.template.render(instruction=record.instruction, input=record.input, output=record.output)
+        content = self.template.render(
+            instruction=record.instruction, input=record.input, output=record.output, passage=passage(record)
+        )
         return [{"role": "user", "content": content}]
 
     def judge(self, records: list[Record]) -> list[Verdict]:
         if self.chat is None:
             raise RuntimeError("judge: setup(ctx) was not called with a chat client before judge()")
-        answers = self.chat([self.prompt(r) for r in records], dict(self.request))
-        if len(answers) != len(records):
-            raise RuntimeError(f"judge: the chat client returned {len(answers)} answers for {len(records)} requests")
-        out = []
-        for answer in answers:
-            scores = parse_scores(answer)
-            if scores is None:
-                out.append(drop("judge_failed", answer=(answer or "")[:200]) if self.on_error == "drop" else KEEP)
-                continue
-            mean = round(sum(scores.values()) / len(scores), 3)
-            named = {"judge": mean, **{f"judge_{c}": float(v) for c, v in scores.items()}}
-            if mean < self.threshold:
-                out.append(drop("low_judge_score", **named))
-            else:
-                out.append(Verdict(keep=True, scores=named))
+        # A rubric about the passage judges only the rows that have one; the others are kept.
+        asked = [i for i, r in enumerate(records) if passage(r) or not self.needs_passage]
+        answers = self.chat([self.prompt(records[i]) for i in asked], dict(self.request)) if asked else []
+        if len(answers) != len(asked):
+            raise RuntimeError(f"judge: the chat client returned {len(answers)} answers for {len(asked)} requests")
+        out = [KEEP] * len(records)
+        for i, answer in zip(asked, answers, strict=True):
+            out[i] = self._verdict(answer)
         return out
+
+    def _verdict(self, answer: str | None) -> Verdict:
+        scores = parse_scores(answer, self.criteria)
+        if scores is None:
+            return drop("judge_failed", answer=(answer or "")[:200]) if self.on_error == "drop" else KEEP
+        mean = round(sum(scores.values()) / len(scores), 3)
+        named = {"judge": mean, **{f"judge_{c}": float(v) for c, v in scores.items()}}
+        return drop("low_judge_score", **named) if mean < self.threshold else Verdict(keep=True, scores=named)
+
+
+def passage(record: Record) -> str:
+    """The document passage a row was made from (`meta.source.text`), "" for none."""
+    source = record.meta.get("source")
+    text = source.get("text") if isinstance(source, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+def _criteria(path: Path, given: object) -> tuple[str, ...]:
+    if isinstance(given, str):
+        given = [given]
+    if (
+        not isinstance(given, (list, tuple))
+        or not given
+        or not all(isinstance(c, str) and _CRITERION.match(c) for c in given)
+    ):
+        raise ValueError(
+            f"judge: template {path}: `criteria` in its metadata must be a list of lowercase names "
+            f"(letters, digits, _), got {given!r}"
+        )
+    return tuple(given)

@@ -379,7 +379,9 @@ class JudgeSpec(FilterSpec):
     name: Literal["judge"] = "judge"
     template: str = Field(
         "judge.jinja",
-        description="Rubric template: a built-in prompt name or a path; it may use instruction, input and output.",
+        description="Rubric template: a built-in prompt name (`judge.jinja`; `judge_faithfulness.jinja` for rows "
+        "made from a document passage) or a path; it may use instruction, input, output and passage, and name "
+        "its criteria in its metadata (`criteria: [...]`).",
     )
     threshold: float = Field(3.5, ge=1, le=5, description="Lowest mean score (1-5) kept.")
     max_tokens: int = Field(64, ge=16, description="Most tokens of the judge's JSON answer.")

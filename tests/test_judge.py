@@ -214,3 +214,53 @@ def test_templates_render_shows_what_the_judge_sends() -> None:
 
     values = {"instruction": RECORD.instruction, "input": "Europe", "output": RECORD.output}
     assert render(load_template("judge"), values) == LLMJudge().prompt(RECORD.with_(input="Europe"))
+
+
+# -- the faithfulness rubric: rows made from a document passage -----------------------------------
+
+PASSAGE = "The cache keeps 512 entries. Entries older than ten minutes are evicted first."
+
+
+def _from_passage(output: str, text: str | None = PASSAGE) -> Record:
+    source = {"document": "notes.md", "chunk": 0} | ({"text": text} if text is not None else {})
+    return Record("How many entries does the cache keep?", "", output, meta={"source": source})
+
+
+def test_faithfulness_rubric_shows_the_passage_and_asks_for_its_criteria() -> None:
+    chat = FakeChat(['{"faithfulness": 2, "completeness": 4}', '{"faithfulness": 5, "completeness": 4}'])
+    judge = LLMJudge(template="judge_faithfulness.jinja", threshold=3.5)
+    judge.setup(FilterContext(chat=chat))
+    made_up, right = judge.judge([_from_passage("It keeps 4096 entries."), _from_passage("It keeps 512 entries.")])
+    [(conversations, extra)] = chat.calls
+    assert all(PASSAGE in c[0]["content"] for c in conversations)
+    assert "It keeps 4096 entries." in conversations[0][0]["content"]
+    schema = extra["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["faithfulness", "completeness"] and not schema["additionalProperties"]
+    assert (made_up.keep, made_up.reason, made_up.detail["judge_faithfulness"]) == (False, "low_judge_score", 2.0)
+    assert right.keep and right.scores == {"judge": 4.5, "judge_faithfulness": 5.0, "judge_completeness": 4.0}
+
+
+def test_faithfulness_rubric_keeps_rows_without_a_passage_unasked() -> None:
+    chat = FakeChat(['{"faithfulness": 1, "completeness": 1}'])
+    judge = LLMJudge(template="judge_faithfulness.jinja")
+    judge.setup(FilterContext(chat=chat))
+    plain, no_text, with_text = judge.judge([RECORD, _from_passage("512.", text=None), _from_passage("4096.")])
+    assert plain.keep and no_text.keep and not with_text.keep
+    [(conversations, _)] = chat.calls
+    assert len(conversations) == 1 and "4096." in conversations[0][0]["content"]
+
+
+def test_default_rubric_asks_every_row_even_with_a_passage() -> None:
+    chat = FakeChat(['{"helpfulness": 5, "correctness": 5, "clarity": 5}'] * 2)
+    judge = LLMJudge()
+    judge.setup(FilterContext(chat=chat))
+    assert [v.keep for v in judge.judge([RECORD, _from_passage("512.")])] == [True, True]
+    assert len(chat.calls[0][0]) == 2 and chat.calls[0][1]["response_format"] == RESPONSE_FORMAT
+
+
+@pytest.mark.parametrize("criteria", ["[]", "[Faithful Ness]", "{a: 1}", "[ok, 3]"])
+def test_a_rubric_with_bad_criteria_is_refused(tmp_path: Path, criteria: str) -> None:
+    rubric = tmp_path / "rubric.jinja"
+    rubric.write_text(f"{{#---\ncriteria: {criteria}\n---#}}\nScore {{{{ output }}}}")
+    with pytest.raises(ValueError, match=r"`criteria` in its metadata must be a list of lowercase names"):
+        LLMJudge(template=str(rubric))
