@@ -175,7 +175,9 @@ def test_a_documents_run_end_to_end_cites_its_sources_and_resumes(tmp_path: Path
     chunks = {(r.meta["source"]["chunk"]) for r in rows}
     assert guide["rows"] == len(rows) and guide["used"] == len(chunks) == sources["chunks_used"]
     assert guide["chunks"] == sources["chunks"] >= guide["asked"] >= guide["used"] and sources["unused"] == []
-    assert "| documents | 1 read, " in (result.dataset_dir / "README.md").read_text()
+    card = (result.dataset_dir / "README.md").read_text()
+    assert "| documents | 1 read, " in card
+    assert "| seed tasks | none (documents: the passages of `generation.documents.paths`) |" in card
     served = sum(fake.served.values())
     again = generate(parse_config(data, base_dir=tmp_path), progress=False)  # resume: nothing is sent again
     assert sum(fake.served.values()) == served
@@ -204,3 +206,24 @@ def test_coverage_counts_each_documents_chunks_rows_and_the_documents_nothing_ca
     ]
     assert cov["chunks"] == len(method.chunks) and cov["chunks_used"] == 2
     assert cov["covered"] == round(2 / len(method.chunks), 4) and cov["unused"] == ["notes.txt"]
+
+
+def test_an_estimate_pilots_a_documents_run_that_then_goes_on_from_it(tmp_path: Path, fake: FakeOpenAI) -> None:
+    from generator.run.pipeline import estimate, generate
+
+    generation = _config(tmp_path, tasks={"factual": 1}).generation.model_dump()
+    generation.update(num_instructions=2, num_records=4, max_rounds=4)
+    data = fake_settings(tmp_path / "run", fake.url, generation=generation, report={"enabled": False})
+    before = sum(fake.served.values())
+    pilot, guess = estimate(parse_config(data, base_dir=tmp_path), progress=False)
+    assert guess is not None and pilot.records > 0
+    assert guess.summary().startswith(f"estimate for 4 records (from {pilot.records} kept so far")
+    piloted = sum(fake.served.values()) - before
+    assert piloted > 0
+    sent = (tmp_path / "run" / "results.jsonl").read_text().count("\n")
+    result = generate(parse_config(data, base_dir=tmp_path), progress=False)
+    # The run goes on from the pilot: what the pilot stored is not asked again.
+    assert (tmp_path / "run" / "results.jsonl").read_text().count("\n") - sent == sum(
+        fake.served.values()
+    ) - before - piloted
+    assert result.records == 4

@@ -112,6 +112,8 @@ class Method(ABC):
     first_filters: ClassVar[tuple[dict[str, Any], ...]] = ()  # put before the default instruction chain
     lineage: ClassVar[tuple[str, ...]] = ()  # keys of its asks' meta that the records carry on
     embeds: ClassVar[bool] = False  # it is given an embedder (`Inputs.embedder`), loaded on first use
+    # What it starts from when not the seed tasks (the card's "seed tasks" row); None: `generation.seeds`.
+    starts_from: ClassVar[str | None] = None
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs

@@ -107,6 +107,7 @@ _PASSAGE_VARS = frozenset({"passage", "section", "attempt"})
 
 class Documents(Method):
     name = "documents"
+    starts_from = "none (documents: the passages of `generation.documents.paths`)"
     summary = (
         "reads your documents (Markdown, text, HTML, PDF, DOCX), cuts them into chunks along headings and "
         "paragraphs, and asks for grounded tasks with their answers per chunk (factual, summary, extraction, "

@@ -83,6 +83,7 @@ def magpie_prompts(section: MagpieConfig, model: Any, base_dir: Path) -> MagpieP
 
 class Magpie(Method):
     name = "magpie"
+    starts_from = "none (Magpie: the model's chat template alone)"
     summary = (
         "needs no seeds and no prompt at all: the served chat model is given only the start of its own chat "
         "template up to the user turn and writes the user's request itself, which a second call answers "

@@ -22,9 +22,10 @@ def log(message: str) -> None:
 class DatasetWriter:
     """Writes the run's dataset folder (and pushes it when the config says so)."""
 
-    def __init__(self, config: Config, out_dir: Path):
+    def __init__(self, config: Config, out_dir: Path, starts_from: str | None = None):
         self.config = config
         self.out_dir = out_dir
+        self.starts_from = starts_from  # the method's, when it shows the model no seed task
 
     def info(
         self,
@@ -54,10 +55,7 @@ class DatasetWriter:
             preferences=c.generation.preferences.model_dump(mode="json") if c.generation.preferences else None,
             templates=_templates(records),
             sampling=c.sampling.model_dump(),
-            # Magpie shows the model no seed task: its instructions start from the chat template alone.
-            seed_source="none (Magpie: the model's chat template alone)"
-            if c.generation.method == "magpie"
-            else c.generation.seeds,
+            seed_source=self.starts_from or c.generation.seeds,
             funnel=funnel,
             engine=engine,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

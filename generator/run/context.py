@@ -241,7 +241,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         instruction_filters=instruction_filters,
         record_filters=record_filters,
         store=store,
-        writer=DatasetWriter(config, run_dir / DATASET),
+        writer=DatasetWriter(config, run_dir / DATASET, method.starts_from),
         stop=StopSignals(run_dir),
         budget=Budget(config.budget, gpus, run_dir, store.costs, fresh=fresh),
         vectors=vectors,

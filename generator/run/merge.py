@@ -31,6 +31,7 @@ from generator import __version__
 from generator.config import Config, DatasetConfig
 from generator.core.errors import ConfigError
 from generator.core.records import Record
+from generator.methods.registry import METHODS
 from generator.report import measure_records
 from generator.run.context import with_defaults
 from generator.run.store import engine_totals
@@ -251,10 +252,16 @@ def _info(run_dirs: list[Path], records: list[Record], funnel: dict[str, Any], d
         preferences=gen.get("preferences"),
         templates=sorted({r.meta.get("template", "") for r in records} - {""}),
         sampling=sampling,
-        seed_source=str(gen.get("seeds", "builtin")),
+        seed_source=_starts_from(gen),
         funnel=funnel,
         engine=engine,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
         repo_id=d.push.repo if d.push else None,
     )
+
+
+def _starts_from(generation: dict[str, Any]) -> str:
+    """The card's "seed tasks" row: the seeds, or what the shards' method starts from instead."""
+    method = METHODS.get(str(generation.get("method", "self_instruct")))
+    return (method.starts_from if method else None) or str(generation.get("seeds", "builtin"))
