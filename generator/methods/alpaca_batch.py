@@ -4,9 +4,10 @@ demonstrations."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from generator.core.records import Record
-from generator.methods.base import Ask, Method, Role, demonstrations, requests_per_round, rng_for
+from generator.methods.base import Ask, DemoAsk, Inputs, Method, Role, demonstration_asks
 
 
 class AlpacaBatch(Method):
@@ -24,13 +25,12 @@ class AlpacaBatch(Method):
     steerable = True
 
     def asks(self, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
-        per = self.inputs.settings.instructions_per_prompt
-        template = self.inputs.templates["batch"]
-        asks = []
-        for i in range(requests_per_round(self.inputs.settings, need, per)):
-            demos, ids = demonstrations(self.inputs, pool, rng_for("alpaca", rnd, i, len(pool)))
-            # Only seed tasks carry an output to show; with none drawn, the first three seeds.
-            demos = [d for d in demos if not isinstance(d, dict)] or self.inputs.seeds[:3]
-            meta = {"stage": "instructions", "round": rnd, "seed_ids": ids}
-            asks.append(Ask(template, {"demonstrations": demos, "num_tasks": per}, meta))
-        return asks
+        return demonstration_asks(self.inputs, ASKS, pool, rnd, need)
+
+
+def _with_outputs(demos: list[Any], inputs: Inputs) -> list[Any]:
+    """Only seed tasks carry an output to show; with none drawn, the first three seeds."""
+    return [d for d in demos if not isinstance(d, dict)] or inputs.seeds[:3]
+
+
+ASKS = DemoAsk(role="batch", count="num_tasks", label="alpaca", shown=_with_outputs)

@@ -12,7 +12,7 @@ import math
 import random
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -180,6 +180,33 @@ def demonstrations(inputs: Inputs, pool: Sequence[Record], rng: random.Random) -
         demos += [{"instruction": r.instruction} for r in rng.sample(pool, n_machine)]
     rng.shuffle(demos)
     return demos, seed_ids(demos)
+
+
+@dataclass(frozen=True)
+class DemoAsk:
+    """How a method that shows demonstrations asks: its template role, the template variable that
+    says how many it wants, the label its draws are seeded by, and what of the drawn demonstrations
+    it shows (all of them by default)."""
+
+    role: str
+    count: str
+    label: str
+    shown: Callable[[list[Any], Inputs], list[Any]] | None = None
+
+
+def demonstration_asks(inputs: Inputs, how: DemoAsk, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
+    """The round's asks of a method like self-instruct: each request shows demonstrations drawn from
+    the seeds and the pool (the same draws on every run: resume) and asks for
+    `instructions_per_prompt` new tasks."""
+    per = inputs.settings.instructions_per_prompt
+    asks = []
+    for i in range(requests_per_round(inputs.settings, need, per)):
+        demos, ids = demonstrations(inputs, pool, rng_for(how.label, rnd, i, len(pool)))
+        if how.shown is not None:
+            demos = how.shown(demos, inputs)
+        meta = {"stage": "instructions", "round": rnd, "seed_ids": ids}
+        asks.append(Ask(inputs.templates[how.role], {"demonstrations": demos, how.count: per}, meta))
+    return asks
 
 
 def seed_ids(demos: Sequence[Any]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from generator.core.records import Record
-from generator.methods.base import Ask, Method, Role, demonstrations, requests_per_round, rng_for
+from generator.methods.base import Ask, DemoAsk, Method, Role, demonstration_asks
 
 
 class SelfInstruct(Method):
@@ -24,11 +24,7 @@ class SelfInstruct(Method):
     steered_by_default = True
 
     def asks(self, pool: Sequence[Record], rnd: int, need: int) -> list[Ask]:
-        per = self.inputs.settings.instructions_per_prompt
-        template = self.inputs.templates["instructions"]
-        asks = []
-        for i in range(requests_per_round(self.inputs.settings, need, per)):
-            demos, seed_ids = demonstrations(self.inputs, pool, rng_for("self_instruct", rnd, i, len(pool)))
-            meta = {"stage": "instructions", "round": rnd, "seed_ids": seed_ids}
-            asks.append(Ask(template, {"demonstrations": demos, "num_instructions": per}, meta))
-        return asks
+        return demonstration_asks(self.inputs, ASKS, pool, rnd, need)
+
+
+ASKS = DemoAsk(role="instructions", count="num_instructions", label="self_instruct")
