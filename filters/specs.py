@@ -505,6 +505,52 @@ class DecontaminateSpec(FilterSpec):
     }
 
 
+# The constraint types of filters/constraints.py (a test checks this against its registry): listed
+# here so a config names them when it loads, without importing the checkers.
+ConstraintType = Literal[
+    "number_words",
+    "number_sentences",
+    "number_paragraphs",
+    "nth_paragraph_first_word",
+    "keywords_included",
+    "keywords_excluded",
+    "keyword_frequency",
+    "letter_frequency",
+    "json_format",
+    "number_bullets",
+    "title",
+    "multiple_sections",
+    "postscript",
+    "end_phrase",
+    "no_comma",
+    "lowercase",
+    "uppercase",
+    "capital_word_frequency",
+    "quotation",
+    "placeholders",
+    "highlighted_sections",
+    "two_responses",
+    "repeat_prompt",
+    "response_language",
+]
+CONSTRAINT_TYPES: tuple[str, ...] = get_args(ConstraintType)
+
+
+class ConstraintsSpec(FilterSpec):
+    """Runs the verifiable constraints a record carries (`meta.constraints`, added by
+    `generation.constraints`) on its output and drops it when one fails; records without
+    constraints are kept. Each check is counted: the report and the card show pass rates per type."""
+
+    name: Literal["constraints"] = "constraints"
+    reasons: ClassVar[dict[str, str]] = {
+        **{
+            f"constraint_{t}": f"the output does not follow its `{t}` constraint (the first that failed)"
+            for t in CONSTRAINT_TYPES
+        },
+        "constraint_invalid": "`meta.constraints` names an unknown type or kwargs it does not take",
+    }
+
+
 AnyFilterSpec = Annotated[
     Union[  # noqa: UP007 - a discriminated union is spelled with Union
         LengthSpec,
@@ -522,6 +568,7 @@ AnyFilterSpec = Annotated[
         ExactDedupSpec,
         SemanticDedupSpec,
         DecontaminateSpec,
+        ConstraintsSpec,
     ],
     Discriminator("name"),
 ]
