@@ -335,7 +335,7 @@ class LetterFrequency(Constraint):
         return cls(letter=rng.choice("jqxzkv"), let_frequency=rng.choice((1, 2, 3)), let_relation="less than")
 
 
-def _unfenced(answer: str) -> str:
+def unfenced(answer: str) -> str:
     """The answer without a markdown code fence around it."""
     text = answer.strip()
     for prefix in ("```json", "```Json", "```JSON", "```"):
@@ -355,7 +355,7 @@ class JsonFormat(Constraint):
 
     def check(self, answer: str) -> bool:
         try:
-            json.loads(_unfenced(answer))
+            json.loads(unfenced(answer))
         except ValueError:
             return False
         return True

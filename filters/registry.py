@@ -24,6 +24,7 @@ from filters.pii import PIIFilter
 from filters.query import QueryFormFilter
 from filters.refusal import RefusalFilter
 from filters.repetition import RepetitionFilter
+from filters.schema import SchemaFilter
 from filters.specs import FilterSpec
 
 FILTERS: dict[str, type[Filter]] = {
@@ -43,6 +44,7 @@ FILTERS: dict[str, type[Filter]] = {
     "semantic_dedup": SemanticDedup,
     "decontaminate": Decontaminate,
     "constraints": ConstraintsFilter,
+    "schema": SchemaFilter,
 }
 
 

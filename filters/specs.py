@@ -551,6 +551,41 @@ class ConstraintsSpec(FilterSpec):
     }
 
 
+def json_schema_problem(schema: Any) -> str | None:
+    """What makes `schema` no valid JSON schema (checked against its meta-schema), or None."""
+    from jsonschema import SchemaError, validators  # only when a schema is given
+
+    if not isinstance(schema, dict):
+        return f"a JSON schema is a mapping, got {type(schema).__name__}"
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as err:
+        where = "/".join(map(str, err.path)) or "the top level"
+        return f"not a valid JSON schema at {where}: {err.message}"
+    return None
+
+
+class SchemaSpec(FilterSpec):
+    """Keeps answers that are JSON (a markdown code fence around it is allowed) valid against
+    `json_schema` (jsonschema, the draft the schema's `$schema` names, 2020-12 otherwise). Added to
+    the default record chain by `generation.response_format`."""
+
+    name: Literal["schema"] = "schema"
+    json_schema: dict[str, Any] = Field(..., description="The JSON schema each output must match.")
+    reasons: ClassVar[dict[str, str]] = {
+        "not_json": "the output is not JSON (cut off, or text around it)",
+        "schema_mismatch": "the JSON does not match `json_schema` (the detail names the path and the rule)",
+    }
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        problem = json_schema_problem(schema)
+        if problem:
+            raise ValueError(problem)
+        return schema
+
+
 AnyFilterSpec = Annotated[
     Union[  # noqa: UP007 - a discriminated union is spelled with Union
         LengthSpec,
@@ -569,6 +604,7 @@ AnyFilterSpec = Annotated[
         SemanticDedupSpec,
         DecontaminateSpec,
         ConstraintsSpec,
+        SchemaSpec,
     ],
     Discriminator("name"),
 ]
