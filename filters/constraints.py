@@ -749,6 +749,7 @@ class ConstraintsFilter(Filter):
 
     def __init__(self) -> None:
         self.tally: dict[str, Counter[str]] = {}
+        self.answers: Counter[str] = Counter()  # answers with constraints: checked, passed all
 
     def judge(self, records: list[Record]) -> list[Verdict]:
         return [self._one(r) for r in records]
@@ -766,10 +767,13 @@ class ConstraintsFilter(Filter):
             counts["checked"] += 1
             counts["passed"] += ok
         failed = [name for name, ok in results.items() if not ok]
+        self.answers["checked"] += 1
+        self.answers["passed"] += not failed
         if failed:
             return drop(f"constraint_{failed[0]}", failed=failed)
         return KEEP
 
-    def pass_rates(self) -> dict[str, dict[str, int]]:
-        """Per constraint type: answers checked and answers that passed."""
-        return {name: {"checked": c["checked"], "passed": c["passed"]} for name, c in sorted(self.tally.items())}
+    def pass_rates(self) -> dict[str, Any]:
+        """Answers checked and answers that passed every constraint, and the same per type."""
+        types = {name: {"checked": c["checked"], "passed": c["passed"]} for name, c in sorted(self.tally.items())}
+        return {"checked": self.answers["checked"], "passed": self.answers["passed"], "types": types}

@@ -296,7 +296,11 @@ def test_filter_drops_per_type_and_counts_every_check() -> None:
         "constraint_invalid",
     ]
     assert verdicts[1].detail["failed"] == ["no_comma", "number_words"]
-    assert flt.pass_rates() == {"no_comma": {"checked": 3, "passed": 2}, "number_words": {"checked": 3, "passed": 1}}
+    assert flt.pass_rates() == {
+        "checked": 3,
+        "passed": 1,
+        "types": {"no_comma": {"checked": 3, "passed": 2}, "number_words": {"checked": 3, "passed": 1}},
+    }
 
 
 def test_sentence_count_edges() -> None:

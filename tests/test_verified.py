@@ -11,16 +11,21 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fake_openai import FakeOpenAI
 from fake_run import ECHO_CHAINS, fake_settings
 
 from filters.constraints import CONSTRAINTS, check_all, conflicts
 from filters.schema import SchemaFilter
-from generator.config import parse_config
+from generator.config import ReportConfig, parse_config
 from generator.core.errors import ConfigError
 from generator.core.readers import read_records
 from generator.core.records import PREFERENCE, Record
+from generator.report.build import Hardware, view_data
+from generator.report.html import render
+from generator.report.metrics import measure
+from generator.report.sources import read_folder
 from generator.run.constrain import Constrainer
 from generator.run.pipeline import generate
 
@@ -32,6 +37,18 @@ SCHEMA = {
     "required": ["answer", "confidence"],
     "additionalProperties": False,
 }
+
+
+class _OneHot:
+    """An embedder for the report's measures that loads no model: one dimension per text's hash."""
+
+    name = "one-hot"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i, zlib.crc32(text.encode()) % 64] = 1.0
+        return out
 
 
 def _obeys(prompt: str) -> bool:
@@ -91,6 +108,18 @@ def test_constrained_run_words_constraints_and_drops_answers_that_break_them(
     assert all(not _obeys(r["record"]["messages"][0]["content"]) for r in dropped)
     funnel = json.loads((result.run_dir / "funnel.json").read_text())
     assert funnel["drops"]["constraints"] == {"constraint_no_comma": len(dropped)}
+    checked = len(rows) + len(dropped)
+    counts = {"checked": checked, "passed": len(rows)}
+    assert funnel["checks"] == {"constraints": {**counts, "types": {"no_comma": counts}}}
+    # The card names the checks and their pass rates; so does the report.
+    card = (result.dataset_dir / "README.md").read_text()
+    rate = f"{100 * len(rows) / checked:.1f}%"
+    assert "## Verifiable checks" in card
+    assert f"| constraints | `no_comma` | {checked} | {len(rows)} | {rate} |" in card
+    inputs = read_folder(result.run_dir, rows=rows)
+    page = render(view_data(inputs, measure(rows, encoder=_OneHot(), projection="pca"), ReportConfig(), Hardware()))
+    assert 'id="checks-table"' in page
+    assert f'<td>constraints</td><td>no_comma</td><td class="num">{checked}</td>' in page and rate in page
 
 
 def test_a_rerun_words_the_same_constraints_and_sends_nothing(tmp_path: Path, server: FakeOpenAI) -> None:
