@@ -318,12 +318,12 @@ class LetterFrequency(Constraint):
         'In your response, the letter "{letter}" should appear {times}.',
         'Write your answer so that the letter "{letter}" is used {times}.',
     )
-    letter: str = Field(pattern=r"^[a-z]$")
+    letter: str = Field(pattern=r"^\S$", description="One character, counted in any case.")
     let_frequency: int = Field(ge=1)
     let_relation: Relation
 
     def check(self, answer: str) -> bool:
-        return _meets(answer.lower().count(self.letter), self.let_relation, self.let_frequency)
+        return _meets(answer.lower().count(self.letter.lower()), self.let_relation, self.let_frequency)
 
     def terms(self) -> dict[str, Any]:
         return {"times": _bound(self.let_relation, self.let_frequency, "times")}

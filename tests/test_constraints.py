@@ -308,3 +308,14 @@ def test_sentence_count_edges() -> None:
     assert count_sentences("No end mark") == 1
     assert count_sentences("Wait... what? Yes!") == 3
     assert count_sentences("Prices rose 2.5% in the U.S. last year, e.g. rent.") == 1
+
+
+def test_a_letter_is_any_one_character_counted_in_any_case() -> None:
+    # IFEval's data asks for "#" and "!" (its reference then draws a random letter instead).
+    hashes = {"type": "letter_frequency", "kwargs": {"letter": "#", "let_frequency": 2, "let_relation": "at least"}}
+    assert check_all([hashes], "#one #two") == {"letter_frequency": True}
+    assert check_all([hashes], "#one") == {"letter_frequency": False}
+    upper = {"type": "letter_frequency", "kwargs": {"letter": "A", "let_frequency": 2, "let_relation": "at least"}}
+    assert check_all([upper], "a cAt") == {"letter_frequency": True}
+    with pytest.raises(ConstraintError, match="letter"):
+        parse_constraint({"type": "letter_frequency", "kwargs": {**upper["kwargs"], "letter": "ab"}})
