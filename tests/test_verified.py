@@ -224,3 +224,29 @@ def test_share_leaves_some_instructions_alone() -> None:
     tasks = [Record(f"Describe city number {n}.") for n in range(200)]
     constrained = sum(bool(constrain(t).meta.get("constraints")) for t in tasks)
     assert 40 <= constrained <= 80
+
+
+def test_merged_funnels_add_their_pass_rates() -> None:
+    from filters.base import Funnel
+
+    a = {"checked": 4, "passed": 3, "types": {"no_comma": {"checked": 4, "passed": 3}}}
+    b = {
+        "checked": 2,
+        "passed": 1,
+        "types": {"no_comma": {"checked": 1, "passed": 1}, "title": {"checked": 1, "passed": 0}},
+    }
+    one = Funnel.from_dict({"candidates": 4, "kept": 3, "checks": {"constraints": a}})
+    one.merge(
+        Funnel.from_dict(
+            {"candidates": 2, "kept": 1, "checks": {"constraints": b, "schema": {"checked": 1, "passed": 1}}}
+        )
+    )
+    assert one.to_dict()["checks"] == {
+        "constraints": {
+            "checked": 6,
+            "passed": 4,
+            "types": {"no_comma": {"checked": 5, "passed": 4}, "title": {"checked": 1, "passed": 0}},
+        },
+        "schema": {"checked": 1, "passed": 1},
+    }
+    assert "checks" not in Funnel().to_dict()  # a run without checks writes none
