@@ -22,9 +22,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from filters.base import KEEP, Filter, Verdict, drop
+from filters.specs import LINGUA_CODES
 from generator.core.records import Record
 
 Relation = Literal["at least", "less than"]
@@ -77,7 +78,8 @@ def _detect_language(text: str, wanted: str) -> str | None:
     (plus `wanted`); None when it cannot tell (too few letters)."""
     from filters.language import DEFAULT_CANDIDATES, _detector
 
-    codes = tuple(sorted({c.upper() for c in (*DEFAULT_CANDIDATES, wanted)}))
+    # The language filter's default key (its candidates, then the wanted one): one detector for both.
+    codes = tuple(c.upper() for c in DEFAULT_CANDIDATES) + (() if wanted in DEFAULT_CANDIDATES else (wanted.upper(),))
     if sum(c.isalpha() for c in text) < 10:
         return None
     lang = _detector(codes, True).detect_language_of(text)
@@ -609,7 +611,14 @@ class ResponseLanguage(Constraint):
         "Your entire response should be in {name}; no other language is allowed.",
         "Answer only in {name}.",
     )
-    language: str = Field(pattern=r"^[a-z]{2}$")
+    language: str = Field(description="ISO 639-1 code of a language lingua knows.")
+
+    @field_validator("language")
+    @classmethod
+    def _known(cls, code: str) -> str:
+        if code not in LINGUA_CODES:
+            raise ValueError(f"{code!r} is not an ISO 639-1 code of a language lingua knows (such as 'fr', 'de')")
+        return code
 
     def check(self, answer: str) -> bool:
         return _detect_language(answer, self.language) in (self.language, None)

@@ -265,6 +265,7 @@ def test_same_keys_draw_the_same_constraints() -> None:
         ({"type": "number_words", "kwargs": {"num_words": 5, "relation": "about"}}, "relation"),
         ({"type": "number_words", "kwargs": {"num_words": 5}}, "relation: Field required"),
         ({"type": "no_comma", "kwargs": {"extra": 1}}, "extra"),
+        ({"type": "response_language", "kwargs": {"language": "kn"}}, "lingua knows"),
     ],
 )
 def test_bad_entries_are_refused_with_the_key(entry: dict, match: str) -> None:
