@@ -116,9 +116,13 @@ STOPWORDS = frozenset(
 
 
 def _content_words(text: str) -> list[str]:
-    """Lower-case words of five letters or more that are not function words, in order, once each."""
-    words = [w.lower() for w in re.findall(r"[A-Za-z]{5,}", text)]
-    return list(dict.fromkeys(w for w in words if w not in STOPWORDS))
+    """Words of five letters or more that are not function words, as written, in order, once each
+    (whatever their case: the checkers ignore it)."""
+    first: dict[str, str] = {}
+    for word in re.findall(r"[A-Za-z]{5,}", text):
+        if word.lower() not in STOPWORDS:
+            first.setdefault(word.lower(), word)
+    return list(first.values())
 
 
 class Constraint(BaseModel, ABC):
