@@ -137,7 +137,7 @@ def test_with_preference_pairs_the_answer_that_breaks_a_constraint_is_rejected(
     tmp_path: Path, server: FakeOpenAI
 ) -> None:
     prefs = {"responses": 2, "sampling": [{"temperature": 0.1}, {"temperature": 0.9}], "judge": None}
-    _, rows, _ = _run(
+    result, rows, _ = _run(
         tmp_path, server.url, constraints={"types": ["no_comma"], "per_instruction": 1}, preferences=prefs
     )
     assert rows
@@ -145,6 +145,15 @@ def test_with_preference_pairs_the_answer_that_breaks_a_constraint_is_rejected(
         rejected = row["meta"][PREFERENCE]["rejected"]
         assert "," in rejected and "," not in row["output"]
         assert row["meta"][PREFERENCE]["scores"][1]["reason"] == "constraint_no_comma"
+    # The responses' checks are counted apart from the record chain's (which sees the chosen ones).
+    checks = json.loads((result.run_dir / "funnel.json").read_text())["checks"]
+    responses = checks["constraints (responses)"]
+    assert responses["checked"] >= 2 * len(rows) and responses["passed"] <= responses["checked"] - len(rows)
+    assert checks["constraints"] == {
+        "checked": len(rows),
+        "passed": len(rows),
+        "types": {"no_comma": {"checked": len(rows), "passed": len(rows)}},
+    }
 
 
 def test_response_format_is_sent_and_the_schema_filter_validates(tmp_path: Path, server: FakeOpenAI) -> None:
