@@ -90,6 +90,9 @@ class Funnel:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     redactions: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     shortened: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Pass rates of the verifiable checks (`constraints`, `schema`): per check {checked, passed}, and
+    for constraints per type too (`types`)."""
 
     @property
     def dropped(self) -> int:
@@ -124,6 +127,7 @@ class Funnel:
         for key, examples in other.examples.items():
             room = KEEP_EXAMPLES - len(self.examples[key])
             self.examples[key].extend(examples[: max(room, 0)])
+        self.checks = add_counts(self.checks, other.checks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,7 @@ class Funnel:
             "examples": dict(self.examples),
             "redactions": {name: dict(kinds) for name, kinds in self.redactions.items()},
             **({"shortened": {name: dict(r) for name, r in self.shortened.items()}} if self.shortened else {}),
+            **({"checks": self.checks} if self.checks else {}),
         }
 
     @classmethod
@@ -147,10 +152,19 @@ class Funnel:
             funnel.redactions[name].update(kinds)
         for name, reasons in data.get("shortened", {}).items():
             funnel.shortened[name].update(reasons)
+        funnel.checks = data.get("checks", {})
         return funnel
 
     def write(self, path: Path) -> None:
         write_json(path, self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def add_counts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two nests of counts added key by key (the pass rates of shards, merged)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = add_counts(out.get(key, {}), value) if isinstance(value, dict) else out.get(key, 0) + value
+    return out
 
 
 @dataclass

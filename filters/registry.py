@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from filters.base import Filter
+from filters.constraints import ConstraintsFilter
 from filters.decontam import Decontaminate
 from filters.dedup import ExactDedup, SemanticDedup
 from filters.grounded import GroundedFilter
@@ -23,6 +24,7 @@ from filters.pii import PIIFilter
 from filters.query import QueryFormFilter
 from filters.refusal import RefusalFilter
 from filters.repetition import RepetitionFilter
+from filters.schema import SchemaFilter
 from filters.specs import FilterSpec
 
 FILTERS: dict[str, type[Filter]] = {
@@ -41,6 +43,8 @@ FILTERS: dict[str, type[Filter]] = {
     "exact_dedup": ExactDedup,
     "semantic_dedup": SemanticDedup,
     "decontaminate": Decontaminate,
+    "constraints": ConstraintsFilter,
+    "schema": SchemaFilter,
 }
 
 

@@ -507,6 +507,87 @@ class DecontaminateSpec(FilterSpec):
     }
 
 
+# The constraint types of filters/constraints.py (a test checks this against its registry): listed
+# here so a config names them when it loads, without importing the checkers.
+ConstraintType = Literal[
+    "number_words",
+    "number_sentences",
+    "number_paragraphs",
+    "nth_paragraph_first_word",
+    "keywords_included",
+    "keywords_excluded",
+    "keyword_frequency",
+    "letter_frequency",
+    "json_format",
+    "number_bullets",
+    "title",
+    "multiple_sections",
+    "postscript",
+    "end_phrase",
+    "no_comma",
+    "lowercase",
+    "uppercase",
+    "capital_word_frequency",
+    "quotation",
+    "placeholders",
+    "highlighted_sections",
+    "two_responses",
+    "repeat_prompt",
+    "response_language",
+]
+CONSTRAINT_TYPES: tuple[str, ...] = get_args(ConstraintType)
+
+
+class ConstraintsSpec(FilterSpec):
+    """Runs the verifiable constraints a record carries (`meta.constraints`, added by
+    `generation.constraints`) on its output and drops it when one fails; records without
+    constraints are kept. Each check is counted: the report and the card show pass rates per type."""
+
+    name: Literal["constraints"] = "constraints"
+    reasons: ClassVar[dict[str, str]] = {
+        **{
+            f"constraint_{t}": f"the output does not follow its `{t}` constraint (the first that failed)"
+            for t in CONSTRAINT_TYPES
+        },
+        "constraint_invalid": "`meta.constraints` names an unknown type or kwargs it does not take",
+    }
+
+
+def json_schema_problem(schema: Any) -> str | None:
+    """What makes `schema` no valid JSON schema (checked against its meta-schema), or None."""
+    from jsonschema import SchemaError, validators  # only when a schema is given
+
+    if not isinstance(schema, dict):
+        return f"a JSON schema is a mapping, got {type(schema).__name__}"
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as err:
+        where = "/".join(map(str, err.path)) or "the top level"
+        return f"not a valid JSON schema at {where}: {err.message}"
+    return None
+
+
+class SchemaSpec(FilterSpec):
+    """Keeps answers that are JSON (a markdown code fence around it is allowed) valid against
+    `json_schema` (jsonschema, the draft the schema's `$schema` names, 2020-12 otherwise). Added to
+    the default record chain by `generation.response_format`."""
+
+    name: Literal["schema"] = "schema"
+    json_schema: dict[str, Any] = Field(..., description="The JSON schema each output must match.")
+    reasons: ClassVar[dict[str, str]] = {
+        "not_json": "the output is not JSON (cut off, or text around it)",
+        "schema_mismatch": "the JSON does not match `json_schema` (the detail names the path and the rule)",
+    }
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        problem = json_schema_problem(schema)
+        if problem:
+            raise ValueError(problem)
+        return schema
+
+
 AnyFilterSpec = Annotated[
     Union[  # noqa: UP007 - a discriminated union is spelled with Union
         LengthSpec,
@@ -524,6 +605,8 @@ AnyFilterSpec = Annotated[
         ExactDedupSpec,
         SemanticDedupSpec,
         DecontaminateSpec,
+        ConstraintsSpec,
+        SchemaSpec,
     ],
     Discriminator("name"),
 ]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
-from filters.specs import AnyFilterSpec, JudgeSpec
+from filters.specs import AnyFilterSpec, ConstraintType, JudgeSpec, json_schema_problem, parse_specs
 from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_path
 from generator.core.section import Section
@@ -173,7 +173,7 @@ class ShardConfig(Section):
 
 # Rule checks a response may be put through: those that judge one output on its own. Stateful
 # filters (dedup, decontamination) and instruction checks mean nothing for one of k answers.
-RESPONSE_CHECKS = ("instance", "truncated", "repetition", "refusal", "language", "pii")
+RESPONSE_CHECKS = ("instance", "truncated", "repetition", "refusal", "language", "pii", "constraints", "schema")
 
 
 class ResponseSampling(Section):
@@ -250,6 +250,43 @@ class PreferencesConfig(Section):
         if self.max_words is not None and self.max_words < self.min_words:
             raise ValueError(f"max_words {self.max_words} is below min_words {self.min_words}")
         return self
+
+
+class ConstraintsConfig(Section):
+    """Verifiable constraints (IFEval-like) added to instructions before they are answered: each is
+    worded as a sentence after the instruction and recorded with its kwargs in `meta.constraints`;
+    the `constraints` filter then checks the answer (see Verifiable constraints)."""
+
+    per_instruction: int | list[int] = Field(
+        [1, 3],
+        description="Constraints one instruction gets: a number, or [fewest, most] drawn uniformly; "
+        "fewer when the types left conflict with those drawn.",
+    )
+    types: list[ConstraintType] | None = Field(
+        None,
+        description="Constraint types drawn from (see Verifiable constraints); null: all but "
+        "`response_language` (whose answers the default `language` record filter drops).",
+    )
+    share: float = Field(1.0, gt=0, le=1, description="Share of instructions that get constraints.")
+
+    @field_validator("per_instruction")
+    @classmethod
+    def _count(cls, value: int | list[int]) -> int | list[int]:
+        low, high = (value, value) if isinstance(value, int) else (value + [0, 0])[:2]
+        if isinstance(value, list) and len(value) != 2 or not 1 <= low <= high <= 5:
+            raise ValueError(f"need a number from 1 to 5 or [fewest, most] within 1-5, got {value!r}")
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _some_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one type, or leave types out for all of them")
+        return value
+
+    def bounds(self) -> tuple[int, int]:
+        value = self.per_instruction
+        return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 class SteerConfig(Section):
@@ -367,6 +404,18 @@ class _Generation(Section):
         description="Make preference pairs for DPO: k responses per instruction, the best `chosen`, the "
         "worst `rejected` (see Preference pairs); null: one output per instruction.",
     )
+    constraints: ConstraintsConfig | None = Field(
+        None,
+        description="Add verifiable constraints to instructions (`{per_instruction, types, share}`); the "
+        "`constraints` record filter (added to the default chain, and to the preference checks) drops "
+        "answers that break one; null: none.",
+    )
+    response_format: dict[str, Any] | None = Field(
+        None,
+        description="A JSON schema every answer must follow: sent as `response_format` with each answer "
+        "request (structured output), and checked by the `schema` record filter (added to the default "
+        "chain); null: free text.",
+    )
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)  # type: ignore[valid-type]
     steer: SteerConfig = Field(default_factory=SteerConfig)
     quotas: dict[str, dict[str, float]] = Field(
@@ -395,6 +444,23 @@ class _Generation(Section):
         if "instances" not in self.model_fields_set and self.instances != default:
             self.instances = default
         return self
+
+    @model_validator(mode="after")
+    def _schema_needs_answers(self) -> _Generation:
+        if self.response_format is not None and self.instances != "response" and self.preferences is None:
+            raise ValueError(
+                "response_format shapes answers, which `instances: self_instruct` does not write "
+                "(it writes an input and an output together); set instances: response"
+            )
+        return self
+
+    @field_validator("response_format")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        problem = json_schema_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("seed_format")
     @classmethod
@@ -573,6 +639,23 @@ class Config(Section):
         first = METHODS[self.generation.method].first_filters
         if first and "instructions" not in self.filters.model_fields_set:
             self.filters.instructions = [*first, *INSTRUCTION_FILTERS]
+        return self
+
+    @model_validator(mode="after")
+    def _verified_checks(self) -> Config:
+        # Constraints and a response schema bring their checks: last in the default record chain, first
+        # among the default preference checks (an answer that breaks one is the pair's rejected one).
+        g = self.generation
+        checks: list[dict[str, Any]] = []
+        if g.constraints is not None:
+            checks.append({"name": "constraints"})
+        if g.response_format is not None:
+            checks.append({"name": "schema", "json_schema": g.response_format})
+        if checks and "records" not in self.filters.model_fields_set:
+            self.filters.records = [*self.filters.records, *checks]
+        if checks and g.preferences is not None and "checks" not in g.preferences.model_fields_set:
+            where = "generation.preferences.checks"
+            g.preferences.checks = [*parse_specs(checks, where), *g.preferences.checks]
         return self
 
     # Where relative paths in the config file are resolved: the config file's folder.

@@ -179,6 +179,21 @@ def method_list() -> str:
     return "\n".join(rows)
 
 
+def constraint_types() -> str:
+    """The constraint registry (filters/constraints.py): each type's kwargs, check and conflicts."""
+    from filters.constraints import CONSTRAINTS, conflicts
+
+    clash = conflicts()
+    lines = ["| type | kwargs | the answer must | IFEval id | conflicts with |", "| --- | --- | --- | --- | --- |"]
+    for name, cls in CONSTRAINTS.items():
+        kwargs = ", ".join(f"`{k}`" for k in cls.model_fields) or "none"
+        others = sorted(clash[name] - {name})
+        free = sorted(set(CONSTRAINTS) - clash[name])
+        said = "all but " + ", ".join(free) if len(others) > len(CONSTRAINTS) // 2 else ", ".join(others) or "none"
+        lines.append(f"| `{name}` | {kwargs} | {_cell(cls.about)} | `{cls.ifeval}` | {said} |")
+    return "\n".join(lines)
+
+
 SECTIONS = {
     "methods": method_list,
     "read-formats": read_formats,
@@ -187,6 +202,7 @@ SECTIONS = {
     "template-metadata": template_metadata,
     "template-roles": template_roles,
     "cli-reference": cli_reference,
+    "constraint-types": constraint_types,
 }
 
 

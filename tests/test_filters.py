@@ -255,7 +255,10 @@ def test_lingua_codes_are_lingua_s() -> None:
 
 
 # Filters that cannot work without being told what to compare against.
-REQUIRED = {"decontaminate": {"references": [str(Path(__file__).parent / "data" / "reference_prompts.jsonl")]}}
+REQUIRED = {
+    "decontaminate": {"references": [str(Path(__file__).parent / "data" / "reference_prompts.jsonl")]},
+    "schema": {"json_schema": {"type": "object"}},
+}
 
 
 def test_every_registered_filter_builds_with_defaults() -> None:

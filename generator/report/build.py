@@ -173,6 +173,7 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "version": __version__,
         "summary": summary(inputs, m, config, hw),
         "funnel": funnel_view(inputs),
+        "checks": checks_view(inputs.funnel),
         "diversity": diversity_view(inputs, m),
         "lengths": lengths_view(m),
         "rounds": (inputs.rounds or {}).get("rounds") or [],
@@ -236,6 +237,16 @@ def funnel_view(inputs: ReportInputs) -> dict[str, Any] | None:
             items.append({"reason": reason, "count": count, "rows": shown, "source": source})
         stages.append({"stage": stage, "reasons": items})
     return {"candidates": funnel.get("candidates", 0), "kept": funnel.get("kept", 0), "stages": stages}
+
+
+def checks_view(funnel: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per verifiable check (type empty), then one per constraint type it checked."""
+    rows = []
+    for check, counts in ((funnel or {}).get("checks") or {}).items():
+        rows.append({"check": check, "type": "", "checked": counts["checked"], "passed": counts["passed"]})
+        for kind, c in (counts.get("types") or {}).items():
+            rows.append({"check": check, "type": kind, "checked": c["checked"], "passed": c["passed"]})
+    return rows
 
 
 def sources_view(sources: dict[str, Any] | None) -> dict[str, Any] | None:

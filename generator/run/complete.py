@@ -20,6 +20,7 @@ from generator.core.records import PREFERENCE, Record
 from generator.core.text import copy_key, echo_key
 from generator.prompting.parse import Item, parse
 from generator.prompting.templates import PromptTemplate
+from generator.run.constrain import Constrainer
 from generator.run.funnel import RunFunnel
 from generator.run.preferences import STAGE, PairMaker, Scored, pick
 from generator.run.sender import Sender
@@ -34,6 +35,8 @@ class Completion:
     instances_mode: str = "self_instruct"
     per_task: int = 2
     pairs: PairMaker | None = None
+    constrain: Constrainer | None = None  # `generation.constraints`
+    response_format: dict[str, Any] | None = None  # `generation.response_format`, as the API takes it
 
     @classmethod
     def for_config(cls, config: Any, templates: dict[str, PromptTemplate]) -> Completion:
@@ -41,7 +44,16 @@ class Completion:
         templates read) now."""
         g = config.generation
         pairs = None if g.preferences is None else PairMaker(g.preferences, base_dir=config.base_dir)
-        return cls(templates, g.instances, g.instances_per_task, pairs)
+        constrain = None if g.constraints is None else Constrainer(g.constraints)
+        schema = None
+        if g.response_format is not None:
+            schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": g.response_format}}
+        return cls(templates, g.instances, g.instances_per_task, pairs, constrain, schema)
+
+    @property
+    def answer_params(self) -> dict[str, Any]:
+        """What every answer request adds to its sampling: the answers' schema, when there is one."""
+        return {"response_format": self.response_format} if self.response_format is not None else {}
 
     def setup(self, ctx: FilterContext, chat: BatchChat) -> None:
         if self.pairs is not None:
@@ -52,6 +64,8 @@ class Completion:
             self.pairs.close()
 
     async def complete(self, sender: Sender, instructions: list[Record], funnel: RunFunnel) -> list[Record]:
+        if self.constrain is not None:  # constrained tasks lose an output written without them
+            instructions = [self.constrain(r) for r in instructions]
         done = [r for r in instructions if r.output]
         todo = [r for r in instructions if not r.output]
         if todo and self.instances_mode == "self_instruct":
@@ -124,7 +138,9 @@ class Completion:
         """An answer to each instruction (and its input)."""
         tpl = self.templates["response"]
         reqs = [
-            sender.request(tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"})
+            sender.request(
+                tpl, {"instruction": r.instruction, "input": r.input}, {"stage": "response"}, **self.answer_params
+            )
             for r in records
         ]
         results = await sender.send(reqs)
@@ -165,6 +181,7 @@ class Completion:
                 tpl,
                 {"instruction": r.instruction, "input": r.input, "response_index": i},
                 {"stage": STAGE},
+                **self.answer_params,
                 **(s.params() if s is not None else {}),
             )
             for r in records

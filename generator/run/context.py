@@ -155,6 +155,15 @@ class Run:
                 out.update(flt.counts())
         return out
 
+    def checks(self) -> dict[str, dict[str, Any]]:
+        """The verifiable checks' pass rates (filters with `pass_rates()`), for the funnel: the record
+        chain's by name, the preference checks' as `<name> (responses)`."""
+        pairs = self.completion.pairs
+        chains = (("", self.record_filters), (" (responses)", pairs.checks if pairs is not None else []))
+        return {
+            flt.name + suffix: flt.pass_rates() for suffix, flts in chains for flt in flts if hasattr(flt, "pass_rates")
+        }
+
     def close_filters(self) -> None:
         for flt in (*self.instruction_filters, *self.record_filters):
             flt.close()

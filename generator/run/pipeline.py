@@ -289,6 +289,7 @@ class _Records:
 
 def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     funnel = run.funnel.total(len(out.records))
+    funnel.checks = run.checks()
     funnel.write(run.run_dir / FUNNEL)
     (run.run_dir / ROUNDS).write_text(
         json.dumps(
