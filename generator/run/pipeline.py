@@ -174,7 +174,7 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
     """Refill after refill (`generator.run.target`): grow the pool, complete and filter what is
     new, until the run has a reason to stop (without a record target, after one refill); then
     the pool is released."""
-    target = Target.of(run.config.generation)
+    target = Target.of(run.config.generation, run.balance)
     pool = PoolResult(Pool(run.run_dir))
     stage = _Records(run, sender, bar, KeptRecords(run.run_dir / KEPT))
     while True:
