@@ -1,6 +1,6 @@
 """Who a text is about, by a declared lexicon: mentions of demographic groups (gender, age,
 nationality or region, ethnicity, religion, disability), occupations, gendered pronouns and
-sentiment words. The lexicon (`data/representation.json`) is built by scripts/build_lexicon.py
+sentiment words. The lexicon (`data/representation.json`) is built by scripts/build_representation_lexicon.py
 from HolisticBias, WinoBias and VADER (MIT, each named with its commit in the file).
 
 A descriptor counts as a mention of people only where it describes people: right before a person
