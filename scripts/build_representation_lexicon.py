@@ -39,8 +39,13 @@ SOURCES = {
         "name": "WinoBias (Zhao et al. 2018, UCLA NLP)",
         "url": "https://github.com/uclanlp/corefBias",
         "licence": "MIT",
-        "files": ["WinoBias/wino/data/male_occupations.txt", "WinoBias/wino/data/female_occupations.txt"],
-        "used_for": "occupations, with the gender that holds most of each job in US labour statistics",
+        "files": [
+            "WinoBias/wino/data/male_occupations.txt",
+            "WinoBias/wino/data/female_occupations.txt",
+            "WinoBias/wino/generalized_swaps.txt",
+        ],
+        "used_for": "occupations, with the gender that holds most of each job in US labour statistics; "
+        "the gendered word swaps of the counterfactual probes",
     },
     "vader": {
         "name": "VADER sentiment lexicon (Hutto and Gilbert 2014)",
@@ -206,6 +211,28 @@ def occupations(wino: Path) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+# Swaps left out: "miss" is mostly the verb, "mentleman" a typo in the file.
+DROPPED_SWAPS = {"miss", "mentleman"}
+# Pairs WinoBias lacks, for HolisticBias's gendered nouns (ours).
+EXTRA_SWAPS = {
+    "grandmother": "grandfather", "grandmothers": "grandfathers", "grandma": "grandpa", "grandmas": "grandpas",
+    "hers": "his", "gentleman": "lady", "bro": "sis", "bros": "sisters",
+}  # fmt: skip
+
+
+def gender_swaps(wino: Path) -> dict[str, str]:
+    """word -> the same word of the other gender ("mother" -> "father"), as WinoBias swaps them."""
+    out = {}
+    for line in read(wino, "WinoBias/wino/generalized_swaps.txt").splitlines():
+        parts = [p.strip() for p in line.split("\t")]
+        if len(parts) == 2 and all(parts) and parts[0] not in DROPPED_SWAPS:
+            out[parts[0]] = parts[1]
+    for a, b in EXTRA_SWAPS.items():
+        out.setdefault(a, b)
+        out.setdefault(b, a)
+    return dict(sorted(out.items()))
+
+
 def sentiment(vader: Path) -> dict[str, list[str]]:
     from lemminflect import getAllLemmas
 
@@ -240,6 +267,7 @@ def build(hb: Path, wino: Path, vader: Path) -> dict:
         "nouns": nouns(noun_json, described),
         "person_nouns": sorted(set(PERSON_NOUNS) | set(hb_person)),
         "occupations": jobs,
+        "gender_swaps": gender_swaps(wino),
         "sentiment": sentiment(vader),
     }
 

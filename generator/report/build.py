@@ -171,6 +171,7 @@ def _write(  # noqa: PLR0913
     t = time.perf_counter()
     data = view_data(inputs, metrics, config, hardware)
     data["representation"] = representation_view(representation) if representation is not None else None
+    data["probes"] = inputs.probes
     page = render(data).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
