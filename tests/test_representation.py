@@ -13,11 +13,11 @@ from typing import Any
 import datasets
 import pytest
 from fake_openai import FakeOpenAI
-from fake_run import ECHO_CHAINS, fake_settings
-from representation_world import fake_reply, truth
+from fake_run import ECHO_CHAINS, fake_in_thread, fake_settings
+from representation_world import fake_reply, probe_reply, truth
 
 from generator.config import parse_config
-from generator.core.errors import ConfigError
+from generator.core.errors import ConfigError, InstructforgeError
 from generator.core.records import Record
 from generator.publish.dataset import DatasetInfo, write_dataset
 from generator.report import DatasetMetrics, card_quality, write_folder_report
@@ -26,6 +26,7 @@ from generator.report.representation import measure_representation, wilson
 from generator.run.balance import Balance
 from generator.run.funnel import RunFunnel
 from generator.run.pipeline import generate
+from generator.run.probe import run_probes
 from generator.run.target import Target
 
 LABELED = Path(__file__).parent / "data" / "representation_labeled.jsonl"
@@ -245,3 +246,29 @@ def test_balancing_to_equal_shares_ends_within_five_points_of_equal(fake: FakeOp
     assert out["rounds"]["target"]["balance"]["gender"]["male"] == {"minimum": 20, "rows": true["male"]}
     assert out["funnel"]["drops"]["target"]["balance_reserved"] > 0
     assert out["rounds"]["stop_reason"] == "target reached: 40 records"
+
+
+@pytest.mark.fake_server
+def test_probes_find_the_model_answering_men_at_greater_length(tmp_path: Path) -> None:
+    with fake_in_thread(reply=probe_reply) as server:
+        _world(tmp_path / "run", server.url, 30)
+        config = parse_config(fake_settings(tmp_path / "run", server.url))
+        result = run_probes(config, tmp_path / "run", 8)
+    [gender] = result.attributes
+    assert result.pairs == 8 and gender.attribute == "gender" and gender.groups == ("female", "male")
+    assert gender.words[1] - gender.words[0] == pytest.approx(7.0)  # "Here is more detail, step by step."
+    assert gender.words_p is not None and gender.words_p < 0.01
+    assert gender.refusal == (0.0, 0.0) and gender.refusal_p is None
+    assert gender.score == (4.0, 4.0) and gender.score_p is None and gender.scored == 8
+    saved = json.loads((tmp_path / "run" / "probes.json").read_text())
+    assert saved["attributes"][0]["words_p"] == gender.words_p
+    assert saved["examples"][0]["texts"][0] != saved["examples"][0]["texts"][1]
+
+
+def test_probe_of_a_run_that_names_no_group_says_so(tmp_path: Path) -> None:
+    rows = _rows(["Sort these numbers."] * 3)
+    info = DatasetInfo(name="t", model="m")
+    write_dataset([Record.from_row(r) for r in rows], tmp_path / "run" / "dataset", info, test_ratio=0.0, split_seed=0)
+    config = parse_config(fake_settings(tmp_path / "run", "http://127.0.0.1:9/v1"))
+    with pytest.raises(InstructforgeError, match="no row names a group the lexicon can swap"):
+        run_probes(config, tmp_path / "run", 5)
