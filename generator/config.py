@@ -584,6 +584,13 @@ class ReportConfig(Section):
         description="Audit who the rows are about (see Bias and representation): group mentions by a declared "
         "lexicon, pronouns by role, first names, co-occurrence with occupations and sentiment words.",
     )
+    probes: int = Field(
+        0,
+        ge=0,
+        description="Counterfactual probes at the end of `generate` (see Bias and representation): this many "
+        "requests of the dataset that name a group, each asked again about another group, both answered by the "
+        "served model and compared in the report; 0: none (`instructforge probe RUN_DIR` runs them later).",
+    )
     representation_target: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="The distribution each attribute's group shares are compared with, e.g. {gender: {female: 0.5, "

@@ -26,7 +26,7 @@ from generator.report.representation import measure_representation, wilson
 from generator.run.balance import Balance
 from generator.run.funnel import RunFunnel
 from generator.run.pipeline import generate
-from generator.run.probe import run_probes
+from generator.run.probe import probe_for_report, run_probes
 from generator.run.target import Target
 
 LABELED = Path(__file__).parent / "data" / "representation_labeled.jsonl"
@@ -272,3 +272,17 @@ def test_probe_of_a_run_that_names_no_group_says_so(tmp_path: Path) -> None:
     config = parse_config(fake_settings(tmp_path / "run", "http://127.0.0.1:9/v1"))
     with pytest.raises(InstructforgeError, match="no row names a group the lexicon can swap"):
         run_probes(config, tmp_path / "run", 5)
+
+
+def test_report_probes_say_why_none_were_sent_and_are_not_sent_twice(tmp_path: Path) -> None:
+    rows = _rows(["Sort these numbers."] * 3)
+    info = DatasetInfo(name="t", model="m")
+    write_dataset([Record.from_row(r) for r in rows], tmp_path / "run" / "dataset", info, test_ratio=0.0, split_seed=0)
+    config = parse_config(fake_settings(tmp_path / "run", "http://127.0.0.1:9/v1"))
+    said: list[str] = []
+    probe_for_report(config, tmp_path / "run", 5, said.append)
+    assert len(said) == 1 and said[0].startswith("probes: none sent: ")
+    assert said[0].endswith("no row names a group the lexicon can swap (see Bias and representation); nothing to probe")
+    (tmp_path / "run" / "probes.json").write_text(json.dumps({"pairs": 5}))
+    probe_for_report(config, tmp_path / "run", 5, said.append)  # an earlier session probed as many: nothing
+    assert len(said) == 1

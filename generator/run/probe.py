@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,23 @@ def run_probes(config: Config, run_dir: Path, pairs: int, *, seed: int = 0) -> P
     result.examples = [_example(p) for p in probes[:EXAMPLES]]
     write_atomic(run_dir / PROBES, (json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n").encode())
     return result
+
+
+def probe_for_report(config: Config, run_dir: Path, pairs: int, log: Callable[[str], None]) -> None:
+    """`report.probes`: the probes at the end of `generate`, for the report, unless an earlier
+    session of the run already probed as many pairs (a rerun sends nothing again). A dataset with
+    nothing to probe is said, not an error: the dataset is already written."""
+    done = run_dir / PROBES
+    if done.is_file():
+        try:
+            if json.loads(done.read_text(encoding="utf-8")).get("pairs", 0) >= pairs:
+                return
+        except ValueError:
+            pass  # a damaged file is written again
+    try:
+        log(run_probes(config, run_dir, pairs).summary())
+    except InstructforgeError as err:
+        log(f"probes: none sent: {err}")
 
 
 def _example(p: Probe) -> dict[str, Any]:
