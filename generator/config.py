@@ -394,9 +394,7 @@ class _Generation(Section):
             return self
         if self.num_records is None:
             raise ValueError("balance minimums are shares of the record target: set num_records too")
-        from generator.report.lexicon import check_groups
-
-        check_groups(self.balance, "a minimum share", others_allowed=True)
+        # A lexicon attribute's groups are checked when the run opens (generator.run.balance.check_groups).
         for key, shares in self.balance.items():
             if not all(0 <= s <= 1 for s in shares.values()) or sum(shares.values()) > 1 + 1e-9:
                 raise ValueError(
@@ -599,10 +597,12 @@ class ReportConfig(Section):
 
     @field_validator("representation_target")
     @classmethod
-    def _known_groups(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        from generator.report.lexicon import check_groups
-
-        check_groups(value, "a target share")
+    def _shares(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        # The attributes and groups are the lexicon's, checked when a run opens (generator.run.balance).
+        for key, shares in value.items():
+            wrong = {g: s for g, s in shares.items() if not 0 <= s <= 1}
+            if wrong:
+                raise ValueError(f"{key}: a target share is a number from 0 to 1, got {wrong}")
         return value
 
 

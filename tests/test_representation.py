@@ -190,14 +190,36 @@ def test_a_stop_before_the_target_names_the_minimums_left() -> None:
     ("generation", "message"),
     [
         ({"num_records": None, "balance": {"gender": {"female": 0.5}}}, "set num_records too"),
-        ({"balance": {"gender": {"women": 0.5}}}, "unknown group 'women'"),
         ({"balance": {"gender": {"female": 0.6, "male": 0.6}}}, "add up to 1 at most"),
     ],
-    ids=["no-target", "unknown-group", "over-one"],
+    ids=["no-target", "over-one"],
 )
 def test_bad_balance_settings_are_refused_when_the_config_loads(generation: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"generation": {"num_records": 10, **generation}})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"generation": {"num_records": 10, "balance": {"gender": {"women": 0.5}}}},
+            r"generation.balance: gender: unknown group 'women'; expected one of: female, male",
+        ),
+        (
+            {"report": {"representation_target": {"faith": {"x": 1}}}},
+            "report.representation_target: unknown attribute 'faith'; expected one of: gender, age",
+        ),
+    ],
+    ids=["unknown-group", "unknown-attribute"],
+)
+def test_unknown_groups_are_refused_before_any_server_starts(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    config = parse_config(fake_settings(tmp_path / "run", "http://127.0.0.1:9/v1", settings))
+    with pytest.raises(ConfigError, match=message):
+        generate(config, progress=False)
+    assert not (tmp_path / "run" / "results.jsonl").exists()
 
 
 # --- the stand-in model that writes about women four times as often as about men ------------------

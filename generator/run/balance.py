@@ -21,12 +21,25 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from generator.core.errors import ConfigError
 from generator.core.records import Record
 from generator.run.quota import meta_value
 
 # A custom crossing whose persona or topic names a group still short is drawn up to this many
 # times more often (at a whole minimum missing; in proportion to the share missing).
 BOOST = 4.0
+
+
+def check_groups(balance: dict[str, dict[str, float]], target: dict[str, dict[str, float]]) -> None:
+    """`generation.balance` and `report.representation_target` name the lexicon's attributes and
+    groups (a balance may also name a `meta` field); checked when a run opens, before any server."""
+    from generator.report.lexicon import check_groups as check
+
+    for key, shares, others in (("generation.balance", balance, True), ("report.representation_target", target, False)):
+        try:
+            check(shares, "a share", others_allowed=others)
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 def record_text(record: Record) -> str:

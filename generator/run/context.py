@@ -21,7 +21,7 @@ from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
-from generator.run.balance import Balance
+from generator.run.balance import Balance, check_groups
 from generator.run.budget import Budget, check_budget
 from generator.run.complete import Completion
 from generator.run.funnel import RunFunnel
@@ -222,6 +222,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
     vectors = TextVectors()
     steer = steering_for(g.steer, instruction_filters, METHODS[g.method], vectors)
+    check_groups(g.balance, config.report.representation_target)
     balance = Balance(g.balance, g.num_records) if g.balance and g.num_records else None
     method = open_method(config, seeds, templates, steer, balance)  # Magpie's chat template is read now
     completion = Completion.for_config(config, templates)  # the preference judge's template is read now
