@@ -171,7 +171,6 @@ def _write(  # noqa: PLR0913
     t = time.perf_counter()
     data = view_data(inputs, metrics, config, hardware)
     data["representation"] = representation_view(representation) if representation is not None else None
-    data["probes"] = inputs.probes
     page = render(data).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
@@ -198,6 +197,8 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "stop_reason": (inputs.rounds or {}).get("stop_reason"),
         "examples": examples_view(inputs, m, config.examples),
         "sources": sources_view(inputs.sources),
+        "representation": None,  # filled by `_write` when measured
+        "probes": inputs.probes,
     }
 
 

@@ -325,6 +325,7 @@ def representation_view(rep: Representation) -> dict[str, Any]:
     data = rep.to_dict()
     data["attributes"] = [a for a in data["attributes"] if a["rows"]]
     data["unmeasured"] = [a.attribute for a in rep.attributes if not a.rows]
-    data["sources"] = card_representation(rep)["sources"]
+    # Named without their addresses: the report holds no URL at all (it fetches nothing); the card has them.
+    data["sources"] = [{k: s[k] for k in ("name", "licence")} for s in card_representation(rep)["sources"]]
     data["limits"] = LIMITS
     return data
