@@ -75,6 +75,7 @@ class Lexicon:
     sources: list[dict[str, Any]]
     attributes: dict[str, list[str]]  # attribute -> its groups, in the lexicon's order
     longest: int
+    first: frozenset[str] = frozenset()  # the first word of every entry: most words start none
 
     def mentions(self, text: str) -> list[Mention]:
         """Every mention in `text`, in order; a token is part of one mention at most (the longest)."""
@@ -100,6 +101,8 @@ class Lexicon:
         return out
 
     def _match(self, tokens: list[str], lower: list[str], i: int) -> tuple[int, list[_Entry]] | None:
+        if lower[i] not in self.first:
+            return None
         for size in range(min(self.longest, len(tokens) - i), 0, -1):
             entries = self.entries.get(tuple(lower[i : i + size]))
             if entries:
@@ -205,6 +208,7 @@ def load_lexicon(path: Path = DATA) -> Lexicon:
         sources=data["sources"],
         attributes=attributes,
         longest=max(len(k) for k in entries),
+        first=frozenset(k[0] for k in entries),
     )
 
 
