@@ -308,3 +308,16 @@ def test_report_probes_say_why_none_were_sent_and_are_not_sent_twice(tmp_path: P
     (tmp_path / "run" / "probes.json").write_text(json.dumps({"pairs": 5}))
     probe_for_report(config, tmp_path / "run", 5, said.append)  # an earlier session probed as many: nothing
     assert len(said) == 1
+
+
+def test_custom_draws_lean_toward_the_personas_of_groups_still_short() -> None:
+    balance = Balance({"gender": {"female": 0.5, "male": 0.5}, "topic": {"cooking": 0.25}}, 8)
+    combos = [("travel", "a curious adult"), ("travel", "a father"), ("cooking", "a grandmother")]
+    assert balance.weights(combos, ("topic", "persona")) == [1.0, 5.0, 9.0]  # male short; female and cooking too
+    for i in range(4):
+        balance.take(Record(instruction=f"Help my brother with task {i}.", meta={"topic": "cooking"}))
+    # Men and cooking have their minimums: only women are short (all four of their rows).
+    assert balance.weights(combos, ("topic", "persona")) == [1.0, 1.0, 5.0]
+    for i in range(4):
+        balance.take(Record(instruction=f"Help my sister with task {i}."))
+    assert balance.weights(combos, ("topic", "persona")) is None  # nothing short: draws as without balance
