@@ -313,11 +313,28 @@ def test_report_probes_say_why_none_were_sent_and_are_not_sent_twice(tmp_path: P
 def test_custom_draws_lean_toward_the_personas_of_groups_still_short() -> None:
     balance = Balance({"gender": {"female": 0.5, "male": 0.5}, "topic": {"cooking": 0.25}}, 8)
     combos = [("travel", "a curious adult"), ("travel", "a father"), ("cooking", "a grandmother")]
-    assert balance.weights(combos, ("topic", "persona")) == [1.0, 5.0, 9.0]  # male short; female and cooking too
+    # Each group's need is its missing rows over the 8 still to take: women and men 4 (0.5), cooking 2 (0.25).
+    assert balance.weights(combos, ("topic", "persona")) == [1.0, 3.0, 4.0]
     for i in range(4):
         balance.take(Record(instruction=f"Help my brother with task {i}.", meta={"topic": "cooking"}))
-    # Men and cooking have their minimums: only women are short (all four of their rows).
+    # Men and cooking have their minimums: only women are short, and every row left must be theirs.
     assert balance.weights(combos, ("topic", "persona")) == [1.0, 1.0, 5.0]
     for i in range(4):
         balance.take(Record(instruction=f"Help my sister with task {i}."))
     assert balance.weights(combos, ("topic", "persona")) is None  # nothing short: draws as without balance
+
+
+def test_steering_draws_toward_short_groups_takes_fewer_requests(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    personas = ["a curious adult", "a mother", "a grandmother", "a father"]  # the model follows a gendered one
+    settings = {"custom": {**WORLD["custom"], "personas": personas}, "num_instructions": 16}
+    balance = {"gender": {"female": 0.5, "male": 0.5}}
+    steered = _world(tmp_path / "steered", fake.url, 80, balance=balance, **settings)
+    monkeypatch.setattr("generator.run.balance.BOOST", 0.0)  # the same run with the draws left even
+    even = _world(tmp_path / "even", fake.url, 80, balance=balance, **settings)
+    for out in (steered, even):
+        assert out["rounds"]["stop_reason"] == "target reached: 80 records"
+        assert Counter(truth(r["instruction"]) for r in out["rows"]) == {"female": 40, "male": 40}
+    requests = [sum(r["requests"] for r in out["rounds"]["rounds"]) for out in (steered, even)]
+    assert requests[0] < 0.8 * requests[1]

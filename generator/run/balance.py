@@ -26,7 +26,7 @@ from generator.core.records import Record
 from generator.run.quota import meta_value
 
 # A custom crossing whose persona or topic names a group still short is drawn up to this many
-# times more often (at a whole minimum missing; in proportion to the share missing).
+# times more often (when every row still to take must be of that group; in proportion below).
 BOOST = 4.0
 
 
@@ -53,7 +53,10 @@ class Balance:
         self.lexicon = load_lexicon()
         # attribute -> group -> fewest rows
         self.minimums = {a: {g: math.ceil(s * records) for g, s in d.items()} for a, d in shares.items()}
-        self.counts: Counter[tuple[str, str]] = Counter()
+        self.records = records
+        self.counts: Counter[tuple[str, str]] = Counter()  # rows taken, per group
+        self.taken = 0  # rows taken
+        self.seen: Counter[tuple[str, str]] = Counter()  # finished rows judged, taken or not, per group
 
     def groups(self, record: Record) -> set[tuple[str, str]]:
         """The (attribute, group) pairs of `record` that a minimum names."""
@@ -74,12 +77,35 @@ class Balance:
 
     def fits(self, record: Record, room: int) -> bool:
         """Whether `record` may take one of the `room` rows left: after it, every attribute's unmet
-        minimums still fit in the room that remains."""
-        after = self.counts + Counter(self.groups(record))
+        minimums still fit in the room that remains. Counts its groups as seen (the yield that sizes
+        the next refill), so it is asked once per finished row, in order."""
+        groups = self.groups(record)
+        self.seen.update(groups)
+        after = self.counts + Counter(groups)
         return all(self.short(a, after) <= room - 1 for a in self.minimums)
 
     def take(self, record: Record) -> None:
         self.counts.update(self.groups(record))
+        self.taken += 1
+
+    def instructions_for_minimums(self, completed: int) -> int | None:
+        """Instructions the unmet minimums need at the yield so far of each short group (rows of
+        the group per completed instruction); None when none is short or a short group has no row
+        yet (the caller's own sizing then)."""
+        need = 0
+        for (a, g), short in self._short().items():
+            if not self.seen[(a, g)]:
+                return None
+            need = max(need, math.ceil(short * completed / self.seen[(a, g)]))
+        return need or None
+
+    def _short(self) -> dict[tuple[str, str], int]:
+        return {
+            (a, g): n - self.counts[(a, g)]
+            for a, minimums in self.minimums.items()
+            for g, n in minimums.items()
+            if self.counts[(a, g)] < n
+        }
 
     def unmet(self) -> list[str]:
         """The minimums not met, as `attribute/group n of m`."""
@@ -101,12 +127,9 @@ class Balance:
         """A draw weight per crossing (its values under `keys`: topic, persona, ...): more for the
         crossings whose values name a group, or are a value, still short of its minimum; None when
         nothing is short."""
-        need = {
-            (a, g): (n - self.counts[(a, g)]) / n
-            for a, minimums in self.minimums.items()
-            for g, n in minimums.items()
-            if n and self.counts[(a, g)] < n
-        }
+        # A group's need: its missing rows over the rows still to take (1: every row left must be its).
+        room = max(1, self.records - self.taken)
+        need = {key: min(1.0, short / room) for key, short in self._short().items()}
         if not need:
             return None
         return [1.0 + BOOST * sum(need.get(p, 0.0) for p in self._named(dict(zip(keys, c)))) for c in combos]

@@ -109,7 +109,10 @@ class Target:
         if not self.refills or self.records is None or self.kept == 0:
             return pool + self.first
         per_row = self.completed / self.kept
-        return pool + max(1, math.ceil((self.records - self.kept) * per_row * REFILL_MARGIN))
+        need = (self.records - self.kept) * per_row
+        if self.balance is not None:  # enough for the rarest short group too, at its own yield
+            need = max(need, self.balance.instructions_for_minimums(self.completed) or 0)
+        return pool + max(1, math.ceil(need * REFILL_MARGIN))
 
     def add(self, instructions: int, completed: int) -> None:
         """End a refill: `instructions` added to the pool, `completed` of them completed; its rows
