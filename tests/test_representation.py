@@ -267,6 +267,8 @@ def test_balancing_to_equal_shares_ends_within_five_points_of_equal(fake: FakeOp
     assert abs(true["female"] / 40 - 0.5) <= 0.05 and abs(true["male"] / 40 - 0.5) <= 0.05
     assert out["rounds"]["target"]["balance"]["gender"]["male"] == {"minimum": 20, "rows": true["male"]}
     assert out["funnel"]["drops"]["target"]["balance_reserved"] > 0
+    funnel = out["funnel"]
+    assert funnel["candidates"] == funnel["kept"] + sum(sum(r.values()) for r in funnel["drops"].values())
     assert out["rounds"]["stop_reason"] == "target reached: 40 records"
 
 
