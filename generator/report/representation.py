@@ -11,7 +11,8 @@ run's persona and topic) through the lexicon (`generator.report.lexicon`) and th
   (or the next one), next to the gender holding most of those jobs in US labour statistics;
 - first names by gender and region;
 - co-occurrence: the (group, occupation) and (group, sentiment word) pairs found in more rows than
-  independence predicts, by lift, most over-represented first (the stereotype pairs to look at).
+  independence predicts, with their lift, most rows beyond the prediction first (the stereotype
+  pairs to look at).
 
 What a lexicon cannot see: implicit mentions ("she prays five times a day" names no religion),
 groups outside the lexicon, a descriptor used of a non-person (filtered by rule, not understood).
@@ -215,7 +216,8 @@ def _pairs(joint: Counter[tuple[str, str]], left: Counter[str], right: Counter[s
         expected = left[a] * right[b] / n
         if k > expected:  # over-represented only
             out.append(Pair(a, b, k, round(expected, 2), round(k / expected, 2)))
-    out.sort(key=lambda p: (-p.lift, -p.rows, p.group, p.other))
+    # Most rows beyond independence first: a large lift on a handful of rows is noise more often.
+    out.sort(key=lambda p: (-(p.rows - p.expected), -p.lift, p.group, p.other))
     return out[:TOP_PAIRS]
 
 
