@@ -250,7 +250,11 @@ def _probe(args: argparse.Namespace) -> int | None:
     from generator.config import load_config
     from generator.run.probe import run_probes
 
-    result = run_probes(load_config(args.config), Path(args.run_dir), args.pairs, seed=args.seed)
+    config = load_config(args.config)
+    if args.pairs is None:
+        result = run_probes(config, Path(args.run_dir), seed=args.seed)
+    else:
+        result = run_probes(config, Path(args.run_dir), args.pairs, seed=args.seed)
     print(result.summary())
     print(f"wrote {Path(args.run_dir) / 'probes.json'}; `instructforge report {args.run_dir}` shows it in the report")
     return 0
@@ -631,7 +635,8 @@ def _add_probe(sub: Subparsers) -> None:
         default=_DEFAULT_CONFIG,
         help=f"the config that serves the model (its server and endpoints; default: {_DEFAULT_CONFIG})",
     )
-    p.add_argument("--pairs", type=int, default=20, help="request pairs to send (default: 20)")
+    # The default is run_probes()'s (20): importing it here would load the report for every command.
+    p.add_argument("--pairs", type=int, help="request pairs to send (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="which rows are sampled (default: 0)")
     p.set_defaults(func=_probe)
 

@@ -24,6 +24,7 @@ from typing import Any
 from generator.report.lexicon import DATA, TOKEN, Lexicon, Mention, load_lexicon
 
 PROBES = "probes.json"  # in the run directory
+PAIRS = 20  # pairs `instructforge probe` sends unless told
 SWAPPED_KINDS = ("descriptor", "noun", "pronoun")
 # WinoBias swaps "her" with "his" only; before a noun it is "his", otherwise "him".
 HER_ENDS = {".", ",", "!", "?", ";", ":", ")", "\n", "and", "or", "to", "that", "with", "about", "for", "if"}

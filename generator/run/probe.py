@@ -25,12 +25,12 @@ from generator.llm.endpoints import Endpoint
 from generator.llm.engine import Engine
 from generator.llm.requests import Request
 from generator.llm.server import server_for
-from generator.report.probes import PROBES, Probe, ProbeResult, compare, sample_probes
+from generator.report.probes import PAIRS, PROBES, Probe, ProbeResult, compare, sample_probes
 
 EXAMPLES = 10  # pairs written out with their answers
 
 
-def run_probes(config: Config, run_dir: Path, pairs: int, *, seed: int = 0) -> ProbeResult:
+def run_probes(config: Config, run_dir: Path, pairs: int = PAIRS, *, seed: int = 0) -> ProbeResult:
     from generator.report.sources import read_folder
 
     if pairs < 1:
