@@ -34,15 +34,17 @@ PHRASE_END = {
     "will", "has", "had", "have", "does", "did", "do", "might", "may", "must",
 }  # fmt: skip
 ARTICLES = {"a", "an"}
+NOUN_DESCRIPTORS = {"atheist", "agnostic", "humanist"}  # lowercase descriptors that are nouns too
 # Before an occupation word: the word names software or a device, not a person ("printer driver",
 # "text editor", "package manager", "AI assistant").
 NOT_A_PERSON_BEFORE = {
     "device", "printer", "graphics", "gpu", "usb", "disk", "network", "audio", "video", "display", "database",
     "package", "dependency", "file", "text", "code", "image", "photo", "ai", "virtual", "voice", "coding",
     "task", "window", "process", "memory", "password", "query", "log", "screen", "data", "download", "test",
-    "version", "plugin", "the", "this", "that", "our", "a", "an", "your", "my",
+    "version", "plugin",
 }  # fmt: skip
-# Only these of NOT_A_PERSON_BEFORE's determiners matter for occupations that also name software.
+# Occupations that also name software: after one of these words, or after a determiner and before a
+# word that a program's description takes ("the assistant should"), they are not people.
 SOFTWARE_OCCUPATIONS = {"driver", "editor", "writer", "assistant", "manager", "cleaner", "designer", "supervisor"}
 OCCUPATION_PLURALS = {"salesperson": "salespeople", "secretary": "secretaries", "CEO": "CEOs"}
 DETERMINERS = {"the", "this", "that", "our", "a", "an", "your", "my"}
@@ -109,7 +111,7 @@ class Lexicon:
                 return size, entries
         return None
 
-    def _counts(self, e: _Entry, tokens: list[str], lower: list[str], i: int, size: int) -> bool:  # noqa: PLR0913
+    def _counts(self, e: _Entry, tokens: list[str], lower: list[str], i: int, size: int) -> bool:
         if e.cased and not tokens[i][:1].isupper():
             return False
         if e.kind in ("noun", "pronoun", "sentiment"):
@@ -133,7 +135,7 @@ class Lexicon:
 
     def _is_noun(self, tokens: list[str], lower: list[str], i: int, size: int) -> bool:
         """ "a Muslim who ...", "an atheist, ...": a capitalised (or non-religious) descriptor used as a noun."""
-        if i == 0 or lower[i - 1] not in ARTICLES:
+        if i == 0 or lower[i - 1] not in ARTICLES or not (tokens[i][:1].isupper() or lower[i] in NOUN_DESCRIPTORS):
             return False
         j = i + size
         return j >= len(tokens) or not tokens[j][0].isalnum() or lower[j] in PHRASE_END
