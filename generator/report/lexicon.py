@@ -225,6 +225,8 @@ def check_groups(shares: dict[str, dict[str, float]], what: str, others_allowed:
     """Raise ValueError unless every attribute and group of `shares` is the lexicon's and every
     share is from 0 to 1; with `others_allowed`, an attribute the lexicon does not know passes
     (a `meta` field)."""
+    if not shares:
+        return
     attributes = load_lexicon().attributes
     for attribute, groups in shares.items():
         known = attributes.get(attribute)
