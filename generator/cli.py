@@ -246,6 +246,20 @@ def _report(args: argparse.Namespace) -> int | None:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int | None:
+    from generator.config import load_config
+    from generator.run.probe import run_probes
+
+    config = load_config(args.config)
+    if args.pairs is None:
+        result = run_probes(config, Path(args.run_dir), seed=args.seed)
+    else:
+        result = run_probes(config, Path(args.run_dir), args.pairs, seed=args.seed)
+    print(result.summary())
+    print(f"wrote {Path(args.run_dir) / 'probes.json'}; `instructforge report {args.run_dir}` shows it in the report")
+    return 0
+
+
 def _string_var(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -609,6 +623,24 @@ def _add_report(sub: Subparsers) -> None:
     p.set_defaults(func=_report)
 
 
+def _add_probe(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="counterfactual probes: ask the served model each sampled request twice, about two groups, and compare",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
+    p.add_argument(
+        "--config",
+        "-c",
+        default=_DEFAULT_CONFIG,
+        help=f"the config that serves the model (its server and endpoints; default: {_DEFAULT_CONFIG})",
+    )
+    # The default is run_probes()'s (20): importing it here would load the report for every command.
+    p.add_argument("--pairs", type=int, help="request pairs to send (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="which rows are sampled (default: 0)")
+    p.set_defaults(func=_probe)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instructforge",
@@ -628,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_merge,
         _add_report,
+        _add_probe,
     ):
         add(sub)
     return parser

@@ -427,6 +427,30 @@ class _Generation(Section):
         "Needs `num_records`.",
     )
 
+    balance: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Least share of `num_records` the rows of one group must take: by a representation attribute "
+        "(`gender`, `age`, `nationality_or_region`, `ethnicity`, `religion`, `disability`, `occupation`: the groups "
+        "a row mentions, see Bias and representation) or a `meta` field as for quotas, e.g. {gender: {female: 0.5, "
+        "male: 0.5}}. A row that would take room the unmet minimums need is dropped in order (funnel: "
+        "`target: balance_reserved`), custom's topics and personas are drawn toward groups still short, and the "
+        "target is not met before the minimums are (a stop names those left). Needs `num_records`.",
+    )
+
+    @model_validator(mode="after")
+    def _balance_needs_a_target(self) -> _Generation:
+        if not self.balance:
+            return self
+        if self.num_records is None:
+            raise ValueError("balance minimums are shares of the record target: set num_records too")
+        # A lexicon attribute's groups are checked when the run opens (generator.run.balance.check_groups).
+        for key, shares in self.balance.items():
+            if not all(0 <= s <= 1 for s in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+                raise ValueError(
+                    f"balance.{key}: shares are numbers from 0 to 1 that add up to 1 at most, got {shares}"
+                )
+        return self
+
     @model_validator(mode="after")
     def _quotas_need_a_target(self) -> _Generation:
         if self.quotas and self.num_records is None:
@@ -619,6 +643,33 @@ class ReportConfig(Section):
     )
     examples: int = Field(2000, ge=0, description="Kept rows shown in the report's Examples table (a sample).")
     rejected_per_reason: int = Field(100, ge=0, description="Dropped rows the report shows for each filter and reason.")
+    representation: bool = Field(
+        True,
+        description="Audit who the rows are about (see Bias and representation): group mentions by a declared "
+        "lexicon, pronouns by role, first names, co-occurrence with occupations and sentiment words.",
+    )
+    probes: int = Field(
+        0,
+        ge=0,
+        description="Counterfactual probes at the end of `generate` (see Bias and representation): this many "
+        "requests of the dataset that name a group, each asked again about another group, both answered by the "
+        "served model and compared in the report; 0: none (`instructforge probe RUN_DIR` runs them later).",
+    )
+    representation_target: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="The distribution each attribute's group shares are compared with, e.g. {gender: {female: 0.5, "
+        "male: 0.5}} (normalised); an attribute not named is compared with uniform shares over the groups mentioned.",
+    )
+
+    @field_validator("representation_target")
+    @classmethod
+    def _shares(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        # The attributes and groups are the lexicon's, checked when a run opens (generator.run.balance).
+        for key, shares in value.items():
+            wrong = {g: s for g, s in shares.items() if not 0 <= s <= 1}
+            if wrong:
+                raise ValueError(f"{key}: a target share is a number from 0 to 1, got {wrong}")
+        return value
 
 
 class Config(Section):

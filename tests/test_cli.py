@@ -96,6 +96,8 @@ OWN_DEFAULTS = {
     "merge --config": "a built-in config's name",
     "templates render --num-demonstrations": "preview()'s, for reading (generation.num_demonstrations is the run's)",
     "export --split": "export()'s split",
+    "probe --config": "a built-in config's name",
+    "probe --seed": "run_probes()'s",
 }
 
 

@@ -82,6 +82,12 @@ class Steer(Protocol):
     def combo_weights(self, pool: Sequence[Record], combos: Sequence[tuple[str, ...]]) -> list[float]: ...
 
 
+class Balancer(Protocol):
+    """What a method asks of `generation.balance` (`generator.run.balance.Balance`)."""
+
+    def weights(self, combos: Sequence[tuple[str, ...]], keys: Sequence[str]) -> list[float] | None: ...
+
+
 @dataclass
 class Inputs:
     """What a method is given when the run opens. `model` and `base_dir` are for a method that reads
@@ -95,6 +101,7 @@ class Inputs:
     model: Any = None  # the run's ModelConfig
     base_dir: Path = Path(".")
     embedder: Any = None  # an `Embedder` (filters/embed.py) for a method that `embeds`
+    balance: Balancer | None = None  # generation.balance: draws toward groups under their minimum
 
 
 class Method(ABC):

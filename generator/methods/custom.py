@@ -27,6 +27,9 @@ class CustomConfig(Section):
     )
 
 
+BALANCED_KEYS = ("topic", "persona", "difficulty", "directive")  # a crossing's values, in order
+
+
 class Custom(Method):
     name = "custom"
     summary = "aims at the topics x personas x difficulties x edge cases you list (coverage you can name)"
@@ -53,9 +56,15 @@ class Custom(Method):
         rng = rng_for("custom", rnd)
         steer = inputs.steer
         weights = steer.combo_weights(pool, combos) if steer is not None else None
+        balanced = inputs.balance.weights(combos, BALANCED_KEYS) if inputs.balance is not None else None
+        if balanced is not None:  # toward the groups under their minimum (generation.balance)
+            weights = [w * b for w, b in zip(weights or [1.0] * len(combos), balanced)]
         asks = []
         for i in range(requests_per_round(inputs.settings, need, per)):
-            if steer is None or weights is None:
+            if weights is not None and steer is None:
+                [(topic, persona, difficulty, directive)] = rng.choices(combos, weights=weights)
+                demos = rng.sample(inputs.seeds, min(2, len(inputs.seeds)))
+            elif steer is None or weights is None:
                 topic, persona, difficulty, directive = combos[(rnd * 997 + i) % len(combos)]
                 demos = rng.sample(inputs.seeds, min(2, len(inputs.seeds)))
             else:  # toward the topics and personas whose instructions sit in sparse regions

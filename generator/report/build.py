@@ -20,6 +20,12 @@ from generator.config import ReportConfig
 from generator.core.files import write_atomic
 from generator.publish.dataset import REPORT, elapsed_text
 from generator.report.metrics import DatasetMetrics, measure
+from generator.report.representation import (
+    Representation,
+    card_representation,
+    measure_representation,
+    representation_view,
+)
 from generator.report.sources import DATASET, ReportInputs, clip, read_dataset, read_folder, rejected_row
 
 LENGTH_BINS = 30
@@ -44,6 +50,7 @@ class ReportResult:
     bytes: int
     seconds: dict[str, float]
     metrics: DatasetMetrics
+    representation: Representation | None = None
 
     def summary(self) -> str:
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
@@ -60,8 +67,11 @@ def measure_rows(
     return measure(rows, list(seeds), sample=config.sample, vectors=vectors)
 
 
-def card_quality(metrics: DatasetMetrics, report: str = REPORT) -> dict[str, Any]:
-    """The card's "Quality and diversity" numbers and the report's file name."""
+def card_quality(
+    metrics: DatasetMetrics, report: str = REPORT, representation: Representation | None = None
+) -> dict[str, Any]:
+    """The card's "Quality and diversity" numbers, its "Bias and representation" ones (under
+    `representation`, none when not measured) and the report's file name."""
     verbs: Counter[str] = Counter()
     for verb, _, count in metrics.verbs:
         verbs[verb] += count
@@ -75,6 +85,7 @@ def card_quality(metrics: DatasetMetrics, report: str = REPORT) -> dict[str, Any
         "top_verbs": [v for v, _ in verbs.most_common(5)],
         "nearest_seed_median": metrics.nearest_seed_median,
         "report": report,
+        "representation": card_representation(representation) if representation is not None else None,
     }
 
 
@@ -113,6 +124,7 @@ def write_folder_report(
     metrics: DatasetMetrics | None = None,
     seeds: Iterable[str] | None = None,
     hardware: Hardware | None = None,
+    representation: Representation | None = None,
 ) -> ReportResult:
     """The report of a run directory (or merge, dedup, decontaminate folder), written to `out`
     (default: report.html in its dataset folder). `rows` and `metrics`, when the caller already
@@ -121,7 +133,7 @@ def write_folder_report(
     started = time.perf_counter()
     inputs = read_folder(folder, rows=rows, rejected_per_reason=config.rejected_per_reason)
     inputs.seeds = list(seeds) if seeds is not None else fingerprint_seeds(inputs.fingerprint)
-    return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started)
+    return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started, representation)
 
 
 def write_dataset_report(source: str, out: Path, *, config: ReportConfig | None = None) -> ReportResult:
@@ -133,13 +145,14 @@ def write_dataset_report(source: str, out: Path, *, config: ReportConfig | None 
     return _write(inputs, Path(out), config, None, Hardware(), started)
 
 
-def _write(
+def _write(  # noqa: PLR0913
     inputs: ReportInputs,
     out: Path,
     config: ReportConfig,
     metrics: DatasetMetrics | None,
     hardware: Hardware,
     started: float,
+    representation: Representation | None = None,
 ) -> ReportResult:
     from generator.core.errors import InstructforgeError
     from generator.report.html import render
@@ -151,13 +164,18 @@ def _write(
         t = time.perf_counter()
         metrics = measure_rows(inputs.rows, inputs.seeds, config)
         seconds["measure"] = time.perf_counter() - t
+    if representation is None and config.representation:
+        t = time.perf_counter()
+        representation = measure_representation(inputs.rows, config.representation_target)
+        seconds["representation"] = time.perf_counter() - t
     t = time.perf_counter()
     data = view_data(inputs, metrics, config, hardware)
+    data["representation"] = representation_view(representation) if representation is not None else None
     page = render(data).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
     seconds["render"] = time.perf_counter() - t
-    return ReportResult(out, len(page), {k: round(v, 3) for k, v in seconds.items()}, metrics)
+    return ReportResult(out, len(page), {k: round(v, 3) for k, v in seconds.items()}, metrics, representation)
 
 
 # --- the data the page draws ----------------------------------------------------------------------
@@ -180,6 +198,8 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "stop_reason": (inputs.rounds or {}).get("stop_reason"),
         "examples": examples_view(inputs, m, config.examples),
         "sources": sources_view(inputs.sources),
+        "representation": None,  # filled by `_write` when measured
+        "probes": inputs.probes,
     }
 
 
@@ -368,13 +388,20 @@ class Measured:
     metrics: DatasetMetrics
     seeds: list[str]
     config: ReportConfig
+    representation: Representation | None = None
 
     def card(self) -> dict[str, Any]:
-        return card_quality(self.metrics)
+        return card_quality(self.metrics, representation=self.representation)
 
     def write(self, folder: Path, hardware: Hardware | None = None) -> ReportResult:
         return write_folder_report(
-            folder, config=self.config, rows=self.rows, metrics=self.metrics, seeds=self.seeds, hardware=hardware
+            folder,
+            config=self.config,
+            rows=self.rows,
+            metrics=self.metrics,
+            seeds=self.seeds,
+            hardware=hardware,
+            representation=self.representation,
         )
 
 
@@ -398,7 +425,8 @@ def measure_records(
         return None
     seed_texts = seed_instructions(seeds)
     # `metrics.rows` is what was measured: every row, or the even sample of a larger dataset.
-    return Measured(rows, measure_rows(rows, seed_texts, config, vectors), seed_texts, config)
+    representation = measure_representation(rows, config.representation_target) if config.representation else None
+    return Measured(rows, measure_rows(rows, seed_texts, config, vectors), seed_texts, config, representation)
 
 
 def hardware_of(config: Any) -> Hardware:

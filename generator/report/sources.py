@@ -19,6 +19,7 @@ REJECTED = "rejected.jsonl"
 ENGINE = "engine_stats.json"
 FINGERPRINT = "fingerprint.json"
 SOURCES = "sources.json"  # a documents run's corpus coverage
+PROBES = "probes.json"  # `instructforge probe`'s counterfactual probes
 DATASET = "dataset"
 CLIP = 600  # characters of a text the report shows (the dataset holds the rest)
 
@@ -34,6 +35,7 @@ class ReportInputs:
     seeds: list[str] = field(default_factory=list)  # seed instructions
     fingerprint: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, Any] | None = None  # a documents run's corpus coverage (generator/documents/coverage.py)
+    probes: dict[str, Any] | None = None  # counterfactual probes (generator/report/probes.py), when run
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
@@ -66,6 +68,7 @@ def read_folder(
         engine=engine_totals(_json(folder / ENGINE) or {}),
         fingerprint=fingerprint,
         sources=_json(folder / SOURCES),
+        probes=_json(folder / PROBES),
     )
 
 

@@ -21,6 +21,7 @@ from generator.prompting.roles import load_templates
 from generator.prompting.seeds import SeedTask, load_seeds
 from generator.prompting.templates import PromptTemplate
 from generator.publish.writer import DatasetWriter, log
+from generator.run.balance import Balance, check_groups
 from generator.run.budget import Budget, check_budget
 from generator.run.complete import Completion
 from generator.run.funnel import RunFunnel
@@ -126,6 +127,7 @@ class Run:
     funnel: RunFunnel = field(default_factory=RunFunnel)
     budget: Budget | None = None  # the spending limits; None: unlimited
     vectors: TextVectors = field(default_factory=TextVectors)  # the seeds' vectors, for steering and the report
+    balance: Balance | None = None  # generation.balance: the target admits by it, custom draws by it
 
     @property
     def run_dir(self) -> Path:
@@ -171,7 +173,11 @@ class Run:
 
 
 def open_method(
-    config: Config, seeds: list[SeedTask], templates: dict[str, PromptTemplate], steer: Steer | None = None
+    config: Config,
+    seeds: list[SeedTask],
+    templates: dict[str, PromptTemplate],
+    steer: Steer | None = None,
+    balance: Balance | None = None,
 ) -> Method:
     """The configured method, given what it uses: its section, the round settings, the seeds, its
     roles' templates and the steering (Magpie reads the served model's chat template now)."""
@@ -188,7 +194,7 @@ def open_method(
     section = getattr(g, cls.section) if cls.section else None
     own = {role: templates[role] for role in cls.roles}
     embedder = make_embedder("minilm") if cls.embeds else None  # the model loads on the first encode
-    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder))
+    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder, balance))
 
 
 def _open_store(config: Config, method: Method, *, fresh: bool, force: bool) -> RunStore:
@@ -225,7 +231,9 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
     vectors = TextVectors()
     steer = steering_for(g.steer, instruction_filters, METHODS[g.method], vectors)
-    method = open_method(config, seeds, templates, steer)  # Magpie's chat template is read now
+    check_groups(g.balance, config.report.representation_target)
+    balance = Balance(g.balance, g.num_records) if g.balance and g.num_records else None
+    method = open_method(config, seeds, templates, steer, balance)  # Magpie's chat template is read now
     completion = Completion.for_config(config, templates)  # the preference judge's template is read now
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
@@ -254,4 +262,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         stop=StopSignals(run_dir),
         budget=Budget(config.budget, gpus, run_dir, store.costs, fresh=fresh),
         vectors=vectors,
+        balance=balance,
     )

@@ -63,6 +63,10 @@ class RunFunnel:
         """A finished record whose category already holds its quota's share of the record target."""
         self.records.unkeep(Drop(record, "target", "quota_full"))
 
+    def balance_reserved(self, record: Record) -> None:
+        """A finished record that would take room the unmet minimums of `generation.balance` need."""
+        self.records.unkeep(Drop(record, "target", "balance_reserved"))
+
     def trimmed(self, record: Record) -> None:
         """A finished record past the record target, cut so the dataset holds exactly the target."""
         self.records.unkeep(Drop(record, "target", "over_target"))

@@ -38,6 +38,7 @@ from generator.run.context import FUNNEL, ROUNDS, SOURCES, Run, fingerprint, ope
 from generator.run.cost import Costs, Estimate, Pricing
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
+from generator.run.probe import probe_for_report
 from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender, Served
@@ -174,7 +175,7 @@ async def _fill(run: Run, sender: Sender, bar: Progress) -> tuple[PoolResult, Ke
     """Refill after refill (`generator.run.target`): grow the pool, complete and filter what is
     new, until the run has a reason to stop (without a record target, after one refill); then
     the pool is released."""
-    target = Target.of(run.config.generation)
+    target = Target.of(run.config.generation, run.balance)
     pool = PoolResult(Pool(run.run_dir))
     stage = _Records(run, sender, bar, KeptRecords(run.run_dir / KEPT))
     while True:
@@ -322,6 +323,8 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         quality=quality,
         sources=sources,
     )
+    if measured is not None and run.config.report.probes:
+        probe_for_report(run.config, run.run_dir, run.config.report.probes, run.log)
     report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
     run.stop.check()
     if run.config.dataset.push is not None:

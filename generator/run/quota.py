@@ -49,14 +49,19 @@ class Quotas:
         caps = self.caps[key]
         return caps[value] if value in caps else caps[EVERY]
 
+    def fits(self, record: Record) -> bool:
+        return not any(self.counts[k] >= self.cap(*k) for k in self.categories(record))
+
+    def take(self, record: Record) -> None:
+        self.counts.update(self.categories(record))
+
     def admit(self, records: list[Record], funnel: RunFunnel) -> list[Record]:
         """The records whose categories still have room, in order; the others go to the funnel."""
         out = []
         for r in records:
-            keys = self.categories(r)
-            if any(self.counts[k] >= self.cap(*k) for k in keys):
+            if not self.fits(r):
                 funnel.quota_full(r)
                 continue
-            self.counts.update(keys)
+            self.take(r)
             out.append(r)
         return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from generator.config import GenerationConfig
 from generator.core.records import Record
+from generator.run.balance import Balance
 from generator.run.budget import Budget
 from generator.run.funnel import RunFunnel
 from generator.run.quota import Quotas
@@ -49,6 +50,7 @@ class Target:
     first: int  # the first refill (num_instructions)
     stall_refills: int
     quotas: Quotas | None = None  # generation.quotas: their counts span refills
+    balance: Balance | None = None  # generation.balance: its counts span refills too
     kept: int = 0
     completed: int = 0
     refills: list[Refill] = field(default_factory=list)
@@ -56,9 +58,9 @@ class Target:
     pending: int = 0  # rows admitted in the refill under way (counted in `kept` when it ends)
 
     @classmethod
-    def of(cls, g: GenerationConfig) -> Target:
+    def of(cls, g: GenerationConfig, balance: Balance | None = None) -> Target:
         quotas = Quotas(g.quotas, g.num_records) if g.quotas and g.num_records else None
-        return cls(g.num_records, g.num_instructions, g.stall_rounds, quotas)
+        return cls(g.num_records, g.num_instructions, g.stall_rounds, quotas, balance)
 
     @property
     def room(self) -> int | None:
@@ -67,7 +69,11 @@ class Target:
 
     def admit(self, records: list[Record], funnel: RunFunnel) -> list[Record]:
         """What of `records` (in order) the dataset takes: a row whose quota is full is dropped
-        (`quota_full`) before it takes room, and the rows past the room left are cut (`trimmed`)."""
+        (`quota_full`) before it takes room, and the rows past the room left are cut (`trimmed`).
+        With `generation.balance`, a row that would take room its unmet minimums need is dropped
+        (`balance_reserved`)."""
+        if self.balance is not None:
+            return self._admit_balanced(records, funnel, self.balance)
         if self.quotas is not None:
             records = self.quotas.admit(records, funnel)
         room = self.room
@@ -78,6 +84,24 @@ class Target:
         self.pending += len(records)
         return records
 
+    def _admit_balanced(self, records: list[Record], funnel: RunFunnel, balance: Balance) -> list[Record]:
+        out: list[Record] = []
+        for r in records:
+            room = self.room or 0  # balance needs a record target
+            if self.quotas is not None and not self.quotas.fits(r):
+                funnel.quota_full(r)
+            elif room == 0:
+                funnel.trimmed(r)
+            elif not balance.fits(r, room):
+                funnel.balance_reserved(r)
+            else:
+                if self.quotas is not None:
+                    self.quotas.take(r)
+                balance.take(r)
+                self.pending += 1
+                out.append(r)
+        return out
+
     def pool_size(self, pool: int) -> int:
         """The pool's size to grow to in the next refill: `num_instructions` first; then, for the
         rows still wanted, the instructions the yield so far (rows per completed instruction)
@@ -85,7 +109,10 @@ class Target:
         if not self.refills or self.records is None or self.kept == 0:
             return pool + self.first
         per_row = self.completed / self.kept
-        return pool + max(1, math.ceil((self.records - self.kept) * per_row * REFILL_MARGIN))
+        need = (self.records - self.kept) * per_row
+        if self.balance is not None:  # enough for the rarest short group too, at its own yield
+            need = max(need, self.balance.instructions_for_minimums(self.completed) or 0)
+        return pool + max(1, math.ceil(need * REFILL_MARGIN))
 
     def add(self, instructions: int, completed: int) -> None:
         """End a refill: `instructions` added to the pool, `completed` of them completed; its rows
@@ -102,20 +129,28 @@ class Target:
         if self.records is not None and self.kept >= self.records:
             return Stop("target", f"target reached: {self.records} records")
         if budget is not None and budget.stopped is not None:
-            return Stop("budget", budget.reason(), budget.stopped)
+            return self._unbalanced(Stop("budget", budget.reason(), budget.stopped))
         if self.records is None:
             if pool.stop_kind == "full":
                 return Stop("pool", f"num_instructions reached: {self.first} instructions")
             return Stop(pool.stop_kind, pool.stop_reason)
         if pool.stop_kind in ("max_rounds", "stall"):
-            return Stop(pool.stop_kind, pool.stop_reason)
+            return self._unbalanced(Stop(pool.stop_kind, pool.stop_reason))
         if self.stalled >= self.stall_refills:
-            return Stop("stall", f"no new record in {self.stalled} refills")
+            return self._unbalanced(Stop("stall", f"no new record in {self.stalled} refills"))
         return None
+
+    def _unbalanced(self, stop: Stop) -> Stop:
+        """A stop before the target names the balance minimums still unmet."""
+        unmet = self.balance.unmet() if self.balance is not None else []
+        if unmet:
+            stop.reason += f"; balance minimums not met: {', '.join(unmet)}"
+        return stop
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "num_records": self.records,
             "kept": self.kept,
             "refills": [asdict(r) for r in self.refills],
+            **({"balance": self.balance.to_dict()} if self.balance is not None else {}),
         }
