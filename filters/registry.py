@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from filters.base import Filter
+from filters.code_exec import CodeExecFilter
 from filters.decontam import Decontaminate
 from filters.dedup import ExactDedup, SemanticDedup
 from filters.grounded import GroundedFilter
@@ -41,6 +42,7 @@ FILTERS: dict[str, type[Filter]] = {
     "exact_dedup": ExactDedup,
     "semantic_dedup": SemanticDedup,
     "decontaminate": Decontaminate,
+    "code_exec": CodeExecFilter,
 }
 
 
