@@ -217,7 +217,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     vectors = TextVectors()
     steer = steering_for(g.steer, instruction_filters, METHODS[g.method], vectors)
     method = open_method(config, seeds, templates, steer)  # Magpie's chat template is read now
-    completion = Completion.for_config(config, templates)  # the preference judge's template is read now
+    completion = Completion.for_config(config, templates, seeds)  # the preference judge's template is read now
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
