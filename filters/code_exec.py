@@ -9,6 +9,7 @@ An answer without Python code is no coding answer and is kept. The tests are the
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +20,8 @@ from generator.core.records import Record
 # A fenced block: its tag (python, py, ...) and its text. The closing fence is on a line of its own.
 FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 PYTHON_TAGS = frozenset({"python", "python3", "py", "py3"})
+
+log = logging.getLogger(__name__)
 
 
 def python_blocks(text: str) -> list[str]:
@@ -74,6 +77,7 @@ class CodeExecFilter(Filter):
         self.require_tests = require_tests
         self.require_code = require_code
         self.workers = workers
+        self.warned = False
 
     def judge(self, records: list[Record]) -> list[Verdict]:
         verdicts: list[Verdict | None] = []
@@ -105,6 +109,12 @@ class CodeExecFilter(Filter):
         return None, program
 
     def _verdict(self, run: Execution) -> Verdict:
+        if run.network == "hooks" and not self.warned:
+            self.warned = True
+            log.warning(
+                "code_exec: this user may not make a network namespace (unprivileged user namespaces are "
+                "off); the code's network is blocked by the sandbox's audit hook alone"
+            )
         if run.status is Status.PASSED:
             return KEEP
         detail = {"error": run.error, "seconds": run.seconds}

@@ -66,10 +66,13 @@ READABLE_EXTRA = ("/usr/share/zoneinfo", "/etc/localtime", "/dev/null", "/dev/ur
 def isolate_network() -> bool:
     """Move into a new network namespace (only a downed loopback in it): as root, or in a new user
     namespace where unprivileged ones are allowed. False where neither works."""
-    import ctypes  # only here: the hook refuses ctypes from then on
+    try:
+        import ctypes  # only here: the hook refuses ctypes from then on
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    made = any(libc.unshare(flags) == 0 for flags in (CLONE_NEWNET, CLONE_NEWUSER | CLONE_NEWNET))
+        unshare = ctypes.CDLL(None, use_errno=True).unshare
+        made = any(unshare(flags) == 0 for flags in (CLONE_NEWNET, CLONE_NEWUSER | CLONE_NEWNET))
+    except (ImportError, OSError, AttributeError):  # no ctypes, or no unshare (not Linux)
+        made = False
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
     return made
