@@ -135,3 +135,14 @@ def test_first_own_instance_skips_copies_and_carriers() -> None:
     assert (reason, detail["tokens"]) == ("carries_example", ["3.1", "km", "mi"])
     assert detail["output"] == carrier.output
     assert _first_own([copy], prompt, parser, task) == ("copied_from_prompt", {})
+
+
+def test_common_tokens_and_code_literals_are_not_distinctive() -> None:
+    seeds = [seed(f"s{i}", f"Task {i}.", ("", f"About 10 km, case {i}{i}{i}.")) for i in range(5)]
+    pool = ExamplePool(seeds)
+    assert pool.common == {"10", "km"}  # in all five tasks; each task's own number is not common
+    shown = [("", "About 10 km, case 111.")]
+    assert carried("\nWalk 10 km today.", "Walk 10 km today.", shown, "Plan a walk.") == ("10", "km")
+    assert carried("\nWalk 10 km today.", "Walk 10 km today.", shown, "Plan a walk.", pool.common) == ()
+    code = [("", "def f(x):\n    return None if x else True")]
+    assert distinctive(code[0][1]) == set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ _UNIT = re.compile(r"°\s?[CFK]\b|[%$€£¥]|(?<=\d)\s?(?:kg|km|cm|mm|mg|ml|mph
 _NAME = re.compile(r"\b[A-Z][a-z]{2,}(?:[ \t]+[A-Z][a-z]{2,})*")
 _SENTENCE = re.compile(r"[^.!?\n]*")
 _OPENS = re.compile(r"(?:\A|[.!?:\n\"'(])\s*(?:[-*]|\d+[.)])?\s*\Z")  # what precedes a sentence's first word
+COMMON_IN = 5  # a token in the instances of this many seed tasks is common vocabulary, not distinctive
+LITERALS = frozenset({"True", "False", "None", "Null", "NaN"})  # code's capitalised words are no names
 SHORT_WORDS = 3  # an output this short, all of whose distinctive tokens are an example's, copies it
 
 
@@ -48,7 +51,9 @@ class ExamplePool:
 
     def __init__(self, seeds: Sequence[SeedTask]):
         self.tasks: dict[bool, list[tuple[SeedTask, list[Example]]]] = {True: [], False: []}
+        seen: Counter[str] = Counter()
         for seed in seeds:
+            seen.update(set().union(*(distinctive(f"{i.input}\n{i.output}") for i in seed.instances)))
             examples = [
                 Example(seed.id, seed.instruction, i.input.strip(), i.output.strip())
                 for i in seed.instances
@@ -56,6 +61,9 @@ class ExamplePool:
             ]
             if examples:
                 self.tasks[seed.is_classification].append((seed, examples))
+        # Tokens in the instances of `COMMON_IN` seed tasks or more ("10", "%", "km" in the bundled
+        # seeds): shared with an example, they say nothing of a copy.
+        self.common = frozenset(t for t, n in seen.items() if n >= COMMON_IN)
 
     def draw(self, instruction: str, classification: bool, k: int = SHOWN) -> list[Example]:
         """`k` examples of `k` different seed tasks of the kind, chosen by the instruction's hash
@@ -76,15 +84,18 @@ def distinctive(text: str) -> set[str]:
         sentence = _SENTENCE.match(text, m.start())
         if not _OPENS.search(text[: m.start()]) or (sentence and sentence.group(0).strip(" ,;:") == m.group(0)):
             tokens.add(" ".join(m.group(0).split()))
-    return tokens
+    return tokens - LITERALS
 
 
-def carried(text: str, output: str, shown: Sequence[tuple[str, str]], task: str) -> tuple[str, ...]:
+def carried(
+    text: str, output: str, shown: Sequence[tuple[str, str]], task: str, common: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
     """The distinctive tokens of one shown example (input, output) that `text` (an instance's input
     and output) carries and the task does not: two or more, or the only ones of an output of
     `SHORT_WORDS` words or fewer ("212", "°C"); () when none does. An example whose input the task
-    holds ("Convert 100 °C to Fahrenheit.") is skipped: its output may be the right answer."""
-    own = distinctive(text)
+    holds ("Convert 100 °C to Fahrenheit.") is skipped: its output may be the right answer. `common`
+    tokens never count (`ExamplePool.common`)."""
+    own = distinctive(text) - common
     if not own:
         return ()
     task_low = task.casefold()

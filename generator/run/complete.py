@@ -109,7 +109,8 @@ class Completion:
                 continue
             parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
             prompt = "\n".join(m["content"] for m in req.messages or [])
-            first = _first_own(parsed.items, prompt, tpl.meta.parser, r.instruction)
+            common = self.examples.common if self.examples is not None else frozenset()
+            first = _first_own(parsed.items, prompt, tpl.meta.parser, r.instruction, common)
             if not isinstance(first, Item):
                 reason, detail = first if parsed.items else (_no_instance(parsed.rejections), {})
                 funnel.drop_task(r, reason, **detail)
@@ -235,16 +236,18 @@ def shown_examples(parser: str, prompt: str) -> list[tuple[str, str]]:
     return [(copy_key(i), copy_key(o)) for i, o in worked_examples(parser, prompt)]
 
 
-def _first_own(items: list[Item], prompt: str, parser: str, instruction: str) -> Item | tuple[str, dict[str, Any]]:
+def _first_own(
+    items: list[Item], prompt: str, parser: str, instruction: str, common: frozenset[str] = frozenset()
+) -> Item | tuple[str, dict[str, Any]]:
     """The first instance with an output that neither copies a worked example of `prompt` nor
-    carries one's distinctive tokens; else why not (a reason and its detail)."""
+    carries one's distinctive tokens (`common` ones aside); else why not (a reason and its detail)."""
     examples = worked_examples(parser, prompt)
     shown = [(copy_key(i), copy_key(o)) for i, o in examples]
     why: tuple[str, dict[str, Any]] = ("copied_from_prompt", {})
     for it in items:
         if not it.output.strip() or _copied(it, prompt, shown, instruction):
             continue
-        tokens = carried(f"{it.input}\n{it.output}", it.output, examples, instruction)
+        tokens = carried(f"{it.input}\n{it.output}", it.output, examples, instruction, common)
         if not tokens:
             return it
         why = ("carries_example", {"tokens": list(tokens), "output": it.output[:200]})
