@@ -59,6 +59,7 @@ WRITE_EVENTS = {
     "os.lchflags": ((0, None),),
     "shutil.rmtree": ((0, 1),),
 }
+MAX_REPORTED = 20
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 READABLE_EXTRA = ("/usr/share/zoneinfo", "/etc/localtime", "/dev/null", "/dev/urandom", "/dev/random")
 
@@ -125,6 +126,7 @@ class Hook:
         self.readable = readable
         self.report = report
         self.busy = False  # the hook's own calls raise events too
+        self.reported = 0  # refusals written: a few say what happened, and a full pipe would block
 
     def __call__(self, event: str, args: tuple) -> None:
         if self.busy:
@@ -135,7 +137,9 @@ class Hook:
         finally:
             self.busy = False
         if why:
-            os.write(self.report, f"refused {why}\n".encode(errors="replace"))
+            if self.reported < MAX_REPORTED:
+                self.reported += 1
+                os.write(self.report, f"refused {why[:200]}\n".encode(errors="replace"))
             raise PermissionError(f"sandbox: {why} is not allowed")
 
     def check(self, event: str, args: tuple) -> str:

@@ -224,3 +224,17 @@ def test_huge_allocation_is_contained(code: str) -> None:
     v = judge(answer(code, "assert True"))
     assert v.reason == "tests_failed"
     assert v.detail["error"] in ("MemoryError", "OSError: [Errno 27] File too large")
+
+
+@pytest.mark.subprocess
+def test_many_refusals_end_as_refused_not_blocked(tmp_path: Path) -> None:
+    code = f"""
+    for i in range(3000):
+        try:
+            open({str(tmp_path)!r} + f"/x{{i}}", "w")
+        except OSError:
+            pass
+    """
+    v = judge(answer(code), require_tests=False)
+    assert v.reason == "refused" and len(v.detail["refused"]) == 20  # reported up to a cap: the pipe never fills
+    assert not any(tmp_path.iterdir())
