@@ -17,7 +17,6 @@ and root ignores it. Run code from models you do not trust on a machine or accou
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -78,8 +77,8 @@ def _run(folder: Path, limits: Limits) -> Execution:
     work = str(folder / "work")
     env = {"PATH": os.defpath, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
     report_r, report_w = os.pipe()
-    settings.update(call_tests=limits.call_tests, report_fd=report_w)
-    command = [sys.executable, "-I", "-S", "-B", str(CHILD), str(folder), json.dumps(settings)]
+    settings.update(call_tests=int(limits.call_tests), report_fd=report_w)
+    command = [sys.executable, "-I", "-S", "-B", str(CHILD), str(folder), *(f"{k}={v}" for k, v in settings.items())]
     start = time.monotonic()
     with open(folder / "out", "wb") as out, open(folder / "err", "wb") as err:
         try:

@@ -127,8 +127,7 @@ def test_passing_failing_and_order_kept() -> None:
 def test_fork_bomb_is_contained(code: str) -> None:
     start = time.monotonic()
     v = judge(answer(code, "assert True"))
-    assert not v.keep and v.reason in ("refused", "tests_failed")
-    assert "not allowed" in v.detail["error"] or v.detail.get("refused")
+    assert v.reason == "refused" and v.detail["error"].startswith("sandbox refused"), v
     assert time.monotonic() - start < 8  # refused at once, not stopped by the time limit
 
 
