@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -223,6 +224,59 @@ def test_huge_allocation_is_contained(code: str) -> None:
     v = judge(answer(code, "assert True"))
     assert v.reason == "tests_failed"
     assert v.detail["error"] in ("MemoryError", "OSError: [Errno 27] File too large")
+
+
+TASKS = [
+    "Write a Python function that returns the square of a number.",
+    "Write a Python function that tells whether a number is even.",
+    "Write a Python function that reverses a string.",
+    "Write a Python function that downloads a web page.",
+]
+ANSWERS = {
+    "square": "```python\ndef square(x):\n    return x * x\n```\n\n```python\nassert square(3) == 9\n```",
+    "even": "```python\ndef is_even(n):\n    return n % 2 == 1\n```\n\n```python\nassert is_even(4)\n```",
+    "reverses": "```python\ndef rev(s):\n    return s[::-1]\n```\n\n```python\nassert rev('ab') == 'ba'\n```",
+    "downloads": "```python\nimport urllib.request\ndef get(u):\n    return urllib.request.urlopen(u).read()\n```"
+    "\n\n```python\nassert get('http://example.com')\n```",
+}
+
+
+@pytest.mark.subprocess
+def test_code_config_runs_the_answers_tests(tmp_path: Path) -> None:
+    """configs/code.yaml against a fake model: the response_code template asks for tests, code_exec
+    keeps the answers whose tests pass and puts the others in rejected.jsonl with their errors."""
+    from fake_openai import FakeOpenAI
+
+    from generator.config import load_config
+    from generator.run.pipeline import generate
+
+    def reply(body: dict, _i: int) -> str:
+        prompt = body["messages"][-1]["content"]
+        if "python" in body["messages"][0]["content"].lower() and "```python" in body["messages"][0]["content"]:
+            return next(answer for key, answer in ANSWERS.items() if key in prompt)
+        return "\n".join(f"{n}. {task}" for n, task in enumerate(TASKS, 1))
+
+    fake = FakeOpenAI(reply=reply)
+    url = fake.start_in_thread()
+    try:
+        overrides = {
+            "run_dir": str(tmp_path / "run"),
+            "model": {"name": "fake", "served_name": "fake-model"},
+            "server": {"endpoints": [url]},
+            "report": {"enabled": False},
+            "generation.num_instructions": 4,
+            "generation.max_rounds": 1,
+            "filters.instructions": [{"name": "length"}, {"name": "exact_dedup"}],
+        }
+        result = generate(load_config("code.yaml", overrides=overrides), progress=False)
+    finally:
+        fake.stop_thread()
+    kept = [json.loads(line) for line in (result.run_dir / "kept.jsonl").read_text().splitlines()]
+    assert sorted(r["instruction"] for r in kept) == sorted(TASKS[0:3:2])
+    rejected = [json.loads(line) for line in (result.run_dir / "rejected.jsonl").read_text().splitlines()]
+    code_drops = {r["record"]["instruction"]: r for r in rejected if r["filter"] == "code_exec"}
+    assert code_drops[TASKS[1]]["reason"] == "tests_failed" and code_drops[TASKS[1]]["error"] == "AssertionError"
+    assert code_drops[TASKS[3]]["reason"] == "refused" and code_drops[TASKS[3]]["refused"] == ["socket.getaddrinfo"]
 
 
 @pytest.mark.subprocess
