@@ -291,3 +291,18 @@ def test_many_refusals_end_as_refused_not_blocked(tmp_path: Path) -> None:
     v = judge(answer(code), require_tests=False)
     assert v.reason == "refused" and len(v.detail["refused"]) == 20  # reported up to a cap: the pipe never fills
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.subprocess
+def test_a_failing_answer_is_the_rejected_one_of_a_pair() -> None:
+    from generator.config import PreferencesConfig
+    from generator.run.preferences import PairMaker, Scored, pick
+
+    cfg = PreferencesConfig(responses=2, checks=[{"name": "code_exec"}], judge=None, rejected="failed_check")
+    maker = PairMaker(cfg)
+    good = answer(SOLUTION, "assert add(2, 3) == 5").output
+    bad = answer("def add(a, b):\n    return a - b", "assert add(2, 3) == 5").output
+    task = Record("Write a Python function that adds two numbers.", "", "", {})
+    [scored] = maker.score([(task, [Scored(0, bad, "stop"), Scored(1, good, "stop")])])
+    chosen, rejected = pick(scored, cfg)
+    assert (chosen.text, rejected.text, rejected.reason) == (good, bad, "tests_failed")
