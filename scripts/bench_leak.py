@@ -1,6 +1,14 @@
-"""How many rows of a finished run carry a worked example their instance request showed.
+"""How many rows carry a worked example their instance request showed.
 
     python scripts/bench_leak.py runs/default [more run directories ...]
+    python scripts/bench_leak.py --ab INSTRUCTIONS.jsonl [--n 40] [--config default.yaml]
+
+`--ab` starts the config's server (the bundled model for default.yaml) and asks the instance
+template for every instruction of the file (`{"instruction": ...}` lines; the built-in seeds' when
+the file is `seeds`) twice, at the same sampling: with the template's one built-in example (before)
+and with two examples drawn from the seeds (after). For each arm it prints the tasks that got an
+instance from the old stage (the first that is no exact copy) and how many of those carry a shown
+example (the leak the old check let through), then the tasks the new stage keeps an instance of.
 
 For each run directory (a self-instruct run with the built-in seeds, such as `make demo`'s), reads
 the rows kept for the dataset (`kept.jsonl`) and, for each, the examples its instance request
@@ -18,9 +26,12 @@ template's one built-in example (runs made before examples were drawn). Prints p
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +40,7 @@ sys.path[:0] = [str(ROOT)]
 from generator.core.paths import builtin_path  # noqa: E402 - after the path is set
 from generator.core.text import copy_key  # noqa: E402
 from generator.prompting.examples import ExamplePool, carried  # noqa: E402
-from generator.prompting.parse import Item  # noqa: E402
+from generator.prompting.parse import Item, parse  # noqa: E402
 from generator.prompting.seeds import load_seeds  # noqa: E402
 from generator.prompting.templates import load_template, render  # noqa: E402
 from generator.run.complete import _copied, worked_examples  # noqa: E402
@@ -61,11 +72,85 @@ def carries_shown(row: dict, pool: ExamplePool) -> bool:
     )
 
 
+async def _send(base_url: str, key: str | None, model: str, chats: list[list[dict]], params: dict) -> list[str]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
+
+        async def one(messages: list[dict]) -> str:
+            body = {"model": model, "messages": messages, **params}
+            async with session.post(f"{base_url}/chat/completions", json=body, headers=headers) as resp:
+                resp.raise_for_status()
+                return (await resp.json())["choices"][0]["message"]["content"] or ""
+
+        return list(await asyncio.gather(*(one(m) for m in chats)))
+
+
+def ab(instructions: list[str], config_name: str) -> None:
+    from generator.config import load_config
+    from generator.llm.server import managed_server
+    from generator.run.complete import _first_own
+
+    config = load_config(config_name)
+    tpl = load_template(builtin_path("prompts", "instance_input_first.jinja"))
+    seeds = load_seeds("builtin")
+    pool = ExamplePool(seeds)
+    arms = ("fixed", "drawn")
+    chats, keys = [], []
+    for text in instructions:
+        for arm in arms:
+            values = {**tpl.meta.defaults, "instruction": text, "num_instances": 2}
+            if arm == "drawn":
+                values["examples"] = [ex.to_dict() for ex in pool.draw(text, False)]
+            chats.append(render(tpl, values))
+            keys.append((arm, text))
+    sampling = tpl.meta.sampling
+    params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+    start = time.monotonic()
+    if config.server.endpoints:  # a server of your own (or a fake one)
+        model = config.model.served_name or config.model.name
+        texts = asyncio.run(_send(config.server.endpoints[0], None, model, chats, params))
+    else:
+        with tempfile.TemporaryDirectory() as logs, managed_server(config, Path(logs)) as server:
+            texts = asyncio.run(_send(server.base_url, server.api_key, server.model, chats, params))
+    print(f"{len(chats)} requests in {time.monotonic() - start:.0f} s (server start included)")
+    for arm in arms:
+        got = carrying = kept = 0
+        for (key_arm, text), messages, answer in zip(keys, chats, texts):
+            if key_arm != arm:
+                continue
+            prompt = "\n".join(m["content"] for m in messages)
+            items = parse("instances", answer).items
+            shown = worked_examples("instances", prompt)
+            keys_shown = [(copy_key(i), copy_key(o)) for i, o in shown]
+            old = next((it for it in items if it.output.strip() and not _copied(it, prompt, keys_shown, text)), None)
+            if old is not None:
+                got += 1
+                carrying += bool(carried(f"{old.input}\n{old.output}", old.output, shown, text, pool.common))
+            kept += isinstance(_first_own(items, prompt, "instances", text, pool.common), Item)
+        n = len(instructions)
+        print(
+            f"{arm}: {n} tasks; old stage gave {got} an instance, {carrying} of them ({carrying / max(got, 1):.0%}) "
+            f"carrying a shown example; new stage keeps {kept} ({kept / max(n, 1):.0%} of the tasks)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--ab", metavar="INSTRUCTIONS", help="a JSONL file of instructions, or `seeds`")
+    parser.add_argument("--n", type=int, default=40, help="with --ab: instructions used (the first n)")
+    parser.add_argument("--config", default="default.yaml", help="with --ab: the config whose server is started")
     args = parser.parse_args()
     pool = ExamplePool(load_seeds("builtin"))
+    if args.ab:
+        if args.ab == "seeds":
+            instructions = [s.instruction for s in load_seeds("builtin")]
+        else:
+            lines = Path(args.ab).read_text(encoding="utf-8").splitlines()
+            instructions = [json.loads(line)["instruction"] for line in lines if line.strip()]
+        ab(instructions[: args.n], args.config)
     for run in args.runs:
         rows = [json.loads(line) for line in (run / "kept.jsonl").read_text(encoding="utf-8").splitlines() if line]
         carrying = sum(carries_shown(r, pool) for r in rows)
