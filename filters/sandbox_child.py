@@ -5,9 +5,10 @@ Before the untrusted `FOLDER/main.py` runs, it takes the network away (a new net
 where the kernel lets this user make one), sets its resource limits (soft and hard alike, so the code
 cannot raise them) and installs an audit hook (PEP 578) that refuses, from then on: starting or
 signalling processes, sockets other than local pairs and every address lookup, native code (ctypes,
-cffi), changing the limits, writing, creating, renaming or deleting anything
-outside `FOLDER/work`, and reading files outside `FOLDER`, Python's own folders and the time zone
-data. Each refusal raises PermissionError and is written to the descriptor the parent reads (`report_fd`).
+cffi) and the modules that write files from C without an audit event (dbm, readline), changing the
+limits, writing, creating, renaming or deleting anything outside `FOLDER/work` (and /dev/null), and
+reading files outside `FOLDER`, Python's own folders and the time zone data. Each refusal raises
+PermissionError and is written to the descriptor the parent reads (`report_fd`).
 
 An audit hook is not a security boundary (PEP 578 says so): code that reaches native code some way
 the hook does not see can step around it. What still holds then is what the kernel enforces: the
@@ -40,6 +41,9 @@ NATIVE_EVENTS = frozenset(
 # `_posixsubprocess` is loaded before the hook with its fork_exec disarmed (subprocess and asyncio
 # import it); a second copy of it is refused like the others.
 REFUSED_IMPORTS = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "cffi", "_cffi_backend", "_xxsubinterpreters"})
+# Modules that write files from C without an audit event: absent here (ModuleNotFoundError, not
+# reported: dbm falls back to its pure-Python backend, whose writes the hook sees).
+ABSENT_IMPORTS = frozenset({"_dbm", "_gdbm", "readline"})
 # Write events: the positions of (path, dir_fd) in their arguments.
 WRITE_EVENTS = {
     "os.remove": ((0, 1),),
@@ -57,10 +61,14 @@ WRITE_EVENTS = {
     "os.chflags": ((0, None),),
     "os.lchflags": ((0, None),),
     "shutil.rmtree": ((0, 1),),
+    "sqlite3.connect": ((0, None),),
 }
+IN_MEMORY = (":memory:", "", b":memory:", b"")  # sqlite3 databases without a file
 MAX_REPORTED = 20
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-READABLE_EXTRA = ("/usr/share/zoneinfo", "/etc/localtime", "/dev/null", "/dev/urandom", "/dev/random")
+# Files the standard library reads for itself (time zones, mimetypes, platform) besides Python's own.
+READABLE_EXTRA = ("/usr/share/zoneinfo", "/etc/localtime", "/etc/mime.types", "/etc/os-release", "/dev/null")
+READABLE_EXTRA += ("/dev/urandom", "/dev/random")
 
 
 def isolate_network() -> bool:
@@ -121,7 +129,7 @@ class Hook:
     """The audit hook: refuses what the module docstring lists."""
 
     def __init__(self, writable: str, readable: tuple, report: int):
-        self.writable = (writable,)
+        self.writable = (writable, "/dev/null")
         self.readable = readable
         self.report = report
         self.busy = False  # the hook's own calls raise events too
@@ -130,11 +138,16 @@ class Hook:
     def __call__(self, event: str, args: tuple) -> None:
         if self.busy:
             return
+        if event == "import" and args[0] in ABSENT_IMPORTS:
+            raise ModuleNotFoundError(f"No module named {args[0]!r} in the sandbox", name=args[0])
         self.busy = True
         try:
             why = self.check(event, args)
+            denied = "" if why else self.check_read(event, args)
         finally:
             self.busy = False
+        if denied:  # reading is only denied (as the file system would), not reported: nothing leaves
+            raise PermissionError(f"sandbox: {denied} is not allowed")
         if why:
             if self.reported < MAX_REPORTED:
                 self.reported += 1
@@ -150,10 +163,10 @@ class Hook:
             return f"import {args[0]}"
         if event == "open":
             return self.check_open(*args[:3])
-        if event in ("os.listdir", "os.scandir") and args[0] is not None and not isinstance(args[0], int):
-            return "" if _under(_resolved(args[0], None)[0], self.readable) else f"{event} {args[0]}"
         for where, fd_at in WRITE_EVENTS.get(event, ()):
             path = args[where]
+            if event == "sqlite3.connect" and path in IN_MEMORY:
+                continue
             if not all(_under(p, self.writable) for p in _resolved(path, None if fd_at is None else args[fd_at])):
                 return f"{event} {path}"
         return ""
@@ -164,9 +177,14 @@ class Hook:
         writing = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & WRITE_FLAGS)
         if writing and not all(_under(p, self.writable) for p in _resolved(path, None)):
             return f"writing {path}"
-        if not writing and not _under(_resolved(path, None)[0], self.readable):
-            return f"reading {path}"
         return ""
+
+    def check_read(self, event: str, args: tuple) -> str:
+        """What `event` reads outside the readable folders; "" when nothing."""
+        reading = event in ("open", "os.listdir", "os.scandir") and args[0] is not None
+        if not reading or isinstance(args[0], int) or _under(_resolved(args[0], None)[0], self.readable):
+            return ""
+        return f"reading {args[0]}"
 
 
 def _no_required_arguments(function) -> bool:

@@ -306,3 +306,34 @@ def test_a_failing_answer_is_the_rejected_one_of_a_pair() -> None:
     [scored] = maker.score([(task, [Scored(0, bad, "stop"), Scored(1, good, "stop")])])
     chosen, rejected = pick(scored, cfg)
     assert (chosen.text, rejected.text, rejected.reason) == (good, bad, "tests_failed")
+
+
+@pytest.mark.subprocess
+def test_ordinary_standard_library_code_passes() -> None:
+    code = """
+    import asyncio, mimetypes, os, shelve, sqlite3, tempfile
+
+    async def double(x):
+        return 2 * x
+
+    assert asyncio.run(double(2)) == 4
+    with tempfile.NamedTemporaryFile("w", delete=False) as f:
+        f.write("scratch")
+    with open(os.devnull, "w") as sink:
+        sink.write("quiet")
+    with shelve.open("store") as store:
+        store["k"] = [1, 2]
+    db = sqlite3.connect(":memory:")
+    assert db.execute("select 1").fetchone() == (1,)
+    assert mimetypes.guess_type("notes.txt")[0] == "text/plain"
+    """
+    assert judge(answer(code)) == Verdict(keep=True)
+
+
+@pytest.mark.subprocess
+def test_files_outside_cannot_be_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2")
+    v = judge(answer(f"print(open({str(secret)!r}).read())", "assert True"))
+    assert v.reason == "tests_failed" and "PermissionError" in v.detail["error"]
+    assert "hunter2" not in json.dumps(v.detail)
