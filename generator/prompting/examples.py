@@ -22,7 +22,8 @@ MAX_CHARS = 300  # longer inputs or outputs make the prompt long for a small mod
 
 # Distinctive tokens. Numbers of two characters or more ("212", "98.6", "1,000", "10:30"; single
 # digits number lists and steps everywhere); units and symbols after a number or standing alone
-# ("°F", "kg", "%", "$"); names: capitalised words not opening a sentence or a line.
+# ("°F", "kg", "%", "$"); names: capitalised words not opening a sentence or a line, or that are
+# the whole of one (a label, a list item).
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*")
 _UNIT = re.compile(r"°\s?[CFK]\b|[%$€£¥]|(?<=\d)\s?(?:kg|km|cm|mm|mg|ml|mph|lbs?|oz|ft|mi|kWh|GB|MB|Hz|m|g|s|h|l)\b")
 _NAME = re.compile(r"\b[A-Z][a-z]{2,}(?:[ \t]+[A-Z][a-z]{2,})*")
@@ -53,7 +54,6 @@ class ExamplePool:
         self.tasks: dict[bool, list[tuple[SeedTask, list[Example]]]] = {True: [], False: []}
         seen: Counter[str] = Counter()
         for seed in seeds:
-            seen.update(set().union(*(distinctive(f"{i.input}\n{i.output}") for i in seed.instances)))
             examples = [
                 Example(seed.id, seed.instruction, i.input.strip(), i.output.strip())
                 for i in seed.instances
@@ -61,7 +61,8 @@ class ExamplePool:
             ]
             if examples:
                 self.tasks[seed.is_classification].append((seed, examples))
-        # Tokens in the instances of `COMMON_IN` seed tasks or more ("10", "%", "km" in the bundled
+                seen.update(set().union(*(distinctive(f"{ex.input}\n{ex.output}") for ex in examples)))
+        # Tokens in the examples of `COMMON_IN` seed tasks or more ("10", "%", "km" in the bundled
         # seeds): shared with an example, they say nothing of a copy.
         self.common = frozenset(t for t, n in seen.items() if n >= COMMON_IN)
 
