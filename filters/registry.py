@@ -8,6 +8,7 @@ from pathlib import Path
 
 from filters.base import Filter
 from filters.constraints import ConstraintsFilter
+from filters.code_exec import CodeExecFilter
 from filters.decontam import Decontaminate
 from filters.dedup import ExactDedup, SemanticDedup
 from filters.grounded import GroundedFilter
@@ -45,6 +46,7 @@ FILTERS: dict[str, type[Filter]] = {
     "decontaminate": Decontaminate,
     "constraints": ConstraintsFilter,
     "schema": SchemaFilter,
+    "code_exec": CodeExecFilter,
 }
 
 

@@ -588,6 +588,34 @@ class SchemaSpec(FilterSpec):
         return schema
 
 
+class CodeExecSpec(FilterSpec):
+    """Runs the Python code blocks of each answer (its solution and the tests the model wrote with
+    it) together in a sandboxed child process: a private temporary folder, the standard library
+    only, a time and a memory limit, no new processes, no network, no writes outside its folder (see
+    filters/sandbox.py for what it does and does not contain). Drops answers whose tests fail, time
+    out or try something the sandbox refuses, with the error as the drop's detail; answers without
+    Python code are kept (not coding answers)."""
+
+    name: Literal["code_exec"] = "code_exec"
+    time_s: float = Field(5.0, gt=0, le=600, description="Wall-clock seconds one answer's code may run.")
+    memory_mb: int = Field(512, ge=64, description="Address space one answer's code may use, in MiB.")
+    require_tests: bool = Field(
+        True,
+        description="Drop Python answers without tests (no `assert`, `test*` function or unittest case); "
+        "false: run them anyway, as a check that they run.",
+    )
+    require_code: bool = Field(False, description="Drop answers without a Python code block.")
+    workers: int = Field(2, ge=1, description="Answers run at once.")
+    reasons: ClassVar[dict[str, str]] = {
+        "tests_failed": "the code raised or exited non-zero (a failed assert, an exception, MemoryError)",
+        "timeout": "the code ran past `time_s`",
+        "refused": "the code tried what the sandbox refuses: a process, a socket, a write outside its folder",
+        "syntax_error": "the code blocks do not parse as Python",
+        "no_tests": "(`require_tests`) the Python code has no tests",
+        "no_code": "(`require_code`) the answer has no Python code block",
+    }
+
+
 AnyFilterSpec = Annotated[
     Union[  # noqa: UP007 - a discriminated union is spelled with Union
         LengthSpec,
@@ -607,6 +635,7 @@ AnyFilterSpec = Annotated[
         DecontaminateSpec,
         ConstraintsSpec,
         SchemaSpec,
+        CodeExecSpec,
     ],
     Discriminator("name"),
 ]

@@ -173,7 +173,17 @@ class ShardConfig(Section):
 
 # Rule checks a response may be put through: those that judge one output on its own. Stateful
 # filters (dedup, decontamination) and instruction checks mean nothing for one of k answers.
-RESPONSE_CHECKS = ("instance", "truncated", "repetition", "refusal", "language", "pii", "constraints", "schema")
+RESPONSE_CHECKS = (
+    "instance",
+    "truncated",
+    "repetition",
+    "refusal",
+    "language",
+    "pii",
+    "constraints",
+    "schema",
+    "code_exec",
+)
 
 
 class ResponseSampling(Section):

@@ -27,12 +27,12 @@ METHODS: dict[str, type[Method]] = {
 STAGE_ROLES: dict[str, Role] = {
     "classify": Role("classify", "Is an instruction a classification task?", frozenset({"instruction"})),
     "instance_input_first": Role(
-        "instance_input_first", "Input, then output.", frozenset({"instruction", "num_instances"})
+        "instance_input_first", "Input, then output.", frozenset({"instruction", "num_instances", "examples"})
     ),
     "instance_output_first": Role(
         "instance_output_first",
         "Label first, then input (classification).",
-        frozenset({"instruction", "num_instances"}),
+        frozenset({"instruction", "num_instances", "examples"}),
     ),
     "response": Role("response", "Answer an instruction (and its input).", frozenset({"instruction", "input"})),
     "user_turn": Role(

@@ -12,13 +12,16 @@ generator/run/preferences.py, ranks them).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from filters.base import BatchChat, FilterContext
 from generator.core.records import PREFERENCE, Record
 from generator.core.text import copy_key, echo_key
+from generator.prompting.examples import ExamplePool, carried
 from generator.prompting.parse import Item, parse
+from generator.prompting.seeds import SeedTask
 from generator.prompting.templates import PromptTemplate
 from generator.run.constrain import Constrainer
 from generator.run.funnel import RunFunnel
@@ -37,9 +40,12 @@ class Completion:
     pairs: PairMaker | None = None
     constrain: Constrainer | None = None  # `generation.constraints`
     response_format: dict[str, Any] | None = None  # `generation.response_format`, as the API takes it
+    examples: ExamplePool | None = None  # the instance templates' worked examples, drawn per request
 
     @classmethod
-    def for_config(cls, config: Any, templates: dict[str, PromptTemplate]) -> Completion:
+    def for_config(
+        cls, config: Any, templates: dict[str, PromptTemplate], seeds: Sequence[SeedTask] = ()
+    ) -> Completion:
         """The stage a config asks for; the pair maker's checks and judge are built (and their
         templates read) now."""
         g = config.generation
@@ -48,7 +54,7 @@ class Completion:
         schema = None
         if g.response_format is not None:
             schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": g.response_format}}
-        return cls(templates, g.instances, g.instances_per_task, pairs, constrain, schema)
+        return cls(templates, g.instances, g.instances_per_task, pairs, constrain, schema, ExamplePool(seeds))
 
     @property
     def answer_params(self) -> dict[str, Any]:
@@ -94,42 +100,41 @@ class Completion:
         return out
 
     async def instances(self, sender: Sender, records: list[Record], funnel: RunFunnel) -> list[Record]:
-        """The first valid instance of each task; small models copy the template's worked example
-        instead of writing their own, and such copies do not count."""
-        tpls = [
-            self.templates[
-                "instance_output_first" if r.meta.get("task_type") == "classification" else "instance_input_first"
-            ]
-            for r in records
-        ]
-        reqs = [
-            sender.request(tpl, {"instruction": r.instruction, "num_instances": self.per_task}, {"stage": "instances"})
-            for r, tpl in zip(records, tpls)
-        ]
+        """The first valid instance of each task. Each request shows worked examples of other tasks
+        drawn from the seeds (the template's built-in one where the seeds have none); small models
+        copy what they are shown, and an instance that copies an example, or carries its numbers,
+        units or names when the task does not, does not count."""
+        tpls, shown_ids, reqs = [], [], []
+        for r in records:
+            classification = r.meta.get("task_type") == "classification"
+            tpl = self.templates["instance_output_first" if classification else "instance_input_first"]
+            variables: dict[str, Any] = {"instruction": r.instruction, "num_instances": self.per_task}
+            drawn = self.examples.draw(r.instruction, classification) if self.examples is not None else []
+            if drawn and "examples" in tpl.variables:
+                variables["examples"] = [ex.to_dict() for ex in drawn]
+            tpls.append(tpl)
+            shown_ids.append([ex.seed_id for ex in drawn] if "examples" in variables else [])
+            reqs.append(sender.request(tpl, variables, {"stage": "instances"}))
         results = await sender.send(reqs)
         out = []
-        for r, tpl, req, res in zip(records, tpls, reqs, results):
+        for r, tpl, ids, req, res in zip(records, tpls, shown_ids, reqs, results):
             if res is None:
                 _missing(funnel, sender, r, req.id)
                 continue
             parsed = parse(tpl.meta.parser, res.texts[0], res.finish_reasons[0])
             prompt = "\n".join(m["content"] for m in req.messages or [])
-            shown = shown_examples(tpl.meta.parser, prompt)
-            good = [it for it in parsed.items if it.output.strip() and not _copied(it, prompt, shown, r.instruction)]
-            if not good:
-                reason = (
-                    "copied_from_prompt"
-                    if parsed.items
-                    else parsed.rejections[0].reason
-                    if parsed.rejections
-                    else "no_instance"
-                )
-                funnel.drop_task(r, reason)
+            common = self.examples.common if self.examples is not None else frozenset()
+            first = _first_own(parsed.items, prompt, tpl.meta.parser, r.instruction, common)
+            if not isinstance(first, Item):
+                reason, detail = first if parsed.items else (_no_instance(parsed.rejections), {})
+                funnel.drop_task(r, reason, **detail)
                 continue
-            first = good[0]
             out.append(
                 r.with_(input=first.input.strip(), output=first.output.strip()).with_meta(
-                    finish_reason=res.finish_reasons[0], instance_template=tpl.name, instance_template_hash=tpl.digest
+                    finish_reason=res.finish_reasons[0],
+                    instance_template=tpl.name,
+                    instance_template_hash=tpl.digest,
+                    **({"instance_examples": ids} if ids else {}),
                 )
             )
         return out
@@ -231,16 +236,43 @@ def _missing(funnel: RunFunnel, sender: Sender, record: Record, request_id: str)
         funnel.drop_task(record, "request_failed")
 
 
-def shown_examples(parser: str, prompt: str) -> list[tuple[str, str]]:
-    """(input, output) of each worked example in `prompt`, as `copy_key`s: the prompt read by the
+def worked_examples(parser: str, prompt: str) -> list[tuple[str, str]]:
+    """(input, output) of each worked example in `prompt`, as written: the prompt read by the
     template's own parser, each value cut at its first blank line (the last example would
     otherwise run on into the rest of the prompt)."""
     pairs = []
     for it in parse(parser, prompt).items:
-        output = copy_key(it.output.split("\n\n")[0])
+        output = it.output.split("\n\n")[0].strip()
         if output:
-            pairs.append((copy_key(it.input.split("\n\n")[0]), output))
+            pairs.append((it.input.split("\n\n")[0].strip(), output))
     return pairs
+
+
+def shown_examples(parser: str, prompt: str) -> list[tuple[str, str]]:
+    """The worked examples of `prompt` (`worked_examples`) as `copy_key`s."""
+    return [(copy_key(i), copy_key(o)) for i, o in worked_examples(parser, prompt)]
+
+
+def _first_own(
+    items: list[Item], prompt: str, parser: str, instruction: str, common: frozenset[str] = frozenset()
+) -> Item | tuple[str, dict[str, Any]]:
+    """The first instance with an output that neither copies a worked example of `prompt` nor
+    carries one's distinctive tokens (`common` ones aside); else why not (a reason and its detail)."""
+    examples = worked_examples(parser, prompt)
+    shown = [(copy_key(i), copy_key(o)) for i, o in examples]
+    why: tuple[str, dict[str, Any]] = ("copied_from_prompt", {})
+    for it in items:
+        if not it.output.strip() or _copied(it, prompt, shown, instruction):
+            continue
+        tokens = carried(f"{it.input}\n{it.output}", it.output, examples, instruction, common)
+        if not tokens:
+            return it
+        why = ("carries_example", {"tokens": list(tokens), "output": it.output[:200]})
+    return why
+
+
+def _no_instance(rejections: list[Any]) -> str:
+    return rejections[0].reason if rejections else "no_instance"
 
 
 def _contains(text: str, part: str) -> bool:

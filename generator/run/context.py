@@ -234,7 +234,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     check_groups(g.balance, config.report.representation_target)
     balance = Balance(g.balance, g.num_records) if g.balance and g.num_records else None
     method = open_method(config, seeds, templates, steer, balance)  # Magpie's chat template is read now
-    completion = Completion.for_config(config, templates)  # the preference judge's template is read now
+    completion = Completion.for_config(config, templates, seeds)  # the preference judge's template is read now
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request

@@ -34,10 +34,10 @@ class RunFunnel:
         a candidate dropped at stage `sources`, shown by its name."""
         self.reject(Record(instruction=source), "sources", reason)
 
-    def drop_task(self, record: Record, reason: str, stage: str = "instances") -> None:
+    def drop_task(self, record: Record, reason: str, stage: str = "instances", **detail: Any) -> None:
         """An accepted instruction that got no instance or response, or no preference pair (stage
         `preferences`); it is already a candidate."""
-        self.generation.add_drop(Drop(record, stage, reason))
+        self.generation.add_drop(Drop(record, stage, reason, detail))
 
     def drop_conversation(self, record: Record, reason: str, **detail: Any) -> None:
         """A kept record whose conversation failed a later turn (`generation.turn_failure: drop`)."""
