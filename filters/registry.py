@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from filters.base import Filter
-from filters.constraints import ConstraintsFilter
 from filters.code_exec import CodeExecFilter
+from filters.constraints import ConstraintsFilter
 from filters.decontam import Decontaminate
 from filters.dedup import ExactDedup, SemanticDedup
 from filters.grounded import GroundedFilter
