@@ -450,6 +450,14 @@ class SemanticDedupSpec(FilterSpec):
         description="With the pair check: the lowest cosine of a neighbour it checks (the floor it was fitted for).",
     )
     neighbours: int = Field(4, ge=1, description="With the pair check: nearest kept records checked.")
+    cascade: float | None = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="The cheap first pass: a record with no kept row at this cosine of the static "
+        "token vectors (distilled from the encoder) is kept without encoding it; only the others are "
+        "encoded and pair-checked. null: encode every record. Off with `encoder: static`.",
+    )
     reasons: ClassVar[dict[str, str]] = {"near_duplicate": "a kept record asks for the same task"}
 
     @field_validator("judge_band")
