@@ -503,7 +503,7 @@ class SemanticDedup(Filter):
         ssims, srows = self.index.search(s, CASCADE_NEIGHBOURS)
         near = [srows[i][(srows[i] >= 0) & (ssims[i] >= floor)] for i in range(len(records))]
         outer = [np.array([j for j in js if self._may_match(self.kept_text[j], t)]) for js, t in zip(near, texts)]
-        pairs = np.tril(s @ s.T, -1) >= floor
+        pairs = self._plausible_pairs(s, floor)
         for i, j in zip(*np.nonzero(pairs)):
             pairs[i, j] = self._may_match(texts[j], texts[i])
         need = np.array([len(o) > 0 for o in outer]) | pairs.any(axis=1) | pairs.any(axis=0)
@@ -523,6 +523,19 @@ class SemanticDedup(Filter):
             x = np.stack([self.cache[records[i].id] for i in idx]).astype(np.float32)
             inner[np.ix_(idx, idx)] = np.where(np.tri(len(idx), k=-1, dtype=bool), x @ x.T, -1.0)
         return sims, rows, inner, s
+
+    @staticmethod
+    def _plausible_pairs(s: np.ndarray, floor: float) -> np.ndarray:
+        """(i, j), j < i in the batch, where j is among i's CASCADE_NEIGHBOURS nearest earlier rows at
+        static cosine `floor` or more (as for the kept rows: a template's many fillings all look alike)."""
+        sims = np.tril(s @ s.T, -1)
+        sims[np.triu_indices(len(s))] = -np.inf
+        k = min(CASCADE_NEIGHBOURS, len(s))
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out = np.zeros(sims.shape, dtype=bool)
+        rows = np.arange(len(s))[:, None]
+        out[rows, top] = sims[rows, top] >= floor
+        return out
 
     def _may_match(self, kept: str, text: str) -> bool:
         """Whether the pair check could call the two one task (not when the slots of one template differ)."""

@@ -21,6 +21,7 @@ product is a cosine. Two implementations:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -60,19 +61,25 @@ class TextVectors:
     finished run) reads them instead of encoding again."""
 
     def __init__(self, folder: Path | None = None) -> None:
-        self._kept: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._kept: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
         self.folder = folder
 
     def encode(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-        key = (embedder.name, tuple(texts))
+        key = (embedder.name, getattr(embedder, "version", ""), tuple(texts))
         if key not in self._kept:
-            vectors = self._saved(embedder, key[1])
+            vectors = self._saved(embedder, key[2])
             if vectors is None:
                 vectors = embedder.encode(list(texts))
-                self._save(embedder, key[1], vectors)
+                self._save(embedder, key[2], vectors)
             vectors.flags.writeable = False
             self._kept[key] = vectors
         return self._kept[key]
+
+    def has(self, embedder: Embedder, texts: Sequence[str]) -> bool:
+        """Whether `encode` would give these texts' vectors without the encoder."""
+        key = (embedder.name, getattr(embedder, "version", ""), tuple(texts))
+        path = self._path(embedder, key[2])
+        return key in self._kept or (path is not None and path.is_file())
 
     def _path(self, embedder: Embedder, texts: tuple[str, ...]) -> Path | None:
         if self.folder is None:
@@ -129,6 +136,7 @@ def model_label(model_path: str) -> str:
     return Path(model_path).name
 
 
+@functools.lru_cache(maxsize=16)
 def model_version(model_path: str) -> str:
     """What tells two sets of weights under one name apart: the bundled package's version, else a
     digest of the folder's config and weight file sizes, else the name itself (a Hub name)."""

@@ -170,3 +170,18 @@ def test_against_a_dataset_takes_its_rows_as_kept() -> None:
     result = dedup_records(recs("a2", "d", "b"), threshold=0.9, embedder=enc, against=recs("a", "b", "c"))
     assert [r.instruction for r in result.kept] == ["d"]
     assert sorted(d.reason for d in result.dropped) == ["exact_duplicate", "near_duplicate"]
+
+
+def test_text_vectors_in_a_folder_are_read_back_by_the_next_session(tmp_path: Path) -> None:
+    from filters.embed import TextVectors
+
+    enc = TableEmbedder(FULL)
+    first = TextVectors(tmp_path)
+    v = first.encode(enc, ["a", "b"])
+    assert enc.calls == ["a", "b"] and first.has(enc, ["a", "b"])
+    enc.calls.clear()
+    again = TextVectors(tmp_path)  # a rerun of the run
+    np.testing.assert_array_equal(again.encode(enc, ["a", "b"]), v)
+    assert enc.calls == []
+    # Other texts, or another version of the encoder, are encoded.
+    assert not again.has(TableEmbedder(FULL, version="2"), ["a", "b"]) and not again.has(enc, ["a"])
