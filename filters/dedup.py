@@ -61,9 +61,7 @@ class ExactDedup(Filter):
 
 HIST_BINS = 20
 # The cascade's first pass: a record with no kept row (and no other record of its batch) at static
-# cosine CASCADE_FLOOR or more among its CASCADE_NEIGHBOURS nearest is kept without the encoder.
-# Tuned on real prompts to miss almost no pair the encoder would check (BENCHMARKS.md).
-CASCADE_FLOOR = 0.8
+# cosine `cascade` or more among its CASCADE_NEIGHBOURS nearest is kept without the encoder.
 CASCADE_NEIGHBOURS = 32
 
 
@@ -207,7 +205,7 @@ class SemanticDedup(Filter):
         pair_check: bool | None = None,
         candidates: float = 0.76,
         neighbours: int = 4,
-        cascade: float | None = CASCADE_FLOOR,
+        cascade: float | None = None,
         embedder: Embedder | None = None,
         cheap: Embedder | None = None,
     ):

@@ -197,7 +197,7 @@ def test_pair_check_beats_cosine_on_labeled_sets(name: str) -> None:
 
 @pytest.mark.timeout(300)
 def test_semantic_dedup_keeps_the_opposite_and_drops_the_rewording() -> None:
-    flt = SemanticDedup(cascade=None)  # the pair check itself; the cascade has its own tests
+    flt = SemanticDedup()
     texts = [
         "Sort the list of numbers in ascending order.",
         "Sort the list of numbers in descending order.",
