@@ -15,6 +15,11 @@ distillation are not dedup time; both are done before the clock starts):
   verdicts are computed from those vectors instead, untimed.
 
 Agreement: the share of rows that the cascade and the full path both keep or both drop.
+
+    # the cascade floors: encode counts and agreement, from vectors saved by an earlier run (untimed)
+    .venv/bin/python scripts/bench_dedup_cascade.py --input ... --full-vectors v.npy --floors 0.8 0.85 0.9
+    # token-sorted batches vs sentence-transformers' own, on every 10th row
+    .venv/bin/python scripts/bench_dedup_cascade.py --input ... --sorting 10
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from filters.dedup import dedup_records, record_text  # noqa: E402
+from filters.dedup import ExactDedup, SemanticDedup, dedup_records, record_text  # noqa: E402
 from filters.embed import SentenceTransformerEmbedder, StaticEmbedder  # noqa: E402
 from generator.core.records import Record  # noqa: E402
 
@@ -39,8 +44,8 @@ class Counted:
     """Our MiniLM embedder, counting the texts and seconds it encodes; `model_path` keeps the cascade on."""
 
     def __init__(self, inner: SentenceTransformerEmbedder):
-        self.inner, self.name, self.model_path = inner, inner.name, inner.model_path
-        self.version = inner.version
+        self.inner, self.name, self.version = inner, inner.name, inner.version
+        self.model_path = getattr(inner, "model_path", None)
         self.texts, self.seconds = 0, 0.0
 
     def encode(self, texts, **_: object) -> np.ndarray:
@@ -106,6 +111,49 @@ def run_semhash(records: list[Record], emb: Counted) -> dict:
     }
 
 
+def sorting(records: list[Record], inner: SentenceTransformerEmbedder, rounds: int = 2) -> dict:
+    """Token-sorted batches against sentence-transformers' own batching on the same texts, interleaved."""
+    from filters.embed import normalize_rows
+
+    texts = [record_text(r) for r in records]
+    model = inner._load()
+    times: dict[str, list[float]] = {"token_sorted": [], "sentence_transformers": []}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        a = inner.encode(texts)
+        times["token_sorted"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        b = model.encode(texts, batch_size=inner.batch_size, convert_to_numpy=True, normalize_embeddings=True)
+        times["sentence_transformers"].append(time.perf_counter() - t)
+    best = {k: round(min(v), 2) for k, v in times.items()}
+    return {
+        "rows": len(texts),
+        "best_s": best,
+        "speedup": round(best["sentence_transformers"] / best["token_sorted"], 3),
+        "max_abs_diff": float(np.abs(a - normalize_rows(b)).max()),
+    }
+
+
+def floors(records: list[Record], vectors: np.ndarray, inner: SentenceTransformerEmbedder, grid: list[float]) -> list:
+    """Each cascade floor's encode count and agreement with the full path, all from the same vectors."""
+    texts = [record_text(r) for r in records]
+    static = StaticEmbedder(inner.model_path, max_pieces=None)
+    full = dedup_records(records, embedder=Table(texts, vectors, inner.name, inner.version))
+    kept_full = {r.id for r in full.kept}
+    out = []
+    for floor in grid:
+        enc = Counted(Table(texts, vectors, inner.name, inner.version))  # type: ignore[arg-type]
+        cheap = Table(texts, static.encode(texts), static.name, static.version)
+        sem = SemanticDedup(embedder=enc, cheap=cheap, cascade=floor)
+        exact = ExactDedup()
+        rows = [r for r, v in zip(records, exact.judge(records)) if v.keep]
+        kept = {r.id for r, v in zip(rows, sem.judge(rows)) if v.keep}
+        agree = sum((r.id in kept) == (r.id in kept_full) for r in records) / len(records)
+        out.append({"floor": floor, "encoded": enc.texts, "kept": len(kept), "agreement": round(agree, 4)})
+        print(out[-1], flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", type=Path, required=True, help="JSONL with instruction (and input)")
@@ -113,6 +161,10 @@ def main() -> None:
     ap.add_argument("--skip-full", action="store_true", help="no full path (agreement from --full-vectors)")
     ap.add_argument("--full-vectors", type=Path, help="row i's MiniLM vector (.npy), for the full path's verdicts")
     ap.add_argument("--no-semhash", action="store_true")
+    ap.add_argument("--sorting", type=int, metavar="EVERY", help="only compare batchings, on every EVERY-th row")
+    ap.add_argument(
+        "--floors", type=float, nargs="+", help="only the cascade floors' agreement, from --full-vectors (untimed)"
+    )
     ap.add_argument("--cascade", type=float, help="the cascade's static cosine floor (default: the spec's)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--drops", type=Path, help="write the cascade's semantic drops (JSONL), for labeling")
@@ -121,6 +173,14 @@ def main() -> None:
     inner = SentenceTransformerEmbedder()
     inner.encode(["warm up"])  # model load
     StaticEmbedder(inner.model_path, max_pieces=None).encode(["warm up"])  # the table, distilled once
+    if args.sorting:
+        print(json.dumps(sorting(records[:: args.sorting], inner)))
+        return
+    if args.floors:
+        if args.full_vectors is None:
+            raise SystemExit("--floors needs --full-vectors")
+        print(json.dumps(floors(records, np.load(args.full_vectors)[: len(records)], inner, args.floors)))
+        return
     emb = Counted(inner)
     out: dict[str, object] = {"rows": len(records), "input": str(args.input)}
     kept_cascade, out["cascade"] = run_ours(records, emb, **({"cascade": args.cascade} if args.cascade else {}))
