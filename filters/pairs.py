@@ -313,7 +313,7 @@ class PairCheck:
 
 _WORD = re.compile(r"[a-z0-9]+")
 # A slot holds at least this many content words on each side, and shares at most this Jaccard.
-SLOT_MIN_WORDS = 2
+SLOT_MIN_WORDS = 3
 SLOT_MAX_OVERLAP = 0.34
 # The shared text's content words are this many times more frequent in the corpus than the slots'
 # (geometric means), and common: in at least TEMPLATE_MIN_DF texts.
