@@ -759,7 +759,7 @@ def open_corpus(
         index = load_index(folder)
         assert index is not None
         return index
-    return read_records([Path(path)], format=format, columns=columns)
+    return readers.read_records([Path(path)], format=format, columns=columns, what="dedup --against")
 
 
 def read_records(

@@ -185,3 +185,28 @@ def test_text_vectors_in_a_folder_are_read_back_by_the_next_session(tmp_path: Pa
     assert enc.calls == []
     # Other texts, or another version of the encoder, are encoded.
     assert not again.has(TableEmbedder(FULL, version="2"), ["a", "b"]) and not again.has(enc, ["a"])
+
+
+def test_dedup_against_a_previous_output_folder_writes_only_new_rows(tmp_path: Path) -> None:
+    from generator.config import ReportConfig
+    from generator.run.clean import dedup
+
+    def write(name: str, *texts: str) -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(Record(t).to_row()) + "\n" for t in texts))
+        return path
+
+    enc = TableEmbedder(FULL)
+    off = ReportConfig(enabled=False)
+    dedup([write("old.jsonl", "a", "b")], tmp_path / "old", threshold=0.9, embedder=enc, report=off)
+    enc.calls.clear()
+    dedup(
+        [write("new.jsonl", "a2", "d", "c")],
+        tmp_path / "new",
+        threshold=0.9,
+        embedder=enc,
+        report=off,
+        against=tmp_path / "old",
+    )
+    kept = [json.loads(line)["instruction"] for line in (tmp_path / "new" / "kept.jsonl").read_text().splitlines()]
+    assert kept == ["d"] and sorted(enc.calls) == ["a2", "c", "d"]
