@@ -293,9 +293,12 @@ class SemanticDedup(Filter):
         of the corpus met again is a duplicate of itself."""
         if isinstance(source, DedupIndex):
             self.cache.update(source.vectors)
-            self._add_corpus(source.kept, source.kept_text)
+            ids, texts = source.kept, source.kept_text
         else:
-            self._add_corpus([r.id for r in source], [record_text(r) for r in source])
+            ids, texts = [r.id for r in source], [record_text(r) for r in source]
+        # Its words count as judged (a resume does not add them: the replayed records do).
+        self.freq.add(texts)
+        self._add_corpus(ids, texts)
 
     def reuse(self, index: DedupIndex) -> None:
         """Vectors of a saved index for the records that come next (a threshold or pair-check change
@@ -307,7 +310,6 @@ class SemanticDedup(Filter):
         the encoder's, encoding those it lacks), their texts for the pair check."""
         if not ids:
             return
-        self.freq.add(texts)
         if self.cheap is not None:
             x = self.cheap.encode(texts)
         else:
