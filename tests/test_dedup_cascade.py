@@ -210,3 +210,40 @@ def test_dedup_against_a_previous_output_folder_writes_only_new_rows(tmp_path: P
     )
     kept = [json.loads(line)["instruction"] for line in (tmp_path / "new" / "kept.jsonl").read_text().splitlines()]
     assert kept == ["d"] and sorted(enc.calls) == ["a2", "c", "d"]
+
+
+# -- templated prompts ------------------------------------------------------------------------------
+
+
+def test_fillings_of_one_template_are_two_tasks_and_a_reworded_template_is_one() -> None:
+    """tests/data/templated_slots.jsonl: each group's paraphrase rewords the template around the same
+    content; its negatives fill the same template with other content. The word frequencies are a
+    corpus's where each template recurs (as in real multi-task prompts), beside the labeled texts."""
+    from filters.pairs import WordFrequency, slots_differ
+
+    groups = [json.loads(line) for line in (Path(__file__).parent / "data" / "templated_slots.jsonl").open()]
+    freq = WordFrequency()
+    freq.add([t for g in groups for t in (g["instruction"], *g["paraphrases"], *g["negatives"])])
+    for g in groups:
+        freq.add([g["template"]] * 20)
+    para = [slots_differ(g["instruction"], p, freq) for g in groups for p in g["paraphrases"]]
+    neg = [slots_differ(g["instruction"], n, freq) for g in groups for n in g["negatives"]]
+    assert not any(para)
+    assert sum(neg) >= 14, neg  # the two fillings of "Summarize this dialogue:" share too few words
+    # Without a corpus behind them (no word is frequent), two texts alone are left to the pair check.
+    alone = WordFrequency()
+    alone.add([groups[0]["instruction"], groups[0]["negatives"][0]])
+    assert not slots_differ(groups[0]["instruction"], groups[0]["negatives"][0], alone)
+
+
+def test_the_dedup_keeps_two_fillings_of_a_frequent_template() -> None:
+    template = 'Here is an app review: "{}"\nHow many stars would this reviewer give, from 1 to 5?'
+    corpus = [template.format(f"filler words number {i} about nothing") for i in range(20)]
+    a = template.format("The widget keeps crashing whenever I rotate my phone, and the sync button does nothing.")
+    b = template.format("Lovely calendar layout, reminders arrive on time and the dark theme is easy on the eyes.")
+    same = {t: [1.0, 0.0, 0.0] for t in (*corpus, a, b)}  # the encoder calls them all alike
+    # Named as MiniLM, so that its fitted pair check is on.
+    flt = SemanticDedup(embedder=TableEmbedder(same, name="st:all-MiniLM-L6-v2"))
+    assert flt.pair is not None
+    verdicts = flt.judge(recs(*corpus, a, b))
+    assert verdicts[-1].keep and verdicts[-2].keep and flt.counts["slots_differ"] >= 1
