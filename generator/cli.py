@@ -439,7 +439,7 @@ def _add_dedup(sub: Subparsers) -> None:
         type=float,
         metavar="FLOOR",
         help="a cheap first pass: rows with no other row at this static-vector cosine (0.8 agreed with "
-        "the full path on 99.4%% of real prompts) are kept without encoding them (default: off)",
+        "the full path on 99.5%% of real prompts) are kept without encoding them (default: off)",
     )
     _add_no_report_flag(p)
     p.set_defaults(func=_dedup)
