@@ -214,7 +214,14 @@ class SentenceTransformerEmbedder:
 
     @property
     def window(self) -> int:
-        """Word pieces the model reads per text, its [CLS] and [SEP] not counted."""
+        """Word pieces the model reads per text, its [CLS] and [SEP] not counted. Read from the model
+        folder's sentence_bert_config.json (where sentence-transformers reads it) while the model is
+        not loaded: a report of a run that encoded nothing (a rerun) does not load it for this."""
+        config = Path(self.model_path) / "sentence_bert_config.json"
+        if self._model is None and config.is_file():
+            length = json.loads(config.read_text()).get("max_seq_length")
+            if isinstance(length, int):
+                return length - 2
         return int(self._load().max_seq_length) - 2
 
     def encode(self, texts: list[str]) -> np.ndarray:
