@@ -247,3 +247,9 @@ def test_the_dedup_keeps_two_fillings_of_a_frequent_template() -> None:
     assert flt.pair is not None
     verdicts = flt.judge(recs(*corpus, a, b))
     assert verdicts[-1].keep and verdicts[-2].keep and flt.counts["slots_differ"] >= 1
+
+
+def test_the_window_is_read_without_loading_the_model(tmp_path: Path) -> None:
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    emb = SentenceTransformerEmbedder(str(tmp_path))
+    assert emb.window == 126 and emb._model is None  # a rerun's dedup report loads no model
