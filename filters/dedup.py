@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from filters.base import KEEP, Filter, FilterContext, Verdict, drop
-from filters.embed import Embedder, make_embedder
-from filters.pairs import PairCheck
+from filters.embed import Embedder, StaticEmbedder, make_embedder
+from filters.pairs import PairCheck, WordFrequency, slots_differ
 from filters.specs import parse_specs
 from generator.core import readers
 from generator.core.files import atomic_open, write_json
@@ -60,6 +60,45 @@ class ExactDedup(Filter):
 # -- semantic dedup -----------------------------------------------------------------------------
 
 HIST_BINS = 20
+# The cascade's first pass: a record with no kept row (and no other record of its batch) at static
+# cosine `cascade` or more among its CASCADE_NEIGHBOURS nearest is kept without the encoder.
+CASCADE_NEIGHBOURS = 32
+
+
+@dataclass
+class DedupIndex:
+    """A saved dedup index (`SemanticDedup.save_index`): vectors by record id, the kept rows in order
+    with their texts, and what made them."""
+
+    encoder: str
+    encoder_version: str
+    settings: dict[str, Any]
+    vectors: dict[str, np.ndarray]
+    kept: list[str]
+    kept_text: list[str]
+    kept_similarity: dict[str, float]
+
+
+def load_index(folder: Path, embedder: Embedder | None = None) -> DedupIndex | None:
+    """The index saved in `folder`; None when `embedder` is given and the index was made by another
+    encoder or version (its vectors are not comparable)."""
+    meta = json.loads((folder / "state.json").read_text())
+    version = getattr(embedder, "version", "")
+    if embedder is not None and (
+        meta.get("encoder") != embedder.name or meta.get("encoder_version", version) != version
+    ):
+        return None
+    emb = np.load(folder / "embeddings.npy")
+    texts = meta.get("kept_text", [])
+    return DedupIndex(
+        encoder=meta.get("encoder", ""),
+        encoder_version=meta.get("encoder_version", ""),
+        settings=meta.get("settings", {}),
+        vectors=dict(zip(meta["ids"], emb)),
+        kept=list(meta["kept"]),
+        kept_text=texts if len(texts) == len(meta["kept"]) else [""] * len(meta["kept"]),
+        kept_similarity=dict(meta.get("kept_similarity", {})),
+    )
 
 
 def record_text(r: Record) -> str:
@@ -166,10 +205,20 @@ class SemanticDedup(Filter):
         pair_check: bool | None = None,
         candidates: float = 0.76,
         neighbours: int = 4,
+        cascade: float | None = None,
         embedder: Embedder | None = None,
+        cheap: Embedder | None = None,
     ):
         self.threshold = threshold
         self.embedder = embedder or make_embedder(encoder, model)
+        # The cascade's first pass: the static encoder distilled from the same model (or `cheap`, a
+        # test's stand-in). Off with the static encoder itself: there is nothing cheaper to try first.
+        # Only a sentence-transformers model has one (an embedder with a `model_path`).
+        has_cheap = cheap is not None or (
+            hasattr(self.embedder, "model_path") and not isinstance(self.embedder, StaticEmbedder)
+        )
+        self.cascade = cascade if cascade and has_cheap else None
+        self.cheap = (cheap or StaticEmbedder(self.embedder.model_path, max_pieces=None)) if self.cascade else None  # type: ignore[attr-defined]
         # null (the default): on where weights were fitted for this encoder (MiniLM), else off.
         if pair_check is None:
             pair_check = judge_band is None and PairCheck.fitted(self.embedder.name)
@@ -195,6 +244,7 @@ class SemanticDedup(Filter):
         # record id -> its similarity to the nearest record kept before it (the verdict's score)
         self.kept_similarity: dict[str, float] = {}
         self.cache: dict[str, np.ndarray] = {}  # record id -> embedding, for resume
+        self.freq = WordFrequency()  # in how many texts judged each word occurs (templates vs slots)
         self.restored: set[str] = set()  # kept in a previous session and not yet replayed
         self.encoded = 0  # texts sent to the encoder in this session
         self.drops: list[DedupDrop] = []
@@ -210,6 +260,8 @@ class SemanticDedup(Filter):
             "asked_judge": 0,
             "judge_same": 0,
             "judge_failed": 0,
+            "cascade_cleared": 0,
+            "slots_differ": 0,
         }
 
     # -- state ------------------------------------------------------------------------------------
@@ -227,42 +279,95 @@ class SemanticDedup(Filter):
         meta_path = self.state_dir / "state.json"
         if not meta_path.is_file():
             return
-        meta = json.loads(meta_path.read_text())
-        if meta.get("encoder") != self.embedder.name:
+        index = load_index(self.state_dir, self.embedder)
+        if index is None:
             return  # another encoder's vectors are not comparable: start over (re-encode)
-        emb = np.load(self.state_dir / "embeddings.npy")
-        self.cache = dict(zip(meta["ids"], emb))
-        kept = set(meta["kept"])
-        self.restored = set(kept)
-        texts = meta.get("kept_text", [])
-        rows = [i for i, rid in enumerate(meta["ids"]) if rid in kept]
-        self._ensure_index(emb.shape[1])
+        self.cache.update(index.vectors)
+        self.restored = set(index.kept)
+        self._add_corpus(index.kept, index.kept_text)
+        self.kept_similarity = dict(index.kept_similarity)
+
+    def against(self, source: DedupIndex | list[Record]) -> None:
+        """Judge what comes next against an existing corpus: a saved index (its kept rows and every
+        vector it holds, none encoded again) or records, all taken as kept. Unlike a resume, a record
+        of the corpus met again is a duplicate of itself."""
+        if isinstance(source, DedupIndex):
+            self.cache.update(source.vectors)
+            ids, texts = source.kept, source.kept_text
+        else:
+            ids, texts = [r.id for r in source], [record_text(r) for r in source]
+        # Its words count as judged (a resume does not add them: the replayed records do).
+        self.freq.add(texts)
+        self._add_corpus(ids, texts)
+
+    def reuse(self, index: DedupIndex) -> None:
+        """Vectors of a saved index for the records that come next (a threshold or pair-check change
+        re-decides without encoding them again); its verdicts are not reused."""
+        self.cache.update(index.vectors)
+
+    def _add_corpus(self, ids: list[str], texts: list[str]) -> None:
+        """Rows taken as kept without judging: into the index (static vectors with the cascade, else
+        the encoder's, encoding those it lacks), their texts for the pair check."""
+        if not ids:
+            return
+        if self.cheap is not None:
+            x = self.cheap.encode(texts)
+        else:
+            missing = [(rid, t) for rid, t in zip(ids, texts) if rid not in self.cache]
+            if missing:
+                self._encode_into_cache([rid for rid, _ in missing], [t for _, t in missing])
+            x = np.stack([self.cache[rid] for rid in ids]).astype(np.float32)
+        self._ensure_index(x.shape[1])
         assert self.index is not None
-        self.index.add(emb[rows])
-        self.kept_ids = [meta["ids"][i] for i in rows]
-        self.kept_pos = {rid: pos for pos, rid in enumerate(self.kept_ids)}
-        self.kept_text = texts if len(texts) == len(rows) else [""] * len(rows)
-        self.kept_similarity = dict(meta.get("kept_similarity", {}))
+        self.index.add(x)
+        for rid, text in zip(ids, texts):
+            self.kept_pos[rid] = len(self.kept_ids)
+            self.kept_ids.append(rid)
+            self.kept_text.append(text)
+
+    def _encode_into_cache(self, ids: list[str], texts: list[str]) -> None:
+        for rid, v in zip(ids, self.embedder.encode(texts)):
+            self.cache[rid] = v
+        self.encoded += len(ids)
 
     def close(self) -> None:
         if self.state_dir is None:
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.save_index(self.state_dir)
+        _write_json(self.state_dir / "report.json", self.report())
+
+    def save_index(self, folder: Path) -> None:
+        """The dedup index: every vector computed (by record id), the kept rows in order with their
+        texts, the encoder's name and version, and the settings; `load_index` reads it back. The run's
+        state is one, and `dedup --against` or `--reuse` take one."""
+        folder.mkdir(parents=True, exist_ok=True)
         ids = list(self.cache)
         emb = np.stack([self.cache[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
-        with atomic_open(self.state_dir / "embeddings.npy", "wb") as f:
+        with atomic_open(folder / "embeddings.npy", "wb") as f:
             np.save(f, emb)
         _write_json(
-            self.state_dir / "state.json",
+            folder / "state.json",
             {
                 "encoder": self.embedder.name,
+                "encoder_version": getattr(self.embedder, "version", ""),
+                "settings": self.settings(),
                 "ids": ids,
                 "kept": self.kept_ids,
                 "kept_text": self.kept_text,
                 "kept_similarity": self.kept_similarity,
             },
         )
-        _write_json(self.state_dir / "report.json", self.report())
+
+    def settings(self) -> dict[str, Any]:
+        """What decided the verdicts, as the index records it."""
+        return {
+            "threshold": self.threshold,
+            "pair_check": self.pair.threshold if self.pair else None,
+            "candidates": self.low if self.pair else None,
+            "neighbours": self.neighbours,
+            "judge_band": self.judge_band,
+            "cascade": self.cascade,
+        }
 
     def report(self) -> dict[str, Any]:
         """Counts per stage, the nearest-kept similarity histogram, and every drop with its twin."""
@@ -276,6 +381,9 @@ class SemanticDedup(Filter):
                 else None
             ),
             "index": self.index.kind if self.index else "flat",
+            "cascade": (
+                {"floor": self.cascade, "encoder": self.cheap.name, "encoded": self.encoded} if self.cheap else None
+            ),
             # How many texts were longer than the encoder's window, and what was done with them.
             "long_texts": self.embedder.coverage() if hasattr(self.embedder, "coverage") else None,
             "counts": dict(self.counts),
@@ -307,12 +415,9 @@ class SemanticDedup(Filter):
             self.index = VectorIndex(dim, **self.index_params)
 
     def _embed(self, records: list[Record]) -> np.ndarray:
-        missing = [r for r in records if r.id not in self.cache]
+        missing = {r.id: record_text(r) for r in records if r.id not in self.cache}
         if missing:
-            vecs = self.embedder.encode([record_text(r) for r in missing])
-            self.encoded += len(missing)
-            for r, v in zip(missing, vecs):
-                self.cache[r.id] = v
+            self._encode_into_cache(list(missing), list(missing.values()))
         return np.stack([self.cache[r.id] for r in records]).astype(np.float32)
 
     def judge(self, records: list[Record]) -> list[Verdict]:
@@ -324,16 +429,12 @@ class SemanticDedup(Filter):
     def _judge_batch(self, records: list[Record]) -> list[Verdict]:
         if not records:
             return []
-        x = self._embed(records)
-        self._ensure_index(x.shape[1])
-        assert self.index is not None
-        sims, rows = self.index.search(x, self.neighbours)
-        # In-batch pairs: only j < i can make i a duplicate, and only if j was kept.
-        inner = np.tril(x @ x.T, -1)
+        texts = [record_text(r) for r in records]
+        self.freq.add(texts)
+        sims, rows, inner, x = self._cascade(records, texts) if self.cheap else self._search(records)
         earlier_best = inner.max(axis=1)
         close = inner >= self.low - 1e-6
         kept_mask = np.zeros(len(records), dtype=bool)
-        texts = [record_text(r) for r in records]
         pending: list[tuple[int, str, float]] = []
         verdicts: list[Verdict] = []
         for i, r in enumerate(records):
@@ -378,6 +479,77 @@ class SemanticDedup(Filter):
         self._add_kept(records, texts, x, kept_mask)
         return verdicts
 
+    def _search(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every record encoded: its nearest kept rows in the index, and its similarity to each
+        earlier record of the batch (only j < i can make i a duplicate, and only if j was kept)."""
+        x = self._embed(records)
+        self._ensure_index(x.shape[1])
+        assert self.index is not None
+        sims, rows = self.index.search(x, self.neighbours)
+        return sims, rows, np.tril(x @ x.T, -1), x
+
+    def _cascade(
+        self, records: list[Record], texts: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As `_search`, but the encoder sees only the records the static first pass finds a plausible
+        neighbour for (a kept row or another record of the batch at static cosine `cascade` or more),
+        with those neighbours. The others are kept without it: their similarities read -1. The index
+        holds static vectors; the encoder's vectors of kept rows are encoded when first needed."""
+        assert self.cheap is not None and self.cascade is not None
+        s = self.cheap.encode(texts)
+        self._ensure_index(s.shape[1])
+        assert self.index is not None
+        floor = self.cascade - 1e-6
+        ssims, srows = self.index.search(s, CASCADE_NEIGHBOURS)
+        near = [srows[i][(srows[i] >= 0) & (ssims[i] >= floor)] for i in range(len(records))]
+        outer = [np.array([j for j in js if self._may_match(self.kept_text[j], t)]) for js, t in zip(near, texts)]
+        pairs = self._plausible_pairs(s, floor)
+        for i, j in zip(*np.nonzero(pairs)):
+            pairs[i, j] = self._may_match(texts[j], texts[i])
+        need = np.array([len(o) > 0 for o in outer]) | pairs.any(axis=1) | pairs.any(axis=0)
+        need &= np.array([r.id not in self.restored for r in records])
+        self.counts["cascade_cleared"] += int((~need).sum())
+        self._encode_needed(records, need, outer)
+        sims = np.full((len(records), self.neighbours), -1.0, np.float32)
+        rows = np.full((len(records), self.neighbours), -1, np.int64)
+        for i in np.flatnonzero(need):
+            if len(outer[i]):
+                cos = np.stack([self.cache[self.kept_ids[j]] for j in outer[i]]) @ self.cache[records[i].id]
+                top = np.argsort(-cos, kind="stable")[: self.neighbours]
+                sims[i, : len(top)], rows[i, : len(top)] = cos[top], outer[i][top]
+        inner = np.full((len(records), len(records)), -1.0, np.float32)
+        idx = np.flatnonzero(need)
+        if len(idx):
+            x = np.stack([self.cache[records[i].id] for i in idx]).astype(np.float32)
+            inner[np.ix_(idx, idx)] = np.where(np.tri(len(idx), k=-1, dtype=bool), x @ x.T, -1.0)
+        return sims, rows, inner, s
+
+    @staticmethod
+    def _plausible_pairs(s: np.ndarray, floor: float) -> np.ndarray:
+        """(i, j), j < i in the batch, where j is among i's CASCADE_NEIGHBOURS nearest earlier rows at
+        static cosine `floor` or more (as for the kept rows: a template's many fillings all look alike)."""
+        sims = np.tril(s @ s.T, -1)
+        sims[np.triu_indices(len(s))] = -np.inf
+        k = min(CASCADE_NEIGHBOURS, len(s))
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out = np.zeros(sims.shape, dtype=bool)
+        rows = np.arange(len(s))[:, None]
+        out[rows, top] = sims[rows, top] >= floor
+        return out
+
+    def _may_match(self, kept: str, text: str) -> bool:
+        """Whether the pair check could call the two one task (not when the slots of one template differ)."""
+        return self.pair is None or not kept or not slots_differ(kept, text, self.freq)
+
+    def _encode_needed(self, records: list[Record], need: np.ndarray, outer: list[np.ndarray]) -> None:
+        """Encode, in one call, the records that need the encoder and the kept rows they are near."""
+        fresh = {records[i].id: record_text(records[i]) for i in np.flatnonzero(need)}
+        for j in {int(j) for i in np.flatnonzero(need) for j in outer[i]}:
+            fresh[self.kept_ids[j]] = self.kept_text[j]
+        missing = [rid for rid in fresh if rid not in self.cache]
+        if missing:
+            self._encode_into_cache(missing, [fresh[rid] for rid in missing])
+
     def _kept_verdict(self, rid: str) -> Verdict:
         """Keep, with the similarity to the nearest record kept before (none for the first)."""
         score = self.kept_similarity.get(rid)
@@ -412,6 +584,9 @@ class SemanticDedup(Filter):
             if not n[2]:  # state from before texts were stored: cosine alone decides
                 if n[0] >= self.threshold - 1e-6:
                     return n, {}
+                continue
+            if slots_differ(n[2], text, self.freq):  # one template, other content: two tasks
+                self.counts["slots_differ"] += 1
                 continue
             self.counts["pair_checked"] += 1
             same, p = self.pair.same(n[0], n[2], text)
@@ -498,23 +673,31 @@ class DedupResult:
         return f"kept {len(self.kept)} of {len(self.kept) + len(self.dropped)} (dropped {self.drop_ratio:.1%}: {per})"
 
 
-def dedup_records(
+# The corpus options (against, reuse, save_index) are SemanticDedup's inputs beside its spec.
+def dedup_records(  # noqa: PLR0913
     records: list[Record],
     threshold: float = 0.84,
     encoder: str = "minilm",
     model: str | None = None,
     embedder: Embedder | None = None,
     semantic: bool = True,
+    against: DedupIndex | list[Record] | None = None,
+    reuse: DedupIndex | None = None,
+    save_index: Path | None = None,
     **params: Any,
 ) -> DedupResult:
     """Exact dedup, then semantic dedup, over records in order (keep-first); `params` go to
-    SemanticDedup (pair_check, candidates, neighbours, index parameters), checked by its spec
-    (ConfigError on a bad value)."""
+    SemanticDedup (pair_check, candidates, neighbours, cascade, index parameters), checked by its spec
+    (ConfigError on a bad value). `against`: an existing corpus (a saved index or records) the records
+    are judged against, never written out; `reuse`: an index whose vectors are taken instead of
+    encoding; `save_index`: where this dedup's index goes."""
     [spec] = parse_specs(
         [{"name": "semantic_dedup", "threshold": threshold, "encoder": encoder, "model": model, **params}],
         where="dedup",
     )
     exact = ExactDedup()
+    if isinstance(against, list):
+        exact.judge(against)  # the corpus's keys, so that an exact copy of one of its rows is dropped
     kept: list[Record] = []
     dropped: list[DedupDrop] = []
     for r, v in zip(records, exact.judge(records)):
@@ -525,11 +708,60 @@ def dedup_records(
     report: dict[str, Any] = {"exact_duplicate": len(dropped)}
     if semantic and kept:
         sem = SemanticDedup(embedder=embedder, **spec.params())
+        for index in (reuse, against):
+            if isinstance(index, DedupIndex):
+                _check_index(index, sem.embedder)
+        if reuse is not None:
+            sem.reuse(reuse)
+        if against is not None:
+            sem.against(against)
         verdicts = sem.judge(kept)
+        if save_index is not None:
+            sem.save_index(save_index)
         kept = [r for r, v in zip(kept, verdicts) if v.keep]
         dropped.extend(sem.drops)
         report["semantic"] = sem.report()
     return DedupResult(kept=kept, dropped=dropped, report=report)
+
+
+def _check_index(index: DedupIndex, embedder: Embedder) -> None:
+    version = getattr(embedder, "version", "")
+    if (index.encoder, index.encoder_version) != (embedder.name, version):
+        raise ValueError(
+            f"the dedup index was made with encoder {index.encoder} ({index.encoder_version or 'no version'}), "
+            f"this dedup uses {embedder.name} ({version or 'no version'}): their vectors are not comparable; "
+            "use the same --encoder/--model, or give the dataset instead of its index"
+        )
+
+
+INDEX_DIR = "dedup_index"
+
+
+def index_folder(path: Path) -> Path | None:
+    """The saved index at `path`: the folder itself, a dedup output's `dedup_index/`, or a run
+    directory's semantic dedup state (the instruction chain's first, else the record chain's)."""
+    path = Path(path)
+    for folder in (
+        path,
+        path / INDEX_DIR,
+        path / "state" / "instructions" / "semantic_dedup",
+        path / "state" / "records" / "semantic_dedup",
+    ):
+        if (folder / "state.json").is_file() and (folder / "embeddings.npy").is_file():
+            return folder
+    return None
+
+
+def open_corpus(
+    path: Path, *, format: str | None = None, columns: dict[str, str] | None = None
+) -> DedupIndex | list[Record]:
+    """What `dedup --against` reads: a saved index (see `index_folder`), else any dataset the readers take."""
+    folder = index_folder(path)
+    if folder is not None:
+        index = load_index(folder)
+        assert index is not None
+        return index
+    return readers.read_records([Path(path)], format=format, columns=columns, what="dedup --against")
 
 
 def read_records(
@@ -555,7 +787,7 @@ def dedup_files(
     `records` are the paths' records already read."""
     if records is None:
         records = read_records(paths, format=format, columns=columns)
-    result = dedup_records(records, **kwargs)
+    result = dedup_records(records, save_index=out_dir / INDEX_DIR, **kwargs)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as f:
         for r in result.kept:

@@ -307,3 +307,72 @@ class PairCheck:
     def same(self, cosine: float, a: str, b: str) -> tuple[bool, float]:
         p = self.probability(cosine, a, b)
         return p >= self.threshold, p
+
+
+# -- templated prompts ------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+# A slot holds at least this many content words on each side, and shares at most this Jaccard.
+SLOT_MIN_WORDS = 3
+SLOT_MAX_OVERLAP = 0.34
+# The shared text's content words are this many times more frequent in the corpus than the slots'
+# (geometric means), and common: in at least TEMPLATE_MIN_DF texts.
+TEMPLATE_RATIO = 3.0
+TEMPLATE_MIN_DF = 3
+# The template: phrases of at least TEMPLATE_PHRASE words both texts hold, with TEMPLATE_MIN_WORDS
+# content words in all.
+TEMPLATE_PHRASE = 3
+TEMPLATE_MIN_WORDS = 4
+
+
+class WordFrequency:
+    """In how many texts seen so far each content word occurs: what tells a template's words (in many
+    texts) from what fills its slots (in few)."""
+
+    def __init__(self) -> None:
+        self.df: dict[str, int] = {}
+
+    def add(self, texts: list[str]) -> None:
+        for t in texts:
+            for w in set(_content_words(t)):
+                self.df[w] = self.df.get(w, 0) + 1
+
+    def mean_log(self, words: list[str]) -> float:
+        return sum(math.log(self.df.get(w, 1)) for w in words) / max(1, len(words))
+
+
+@lru_cache(maxsize=200_000)
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.lower()))
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in _words(text) if w not in STOP and not w.isdigit()]
+
+
+def slots_differ(a: str, b: str, freq: WordFrequency) -> bool:
+    """Two fillings of one template with different content: the words the two texts share are the
+    template's (common in the corpus), and what each has in place of the other's (its slot: another
+    question, review, passage or list) is content words the other lacks, rarer than the template's.
+    A template reworded around the same content is the opposite case (the shared words are the
+    content, rarer than the rewording's) and is left to the pair check."""
+    import difflib
+
+    wa, wb = _words(a), _words(b)
+    blocks = difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_matching_blocks()
+    in_a, in_b = set(), set()
+    for blk in blocks:  # a template is phrases: words shared one by one are not one
+        if blk.size >= TEMPLATE_PHRASE:
+            in_a.update(range(blk.a, blk.a + blk.size))
+            in_b.update(range(blk.b, blk.b + blk.size))
+    shared = [w for i, w in enumerate(wa) if i in in_a and w not in STOP and not w.isdigit()]
+    slot_a = {w for i, w in enumerate(wa) if i not in in_a and w not in STOP and not w.isdigit()}
+    slot_b = {w for i, w in enumerate(wb) if i not in in_b and w not in STOP and not w.isdigit()}
+    slot_a, slot_b = slot_a - set(shared), slot_b - set(shared)
+    if len(shared) < TEMPLATE_MIN_WORDS or min(len(slot_a), len(slot_b)) < SLOT_MIN_WORDS:
+        return False
+    if len(slot_a & slot_b) / len(slot_a | slot_b) > SLOT_MAX_OVERLAP:
+        return False
+    template = freq.mean_log(shared)
+    slots = freq.mean_log(sorted(slot_a | slot_b))
+    return template >= math.log(TEMPLATE_MIN_DF) and template - slots >= math.log(TEMPLATE_RATIO)

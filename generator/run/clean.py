@@ -118,16 +118,27 @@ def dedup(
     report: ReportConfig | None = None,
     **params: Any,
 ) -> CleanResult:
-    """`filters.dedup.dedup_files` (kept.jsonl, dedup_report.json), then the dataset folder of the
-    kept rows and its report (`report`, as `write_folder` takes it); `params` go to `dedup_files`
-    (threshold, encoder, model, semantic, pair_check), but `columns`, the inputs' column map."""
-    from filters.dedup import dedup_files
+    """`filters.dedup.dedup_files` (kept.jsonl, dedup_report.json, dedup_index/), then the dataset
+    folder of the kept rows and its report (`report`, as `write_folder` takes it); `params` go to
+    `dedup_files` (threshold, encoder, model, semantic, pair_check, cascade), but `columns`, the
+    inputs' column map, `against` (a path: an existing corpus, index or dataset, the rows are judged
+    against) and `reuse` (a path: an index whose vectors are reused)."""
+    from filters.dedup import dedup_files, index_folder, load_index, open_corpus
     from generator.core import readers
 
     out_dir = Path(out_dir)
-    split_records = readers.read_split_records(
-        inputs, format=format, columns=params.pop("columns", None), what="dedup input"
-    )
+    columns = params.pop("columns", None)
+    split_records = readers.read_split_records(inputs, format=format, columns=columns, what="dedup input")
+    if params.get("against") is not None:
+        params["against"] = open_corpus(params["against"], format=format, columns=columns)
+    if params.get("reuse") is not None:
+        folder = index_folder(params["reuse"])
+        if folder is None:
+            raise ConfigError(
+                f"dedup --reuse: no dedup index at {params['reuse']} (expected a dedup output folder, its "
+                "dedup_index/ or a run directory)"
+            )
+        params["reuse"] = load_index(folder)
     split_of = {id(r): split for split, r in split_records}
     try:
         result = dedup_files(inputs, out_dir, records=[r for _, r in split_records], **params)

@@ -229,7 +229,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         config.filters.instructions, base_dir=config.base_dir, where="filters.instructions"
     )
     record_filters = build_chain(config.filters.records, base_dir=config.base_dir, where="filters.records")
-    vectors = TextVectors()
+    vectors = TextVectors(Path(config.run_dir) / STATE / "vectors")  # kept for the run's next session
     steer = steering_for(g.steer, instruction_filters, METHODS[g.method], vectors)
     check_groups(g.balance, config.report.representation_target)
     balance = Balance(g.balance, g.num_records) if g.balance and g.num_records else None

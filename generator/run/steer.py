@@ -206,12 +206,13 @@ def embedder_for(filters: Sequence[Filter]) -> tuple[Callable[[list[Record]], np
     embedder = dedup.embedder if dedup is not None else make_embedder("minilm")
 
     def embed(records: list[Record]) -> np.ndarray:
+        # Vectors encoded here join the dedup's (its cascade leaves records without one), which its
+        # state keeps: the run's next session encodes them no more.
         cache = dedup.cache if dedup is not None else {}
         missing = [r for r in records if r.id not in cache]
-        fresh = (
-            dict(zip((r.id for r in missing), embedder.encode([record_text(r) for r in missing]))) if missing else {}
-        )
-        return np.stack([cache[r.id] if r.id in cache else fresh[r.id] for r in records]).astype(np.float32)
+        if missing:
+            cache.update(zip((r.id for r in missing), embedder.encode([record_text(r) for r in missing])))
+        return np.stack([cache[r.id] for r in records]).astype(np.float32)
 
     return embed, embedder
 
