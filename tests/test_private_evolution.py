@@ -190,3 +190,170 @@ def test_a_state_made_from_other_records_or_settings_is_emptied_with_a_new_seed(
     assert State(tmp_path, "a").seed == state.seed and len(State(tmp_path, "a").votes()) == 1
     other = State(tmp_path, "b")
     assert other.reset and other.seed != state.seed and other.votes() == []
+
+
+# ------------------------------------------------------------------- the method, on the fake server
+
+TICKETS = Path(__file__).parent / "data" / "support_tickets.jsonl"
+WORDS = ["billing", "login", "refund", "export", "crash", "invoice", "password", "timezone"]
+
+
+def _reply(body: dict, i: int) -> str:
+    """Short ticket-like answers, a new one per request (the prompt and its seed decide it): a
+    numbered list for the initial population, one message that keeps its parent's first words for
+    a variation."""
+    import json
+
+    prompt = body["messages"][-1]["content"]
+    key = hashlib.sha256(json.dumps([prompt, body.get("seed"), i]).encode()).digest()
+    if "numbered list" in prompt:
+        return "\n".join(
+            f"{n}. My {WORDS[key[n] % 8]} problem with the {WORDS[key[n + 8] % 8]} page, case {key[n + 16]}"
+            for n in range(1, 5)
+        )
+    if "Message: " not in prompt:  # an answer (the completion stage)
+        return f"Thank you for writing. Here is how to solve it, step {key[2]}: open the settings and retry."
+    parent = prompt.split("Message: ", 1)[1].split("\n", 1)[0].split()[:6]
+    return " ".join(parent) + f" and the {WORDS[key[0] % 8]} {key[1]}"
+
+
+FAKE_OPTIONS = {"reply": _reply, "record_chats": True}
+PE = {
+    "private": str(TICKETS),
+    "description": "customer support tickets sent to a software company",
+    "privacy": {"epsilon": 4.0, "delta": 1e-5, "iterations": 3, "population": 8},
+}
+
+
+def _pe_config(tmp_path: Path, url: str, **privacy: object) -> dict:
+    from fake_run import ECHO_CHAINS, fake_settings
+
+    generation = {
+        "method": "private_evolution",
+        "num_instructions": 6,
+        "instructions_per_prompt": 4,
+        "max_rounds": 2,
+        "private_evolution": {**PE, "privacy": {**PE["privacy"], **privacy}},
+    }
+    return fake_settings(tmp_path / "run", url, generation=generation, filters=ECHO_CHAINS, sampling={"seed": 1})
+
+
+@pytest.fixture
+def hash_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import generator.run.context as context
+    from pe_driver import HashEmbedder
+
+    monkeypatch.setattr(context, "make_embedder", lambda *a, **k: HashEmbedder())
+
+
+def test_bad_privacy_settings_stop_before_any_server_with_one_line(tmp_path: Path) -> None:
+    from generator.config import parse_config
+    from generator.run.context import open_run
+
+    url = "http://127.0.0.1:9/v1"  # nothing listens: nothing may be sent
+    cases = [
+        (
+            {"epsilon": 1.0, "sigma": 2.0},
+            r"privacy.sigma: 2.0 over 3 iterations spends epsilon .* over the budget of 1",
+        ),
+        ({"delta": 0.05}, r"privacy.delta: 0.05 is not below 1 / 40 private records"),
+        ({"epsilon": 1e-4, "delta": 1e-12}, r"no noise up to 10000 votes keeps 3 iterations within epsilon 0.0001"),
+    ]
+    for privacy, message in cases:
+        with pytest.raises(ConfigError, match=message) as err:
+            open_run(parse_config(_pe_config(tmp_path, url, **privacy), base_dir=tmp_path))
+        assert "\n" not in str(err.value)
+    data = _pe_config(tmp_path, url)
+    data["generation"]["private_evolution"]["description"] = " "
+    with pytest.raises(ConfigError, match="private_evolution.description: give a short public description"):
+        open_run(parse_config(data, base_dir=tmp_path))
+
+
+def test_a_private_evolution_run_spends_its_budget_once_and_never_shows_a_private_record(
+    tmp_path: Path, fake: object, hash_embedder: None
+) -> None:
+    import json
+
+    from generator.config import parse_config
+    from generator.core.readers import read_records
+    from generator.run.pipeline import generate
+
+    data = _pe_config(tmp_path, fake.url)  # type: ignore[attr-defined]
+    result = generate(parse_config(data, base_dir=tmp_path), progress=False)
+    rows = read_records([result.dataset_dir])
+    assert rows and all(r.meta["evolution"] == {"iterations": 3, "degree": 0.2} for r in rows)
+    privacy = json.loads((result.run_dir / "privacy.json").read_text())
+    g = privacy["guarantee"]
+    assert privacy["private"] and privacy["voted"] == 3 and 3.92 <= g["epsilon"] <= 4.0
+    assert g["sigma"] == pytest.approx(accountant.calibrate(4.0, 1e-5, 3), rel=1e-6)
+    assert [u["iteration"] for u in privacy["utility"]] == [1, 2, 3] and privacy["release"]["rows"] == len(rows)
+    card = (result.dataset_dir / "README.md").read_text()
+    assert f"| differential privacy | ({round(g['epsilon'], 3)}, 1e-05)-DP for the 40 private records" in card
+    # No private record in any prompt, the dataset, the card or the log of what was sent.
+    private = [json.loads(line)["instruction"] for line in TICKETS.read_text().splitlines()]
+    prompts = json.dumps(fake.chats)  # type: ignore[attr-defined]
+    published = card + json.dumps([[r.instruction, r.input, r.output, r.meta] for r in rows], default=str)
+    assert fake.chats and not [p for p in private if p in prompts or p in published]  # type: ignore[attr-defined]
+
+    votes = sorted((result.run_dir / "state" / "private_evolution").glob("vote-*.json"))
+    stored = [v.read_bytes() for v in votes]
+    served = sum(fake.served.values())  # type: ignore[attr-defined]
+    again = generate(parse_config(data, base_dir=tmp_path), progress=False)  # resume: nothing sent, nothing voted
+    assert sum(fake.served.values()) == served  # type: ignore[attr-defined]
+    assert [v.read_bytes() for v in votes] == stored
+    assert [r.id for r in read_records([again.dataset_dir])] == [r.id for r in rows]
+
+
+@pytest.mark.subprocess
+def test_kill_9_between_a_vote_and_its_variations_resumes_to_the_same_release(
+    tmp_path: Path, hash_embedder: None
+) -> None:
+    """A run killed right after its second vote is stored; resumed, it votes no iteration again and
+    releases what an uninterrupted run with the same noise seed releases."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from generator.config import parse_config
+    from generator.core.readers import read_records
+    from generator.run.pipeline import generate
+
+    from fake_run import fake_in_thread
+
+    # In this process: the run killed is the driver's, and the fake's replies are a function.
+    with fake_in_thread(reply=_reply, delay_s=0.05) as fake:
+        url = fake.url
+        whole = _pe_config(tmp_path / "whole", url)
+        reference = generate(parse_config(whole, base_dir=tmp_path), progress=False)
+        state = Path(whole["run_dir"]) / "state" / "private_evolution"
+
+        cut = _pe_config(tmp_path / "cut", url)
+        cut_state = Path(cut["run_dir"]) / "state" / "private_evolution"
+        cut_state.mkdir(parents=True)
+        (cut_state / "noise.json").write_bytes((state / "noise.json").read_bytes())  # the same noise seed
+        config = tmp_path / "cut.yaml"
+        config.write_text(yaml.safe_dump(cut))
+        driver = Path(__file__).parent / "pe_driver.py"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+        proc = subprocess.Popen([sys.executable, str(driver), str(config)], env=env, stderr=subprocess.PIPE)
+        second = cut_state / "vote-002.json"
+        deadline = time.monotonic() + 60
+        while not second.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert second.exists() and not (cut_state / "vote-003.json").exists(), "killed at the wrong moment"
+        assert not (Path(cut["run_dir"]) / "dataset").exists()
+        before = {p.name: p.read_bytes() for p in cut_state.glob("vote-*.json")}
+
+        resumed = generate(parse_config(cut, base_dir=tmp_path), progress=False)
+    assert {p.name: p.read_bytes() for p in cut_state.glob("vote-*.json") if p.name in before} == before
+    assert [p.read_bytes() for p in sorted(cut_state.glob("vote-*.json"))] == [
+        p.read_bytes() for p in sorted(state.glob("vote-*.json"))
+    ]
+    assert json.loads((resumed.run_dir / "privacy.json").read_text())["voted"] == 3
+    assert [r.id for r in read_records([resumed.dataset_dir])] == [r.id for r in read_records([reference.dataset_dir])]

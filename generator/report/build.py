@@ -179,6 +179,7 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "stop_reason": (inputs.rounds or {}).get("stop_reason"),
         "examples": examples_view(inputs, m, config.examples),
         "sources": sources_view(inputs.sources),
+        "privacy": (inputs.sources or {}).get("privacy"),  # a Private Evolution run's privacy.json
     }
 
 
@@ -241,7 +242,7 @@ def funnel_view(inputs: ReportInputs) -> dict[str, Any] | None:
 def sources_view(sources: dict[str, Any] | None) -> dict[str, Any] | None:
     """A documents run's corpus: per document its chunks, those asked about and used, its rows and
     the share of its chunks used (most rows first), and the documents nothing came from."""
-    if not sources:
+    if not sources or "documents" not in sources:
         return None
     documents = [
         {**d, "covered": d["used"] / d["chunks"] if d["chunks"] else 0.0}

@@ -179,7 +179,8 @@ def open_method(
     section = getattr(g, cls.section) if cls.section else None
     own = {role: templates[role] for role in cls.roles}
     embedder = make_embedder("minilm") if cls.embeds else None  # the model loads on the first encode
-    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder))
+    run_dir = Path(config.run_dir)
+    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder, run_dir))
 
 
 def _open_store(config: Config, method: Method, *, fresh: bool, force: bool) -> RunStore:
