@@ -240,8 +240,9 @@ def _pe_config(tmp_path: Path, url: str, **privacy: object) -> dict:
 
 @pytest.fixture
 def hash_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
-    import generator.run.context as context
     from pe_driver import HashEmbedder
+
+    import generator.run.context as context
 
     monkeypatch.setattr(context, "make_embedder", lambda *a, **k: HashEmbedder())
 
@@ -318,11 +319,11 @@ def test_kill_9_between_a_vote_and_its_variations_resumes_to_the_same_release(
     import time
 
     import yaml
+    from fake_run import fake_in_thread
+
     from generator.config import parse_config
     from generator.core.readers import read_records
     from generator.run.pipeline import generate
-
-    from fake_run import fake_in_thread
 
     # In this process: the run killed is the driver's, and the fake's replies are a function.
     with fake_in_thread(reply=_reply, delay_s=0.05) as fake:
