@@ -296,6 +296,9 @@ def test_a_private_evolution_run_spends_its_budget_once_and_never_shows_a_privat
     published = card + json.dumps([[r.instruction, r.input, r.output, r.meta] for r in rows], default=str)
     assert fake.chats and not [p for p in private if p in prompts or p in published]  # type: ignore[attr-defined]
 
+    # sources.json: privacy.json again, for the report's Privacy section and the card
+    assert json.loads((result.run_dir / "sources.json").read_text()) == {"privacy": privacy}
+
     votes = sorted((result.run_dir / "state" / "private_evolution").glob("vote-*.json"))
     stored = [v.read_bytes() for v in votes]
     served = sum(fake.served.values())  # type: ignore[attr-defined]
