@@ -264,6 +264,15 @@ def test_bad_privacy_settings_stop_before_any_server_with_one_line(tmp_path: Pat
         with pytest.raises(ConfigError, match=message) as err:
             open_run(parse_config(_pe_config(tmp_path, url, **privacy), base_dir=tmp_path))
         assert "\n" not in str(err.value)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "fine"}\n{"instruction": {"note": "my password is hunter2"}}\n')
+    data = _pe_config(tmp_path, url)
+    data["generation"]["private_evolution"]["private"] = str(bad)
+    with pytest.raises(
+        ConfigError, match=r"bad.jsonl: line 2: this private record's instruction or input is not text"
+    ) as err:
+        open_run(parse_config(data, base_dir=tmp_path))
+    assert "hunter2" not in str(err.value)
     data = _pe_config(tmp_path, url)
     data["generation"]["private_evolution"]["description"] = " "
     with pytest.raises(ConfigError, match="private_evolution.description: give a short public description"):

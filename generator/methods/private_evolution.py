@@ -100,7 +100,12 @@ def read_private(cfg: PrivateEvolutionConfig, base_dir: Path) -> list[str]:
     texts = []
     for table in open_tables(cfg.private, base_dir=base_dir, what="generation.private_evolution.private"):
         for row in common_rows(table, format=cfg.private_format, columns=cfg.private_columns):
-            record = row.to_record()
+            try:
+                record = row.to_record()
+            except ConfigError:  # its message may quote the record: say where, not what
+                raise ConfigError(
+                    f"{row.where}: this private record's instruction or input is not text (not shown: it is private)"
+                ) from None
             texts.append(f"{record.instruction}\n{record.input}".strip())
     if len(texts) < 2:
         raise ConfigError(
@@ -202,7 +207,10 @@ class PrivateEvolution(Method):
             raise ValueError("Private Evolution stores its votes in the run directory (Inputs.run_dir)")
         state = State(run_dir / STATE, self._state_key())
         if state.reset:
-            log("private evolution: the stored votes were made from other records or settings; starting over")
+            log(
+                "private evolution: the stored votes were made from other records or settings: starting over "
+                "with new noise (a new release, which spends its budget again)"
+            )
         p = self.cfg.privacy
         self.private_vectors = self._embed(self.texts)
         self.evolution = Evolution(
