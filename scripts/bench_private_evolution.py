@@ -2,6 +2,7 @@
 epsilon 1, on a private set of made-up support tickets (written by this script: 300 by default).
 
     flock /tmp/heavy.lock timeout 1500 python scripts/bench_private_evolution.py
+    python scripts/bench_private_evolution.py --accountant     # the calibration table alone (seconds)
     python scripts/bench_private_evolution.py --endpoint http://127.0.0.1:8000/v1 --records 300
 
 One managed vLLM server (the bundled SmolLM2-135M on CPU) serves the three runs. Prints, per run,
@@ -159,7 +160,11 @@ def main() -> None:
     parser.add_argument("--endpoint", help="a running server's /v1 URL (default: start the bundled model)")
     parser.add_argument("--report", action="store_true", help="write each run's HTML report too")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder")
+    parser.add_argument("--accountant", action="store_true", help="print the calibration table and stop")
     args = parser.parse_args()
+    if args.accountant:
+        accountant_table()
+        return
 
     import contextlib
     import os
@@ -188,6 +193,32 @@ def main() -> None:
     print(f"{'run':<11}{'sigma':>8}{'eps spent':>10}  {'vote':<8}{'kept':>6}{'Frechet':>9}{'prec':>7}{'recall':>8}")
     for r in results:
         _table(r)
+
+
+def accountant_table() -> None:
+    """Sigma calibrated for a budget, and the epsilon dp-accounting's PLD accountant (its defaults,
+    a finer grid than ours) gives that sigma's composition."""
+    import dp_accounting
+    from dp_accounting import pld
+
+    from generator.evolution.accountant import calibrate
+
+    print("| epsilon | delta | T | sigma | epsilon spent | spent / asked | calibration s |")
+    print("|---|---|---|---|---|---|---|")
+    for eps, delta, t in [
+        (0.5, 1e-6, 1),
+        (1.0, 1e-5, 4),
+        (1.0, 1e-5, 10),
+        (4.0, 1e-5, 4),
+        (4.0, 1e-5, 5),
+        (8.0, 1e-4, 12),
+    ]:
+        started = time.perf_counter()
+        sigma = calibrate(eps, delta, t)
+        took = time.perf_counter() - started
+        event = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma), t)
+        spent = pld.PLDAccountant().compose(event).get_epsilon(delta)
+        print(f"| {eps} | {delta:g} | {t} | {sigma:.4f} | {spent:.6f} | {spent / eps:.6f} | {took:.2f} |")
 
 
 def _table(r: dict) -> None:
