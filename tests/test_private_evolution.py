@@ -257,7 +257,7 @@ def test_bad_privacy_settings_stop_before_any_server_with_one_line(tmp_path: Pat
     cases = [
         (
             {"epsilon": 1.0, "sigma": 2.0, "accountant": "rdp"},
-            r"privacy.sigma: 2.0 over 3 iterations spends epsilon .* over the budget of 1",
+            r"^generation.private_evolution.privacy.sigma: 2.0 over 3 iterations spends epsilon .* over the budget",
         ),
         ({"delta": 0.05}, r"privacy.delta: 0.05 is not below 1 / 40 private records"),
         ({"epsilon": 1e-4, "delta": 1e-12}, r"no noise up to 10000 votes keeps 3 iterations within epsilon 0.0001"),

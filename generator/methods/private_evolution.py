@@ -160,11 +160,14 @@ class PrivateEvolution(Method):
                 "records; a delta that large allows publishing a record outright: use 1e-5 or less"
             )
         # Sigma is fixed now, before anything is sent; an impossible budget stops the run here.
-        self.guarantee = (
-            accountant.guarantee(p.epsilon, p.delta, p.iterations, p.accountant, p.sigma)
-            if p.epsilon is not None
-            else None
-        )
+        try:
+            self.guarantee = (
+                accountant.guarantee(p.epsilon, p.delta, p.iterations, p.accountant, p.sigma)
+                if p.epsilon is not None
+                else None
+            )
+        except ConfigError as err:  # "privacy...: ...", named from the config's top
+            raise ConfigError(f"generation.private_evolution.{err}") from None
         self.sigma = self.guarantee.sigma if self.guarantee is not None else 0.0
         self.threshold = p.threshold if p.threshold is not None else self.sigma
         self.schedule = degrees(cfg.degree_start, cfg.degree_end, p.iterations)
