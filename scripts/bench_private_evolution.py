@@ -3,6 +3,7 @@ epsilon 1, on a private set of made-up support tickets (written by this script: 
 
     flock /tmp/heavy.lock timeout 1500 python scripts/bench_private_evolution.py
     python scripts/bench_private_evolution.py --accountant     # the calibration table alone (seconds)
+    python scripts/bench_private_evolution.py --simulate       # the mechanism with a stand-in model (a minute)
     python scripts/bench_private_evolution.py --endpoint http://127.0.0.1:8000/v1 --records 300
 
 One managed vLLM server (the bundled SmolLM2-135M on CPU) serves the three runs. Prints, per run,
@@ -161,9 +162,14 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="write each run's HTML report too")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder")
     parser.add_argument("--accountant", action="store_true", help="print the calibration table and stop")
+    parser.add_argument("--simulate", action="store_true", help="the loop with a stand-in model (no server)")
+    parser.add_argument("--reps", type=int, default=5, help="--simulate: noise draws per setting")
     args = parser.parse_args()
     if args.accountant:
         accountant_table()
+        return
+    if args.simulate:
+        simulate(args)
         return
 
     import contextlib
@@ -219,6 +225,85 @@ def accountant_table() -> None:
         event = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma), t)
         spent = pld.PLDAccountant().compose(event).get_epsilon(delta)
         print(f"| {eps} | {delta:g} | {t} | {sigma:.4f} | {spent:.6f} | {spent / eps:.6f} | {took:.2f} |")
+
+
+class StandIn:
+    """The model's stand-in: the random API draws from a public pool of texts, and a variation takes
+    one of the parent's k nearest pool texts (MiniLM cosine), k = 20 x the degree."""
+
+    def __init__(self, pool: list[str], vectors: Any, seed: int) -> None:
+        import numpy as np
+
+        self.pool, self.rng = pool, np.random.default_rng(seed)
+        self.index = {t: i for i, t in enumerate(pool)}
+        self.order = np.argsort(-(vectors @ vectors.T), axis=1)
+
+    async def initial(self, size: int) -> list[str]:
+        return [self.pool[i] for i in self.rng.choice(len(self.pool), size, replace=False)]
+
+    async def vary(self, parents: list[str], degree: float, iteration: int) -> list[str]:
+        k = max(1, round(degree * 20))
+        return [self.pool[self.order[self.index[p], self.rng.integers(0, k)]] for p in parents]
+
+
+def simulate(args: argparse.Namespace) -> None:
+    """The loop with MiniLM and `StandIn` for the model, whose pool is the bundled seed tasks (off
+    the domain) and tickets drawn with another seed. Mean over `--reps` noise draws of the Frechet
+    distance at each vote and of the release (the last vote's parents varied once more)."""
+    import asyncio
+
+    import numpy as np
+
+    from filters.embed import make_embedder
+    from generator.evolution.accountant import calibrate
+    from generator.evolution.loop import Evolution, State, degrees
+    from generator.evolution.utility import utility
+    from generator.prompting.seeds import load_seeds
+
+    pool = [s.instruction for s in load_seeds("builtin")] + tickets(args.records, seed=1)
+    encoder = make_embedder("minilm")
+    pool_vectors, private = encoder.encode(pool), encoder.encode(tickets(args.records))
+    by_text = dict(zip(pool, pool_vectors))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.stack([by_text[t] for t in texts])
+
+    t = args.iterations
+    print(
+        f"\n{args.records} private tickets; a pool of {len(pool)} public texts; population {args.population}, {t} "
+        f"iterations; mean of {args.reps} noise draws. Frechet distance per vote, then the release's"
+    )
+    print(
+        f"{'run':<11}{'sigma':>8}" + "".join(f"{'vote ' + str(i + 1):>9}" for i in range(t)) + f"{'release':>9}"
+        f"{'prec':>7}{'recall':>8}"
+    )
+    for name, eps in (("no noise", None), ("epsilon 4", 4.0), ("epsilon 1", 1.0)):
+        sigma = calibrate(eps, 1e-5, t) if eps is not None else 0.0
+        figures = []
+        for rep in range(args.reps):
+            model = StandIn(pool, pool_vectors, rep)
+            with tempfile.TemporaryDirectory() as tmp:
+                schedule = degrees(0.6, 0.2, t)
+                evo = Evolution(
+                    private,
+                    embed,
+                    State(Path(tmp), name),
+                    sigma,
+                    sigma,
+                    t,
+                    args.population,
+                    schedule,
+                    log=lambda _: None,
+                )
+                last = asyncio.run(evo.run(model.initial, model.vary))
+                assert last is not None
+                release = asyncio.run(model.vary(evo.parents(last, args.population), schedule[-1], t))
+                votes = [v.utility["frechet"] for v in evo.state.votes()]
+                figures.append([*votes, *utility(private, embed(release)).values()])
+        mean = np.mean(figures, axis=0)
+        print(
+            f"{name:<11}{sigma:>8.3f}" + "".join(f"{x:>9.4f}" for x in mean[:-2]) + f"{mean[-2]:>7.3f}{mean[-1]:>8.3f}"
+        )
 
 
 def _table(r: dict) -> None:
