@@ -49,8 +49,9 @@ def test_an_unknown_method_names_the_valid_ones() -> None:
         parse_config({"generation": {"method": "nope"}})
 
 
-# Magpie: tests/test_magpie.py; documents (it needs documents): tests/test_documents_method.py
-@pytest.mark.parametrize("name", [n for n in METHODS if n not in ("magpie", "documents")])
+# Magpie: tests/test_magpie.py; documents (it needs documents): tests/test_documents_method.py;
+# private_evolution (it needs private records and an evolution): tests/test_private_evolution.py
+@pytest.mark.parametrize("name", [n for n in METHODS if n not in ("magpie", "documents", "private_evolution")])
 def test_each_method_asks_the_same_renderable_requests_every_time(name: str) -> None:
     config = parse_config({"generation": {"method": name, "instructions_per_prompt": 3, "requests_per_round": 4}})
     seeds, templates = load_seeds("builtin"), load_templates(config)

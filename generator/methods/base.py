@@ -12,7 +12,7 @@ import math
 import random
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -102,6 +102,12 @@ class Inputs:
     base_dir: Path = Path(".")
     embedder: Any = None  # an `Embedder` (filters/embed.py) for a method that `embeds`
     balance: Balancer | None = None  # generation.balance: draws toward groups under their minimum
+    run_dir: Path | None = None  # for a method that stores its own state (Private Evolution's votes)
+
+
+# A batch of asks sent before the first round (`Method.prepare`): per ask, the candidate texts
+# parsed from its answers; None when the sending stopped (a budget).
+Send = Callable[[list["Ask"]], Awaitable["list[list[str]] | None"]]
 
 
 class Method(ABC):
@@ -124,6 +130,11 @@ class Method(ABC):
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
+
+    async def prepare(self, send: Send, log: Callable[[str], None]) -> None:
+        """Work with the model before the first round (Private Evolution's iterations), sent with
+        `send`; called before each refill's rounds too, so a method does it once. Most do nothing."""
+        return None
 
     def fingerprint(self) -> dict[str, Any]:
         """What the method read when it opened that decides its requests (a corpus's content

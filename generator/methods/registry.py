@@ -11,6 +11,7 @@ from generator.methods.documents import Documents
 from generator.methods.evol_instruct import EvolInstruct
 from generator.methods.magpie import Magpie
 from generator.methods.paraphrase import Paraphrase
+from generator.methods.private_evolution import PrivateEvolution
 from generator.methods.self_instruct import SelfInstruct
 
 METHODS: dict[str, type[Method]] = {
@@ -21,6 +22,7 @@ METHODS: dict[str, type[Method]] = {
     "magpie": Magpie,
     "paraphrase": Paraphrase,
     "documents": Documents,
+    "private_evolution": PrivateEvolution,
 }
 
 # The roles of the stages every method's instructions go through.

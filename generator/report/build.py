@@ -200,6 +200,7 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "sources": sources_view(inputs.sources),
         "representation": None,  # filled by `_write` when measured
         "probes": inputs.probes,
+        "privacy": (inputs.sources or {}).get("privacy"),  # a Private Evolution run's privacy.json
     }
 
 
@@ -272,7 +273,7 @@ def checks_view(funnel: dict[str, Any] | None) -> list[dict[str, Any]]:
 def sources_view(sources: dict[str, Any] | None) -> dict[str, Any] | None:
     """A documents run's corpus: per document its chunks, those asked about and used, its rows and
     the share of its chunks used (most rows first), and the documents nothing came from."""
-    if not sources:
+    if not sources or "documents" not in sources:
         return None
     documents = [
         {**d, "covered": d["used"] / d["chunks"] if d["chunks"] else 0.0}

@@ -194,7 +194,9 @@ def open_method(
     section = getattr(g, cls.section) if cls.section else None
     own = {role: templates[role] for role in cls.roles}
     embedder = make_embedder("minilm") if cls.embeds else None  # the model loads on the first encode
-    return cls(Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder, balance))
+    run_dir = Path(config.run_dir)
+    inputs = Inputs(section, settings, seeds, own, steer, config.model, config.base_dir, embedder, balance, run_dir)
+    return cls(inputs)
 
 
 def _open_store(config: Config, method: Method, *, fresh: bool, force: bool) -> RunStore:

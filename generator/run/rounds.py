@@ -63,6 +63,7 @@ async def grow_pool(run: Run, sender: Sender, pool: PoolResult | None = None, si
     pool = PoolResult(Pool(run.run_dir)) if pool is None else pool
     chain = Chain(run.instruction_filters, run.funnel.instructions, run.rejected_path)
     seed_texts = {dedup_key(s.instruction) for s in run.seeds}
+    await run.method.prepare(lambda asks: _answers(run, sender, asks), run.log)  # most methods: nothing
     while (rnd := len(pool.rounds)) < g.max_rounds:
         need = size - len(pool.records)
         if need <= 0:
@@ -102,6 +103,24 @@ def _request(sender: Sender, ask: Ask, method: str) -> Request:
         assert ask.prompt is not None
         return sender.completion(method, ask.prompt, ask.variables, ask.meta, ask.params)
     return sender.request(ask.template, ask.variables, ask.meta)
+
+
+async def _answers(run: Run, sender: Sender, asks: list[Ask]) -> list[list[str]] | None:
+    """For a method's own requests (`Method.prepare`): each ask's parsed candidate texts, or None
+    when the budget kept any of them from being sent."""
+    requests = [_request(sender, a, run.method.name) for a in asks]
+    if sender.cut_off(requests):
+        return None
+    results = await sender.send(requests)
+    if sender.unsent.intersection(r.id for r in requests):
+        return None
+    out = []
+    for ask, res in zip(asks, results):
+        texts = zip(res.texts, res.finish_reasons) if res is not None else ()
+        out.append(
+            [item.instruction.strip() for text, finish in texts for item in parse(ask.parser, text, finish).items]
+        )
+    return out
 
 
 def _instructions(
