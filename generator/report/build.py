@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,7 @@ def write_folder_report(
     metrics: DatasetMetrics | None = None,
     seeds: Iterable[str] | None = None,
     hardware: Hardware | None = None,
+    mask: Callable[[Any], Any] | None = None,
 ) -> ReportResult:
     """The report of a run directory (or merge, dedup, decontaminate folder), written to `out`
     (default: report.html in its dataset folder). `rows` and `metrics`, when the caller already
@@ -121,7 +122,7 @@ def write_folder_report(
     started = time.perf_counter()
     inputs = read_folder(folder, rows=rows, rejected_per_reason=config.rejected_per_reason)
     inputs.seeds = list(seeds) if seeds is not None else fingerprint_seeds(inputs.fingerprint)
-    return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started)
+    return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started, mask)
 
 
 def write_dataset_report(source: str, out: Path, *, config: ReportConfig | None = None) -> ReportResult:
@@ -140,6 +141,7 @@ def _write(
     metrics: DatasetMetrics | None,
     hardware: Hardware,
     started: float,
+    mask: Callable[[Any], Any] | None = None,
 ) -> ReportResult:
     from generator.core.errors import InstructforgeError
     from generator.report.html import render
@@ -153,6 +155,8 @@ def _write(
         seconds["measure"] = time.perf_counter() - t
     t = time.perf_counter()
     data = view_data(inputs, metrics, config, hardware)
+    if mask is not None:  # a run with private sources: no private span in the page
+        data = mask(data)
     page = render(data).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
@@ -357,13 +361,20 @@ class Measured:
     metrics: DatasetMetrics
     seeds: list[str]
     config: ReportConfig
+    mask: Callable[[Any], Any] | None = None  # masks private text in what the page shows
 
     def card(self) -> dict[str, Any]:
         return card_quality(self.metrics)
 
     def write(self, folder: Path, hardware: Hardware | None = None) -> ReportResult:
         return write_folder_report(
-            folder, config=self.config, rows=self.rows, metrics=self.metrics, seeds=self.seeds, hardware=hardware
+            folder,
+            config=self.config,
+            rows=self.rows,
+            metrics=self.metrics,
+            seeds=self.seeds,
+            hardware=hardware,
+            mask=self.mask,
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from filters.base import BatchChat, Filter, FilterContext
 from filters.decontam import Decontaminate
 from filters.embed import TextVectors, make_embedder
+from filters.privacy import PrivacyFilter, PrivateSet
 from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.server import endpoint_key
@@ -24,6 +25,7 @@ from generator.publish.writer import DatasetWriter, log
 from generator.run.budget import Budget, check_budget
 from generator.run.complete import Completion
 from generator.run.funnel import RunFunnel
+from generator.run.privacy import lock_down, masker, open_private
 from generator.run.steer import steering_for
 from generator.run.stop import StopSignals
 from generator.run.store import FINGERPRINT, Fingerprint, Flush, ForeignRun, RunStore
@@ -36,7 +38,7 @@ DATASET = "dataset"
 STATE = "state"
 # Conversation settings, left out of a single-turn run's fingerprint whatever their values.
 SINGLE_TURN_UNUSED = ("turns", "turn_failure")
-_PARTS = {"model": True, "sampling": True, "generation": True, "filters": True}
+_PARTS = {"model": True, "sampling": True, "generation": True, "filters": True, "privacy": True}
 _NOT_PARTS = {"generation": {"num_records"}}
 
 
@@ -126,6 +128,7 @@ class Run:
     funnel: RunFunnel = field(default_factory=RunFunnel)
     budget: Budget | None = None  # the spending limits; None: unlimited
     vectors: TextVectors = field(default_factory=TextVectors)  # the seeds' vectors, for steering and the report
+    private: PrivateSet | None = None  # the private records, when the config marks any (generator/run/privacy.py)
 
     @property
     def run_dir(self) -> Path:
@@ -218,6 +221,10 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     steer = steering_for(g.steer, instruction_filters, METHODS[g.method], vectors)
     method = open_method(config, seeds, templates, steer)  # Magpie's chat template is read now
     completion = Completion.for_config(config, templates)  # the preference judge's template is read now
+    # Private sources are read (and indexed) now; their filter sees every finished record last.
+    private = open_private(config.privacy, seeds, getattr(method, "chunks", ()), config.base_dir)
+    if private is not None:
+        record_filters.append(PrivacyFilter(private))
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
@@ -228,7 +235,10 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     gpus = check_budget(config)  # a limit that cannot work is refused before any work too
     store = _open_store(config, method, fresh=fresh, force=force)
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
+    if private is not None:
+        lock_down(run_dir)
     funnel = RunFunnel()
+    funnel.mask_with(masker(private))
     for source, reason in method.skipped:  # inputs the method could not read (documents.on_bad_file: skip)
         funnel.skip_source(source, reason)
     return Run(
@@ -245,4 +255,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         stop=StopSignals(run_dir),
         budget=Budget(config.budget, gpus, run_dir, store.costs, fresh=fresh),
         vectors=vectors,
+        private=private,
     )

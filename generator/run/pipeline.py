@@ -38,6 +38,7 @@ from generator.run.context import FUNNEL, ROUNDS, SOURCES, Run, fingerprint, ope
 from generator.run.cost import Costs, Estimate, Pricing
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
+from generator.run.privacy import lock_down, masker, write_audit
 from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
 from generator.run.sender import Sender, Served
@@ -308,7 +309,12 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     sources = run.method.sources(out.records)  # a documents run's corpus coverage; None for the others
     if sources is not None:
         (run.run_dir / SOURCES).write_text(json.dumps(sources, indent=2, ensure_ascii=False))
+    if run.private is not None:  # the audit of the rows kept, for privacy.json, the card and the report
+        run.writer.privacy = write_audit(run.run_dir, out.records, run.private).to_dict()
+        run.writer.mask = masker(run.private)
     measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
+    if measured is not None:
+        measured.mask = run.writer.mask
     quality = measured.card() if measured else None
     engine = engine_totals(run.run_dir)  # every session's, so a resumed run's card shows the whole cost
     dataset_dir = run.writer.write(
@@ -322,6 +328,8 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         sources=sources,
     )
     report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
+    if run.private is not None:
+        lock_down(run.run_dir)
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()

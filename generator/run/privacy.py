@@ -1,0 +1,125 @@
+"""A run's private sources: which texts they are, the `privacy` filter built on them, the masking of
+every text the run shows outside its directory (rejected rows, funnel examples, report, card), the
+audit written at the end (`privacy.json`), and `scrub`.
+
+Private text stays in the run directory only where a resume needs it (the results store, the
+filters' state); with privacy on the directory is made readable by its owner alone (0700, files
+0600), and `instructforge scrub RUN_DIR` removes those copies once the run is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from filters.privacy import PrivacyAudit, PrivateSet, audit, row_fields
+from generator.config import PrivacyConfig
+from generator.core import readers
+from generator.core.errors import ConfigError
+from generator.core.files import write_atomic, write_json
+
+PRIVACY = "privacy.json"
+
+Mask = Callable[[Any], Any]
+
+
+def seed_text(seed: Any) -> str:
+    """A seed task as one private record: its instruction, then each instance's input and output."""
+    parts = [seed.instruction]
+    for inst in seed.instances:
+        parts += [inst.input, inst.output]
+    return "\n".join(p for p in parts if p)
+
+
+def read_private(specs: Sequence[str], base_dir: Path, where: str) -> list[str]:
+    """The records of private sources, each as one text (its fields joined)."""
+    out: list[str] = []
+    for i, spec in enumerate(specs):
+        try:
+            for row in readers.read_rows(spec, base_dir=base_dir, what="private source"):
+                out.append("\n".join(row_fields(row.to_record())))
+        except ConfigError as err:
+            raise ConfigError(f"{where}[{i}]: {err}") from None
+    return [t for t in out if t.strip()]
+
+
+def private_texts(config: PrivacyConfig, seeds: Iterable[Any], chunks: Iterable[Any], base_dir: Path) -> list[str]:
+    """Every private record of a run: the seeds and document chunks when marked, and `sources`."""
+    texts = [seed_text(s) for s in seeds] if config.seeds else []
+    if config.documents:
+        texts += [c.text for c in chunks]
+    return texts + read_private(config.sources, base_dir, "privacy.sources")
+
+
+def open_private(
+    config: PrivacyConfig, seeds: Iterable[Any], chunks: Iterable[Any], base_dir: Path
+) -> PrivateSet | None:
+    """The run's private set (None when nothing is marked private), read before any server starts."""
+    if not config.enabled:
+        return None
+    texts = private_texts(config, seeds, chunks, base_dir)
+    if not texts:
+        raise ConfigError("privacy: the sources marked private hold no text; unmark them or name other sources")
+    holdout = read_private(config.holdout, base_dir, "privacy.holdout") if config.holdout else None
+    return PrivateSet(texts, holdout, config)  # the section is the audit's settings, sources added
+
+
+def masker(private: PrivateSet | None) -> Mask | None:
+    """A function that masks every private span (8 words or more) in any string of a JSON-like value."""
+    if private is None:
+        return None
+    spans = private.spans
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return spans.mask(value)
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [mask(v) for v in value]
+        return value
+
+    return mask
+
+
+def mask_file(path: Path, mask: Mask | None) -> None:
+    """Rewrite a text file (the card) with its private spans masked."""
+    if mask is None or not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    masked = mask(text)
+    if masked != text:
+        write_atomic(path, masked.encode("utf-8"))
+
+
+def lock_down(run_dir: Path) -> None:
+    """Only the owner may read a run directory that holds private text."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    for path in run_dir.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
+
+
+def write_audit(run_dir: Path, records: Sequence[Any], private: PrivateSet) -> PrivacyAudit:
+    """The audit of the rows a run keeps, written to privacy.json."""
+    result = audit(records, [], private_set=private)
+    write_json(run_dir / PRIVACY, result.to_dict(), indent=2, ensure_ascii=False)
+    return result
+
+
+def card_privacy(result: PrivacyAudit | dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the card's Privacy section shows (privacy.json's figures)."""
+    if result is None:
+        return None
+    return result.to_dict() if isinstance(result, PrivacyAudit) else result
+
+
+def read_audit(folder: Path) -> dict[str, Any] | None:
+    path = Path(folder) / PRIVACY
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

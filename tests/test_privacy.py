@@ -1,0 +1,191 @@
+"""Privacy: the verbatim-span index, the audit (spans, near copies against a holdout, leaked versus
+invented identifiers, the membership attack), the `privacy` filter, and a fake-server run whose
+private seeds must not appear in clear in anything the run shows (report, card, log, rejected rows)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from filters.pii import PIIFilter
+from filters.privacy import PrivacyFilter, PrivateSet, audit
+from filters.spans import SpanIndex, words
+from filters.specs import PrivacySettings
+from generator.core.records import Record
+
+SYLLABLES = "ka lo mi ne ru sa to vi da pe gu ho ja ke li mo nu pa ri se ta ve wo yu za".split()
+STOP = "the a to of and is in for my i please with on at it this that we our you".split()
+
+
+def _vocab(rng: random.Random, n: int) -> list[str]:
+    return sorted({"".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))) for _ in range(n)})
+
+
+def _text(rng: random.Random, vocab: list[str], n_words: int) -> str:
+    """English-shaped text: stop words among content words, sentences with capitals and stops."""
+    out = [rng.choice(STOP) if rng.random() < 0.4 else rng.choice(vocab) for _ in range(n_words)]
+    sentences = [" ".join(out[i : i + 9]) for i in range(0, len(out), 9)]
+    return " ".join(s[0].upper() + s[1:] + "." for s in sentences)
+
+
+def _paraphrase(rng: random.Random, text: str, vocab: list[str]) -> str:
+    """Small edits: about one word in seven replaced or dropped, two neighbours swapped, case changed."""
+    ws = text.split()
+    out = []
+    for w in ws:
+        r = rng.random()
+        if r < 0.09:
+            out.append(rng.choice(vocab))
+        elif r < 0.14:
+            continue
+        else:
+            out.append(w)
+    i = rng.randrange(len(out) - 1)
+    out[i], out[i + 1] = out[i + 1], out[i]
+    return " ".join(out).lower()
+
+
+def _world(seed: int = 7, n_private: int = 300) -> tuple[list[str], list[str], list[str], random.Random]:
+    rng = random.Random(seed)
+    vocab = _vocab(rng, 3000)
+    private = [_text(rng, vocab, rng.randint(25, 60)) for _ in range(n_private)]
+    holdout = [_text(rng, vocab, rng.randint(25, 60)) for _ in range(100)]
+    return private, holdout, vocab, rng
+
+
+# --- the span index --------------------------------------------------------------------------------
+
+
+def test_longest_span_is_exact_and_ignores_case_and_punctuation() -> None:
+    private = ["Alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu.", "one two three four"]
+    index = SpanIndex(private)
+    text = "Intro: ALPHA, beta gamma delta; epsilon zeta eta theta iota kappa -- then other words"
+    span = index.longest(text)
+    assert (span.words, span.source) == (10, 0)
+    assert text[span.start : span.end] == "ALPHA, beta gamma delta; epsilon zeta eta theta iota kappa"
+    assert index.longest("beta gamma delta epsilon zeta eta theta").words == 0  # 7 words: under k
+    # two private texts back to back are not one span
+    joined = SpanIndex(["a b c d e f", "g h i j k l"])
+    assert joined.longest("a b c d e f g h i j k l").words == 0
+
+
+def test_mask_leaves_no_shared_span_of_eight_words() -> None:
+    private, _, vocab, rng = _world(n_private=50)
+    index = SpanIndex(private)
+    text = f"Before {private[3]} middle {' '.join(private[9].split()[5:20])} after"
+    masked = index.mask(text)
+    assert masked.startswith("Before [private text: ") and masked.endswith(" after")
+    assert index.longest(masked).words == 0
+    assert (
+        index.mask("nothing private here at all in these words, none")
+        == "nothing private here at all in these words, none"
+    )
+
+
+# --- the audit and the filter ------------------------------------------------------------------------
+
+
+def test_filter_catches_every_copy_most_paraphrases_and_no_unrelated_row() -> None:
+    private, _, vocab, rng = _world()
+    ps = PrivateSet(private)
+    flt = PrivacyFilter(ps)
+    copies = [rng.choice(private) for _ in range(100)]
+    paraphrases = [_paraphrase(rng, rng.choice(private), vocab) for _ in range(100)]
+    unrelated = [_text(rng, vocab, rng.randint(25, 60)) for _ in range(1000)]
+
+    def reasons(outputs: list[str]) -> list[str]:
+        records = [Record(f"Answer the customer {i}.", "", o) for i, o in enumerate(outputs)]
+        return [v.reason if not v.keep else "" for v in flt.judge(records)]
+
+    assert reasons(copies) == ["copies_private_text"] * 100
+    flagged = [r for r in reasons(paraphrases) if r]
+    assert len(flagged) >= 80, f"{len(flagged)} of 100 paraphrases flagged"
+    sims, _ = ps.similarity([[p] for p in paraphrases])
+    assert (sims >= ps.settings.max_similarity).mean() >= 0.8  # as near copies, whatever the spans say
+    assert reasons(unrelated).count("") == 1000
+
+
+def test_audit_figures_and_membership_attack() -> None:
+    private, holdout, vocab, rng = _world()
+    leaky = [_paraphrase(rng, t, vocab) for t in private[:150]]  # rows made from the members
+    result = audit(leaky, private, holdout)
+    assert result.holdout_given and result.attack_auc is not None and result.attack_auc > 0.7
+    assert result.closer_share is not None and result.closer_share > 0.5
+    assert result.crossed and not result.to_dict()["passed"]
+    clean = audit([_text(rng, vocab, 40) for _ in range(150)], private, holdout)
+    assert clean.attack_auc is not None and abs(clean.attack_auc - 0.5) < 0.1
+    assert clean.copied == clean.near == 0 and clean.closer_share < 0.1  # about 5%: by definition
+    assert not clean.crossed
+    # without a holdout the baseline comes from a share of the private records; no attack
+    carved = audit(leaky[:10], private)
+    assert carved.holdout == 30 and carved.attack_auc is None and "holdout" in carved.attack_note
+
+
+def test_identifiers_leaked_versus_invented_by_kind() -> None:
+    private = ["Customer Ann Lee wrote from ann.lee@corp-mail.net about her card, phone +44 20 7946 0958."]
+    rows = [
+        "Reply to ANN.LEE@corp-mail.net today.",  # leaked (case does not hide it)
+        "Write to bob.stone@other-mail.org instead.",  # invented
+    ]
+    result = audit(rows, private * 3, settings=PrivacySettings(holdout_share=0))
+    assert result.identifiers == {"email": {"leaked": 1, "invented": 1}}
+    assert result.leaked == 1 and any("identifiers" in c for c in result.crossed)
+
+
+def test_privacy_json_holds_no_private_text() -> None:
+    private, holdout, vocab, rng = _world(n_private=60)
+    result = audit([f"Intro {private[0]} outro", private[1]], private, holdout).to_dict()
+    assert result["verbatim"]["rows_over_limit"] == 2 and result["verbatim"]["longest"][0]["words"] > 12
+    _assert_no_shingle(json.dumps(result, ensure_ascii=False), private)
+
+
+# --- IBANs with letters in the account part ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Pay to MT84 MALT 0110 0001 2345 MTLC AST0 01S today", "MT84 MALT 0110 0001 2345 MTLC AST0 01S"),
+        ("Pay to MT84MALT011000012345MTLCAST001S today", "MT84MALT011000012345MTLCAST001S"),
+        ("QA58 DOHB 0000 1234 5678 90AB CDEF G is the account", "QA58 DOHB 0000 1234 5678 90AB CDEF G"),
+        ("FR14 2004 1010 0505 0001 3M02 606 paid", "FR14 2004 1010 0505 0001 3M02 606"),
+        ("IBAN: GB82 WEST 1234 5698 7654 32 USD", "GB82 WEST 1234 5698 7654 32"),
+        ("MT84 MALT 0110 0001 2345 MTLC AST0 01T", None),  # check digits wrong
+        ("MT84 MALT 0110 0001 2345 MTLC AST0", None),  # too short for Malta
+    ],
+    ids=["malta", "malta-compact", "qatar", "france-letters", "uk-then-word", "bad-check", "short"],
+)
+def test_iban_with_letters(text: str, found: str | None) -> None:
+    spans = [(a, b) for a, b, kind in PIIFilter().find(text) if kind == "iban"]
+    assert [text[a:b] for a, b in spans] == ([found] if found else [])
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _shingles(text: str, k: int = 8) -> set[tuple[str, ...]]:
+    ws = [w for w, _, _ in words(text)]
+    return {tuple(ws[i : i + k]) for i in range(len(ws) - k + 1)}
+
+
+def _assert_no_shingle(text: str, private: list[str], where: str = "") -> None:
+    found = _shingles(text)
+    for i, p in enumerate(private):
+        common = _shingles(p) & found
+        assert not common, f"{where}: private record {i} in clear: {' '.join(next(iter(common)))!r}"
+
+
+def test_iban_lengths_match_the_registry_python_stdnum_ships() -> None:
+    import stdnum
+
+    from filters.pii import IBAN_LENGTHS
+
+    registry = {}
+    for line in (Path(stdnum.__path__[0]) / "iban.dat").read_text().splitlines():
+        if m := re.match(r'^([A-Z]{2}) .*bban="([^"]+)"', line):
+            registry[m.group(1)] = 4 + sum(int(n) for n in re.findall(r"(\d+)!", m.group(2)))
+    assert IBAN_LENGTHS == registry
