@@ -4,10 +4,12 @@ private seeds must not appear in clear in anything the run shows (report, card, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +191,105 @@ def test_iban_lengths_match_the_registry_python_stdnum_ships() -> None:
         if m := re.match(r'^([A-Z]{2}) .*bban="([^"]+)"', line):
             registry[m.group(1)] = 4 + sum(int(n) for n in re.findall(r"(\d+)!", m.group(2)))
     assert IBAN_LENGTHS == registry
+
+
+# --- a run against the fake server -------------------------------------------------------------------
+
+
+def _kind(instruction: str) -> int:
+    """Which answer the fake server gives an instruction: 0 a private record verbatim, 1 a
+    paraphrase of one, else an unrelated answer (a tenth each, by hash)."""
+    return int(hashlib.sha256(instruction.encode()).hexdigest(), 16) % 10
+
+
+def _fake_world() -> tuple[list[dict[str, Any]], list[str], list[str], Any]:
+    private, holdout, vocab, _ = _world(seed=11, n_private=60)
+    seeds = []
+    for i, text in enumerate(private):
+        first, rest = text.split(". ", 1)
+        seeds.append({"id": f"s{i}", "instruction": first + ".", "instances": [{"input": "", "output": rest}]})
+    records = ["\n".join([s["instruction"], s["instances"][0]["output"]]) for s in seeds]
+    return seeds, records, holdout, vocab
+
+
+def _fake_reply(records: list[str], vocab: list[str]) -> Any:
+    def reply(body: dict[str, Any], i: int) -> str:
+        prompt = body["messages"][-1]["content"]
+        rng = random.Random(hashlib.sha256(f"{prompt}|{i}".encode()).hexdigest())
+        if "example tasks:" in prompt:  # the instruction stage: a list of new, unrelated tasks
+            return "\n".join(f"{n}. Describe {_text(rng, vocab, 12)}" for n in range(1, 9))
+        kind, record = _kind(prompt.strip()), rng.choice(records)
+        if kind == 0:
+            return record
+        if kind == 1:
+            return _paraphrase(rng, record, vocab)
+        return _text(rng, vocab, 40)
+
+    return reply
+
+
+@pytest.mark.fake_server
+def test_run_drops_copies_and_shows_no_private_text(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from fake_openai import FakeOpenAI
+    from fake_run import fake_in_thread, fake_settings
+
+    from generator.config import parse_config
+    from generator.run.pipeline import generate
+
+    seeds, records, holdout, vocab = _fake_world()
+    (tmp_path / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
+    (tmp_path / "holdout.txt").write_text("".join(h + "\n" for h in holdout))
+    with fake_in_thread(reply=_fake_reply(records, vocab)) as fake:
+        assert isinstance(fake, FakeOpenAI)
+        data = fake_settings(
+            tmp_path / "run",
+            fake.url,
+            generation={"seeds": "seeds.jsonl", "num_instructions": 80, "instances": "response", "max_rounds": 3},
+            filters={"instructions": [{"name": "length"}, {"name": "exact_dedup"}], "records": [{"name": "truncated"}]},
+            privacy={"seeds": True, "holdout": ["holdout.txt"]},
+            report={"enabled": True, "sample": 100},
+        )
+        generate(parse_config(data, base_dir=tmp_path), progress=False)
+    run = tmp_path / "run"
+    kept = _rows(run)
+    rejected = [json.loads(line) for line in (run / "rejected.jsonl").read_text().splitlines()]
+    privacy_drops = {r["record"]["instruction"]: r["reason"] for r in rejected if r["filter"] == "privacy"}
+    answered = [r["instruction"] for r in kept] + [
+        r["record"]["instruction"] for r in rejected if r["filter"] == "privacy"
+    ]
+    by_kind = {k: [i for i in answered if min(_kind(i), 2) == k] for k in (0, 1, 2)}
+    assert len(by_kind[0]) >= 3 and len(by_kind[1]) >= 3 and len(by_kind[2]) >= 30
+    assert all(privacy_drops.get(i) == "copies_private_text" for i in by_kind[0])
+    assert sum(i in privacy_drops for i in by_kind[1]) >= 0.8 * len(by_kind[1])
+    assert not [i for i in by_kind[2] if i in privacy_drops]
+    audit_json = json.loads((run / "privacy.json").read_text())
+    assert audit_json["verbatim"]["rows_over_limit"] == 0 and audit_json["membership_attack"]["auc"] is not None
+    # nothing the run shows holds a private record in clear
+    log = capfd.readouterr()
+    shown = {
+        "report": (run / "dataset" / "report.html").read_text(),
+        "card": (run / "dataset" / "README.md").read_text(),
+        "rejected": (run / "rejected.jsonl").read_text(),
+        "funnel": (run / "funnel.json").read_text(),
+        "privacy.json": (run / "privacy.json").read_text(),
+        "log": log.out + log.err,
+    }
+    assert "## Privacy" in shown["card"] and "Privacy" in shown["report"]
+    for where, text in shown.items():
+        _assert_no_shingle(_readable(text), records, where)
+    assert (run.stat().st_mode & 0o077) == 0  # the run directory is its owner's alone
+
+
+def _rows(run: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return [
+        r for shard in sorted((run / "dataset" / "data").glob("*.parquet")) for r in pq.read_table(shard).to_pylist()
+    ]
+
+
+def _readable(text: str) -> str:
+    """JSON escapes and HTML entities undone, so a copied span cannot hide behind them."""
+    import html
+
+    return html.unescape(re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)).replace("\\n", " ")

@@ -183,6 +183,7 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "stop_reason": (inputs.rounds or {}).get("stop_reason"),
         "examples": examples_view(inputs, m, config.examples),
         "sources": sources_view(inputs.sources),
+        "privacy": inputs.privacy,
     }
 
 

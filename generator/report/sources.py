@@ -34,6 +34,7 @@ class ReportInputs:
     seeds: list[str] = field(default_factory=list)  # seed instructions
     fingerprint: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, Any] | None = None  # a documents run's corpus coverage (generator/documents/coverage.py)
+    privacy: dict[str, Any] | None = None  # the privacy audit (privacy.json) of a run with private sources
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
@@ -66,6 +67,7 @@ def read_folder(
         engine=engine_totals(_json(folder / ENGINE) or {}),
         fingerprint=fingerprint,
         sources=_json(folder / SOURCES),
+        privacy=_json(folder / "privacy.json"),
     )
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filters.privacy import PrivacyAudit, PrivateSet, audit, row_fields
+from filters.specs import PrivacySettings
 from generator.config import PrivacyConfig
 from generator.core import readers
 from generator.core.errors import ConfigError
@@ -123,3 +125,69 @@ def read_audit(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class AuditRun:
+    """What `instructforge audit` did: the audit, and where it wrote privacy.json."""
+
+    result: PrivacyAudit
+    path: Path
+
+    @property
+    def passed(self) -> bool:
+        return not self.result.crossed
+
+    def summary(self) -> str:
+        d = self.result.to_dict()
+        near, ids, attack = d["near"], self.result.identifiers, d["membership_attack"]
+        lines = [
+            f"audited {d['rows']:,} rows against {d['private_records']:,} private records "
+            f"({d['holdout_records']:,} held out: {d['holdout']}; encoder {d['encoder']})",
+            f"  verbatim: {d['verbatim']['rows_sharing_8_words']:,} rows share 8+ words with a private record, "
+            f"{d['verbatim']['rows_over_limit']:,} over the limit; longest {d['verbatim']['max_words']} words",
+            f"  near copies: {near['rows_over_similarity']:,} rows at cosine >= {self.result.settings.max_similarity}; "
+            f"closer than the holdout's 5th percentile: {_share(near['closer_than_holdout_p5'])}",
+            "  identifiers: "
+            + (", ".join(f"{k} {c['leaked']} leaked / {c['invented']} invented" for k, c in ids.items()) or "none"),
+            f"  membership attack AUC: {_value(attack['auc'])} ({attack['note']})",
+            f"wrote {self.path}",
+        ]
+        lines += [f"FAILED: {c}" for c in self.result.crossed] or ["passed: no threshold crossed"]
+        return "\n".join(lines)
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def audit_dataset(
+    inputs: Sequence[str],
+    private: Sequence[str],
+    out: Path,
+    *,
+    holdout: Sequence[str] | None = None,
+    settings: PrivacySettings | None = None,
+) -> AuditRun:
+    """Audit any dataset the readers know against private sources; privacy.json goes into `out`."""
+    records = []
+    for i, source in enumerate(inputs):
+        try:
+            records += [row.to_record() for row in readers.read_rows(source, what="dataset")]
+        except ConfigError as err:
+            raise ConfigError(f"DATA[{i}]: {err}") from None
+    if not records:
+        raise ConfigError(f"{', '.join(inputs)}: no rows to audit")
+    texts = read_private(private, Path.cwd(), "--private")
+    if not texts:
+        raise ConfigError(f"--private {' '.join(private)}: no text in these sources")
+    held = read_private(holdout, Path.cwd(), "--holdout") if holdout else None
+    result = audit(records, texts, held, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PRIVACY
+    write_json(path, result.to_dict(), indent=2, ensure_ascii=False)
+    return AuditRun(result, path)
