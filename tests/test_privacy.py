@@ -278,6 +278,14 @@ def test_run_drops_copies_and_shows_no_private_text(tmp_path: Path, capfd: pytes
     for where, text in shown.items():
         _assert_no_shingle(_readable(text), records, where)
     assert (run.stat().st_mode & 0o077) == 0  # the run directory is its owner's alone
+    # scrub: the results store and the filters' state go; the dataset still loads
+    from generator.cli import main
+    from generator.core.readers import read_records
+
+    assert (run / "results.jsonl").exists()
+    assert main(["scrub", str(run)]) == 0
+    assert not (run / "results.jsonl").exists() and not (run / "state").exists()
+    assert len(read_records([run / "dataset"])) == len(kept)
 
 
 def _rows(run: Path) -> list[dict[str, Any]]:
@@ -293,3 +301,48 @@ def _readable(text: str) -> str:
     import html
 
     return html.unescape(re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)).replace("\\n", " ")
+
+
+# --- the audit command and scrub ---------------------------------------------------------------------
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_audit_command_writes_privacy_json_and_fails_over_a_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from generator.cli import main
+
+    private, holdout, vocab, rng = _world(n_private=80)
+    priv = tmp_path / "private.txt"
+    priv.write_text("".join(p + "\n" for p in private))
+    held = tmp_path / "holdout.txt"
+    held.write_text("".join(h + "\n" for h in holdout))
+    clean = _write_jsonl(
+        tmp_path / "clean.jsonl", [{"instruction": "Summarize.", "output": _text(rng, vocab, 30)} for _ in range(40)]
+    )
+    leaky = _write_jsonl(tmp_path / "leaky.jsonl", [{"instruction": "Summarize.", "output": private[5]}])
+    args = ["--private", str(priv), "--holdout", str(held), "-o"]
+    assert main(["audit", clean, *args, str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "privacy.json").read_text())["passed"] is True
+    assert main(["audit", leaky, *args, str(tmp_path / "b")]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: 1 rows share more than 12 words" in out
+    _assert_no_shingle(out + (tmp_path / "b" / "privacy.json").read_text(), private, "audit output")
+    assert main(["audit", clean, "--private", str(tmp_path / "missing.txt")]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("instructforge: error: --private[0]: ") and "Traceback" not in err
+
+
+def test_scrub_strips_passages_and_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    from generator.core.errors import ConfigError
+    from generator.run.privacy import _strip_row, scrub
+
+    row = {"meta": {"extra": json.dumps({"source": {"document": "a.md", "text": "the passage", "chunk": 2}})}}
+    assert _strip_row(row) and json.loads(row["meta"]["extra"]) == {"source": {"chunk": 2, "document": "a.md"}}
+    assert not _strip_row(row) and not _strip_row({"meta": {"extra": None}})
+    with pytest.raises(ConfigError, match="is not a run directory"):
+        scrub(tmp_path)

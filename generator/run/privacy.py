@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from filters.specs import PrivacySettings
 from generator.config import PrivacyConfig
 from generator.core import readers
 from generator.core.errors import ConfigError
-from generator.core.files import write_atomic, write_json
+from generator.core.files import atomic_open, write_atomic, write_json
 
 PRIVACY = "privacy.json"
 
@@ -191,3 +192,112 @@ def audit_dataset(
     path = out / PRIVACY
     write_json(path, result.to_dict(), indent=2, ensure_ascii=False)
     return AuditRun(result, path)
+
+
+PASSAGE_KEYS = ("text",)  # meta.source keys that hold a document's passage (the documents method)
+
+
+@dataclass
+class Scrubbed:
+    """What `scrub` removed from a run directory."""
+
+    run_dir: Path
+    removed: list[str]
+    rows: int  # dataset rows whose meta held a passage
+
+    def summary(self) -> str:
+        gone = ", ".join(self.removed) or "nothing (already scrubbed)"
+        return (
+            f"scrubbed {self.run_dir}: removed {gone}; {self.rows:,} dataset rows lost their passage "
+            "(meta.source.text); the run can no longer be resumed"
+        )
+
+
+def scrub(run_dir: Path) -> Scrubbed:
+    """Remove every copy of private text a finished run keeps: the results store (prompts quote seeds
+    and passages), the filters' state, and the passages in the dataset's `meta.source`; the dataset
+    stays loadable. What is left shows private text only as masked spans and hashes (rejected rows,
+    funnel, report, card), or as the short spans the audit allows in kept rows."""
+    from generator.run.context import DATASET, STATE
+    from generator.run.store import LOCK, RESULTS
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "fingerprint.json").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no fingerprint.json in it)")
+    _not_in_use(run_dir / LOCK)
+    removed = []
+    for name in (RESULTS, STATE):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(f"{name}/")
+        elif path.exists():
+            path.unlink()
+            removed.append(name)
+    rows = _strip_passages(run_dir / DATASET)
+    return Scrubbed(run_dir, removed, rows)
+
+
+def _strip_passages(dataset: Path) -> int:
+    """Drop the passages from every shard's `meta.extra` (JSON) and from the `save_to_disk` copy."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from generator.publish.dataset import DATA_DIR, DISK_DIR
+
+    changed = 0
+    for shard in sorted((dataset / DATA_DIR).glob("*.parquet")):
+        table = pq.read_table(shard)
+        rows = table.to_pylist()
+        hits = sum(_strip_row(r) for r in rows)
+        if hits:
+            with atomic_open(shard, "wb") as f:
+                pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f)
+            changed += hits
+    disk = dataset / DISK_DIR
+    if changed and disk.is_dir():
+        from datasets import load_from_disk
+
+        loaded = load_from_disk(str(disk))
+        scrubbed = loaded.map(_stripped)
+        tmp = disk.with_name(disk.name + ".scrub")
+        scrubbed.save_to_disk(str(tmp))
+        shutil.rmtree(disk)
+        tmp.rename(disk)
+    return changed
+
+
+def _not_in_use(lock: Path) -> None:
+    """A running generate holds the run's lock (generator/run/store.py): scrubbing under it would
+    take its results away."""
+    import fcntl
+
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(f"{lock.parent} is in use by a running generate; scrub it when the run is done") from None
+    finally:
+        os.close(fd)
+
+
+def _stripped(row: dict[str, Any]) -> dict[str, Any]:
+    _strip_row(row)
+    return row
+
+
+def _strip_row(row: dict[str, Any]) -> bool:
+    meta = row.get("meta")
+    extra = meta.get("extra") if isinstance(meta, dict) else None
+    if not extra:
+        return False
+    data = json.loads(extra)
+    source = data.get("source")
+    if not isinstance(source, dict) or not any(k in source for k in PASSAGE_KEYS):
+        return False
+    for key in PASSAGE_KEYS:
+        source.pop(key, None)
+    meta["extra"] = json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+    return True
