@@ -92,11 +92,16 @@ def privacy_embedder(kind: str) -> Embedder:
 
 
 def row_fields(row: Any) -> list[str]:
-    """A row's texts: a record's or a dict's instruction, input and output (non-empty), or a string."""
+    """A row's texts: a record's or a dict's instruction, input, output and later turns (non-empty),
+    or a string."""
     if isinstance(row, str):
         return [row] if row.strip() else []
     get = row.get if isinstance(row, dict) else lambda key, default="": getattr(row, key, default)
-    return [str(t) for f in _FIELDS if (t := get(f, "")) and str(t).strip()]
+    texts = [str(t) for f in _FIELDS if (t := get(f, "")) and str(t).strip()]
+    # a conversation's later turns too (a record's `turns`)
+    return texts + [
+        str(m.get("content") or "") for m in get("turns", None) or () if isinstance(m, dict) and m.get("content")
+    ]
 
 
 def identifiers(finder: PIIFilter, text: str) -> list[tuple[str, str]]:
@@ -243,6 +248,7 @@ class PrivacyAudit:
     attack_note: str = ""
     encoder: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    private_set: PrivateSet | None = field(default=None, repr=False)  # what it was measured against
 
     @property
     def closer_share(self) -> float | None:
@@ -364,6 +370,7 @@ def audit(
         attack_auc=auc,
         attack_note=note,
         encoder=getattr(ps.embedder, "name", type(ps.embedder).__name__),
+        private_set=ps,
     )
 
 

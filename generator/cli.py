@@ -125,7 +125,9 @@ def _audit(args: argparse.Namespace) -> int | None:
         encoder=args.encoder,
         max_attack_auc=args.max_attack_auc,
     )
-    run = audit_dataset(args.inputs, args.private, args.out, holdout=args.holdout, settings=settings)
+    run = audit_dataset(
+        args.inputs, args.private, args.out, holdout=args.holdout, settings=settings, report=args.report
+    )
     print(run.summary())
     return 0 if run.passed else 1
 
@@ -523,6 +525,7 @@ def _add_audit(sub: Subparsers) -> None:
     p.add_argument(
         "--encoder", choices=_choices(PrivacySettings, "encoder"), default=encoder, help=f"(default: {encoder})"
     )
+    _add_no_report_flag(p)
     p.set_defaults(func=_audit)
 
 

@@ -274,12 +274,18 @@ def test_run_drops_copies_and_shows_no_private_text(tmp_path: Path, capfd: pytes
         "privacy.json": (run / "privacy.json").read_text(),
         "log": log.out + log.err,
     }
-    assert "## Privacy" in shown["card"] and "Privacy" in shown["report"]
+    # the audit command on the run's dataset writes its own report (MiniLM is loaded already)
+    from generator.cli import main
+
+    main(["audit", str(run / "dataset"), "--private", str(tmp_path / "seeds.jsonl"), "-o", str(tmp_path / "audit")])
+    shown["audit report"] = (tmp_path / "audit" / "report.html").read_text()
+    assert (
+        "## Privacy" in shown["card"] and 'id="privacy"' in shown["report"] and 'id="privacy"' in shown["audit report"]
+    )
     for where, text in shown.items():
         _assert_no_shingle(_readable(text), records, where)
     assert (run.stat().st_mode & 0o077) == 0  # the run directory is its owner's alone
     # scrub: the results store and the filters' state go; the dataset still loads
-    from generator.cli import main
     from generator.core.readers import read_records
 
     assert (run / "results.jsonl").exists()
@@ -326,9 +332,9 @@ def test_audit_command_writes_privacy_json_and_fails_over_a_threshold(
     )
     leaky = _write_jsonl(tmp_path / "leaky.jsonl", [{"instruction": "Summarize.", "output": private[5]}])
     args = ["--private", str(priv), "--holdout", str(held), "-o"]
-    assert main(["audit", clean, *args, str(tmp_path / "a")]) == 0
+    assert main(["audit", clean, *args, str(tmp_path / "a"), "--no-report"]) == 0
     assert json.loads((tmp_path / "a" / "privacy.json").read_text())["passed"] is True
-    assert main(["audit", leaky, *args, str(tmp_path / "b")]) == 1
+    assert main(["audit", leaky, *args, str(tmp_path / "b"), "--no-report"]) == 1
     out = capsys.readouterr().out
     assert "FAILED: 1 rows share more than 12 words" in out
     _assert_no_shingle(out + (tmp_path / "b" / "privacy.json").read_text(), private, "audit output")

@@ -125,13 +125,22 @@ def write_folder_report(
     return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started, mask)
 
 
-def write_dataset_report(source: str, out: Path, *, config: ReportConfig | None = None) -> ReportResult:
-    """The report of any dataset the readers know (a file, a dataset folder, `hf:owner/name`)."""
+def write_dataset_report(
+    source: str,
+    out: Path,
+    *,
+    config: ReportConfig | None = None,
+    privacy: dict[str, Any] | None = None,
+    mask: Callable[[Any], Any] | None = None,
+) -> ReportResult:
+    """The report of any dataset the readers know (a file, a dataset folder, `hf:owner/name`);
+    `privacy` an audit's figures for its Privacy section, `mask` hides private text on the page."""
     config = config or ReportConfig()
     started = time.perf_counter()
     inputs = read_dataset(source, rejected_per_reason=config.rejected_per_reason)
     inputs.seeds = fingerprint_seeds(inputs.fingerprint)
-    return _write(inputs, Path(out), config, None, Hardware(), started)
+    inputs.privacy = privacy or inputs.privacy
+    return _write(inputs, Path(out), config, None, Hardware(), started, mask)
 
 
 def _write(

@@ -134,6 +134,7 @@ class AuditRun:
 
     result: PrivacyAudit
     path: Path
+    report: Path | None = None
 
     @property
     def passed(self) -> bool:
@@ -152,7 +153,7 @@ class AuditRun:
             "  identifiers: "
             + (", ".join(f"{k} {c['leaked']} leaked / {c['invented']} invented" for k, c in ids.items()) or "none"),
             f"  membership attack AUC: {_value(attack['auc'])} ({attack['note']})",
-            f"wrote {self.path}",
+            f"wrote {self.path}" + (f" and {self.report}" if self.report else ""),
         ]
         lines += [f"FAILED: {c}" for c in self.result.crossed] or ["passed: no threshold crossed"]
         return "\n".join(lines)
@@ -166,13 +167,14 @@ def _share(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def audit_dataset(
+def audit_dataset(  # noqa: PLR0913 - the command's inputs, one keyword each
     inputs: Sequence[str],
     private: Sequence[str],
     out: Path,
     *,
     holdout: Sequence[str] | None = None,
     settings: PrivacySettings | None = None,
+    report: bool = True,
 ) -> AuditRun:
     """Audit any dataset the readers know against private sources; privacy.json goes into `out`."""
     records = []
@@ -191,7 +193,14 @@ def audit_dataset(
     out.mkdir(parents=True, exist_ok=True)
     path = out / PRIVACY
     write_json(path, result.to_dict(), indent=2, ensure_ascii=False)
-    return AuditRun(result, path)
+    run = AuditRun(result, path)
+    if report and len(inputs) == 1:  # the dataset's report with its Privacy section, private text masked
+        from generator.report.build import write_dataset_report
+
+        run.report = write_dataset_report(
+            inputs[0], out / "report.html", privacy=result.to_dict(), mask=masker(result.private_set)
+        ).path
+    return run
 
 
 PASSAGE_KEYS = ("text",)  # meta.source keys that hold a document's passage (the documents method)
