@@ -211,8 +211,11 @@ class PrivateSet:
         whole = span.words >= K and span.words >= int(self.spans.lengths[span.source]) if span.words else False
         return span.words > self.settings.max_copied_tokens or whole
 
-    def similarity(self, rows: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's highest cosine to a private record (over its fields), and the record's index."""
+    def similarity(
+        self, rows: Sequence[Sequence[str]], vectors: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's highest cosine to a private record (over its fields), and the record's index;
+        `vectors`: the rows' fields already encoded, in order."""
         flat = [(r, t) for r, fields in enumerate(rows) for t in fields]
         best = np.full(len(rows), -1.0, np.float32)
         which = np.full(len(rows), -1, np.int64)
@@ -220,7 +223,9 @@ class PrivateSet:
             return best, which
         if self._index is None:
             self._index = Nearest(self.vectors)
-        sims, ids = self._index.search(self.embedder.encode([t for _, t in flat]))
+        if vectors is None:
+            vectors = self.embedder.encode([t for _, t in flat])
+        sims, ids = self._index.search(vectors)
         for (r, _), s, j in zip(flat, sims.tolist(), ids.tolist()):
             if s > best[r]:
                 best[r], which[r] = s, j
@@ -347,12 +352,13 @@ def audit(
         text = next(t for t in fields[i] if ps.spans.longest(t).words == s.words)
         source = text_hash(ps.texts[s.source])
         longest.append({"row": i, "words": s.words, "source": source, "excerpt": _excerpt(ps.spans, text, s)})
-    sims, _ = ps.similarity(fields)
+    vectors = ps.embedder.encode([t for f in fields for t in f])  # once, for the distances and the attack
+    sims, _ = ps.similarity(fields, vectors)
     ids: dict[str, Counter[str]] = {}
     for f in fields:
         for kind, value in {ident for t in f for ident in identifiers(ps.finder, t)}:
             ids.setdefault(kind, Counter())["leaked" if (kind, value) in ps.private_ids else "invented"] += 1
-    auc, note = _attack(ps, fields)
+    auc, note = _attack(ps, vectors)
     return PrivacyAudit(
         settings=ps.settings,
         rows=len(fields),
@@ -374,15 +380,16 @@ def audit(
     )
 
 
-def _attack(ps: PrivateSet, fields: list[list[str]]) -> tuple[float | None, str]:
-    """Score each private record by its closest row; the AUC of members against the holdout."""
+def _attack(ps: PrivateSet, vectors: np.ndarray) -> tuple[float | None, str]:
+    """Score each private record by its closest row (`vectors`: the rows' fields); the AUC of
+    members against the holdout."""
     if not ps.given_holdout:
         return None, "needs a holdout the generator never saw (privacy.holdout, or --holdout)"
-    if not len(ps.holdout) or not len(ps.members) or not any(fields):
+    if not len(ps.holdout) or not len(ps.members) or not len(vectors):
         return None, "no holdout records, members or rows to score"
-    vectors = ps.embedder.encode([t for f in fields for t in f])
-    members = _nearest(vectors, ps.vectors[ps.members])
-    held = _nearest(vectors, ps.holdout_vectors)
+    rows = Nearest(vectors)
+    members = rows.search(ps.vectors[ps.members])[0]
+    held = rows.search(ps.holdout_vectors)[0]
     return _auc(members, held), "members vs the given holdout, each scored by its closest row's cosine"
 
 
