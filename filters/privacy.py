@@ -199,11 +199,15 @@ class PrivateSet:
         return float(np.percentile(self.holdout_dcr, HOLDOUT_PERCENTILE))
 
     def longest(self, fields: Sequence[str]) -> Span:
-        best = NO_SPAN
-        for text in fields:
-            span = self.spans.longest(text)
-            if span.words > best.words:
-                best = span
+        return self.longest_many([fields])[0]
+
+    def longest_many(self, rows: Sequence[Sequence[str]]) -> list[Span]:
+        """Each row's longest span shared with one private record, over its fields."""
+        flat = [(r, t) for r, fields in enumerate(rows) for t in fields]
+        best = [NO_SPAN] * len(rows)
+        for (r, _), span in zip(flat, self.spans.longest_many([t for _, t in flat])):
+            if span.words > best[r].words:
+                best[r] = span
         return best
 
     def copies(self, span: Span) -> bool:
@@ -342,7 +346,7 @@ def audit(
     them); without it a share of `private` is held out for the distance baseline only."""
     ps = private_set or PrivateSet(private, holdout, settings, embedder)
     fields = [row_fields(r) for r in rows]
-    spans = [ps.longest(f) for f in fields]
+    spans = ps.longest_many(fields)
     span_words = np.array([s.words for s in spans], np.int64)
     copied = [i for i, s in enumerate(spans) if s.words and ps.copies(s)]
     top = sorted((i for i, s in enumerate(spans) if s.words), key=lambda i: -spans[i].words)[:LONGEST_SHOWN]
@@ -408,8 +412,8 @@ class PrivacyFilter(Filter):
         fields = [row_fields(r) for r in records]
         sims, which = self.private.similarity(fields)
         out = []
-        for f, sim, j in zip(fields, sims.tolist(), which.tolist()):
-            span, texts = self.private.longest(f), self.private.texts
+        spans, texts = self.private.longest_many(fields), self.private.texts
+        for span, sim, j in zip(spans, sims.tolist(), which.tolist()):
             if span.words and self.private.copies(span):
                 out.append(drop("copies_private_text", words=span.words, source=text_hash(texts[span.source])))
             elif j >= 0 and sim >= self.private.settings.max_similarity - 1e-6:

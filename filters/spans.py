@@ -105,18 +105,32 @@ class SpanIndex:
 
     def longest(self, text: str) -> Span:
         """The longest run of consecutive words `text` shares with any one private text."""
-        toks = words(text)
-        ids = self._ids(toks)
+        return self.longest_many([text])[0]
+
+    def longest_many(self, texts: Sequence[str]) -> list[Span]:
+        """`longest` of each text, the k-grams of all of them looked up at once."""
+        toks = [words(t) for t in texts]
+        offsets = np.zeros(len(texts) + 1, np.int64)
+        offsets[1:] = np.cumsum([len(t) + 1 for t in toks])
+        ids = np.full(int(offsets[-1]), _UNKNOWN, np.int32)  # each text ends with a word no k-gram crosses
+        vocab = self.vocab
+        flat = np.fromiter((vocab.get(w, _UNKNOWN) for t in toks for w, _, _ in t), np.int32)
+        keep = np.ones(len(ids), bool)
+        keep[offsets[1:] - 1] = False
+        ids[keep] = flat
         starts, lo, hi = self._hits(ids)
-        best, covered = NO_SPAN, set()
-        for i, a, b in zip(starts.tolist(), lo.tolist(), hi.tolist()):
+        owner = np.searchsorted(offsets, starts, "right") - 1
+        best = [NO_SPAN] * len(texts)
+        covered: set[tuple[int, int]] = set()
+        for i, a, b, t in zip(starts.tolist(), lo.tolist(), hi.tolist(), owner.tolist()):
             for g in self.positions[a : min(b, a + MAX_OCCURRENCES)].tolist():
                 if (g - i, i) in covered:
                     continue
                 length = self._extend(ids, i, g, covered)
-                if length > best.words:
+                if length > best[t].words:
                     source = int(np.searchsorted(self.starts, g, "right") - 1)
-                    best = Span(length, source, toks[i][1], toks[i + length - 1][2])
+                    first = i - int(offsets[t])
+                    best[t] = Span(length, source, toks[t][first][1], toks[t][first + length - 1][2])
         return best
 
     def _extend(self, ids: np.ndarray, i: int, g: int, covered: set[tuple[int, int]]) -> int:

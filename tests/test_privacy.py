@@ -88,6 +88,17 @@ def test_mask_leaves_no_shared_span_of_eight_words() -> None:
     )
 
 
+def test_a_batch_finds_what_each_text_alone_finds() -> None:
+    private, _, vocab, rng = _world(n_private=80)
+    index = SpanIndex(private)
+    texts = [
+        f"{_text(rng, vocab, 10)} {' '.join(rng.choice(private).split()[: rng.randint(0, 30)])}" for _ in range(60)
+    ]
+    texts += ["", "short", private[0]]
+    assert index.longest_many(texts) == [index.longest(t) for t in texts]
+    assert index.longest(private[0]).words == len(words(private[0]))
+
+
 # --- the audit and the filter ------------------------------------------------------------------------
 
 
