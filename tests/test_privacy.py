@@ -363,3 +363,17 @@ def test_scrub_strips_passages_and_refuses_a_folder_that_is_not_a_run(tmp_path: 
     assert not _strip_row(row) and not _strip_row({"meta": {"extra": None}})
     with pytest.raises(ConfigError, match="is not a run directory"):
         scrub(tmp_path)
+
+
+def test_a_missing_private_source_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    from generator.config import parse_config
+    from generator.core.errors import ConfigError
+    from generator.run.context import open_run
+
+    data = {"run_dir": str(tmp_path / "run"), "privacy": {"sources": ["tickets.jsonl"]}}
+    with pytest.raises(ConfigError, match=r"^privacy\.sources\[0\]: .*tickets\.jsonl"):
+        open_run(parse_config(data, base_dir=tmp_path))
+    assert not (tmp_path / "run").exists()
+    bad = {"privacy": {"max_similarity": 2}}
+    with pytest.raises(ConfigError, match=r"privacy\.max_similarity"):
+        parse_config(bad)
