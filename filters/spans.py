@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,19 +41,81 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _kgram_hashes(ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of every k-gram of `ids` that holds no separator or unknown word, and their starts."""
-    n = len(ids) - k + 1
+def word_values(toks: Sequence[str]) -> np.ndarray:
+    """Each word's 32-bit hash: what the k-gram hashes are made of, so that a k-gram's hash needs
+    no vocabulary (a saved set of hashes masks text on its own: `KgramMask`)."""
+    return np.fromiter((zlib.crc32(w.encode("utf-8")) for w in toks), np.uint64, count=len(toks))
+
+
+def _kgram_hashes(values: np.ndarray, valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every k-gram of word `values` whose words are all `valid`, and their starts."""
+    n = len(values) - k + 1
     if n <= 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    bad = np.concatenate(([0], np.cumsum(ids < 0)))
+    bad = np.concatenate(([0], np.cumsum(~valid)))
     ok = (bad[k:] - bad[:-k]) == 0
     h = np.zeros(n, np.uint64)
     with np.errstate(over="ignore"):
         for j in range(k):
-            h = h * _P + (ids[j : j + n].astype(np.uint64) + np.uint64(1))
+            h = h * _P + (values[j : j + n] + np.uint64(1))
     starts = np.flatnonzero(ok)
     return h[starts], starts
+
+
+class KgramMask:
+    """Masks every span of `k` words or more whose k-grams are among `hashes` (sorted): what a run
+    keeps (`privacy_kgrams.npy`, hashes only) so that a report written later masks the same spans."""
+
+    def __init__(self, hashes: np.ndarray, k: int = K):
+        self.hashes, self.k = hashes, k
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as f:
+            np.save(f, self.hashes)
+
+    @classmethod
+    def load(cls, path: Path) -> KgramMask:
+        return cls(np.load(path))
+
+    def shared(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of `text` covered by a k-gram some private text holds, merged."""
+        toks = words(text)
+        if len(toks) < self.k or not len(self.hashes):
+            return []
+        values = word_values([w for w, _, _ in toks])
+        h, starts = _kgram_hashes(values, np.ones(len(values), bool), self.k)
+        at = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
+        spans: list[tuple[int, int]] = []
+        for i in starts[self.hashes[at] == h].tolist():
+            a, b = toks[i][1], toks[i + self.k - 1][2]
+            if spans and a <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+            else:
+                spans.append((a, b))
+        return spans
+
+    def mask_all(self, value: Any) -> Any:
+        """`mask` applied to every string of a JSON-like value (dicts, lists, tuples)."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {k: self.mask_all(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.mask_all(v) for v in value]
+        return value
+
+    def mask(self, text: str) -> str:
+        """`text` with every shared span replaced by a marker that names its length only."""
+        spans = self.shared(text)
+        if not spans:
+            return text
+        parts, pos = [], 0
+        for a, b in spans:
+            parts.append(text[pos:a])
+            parts.append(f"[private text: {len(words(text[a:b]))} words]")
+            pos = b
+        parts.append(text[pos:])
+        return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -81,9 +146,11 @@ class SpanIndex:
         self.ids = np.asarray(ids, np.int32)
         self.starts = np.asarray(starts, np.int64)
         self.lengths = np.diff(np.append(self.starts, len(self.ids))) - 1  # words per private text
-        h, pos = _kgram_hashes(self.ids, k)
+        self.values = word_values(list(self.vocab))  # by vocabulary id
+        h, pos = self._kgrams(self.ids)
         order = np.argsort(h, kind="stable")
         self.hashes, self.positions = h[order], pos[order].astype(np.int64)
+        self.masker = KgramMask(self.hashes, k)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -95,9 +162,13 @@ class SpanIndex:
     def _ids(self, toks: list[tuple[str, int, int]]) -> np.ndarray:
         return np.fromiter((self.vocab.get(w, _UNKNOWN) for w, _, _ in toks), np.int32, count=len(toks))
 
+    def _kgrams(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        valid = ids >= 0
+        return _kgram_hashes(np.where(valid, self.values[np.maximum(ids, 0)], 0).astype(np.uint64), valid, self.k)
+
     def _hits(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Query k-gram starts that occur in the index, with each one's range in the sorted hashes."""
-        h, starts = _kgram_hashes(ids, self.k)
+        h, starts = self._kgrams(ids)
         lo = np.searchsorted(self.hashes, h, "left")
         hi = np.searchsorted(self.hashes, h, "right")
         found = hi > lo
@@ -136,6 +207,8 @@ class SpanIndex:
     def _extend(self, ids: np.ndarray, i: int, g: int, covered: set[tuple[int, int]]) -> int:
         """Words matching from query word `i` and private word `g` on (the hashes said at least k);
         the diagonal's later starts inside the match are marked covered."""
+        if not np.array_equal(ids[i : i + self.k], self.ids[g : g + self.k]):
+            return 0  # a hash collision, not a shared k-gram
         n = self.k
         while i + n < len(ids) and g + n < len(self.ids) and ids[i + n] == self.ids[g + n]:
             n += 1
@@ -143,30 +216,7 @@ class SpanIndex:
         return n
 
     def shared(self, text: str) -> list[tuple[int, int]]:
-        """Character spans of `text` covered by a k-gram some private text holds, merged."""
-        toks = words(text)
-        if len(toks) < self.k:
-            return []
-        starts, _, _ = self._hits(self._ids(toks))
-        spans: list[tuple[int, int]] = []
-        for i in starts.tolist():
-            a, b = toks[i][1], toks[i + self.k - 1][2]
-            if spans and a <= spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(spans[-1][1], b))
-            else:
-                spans.append((a, b))
-        return spans
+        return self.masker.shared(text)
 
     def mask(self, text: str) -> str:
-        """`text` with every span shared with a private text (k words or more) replaced by a marker
-        that names its length only."""
-        spans = self.shared(text)
-        if not spans:
-            return text
-        parts, pos = [], 0
-        for a, b in spans:
-            parts.append(text[pos:a])
-            parts.append(f"[private text: {len(words(text[a:b]))} words]")
-            pos = b
-        parts.append(text[pos:])
-        return "".join(parts)
+        return self.masker.mask(text)

@@ -236,7 +236,7 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     store = _open_store(config, method, fresh=fresh, force=force)
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
     if private is not None:
-        lock_down(run_dir)
+        lock_down(run_dir, private)
     funnel = RunFunnel()
     funnel.mask_with(masker(private))
     for source, reason in method.skipped:  # inputs the method could not read (documents.on_bad_file: skip)

@@ -25,6 +25,7 @@ from generator.core.errors import ConfigError
 from generator.core.files import atomic_open, write_atomic, write_json
 
 PRIVACY = "privacy.json"
+KGRAMS = "privacy_kgrams.npy"  # the private records' 8-gram hashes (no text): a later report masks with them
 
 Mask = Callable[[Any], Any]
 
@@ -72,20 +73,7 @@ def open_private(
 
 def masker(private: PrivateSet | None) -> Mask | None:
     """A function that masks every private span (8 words or more) in any string of a JSON-like value."""
-    if private is None:
-        return None
-    spans = private.spans
-
-    def mask(value: Any) -> Any:
-        if isinstance(value, str):
-            return spans.mask(value)
-        if isinstance(value, dict):
-            return {k: mask(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [mask(v) for v in value]
-        return value
-
-    return mask
+    return None if private is None else private.spans.masker.mask_all
 
 
 def mask_file(path: Path, mask: Mask | None) -> None:
@@ -98,9 +86,12 @@ def mask_file(path: Path, mask: Mask | None) -> None:
         write_atomic(path, masked.encode("utf-8"))
 
 
-def lock_down(run_dir: Path) -> None:
-    """Only the owner may read a run directory that holds private text."""
+def lock_down(run_dir: Path, private: PrivateSet | None = None) -> None:
+    """Only the owner may read a run directory that holds private text; `private`'s k-gram hashes
+    are kept beside it, for reports written later (`instructforge report RUN_DIR`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if private is not None:
+        private.spans.masker.save(run_dir / KGRAMS)
     os.chmod(run_dir, 0o700)
     for path in run_dir.rglob("*"):
         if path.is_file() and not path.is_symlink():
