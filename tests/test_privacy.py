@@ -209,7 +209,8 @@ def test_iban_lengths_match_the_registry_python_stdnum_ships() -> None:
 
 def _kind(instruction: str) -> int:
     """Which answer the fake server gives an instruction: 0 a private record verbatim, 1 a
-    paraphrase of one, else an unrelated answer (a tenth each, by hash)."""
+    paraphrase of one, 2 new text quoting 9 words of one, else an unrelated answer (a tenth each,
+    by hash)."""
     return int(hashlib.sha256(instruction.encode()).hexdigest(), 16) % 10
 
 
@@ -234,6 +235,9 @@ def _fake_reply(records: list[str], vocab: list[str]) -> Any:
             return record
         if kind == 1:
             return _paraphrase(rng, record, vocab)
+        if kind == 2:  # 9 words of a record inside new text: under the limit, kept, masked wherever shown
+            cut = rng.randrange(len(record.split()) - 9)
+            return f"{_text(rng, vocab, 20)} {' '.join(record.split()[cut : cut + 9])} {_text(rng, vocab, 20)}"
         return _text(rng, vocab, 40)
 
     return reply
@@ -278,6 +282,8 @@ def test_run_drops_copies_and_shows_no_private_text(tmp_path: Path, capfd: pytes
     assert all(privacy_drops.get(i) == "copies_private_text" for i in by_kind[0])
     assert sum(i in privacy_drops for i in by_kind[1]) >= 0.8 * len(by_kind[1])
     assert not [i for i in by_kind[2] if i in privacy_drops]
+    quoting = [r for r in kept if _kind(r["instruction"]) == 2]
+    assert quoting and all(SpanIndex(records).longest(r["output"]).words >= 9 for r in quoting)
     audit_json = json.loads((run / "privacy.json").read_text())
     assert audit_json["verbatim"]["rows_over_limit"] == 0 and audit_json["membership_attack"]["auc"] is not None
     # nothing the run shows holds a private record in clear
