@@ -136,22 +136,26 @@ class Nearest:
 
     def search(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each query's highest cosine and the vector's index (-1.0 and -1 when there are none)."""
+        sims, ids = self.search_k(queries, 1)
+        return sims[:, 0], ids[:, 0]
+
+    def search_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's `k` highest cosines, best first, and the vectors' indexes."""
         queries = np.ascontiguousarray(queries, np.float32)
-        if len(self.vectors) == 0 or len(queries) == 0:
-            return np.full(len(queries), -1.0, np.float32), np.full(len(queries), -1, np.int64)
+        if len(self.vectors) < k or len(queries) == 0:
+            return np.full((len(queries), k), -1.0, np.float32), np.full((len(queries), k), -1, np.int64)
         if self.index is not None:
-            sims, ids = self.index.search(queries, 1)
-            return sims[:, 0], ids[:, 0].astype(np.int64)
-        sims, ids = np.empty(len(queries), np.float32), np.empty(len(queries), np.int64)
+            sims, ids = self.index.search(queries, k)
+            return sims, ids.astype(np.int64)
+        sims, ids = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
         for a in range(0, len(queries), BLOCK):
             scores = queries[a : a + BLOCK] @ self.vectors.T
-            ids[a : a + BLOCK] = scores.argmax(axis=1)
-            sims[a : a + BLOCK] = scores[np.arange(len(scores)), ids[a : a + BLOCK]]
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1)
+            ids[a : a + BLOCK] = np.take_along_axis(top, order, axis=1)
+            sims[a : a + BLOCK] = np.take_along_axis(top_scores, order, axis=1)
         return sims, ids
-
-
-def _nearest(index_vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    return Nearest(index_vectors).search(queries)[0]
 
 
 class PrivateSet:
@@ -168,25 +172,27 @@ class PrivateSet:
         self.settings = settings or PrivacySettings()
         self.texts = [t for t in private if t.strip()]
         self.given_holdout = holdout is not None
-        if holdout is None:  # a share of the private records, by hash: the same whatever their order
-            ranked = sorted(range(len(self.texts)), key=lambda i: text_hash(self.texts[i]))
-            held = set(ranked[: int(len(self.texts) * self.settings.holdout_share)])
-            self.holdout = [self.texts[i] for i in sorted(held)]
-            member_set = {t for i, t in enumerate(self.texts) if i not in held}
-        else:
-            self.holdout = [t for t in holdout if t.strip()]
-            member_set = set(self.texts)
         self.spans = SpanIndex(self.texts)
         self.embedder = embedder or privacy_embedder(self.settings.encoder)
         self.vectors = self.embedder.encode(self.texts)
-        self.members = np.array([i for i, t in enumerate(self.texts) if t in member_set], np.int64)
-        self.holdout_vectors = self.embedder.encode(self.holdout)
-        # The baseline: how close a record the generator did not copy comes to the others.
-        self.holdout_dcr = 1.0 - _nearest(self.vectors[self.members], self.holdout_vectors)
+        self._index = Nearest(self.vectors)
+        # The baseline: how close a record the generator did not copy comes to the private records.
+        if holdout is None:  # a share of the private records, by hash: the same whatever their order
+            ranked = sorted(range(len(self.texts)), key=lambda i: text_hash(self.texts[i]))
+            held = np.array(sorted(ranked[: int(len(self.texts) * self.settings.holdout_share)]), np.int64)
+            self.holdout = [self.texts[i] for i in held]
+            self.holdout_vectors = self.vectors[held]
+            self.members = np.setdiff1d(np.arange(len(self.texts)), held)
+            sims, ids = self._index.search_k(self.holdout_vectors, 2)  # its closest other than itself
+            self.holdout_dcr = 1.0 - np.where(ids[:, 0] == held, sims[:, 1], sims[:, 0])
+        else:
+            self.holdout = [t for t in holdout if t.strip()]
+            self.holdout_vectors = self.embedder.encode(self.holdout)
+            self.members = np.arange(len(self.texts))
+            self.holdout_dcr = 1.0 - self._index.search(self.holdout_vectors)[0]
         finder = PIIFilter()
         self.finder = finder
         self.private_ids = {ident for t in self.texts for ident in identifiers(finder, t)}
-        self._index: Nearest | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -225,8 +231,6 @@ class PrivateSet:
         which = np.full(len(rows), -1, np.int64)
         if not flat or not self.texts:
             return best, which
-        if self._index is None:
-            self._index = Nearest(self.vectors)
         if vectors is None:
             vectors = self.embedder.encode([t for _, t in flat])
         sims, ids = self._index.search(vectors)
