@@ -218,8 +218,9 @@ class PrivateSet:
 
     def copies(self, span: Span) -> bool:
         """The span is over the limit, or is a whole private record of K words or more."""
-        whole = span.words >= K and span.words >= int(self.spans.lengths[span.source]) if span.words else False
-        return span.words > self.settings.max_copied_tokens or whole
+        if span.words < K:
+            return False
+        return span.words > self.settings.max_copied_tokens or span.words >= int(self.spans.lengths[span.source])
 
     def similarity(
         self, rows: Sequence[Sequence[str]], vectors: np.ndarray | None = None
