@@ -264,7 +264,11 @@ def _report(args: argparse.Namespace) -> int | None:
     if args.dataset is not None:
         result = write_dataset_report(args.dataset, Path(args.out or "report.html"), config=config)
     else:
-        result = write_folder_report(Path(args.run_dir), out=Path(args.out) if args.out else None, config=config)
+        from generator.run.privacy import folder_mask
+
+        folder = Path(args.run_dir)
+        out = Path(args.out) if args.out else None
+        result = write_folder_report(folder, out=out, config=config, mask=folder_mask(folder))
     print(result.summary())
     return 0
 

@@ -122,11 +122,6 @@ def write_folder_report(
     started = time.perf_counter()
     inputs = read_folder(folder, rows=rows, rejected_per_reason=config.rejected_per_reason)
     inputs.seeds = list(seeds) if seeds is not None else fingerprint_seeds(inputs.fingerprint)
-    kgrams = Path(folder) / "privacy_kgrams.npy"  # a run with private sources: mask what they hold
-    if mask is None and kgrams.is_file():
-        from filters.spans import KgramMask
-
-        mask = KgramMask.load(kgrams).mask_all
     return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started, mask)
 
 

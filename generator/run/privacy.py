@@ -22,7 +22,7 @@ from filters.specs import PrivacySettings
 from generator.config import PrivacyConfig
 from generator.core import readers
 from generator.core.errors import ConfigError
-from generator.core.files import atomic_open, write_atomic, write_json
+from generator.core.files import atomic_open, write_json
 
 PRIVACY = "privacy.json"
 KGRAMS = "privacy_kgrams.npy"  # the private records' 8-gram hashes (no text): a later report masks with them
@@ -76,14 +76,12 @@ def masker(private: PrivateSet | None) -> Mask | None:
     return None if private is None else private.spans.masker.mask_all
 
 
-def mask_file(path: Path, mask: Mask | None) -> None:
-    """Rewrite a text file (the card) with its private spans masked."""
-    if mask is None or not path.is_file():
-        return
-    text = path.read_text(encoding="utf-8")
-    masked = mask(text)
-    if masked != text:
-        write_atomic(path, masked.encode("utf-8"))
+def folder_mask(folder: Path) -> Mask | None:
+    """The mask of a run directory with private sources, from its k-gram hashes; None without."""
+    from filters.spans import KgramMask
+
+    path = Path(folder) / KGRAMS
+    return KgramMask.load(path).mask_all if path.is_file() else None
 
 
 def lock_down(run_dir: Path, private: PrivateSet | None = None) -> None:
@@ -103,20 +101,6 @@ def write_audit(run_dir: Path, records: Sequence[Any], private: PrivateSet) -> P
     result = audit(records, [], private_set=private)
     write_json(run_dir / PRIVACY, result.to_dict(), indent=2, ensure_ascii=False)
     return result
-
-
-def card_privacy(result: PrivacyAudit | dict[str, Any] | None) -> dict[str, Any] | None:
-    """What the card's Privacy section shows (privacy.json's figures)."""
-    if result is None:
-        return None
-    return result.to_dict() if isinstance(result, PrivacyAudit) else result
-
-
-def read_audit(folder: Path) -> dict[str, Any] | None:
-    path = Path(folder) / PRIVACY
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass
