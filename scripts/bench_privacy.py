@@ -5,6 +5,7 @@ every private 8-gram) on the same data, in the same run.
 
     .venv/bin/python scripts/bench_privacy.py --private 100000 --rows 100000
     .venv/bin/python scripts/bench_privacy.py --private 10000 --rows 10000 --skip-reference
+    .venv/bin/python scripts/bench_privacy.py --private 100000 --rows 10000 --spans-only --skip-reference
 
 Data: English-shaped synthetic text (four in ten words are stop words, the rest drawn from the
 bundled MiniLM vocabulary), records of 25 to 60 words; rows whose output is, for 1% each, a private
@@ -104,6 +105,30 @@ def run_audit(data: dict) -> dict:
     }
 
 
+def run_spans(data: dict) -> dict:
+    """The verbatim-span index alone: build, then the longest span of every row's fields (wall and
+    CPU seconds: on a shared machine the CPU time is the steadier figure)."""
+    from filters.privacy import row_fields
+    from filters.spans import SpanIndex
+
+    t, c = time.perf_counter(), time.process_time()
+    index = SpanIndex(data["private"])
+    built, built_cpu = time.perf_counter() - t, time.process_time() - c
+    texts = [t for r in data["rows"] for t in row_fields(r)]
+    t, c = time.perf_counter(), time.process_time()
+    spans = index.longest_many(texts)
+    queried, queried_cpu = time.perf_counter() - t, time.process_time() - c
+    return {
+        "seconds_index": round(built, 1),
+        "seconds_audit": round(queried, 1),
+        "cpu_index": round(built_cpu, 1),
+        "cpu_query": round(queried_cpu, 1),
+        "span_index_mb": round(index.nbytes / 1e6, 1),
+        "fields": len(texts),
+        "fields_sharing_8_words": sum(s.words >= 8 for s in spans),
+    }
+
+
 def run_reference(data: dict) -> dict:
     from filters.decontam import Decontaminate
     from generator.core.records import Record
@@ -127,7 +152,7 @@ def child(args: argparse.Namespace) -> None:
     data = make_data(args.private, args.rows)
     made = time.perf_counter() - t
     base = _peak_mb()
-    out = run_audit(data) if args.part == "audit" else run_reference(data)
+    out = {"audit": run_audit, "spans": run_spans, "reference": run_reference}[args.part](data)
     out.update(seconds_data=round(made, 1), peak_mb=round(_peak_mb()), peak_mb_after_data=round(base))
     print(json.dumps(out))
 
@@ -136,13 +161,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--private", type=int, default=100_000)
     p.add_argument("--rows", type=int, default=100_000)
-    p.add_argument("--part", choices=["audit", "reference"])
+    p.add_argument("--part", choices=["audit", "spans", "reference"])
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--spans-only", action="store_true", help="the verbatim-span index alone (and the reference)")
     args = p.parse_args()
     if args.part:
         child(args)
         return
-    parts = ["audit"] + ([] if args.skip_reference else ["reference"])
+    parts = ["spans" if args.spans_only else "audit"] + ([] if args.skip_reference else ["reference"])
     results = {}
     for part in parts:
         cmd = [sys.executable, __file__, "--private", str(args.private), "--rows", str(args.rows), "--part", part]
@@ -150,7 +176,7 @@ def main() -> None:
         results[part] = json.loads(done.stdout.strip().splitlines()[-1])
         print(part, json.dumps(results[part]), flush=True)
     if "reference" in results:
-        a, r = results["audit"], results["reference"]
+        a, r = results[parts[0]], results["reference"]
         total_a = a["seconds_index"] + a["seconds_audit"]
         total_r = r["seconds_index"] + r["seconds_audit"]
         print(
