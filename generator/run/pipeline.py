@@ -310,8 +310,11 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     if sources is not None:
         (run.run_dir / SOURCES).write_text(json.dumps(sources, indent=2, ensure_ascii=False))
     if run.private is not None:  # the audit of the rows kept, for privacy.json, the card and the report
-        run.writer.privacy = write_audit(run.run_dir, out.records, run.private).to_dict()
+        audited = write_audit(run.run_dir, out.records, run.private)
+        run.writer.privacy = audited.to_dict()
         run.writer.mask = masker(run.private)
+        verdict = "FAILED: " + "; ".join(audited.crossed) if audited.crossed else "no threshold crossed"
+        run.log(f"privacy audit of the kept rows ({run.run_dir / 'privacy.json'}): {verdict}")
     measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
     if measured is not None:
         measured.mask = run.writer.mask
