@@ -301,7 +301,9 @@ class PrivacyAudit:
             "rows": self.rows,
             "private_records": self.private,
             "holdout_records": self.holdout,
-            "holdout": "given" if self.holdout_given else f"{self.settings.holdout_share:.0%} of the private records",
+            "holdout": "records given apart, never used to generate"
+            if self.holdout_given
+            else f"{self.settings.holdout_share:.0%} of the private records (no attack without a given holdout)",
             "verbatim": {
                 "rows_sharing_8_words": int((self.span_words >= K).sum()),
                 "rows_over_limit": self.copied,
