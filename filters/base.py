@@ -93,6 +93,9 @@ class Funnel:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Pass rates of the verifiable checks (`constraints`, `schema`): per check {checked, passed}, and
     for constraints per type too (`types`)."""
+    # Applied to every example and rejected row before it is kept or written: a run with private
+    # sources masks their text (generator/run/privacy.py).
+    mask: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def dropped(self) -> int:
@@ -102,9 +105,13 @@ class Funnel:
         self.drops[d.filter][d.reason] += 1
         key = f"{d.filter}/{d.reason}"
         if len(self.examples[key]) < KEEP_EXAMPLES:
-            self.examples[key].append(
-                {"instruction": d.record.instruction, "input": d.record.input, "output": d.record.output, **d.detail}
-            )
+            example = {
+                "instruction": d.record.instruction,
+                "input": d.record.input,
+                "output": d.record.output,
+                **d.detail,
+            }
+            self.examples[key].append(self.mask(example) if self.mask else example)
 
     def unkeep(self, d: Drop) -> None:
         """A record counted as kept is dropped after all (over a target, for instance)."""
@@ -217,12 +224,8 @@ class Chain:
 
     def _write_rejected(self, dropped: list[Drop]) -> None:
         assert self.rejected_path is not None
+        mask = self.funnel.mask
         with self.rejected_path.open("a", encoding="utf-8") as f:
             for d in dropped:
-                f.write(
-                    json.dumps(
-                        {"filter": d.filter, "reason": d.reason, **d.detail, "record": d.record.to_row()},
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
+                row = {"filter": d.filter, "reason": d.reason, **d.detail, "record": d.record.to_row()}
+                f.write(json.dumps(mask(row) if mask else row, ensure_ascii=False) + "\n")

@@ -55,7 +55,21 @@ _CARD_IIN = re.compile(
     r"4(?:\d{12}|\d{15}|\d{18})|(?:5[1-5]|2[2-7])\d{14}|3[47]\d{13}"
     r"|6\d{15,18}|35\d{14}|3(?:0[0-5]|[68]\d)\d{11}"
 )
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+# An IBAN candidate: country, check digits, then letters and digits with single spaces between;
+# cut to the country's length (ISO 13616 registry) and checked: mod-97, then the BBAN's format.
+# It runs over the whole text, not a window around a run of digits: an account part may end in
+# letters (MT84 MALT 0110 0001 2345 MTLC AST0 01S) and pass the window's end.
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}")
+IBAN_LENGTHS = dict(
+    (entry[:2], int(entry[2:]))
+    for entry in (
+        "AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 DK18 DO28 "
+        "EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HN28 HR21 HU28 IE22 IL23 IQ23 IS26 "
+        "IT27 JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 MK19 MN20 MR27 MT31 MU30 NI28 "
+        "NL18 NO15 OM23 PK24 PL28 PS29 PT25 QA29 RO24 RS22 RU33 SA24 SC31 SD18 SE24 SI19 SK24 SM27 SO23 ST25 "
+        "SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30"
+    ).split()
+)
 # A dotted quad after "version"/"v" is a version number, not an address.
 _IPV4 = re.compile(r"(?<![\w.])(?<!version )(?<!v)(?:\d{1,3}\.){3}\d{1,3}(?![\w.]\d|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -130,10 +144,26 @@ def _cards(text: str) -> Iterator[Span]:
             yield m.start(), m.end(), "credit_card"
 
 
+def iban_mod97(compact: str) -> bool:
+    """ISO 13616: the country and check digits moved to the end, letters as 10-35, mod 97 is 1."""
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
 def _ibans(text: str) -> Iterator[Span]:
     for m in _IBAN.finditer(text):
-        if iban.is_valid(m.group(0)):
-            yield m.start(), m.end(), "iban"
+        length = IBAN_LENGTHS.get(m.group(0)[:2])
+        if length is None:
+            continue
+        end, seen = m.start(), 0
+        while seen < length and end < m.end():  # the country's length in letters and digits
+            seen += text[end] != " "
+            end += 1
+        if seen < length or (end < len(text) and text[end].isalnum()):
+            continue
+        compact = text[m.start() : end].replace(" ", "")
+        if iban_mod97(compact) and iban.is_valid(compact):
+            yield m.start(), end, "iban"
 
 
 def _ips(text: str) -> Iterator[Span]:
@@ -200,13 +230,13 @@ class PIIFilter(Filter):
         # overlapping spans (a card number is not also reported as a phone number).
         run_finders: dict[str, Callable[[str], Iterator[Span]]] = {
             "credit_card": _cards,
-            "iban": _ibans,
             "national_id": _national_ids,
             "ip_address": _ips,
             "phone": self._phones,
         }
         self._run_finders = [f for k, f in run_finders.items() if k in self.kinds]
         self._email = "email" in self.kinds
+        self._iban = "iban" in self.kinds
         self._ipv6 = "ip_address" in self.kinds
         self._street = "street_address" in self.kinds
 
@@ -250,6 +280,8 @@ class PIIFilter(Filter):
                 window = text[lo : run.end() + _WINDOW_AFTER]
                 for finder in self._run_finders:
                     yield from ((lo + a, lo + b, kind) for a, b, kind in finder(window))
+        if self._iban:
+            yield from _ibans(text)
         if self._ipv6:
             yield from _ipv6s(text)
         if self._street:

@@ -663,3 +663,61 @@ def parse_specs(items: Sequence[Any], where: str) -> list[FilterSpec]:
         return _CHAIN.validate_python(list(items))
     except ValidationError as err:
         raise ConfigError(describe_errors(err, list(items), root=where)) from None
+
+
+PrivacyEncoder = Literal["lexical", "minilm", "static"]
+
+
+class PrivacySettings(BaseModel):
+    """The privacy audit's thresholds (filters/privacy.py): the `privacy` config section holds them,
+    and `instructforge audit` takes them as options. Not a filter spec: the run builds the `privacy`
+    filter itself from the sources it marks private."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_copied_tokens: int = Field(
+        12,
+        ge=8,
+        description="Most consecutive words a row may share with one private record; a longer shared span, "
+        "or a whole private record of 8 words or more, drops the row (`copies_private_text`).",
+    )
+    max_similarity: float = Field(
+        0.65,
+        gt=0,
+        le=1,
+        description="Cosine to the closest private record (any field of the row) at or above which a row is "
+        "a near copy and is dropped (`near_private_record`). Depends on `encoder`: 0.65 is measured for `lexical` "
+        "(BENCHMARKS.md).",
+    )
+    encoder: PrivacyEncoder = Field(
+        "lexical",
+        description="How texts become vectors for the distance to the closest record: `lexical` (hashed word "
+        "and word-pair counts: near copies with small edits, no model, fast at 100,000 records), `minilm` "
+        "or `static` (as in `semantic_dedup`: paraphrases too, slower; set `max_similarity` to match).",
+    )
+    holdout_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Without a holdout source: the share of private records held out (by hash) whose "
+        "distances to the rest are the baseline a row's distance is compared with.",
+    )
+    max_closer_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Most share of rows closer to a private record than the holdout's 5th percentile "
+        "before the audit fails.",
+    )
+    max_attack_auc: float = Field(
+        0.6,
+        ge=0.5,
+        le=1,
+        description="Highest AUC of the distance-based membership attack (members vs a given holdout) "
+        "before the audit fails; 0.5 reveals nothing.",
+    )
+    max_leaked_identifiers: int = Field(
+        0,
+        ge=0,
+        description="Most personal identifiers of the private records the rows may repeat before the audit fails.",
+    )

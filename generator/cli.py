@@ -14,7 +14,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from filters.specs import DecontaminateSpec, SemanticDedupSpec
+from filters.specs import DecontaminateSpec, PrivacySettings, SemanticDedupSpec
 from generator.config import ReportConfig
 from generator.core.errors import InstructforgeError
 from generator.core.readers import FORMATS
@@ -116,6 +116,29 @@ def _decontaminate(args: argparse.Namespace) -> int | None:
         columns=dict(args.column or []),
     )
     print(result.summary())
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int | None:
+    from generator.run.privacy import audit_dataset
+
+    settings = PrivacySettings(
+        max_copied_tokens=args.max_copied_tokens,
+        max_similarity=args.max_similarity,
+        encoder=args.encoder,
+        max_attack_auc=args.max_attack_auc,
+    )
+    run = audit_dataset(
+        args.inputs, args.private, args.out, holdout=args.holdout, settings=settings, report=args.report
+    )
+    print(run.summary())
+    return 0 if run.passed else 1
+
+
+def _scrub(args: argparse.Namespace) -> int | None:
+    from generator.run.privacy import scrub
+
+    print(scrub(args.run_dir).summary())
     return 0
 
 
@@ -244,7 +267,11 @@ def _report(args: argparse.Namespace) -> int | None:
     if args.dataset is not None:
         result = write_dataset_report(args.dataset, Path(args.out or "report.html"), config=config)
     else:
-        result = write_folder_report(Path(args.run_dir), out=Path(args.out) if args.out else None, config=config)
+        from generator.run.privacy import folder_mask
+
+        folder = Path(args.run_dir)
+        out = Path(args.out) if args.out else None
+        result = write_folder_report(folder, out=out, config=config, mask=folder_mask(folder))
     print(result.summary())
     return 0
 
@@ -508,6 +535,51 @@ def _add_decontaminate(sub: Subparsers) -> None:
     p.set_defaults(func=_decontaminate)
 
 
+def _add_audit(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="measure what a dataset gives away of private records (copied spans, near copies, leaked "
+        "identifiers, membership attack); exit code 1 when a threshold is crossed",
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="DATA", help="the dataset: any file, folder or hf:owner/name the reader knows"
+    )
+    p.add_argument(
+        "--private", nargs="+", required=True, metavar="SRC", help="the private records (any source; .txt: one a line)"
+    )
+    p.add_argument(
+        "--holdout",
+        nargs="+",
+        metavar="SRC",
+        help="private records of the same kind the generator never saw: the membership attack's non-members",
+    )
+    p.add_argument("--out", "-o", type=Path, default=Path("."), help="folder for privacy.json (default: here)")
+    for name, kind in (
+        ("max_copied_tokens", int),
+        ("max_similarity", float),
+        ("max_attack_auc", float),
+    ):
+        default = _default(PrivacySettings, name)
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, default=default, help=f"see privacy.{name} (default: {default})"
+        )
+    encoder = _default(PrivacySettings, "encoder")
+    p.add_argument(
+        "--encoder", choices=_choices(PrivacySettings, "encoder"), default=encoder, help=f"(default: {encoder})"
+    )
+    _add_no_report_flag(p)
+    p.set_defaults(func=_audit)
+
+
+def _add_scrub(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "scrub",
+        help="remove every copy of private text from a finished run directory (the dataset stays loadable)",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.set_defaults(func=_scrub)
+
+
 def _add_no_report_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-report",
@@ -685,6 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_merge,
         _add_report,
         _add_probe,
+        _add_audit,
+        _add_scrub,
     ):
         add(sub)
     return parser

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
-from filters.specs import AnyFilterSpec, ConstraintType, JudgeSpec, json_schema_problem, parse_specs
+from filters.specs import AnyFilterSpec, ConstraintType, JudgeSpec, PrivacySettings, json_schema_problem, parse_specs
 from generator.core.errors import ConfigError, describe_errors
 from generator.core.paths import builtin_path
 from generator.core.section import Section
@@ -682,6 +682,32 @@ class ReportConfig(Section):
         return value
 
 
+class PrivacyConfig(PrivacySettings):
+    """Private sources and the audit's thresholds (see Privacy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: bool = Field(
+        False, description="The seed tasks (`generation.seeds`) are private: audited against, never shown in clear."
+    )
+    documents: bool = Field(False, description="The documents (`generation.documents.paths`) are private, likewise.")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="More private records the run only checks against (any source the reader knows; a .txt "
+        "file is one record a line), relative to the config file.",
+    )
+    holdout: list[str] = Field(
+        default_factory=list,
+        description="Private records of the same kind that the run never uses: the membership attack's "
+        "non-members and the distance baseline (without them `holdout_share` of the private records is "
+        "held out for the baseline and the attack is not run).",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.seeds or self.documents or bool(self.sources)
+
+
 class Config(Section):
     run_dir: Path = Field(Path("runs/default"), description="Where the run writes everything.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -693,6 +719,7 @@ class Config(Section):
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _method_filters(self) -> Config:

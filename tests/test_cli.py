@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from filters.specs import DecontaminateSpec, SemanticDedupSpec
+from filters.specs import DecontaminateSpec, PrivacySettings, SemanticDedupSpec
 from generator.cli import build_parser, main
 from generator.config import ReportConfig
 
@@ -86,6 +86,11 @@ MIRRORS: dict[str, tuple[type[BaseModel], str]] = {
     "report --sample": (ReportConfig, "sample"),
     "report --examples": (ReportConfig, "examples"),
     "report --gpu-hour-cost": (ReportConfig, "gpu_hour_cost"),
+    "audit --max-copied-tokens": (PrivacySettings, "max_copied_tokens"),
+    "audit --max-similarity": (PrivacySettings, "max_similarity"),
+    "audit --max-attack-auc": (PrivacySettings, "max_attack_auc"),
+    "audit --encoder": (PrivacySettings, "encoder"),
+    "audit --no-report": (ReportConfig, "enabled"),
 }
 
 # Flags with a default of their own, and why no model holds it.
@@ -98,6 +103,7 @@ OWN_DEFAULTS = {
     "export --split": "export()'s split",
     "probe --config": "a built-in config's name",
     "probe --seed": "run_probes()'s",
+    "audit --out": "the current folder, for privacy.json",
 }
 
 

@@ -137,6 +137,8 @@ class DatasetInfo:
     """The report's headline numbers (generator.report.card_quality) for the card; none when no report."""
     sources: dict[str, Any] | None = None
     """A documents run's corpus coverage (generator/documents/coverage.py); none for other methods."""
+    privacy: dict[str, Any] | None = None
+    """The privacy audit (privacy.json) of a run with private sources; none without."""
 
 
 # --- rows -----------------------------------------------------------------------------------------

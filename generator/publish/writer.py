@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sized
+from collections.abc import Callable, Iterable, Sized
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ class DatasetWriter:
         self.config = config
         self.out_dir = out_dir
         self.starts_from = starts_from  # the method's, when it shows the model no seed task
+        self.mask: Callable[[Any], Any] | None = None  # masks private text in the card (a run with private sources)
+        self.privacy: dict[str, Any] | None = None  # the privacy audit's figures (privacy.json), for the card
 
     def info(
         self,
@@ -65,6 +67,7 @@ class DatasetWriter:
             stop=stop or {},
             quality=quality,
             sources=sources,
+            privacy=self.privacy,
         )
 
     def write(
@@ -82,7 +85,7 @@ class DatasetWriter:
 
         d = self.config.dataset
         template = self.config.resolve(d.card_template) if d.card_template else None
-        return write_dataset(
+        out = write_dataset(
             records,
             self.out_dir,
             self.info(records, funnel.to_dict(), engine, model, contamination, stop, quality, sources),
@@ -91,6 +94,13 @@ class DatasetWriter:
             card_template=template,
             save_to_disk=d.save_to_disk,
         )
+        if self.mask is not None:  # the card's examples may quote a private record
+            from generator.core.files import write_atomic
+            from generator.publish.dataset import CARD
+
+            card = (out / CARD).read_text(encoding="utf-8")
+            write_atomic(out / CARD, self.mask(card).encode("utf-8"))
+        return out
 
     def checkpoint(self, records: Iterable[Record], funnel: Funnel, engine: dict[str, Any], model: str) -> None:
         """The records so far, written and pushed while the run goes on; tasks still waiting for

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ def report_path(folder: Path) -> Path:
     return (folder / DATASET if (folder / DATASET).is_dir() else folder) / REPORT
 
 
-def write_folder_report(
+def write_folder_report(  # noqa: PLR0913 (keywords, each optional: what a caller already has)
     folder: Path,
     *,
     out: Path | None = None,
@@ -125,6 +125,7 @@ def write_folder_report(
     seeds: Iterable[str] | None = None,
     hardware: Hardware | None = None,
     representation: Representation | None = None,
+    mask: Callable[[Any], Any] | None = None,
 ) -> ReportResult:
     """The report of a run directory (or merge, dedup, decontaminate folder), written to `out`
     (default: report.html in its dataset folder). `rows` and `metrics`, when the caller already
@@ -133,16 +134,27 @@ def write_folder_report(
     started = time.perf_counter()
     inputs = read_folder(folder, rows=rows, rejected_per_reason=config.rejected_per_reason)
     inputs.seeds = list(seeds) if seeds is not None else fingerprint_seeds(inputs.fingerprint)
-    return _write(inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started, representation)
+    return _write(
+        inputs, out or report_path(folder), config, metrics, hardware or Hardware(), started, representation, mask
+    )
 
 
-def write_dataset_report(source: str, out: Path, *, config: ReportConfig | None = None) -> ReportResult:
-    """The report of any dataset the readers know (a file, a dataset folder, `hf:owner/name`)."""
+def write_dataset_report(
+    source: str,
+    out: Path,
+    *,
+    config: ReportConfig | None = None,
+    privacy: dict[str, Any] | None = None,
+    mask: Callable[[Any], Any] | None = None,
+) -> ReportResult:
+    """The report of any dataset the readers know (a file, a dataset folder, `hf:owner/name`);
+    `privacy` an audit's figures for its Privacy section, `mask` hides private text on the page."""
     config = config or ReportConfig()
     started = time.perf_counter()
     inputs = read_dataset(source, rejected_per_reason=config.rejected_per_reason)
     inputs.seeds = fingerprint_seeds(inputs.fingerprint)
-    return _write(inputs, Path(out), config, None, Hardware(), started)
+    inputs.privacy = privacy or inputs.privacy
+    return _write(inputs, Path(out), config, None, Hardware(), started, mask=mask)
 
 
 def _write(  # noqa: PLR0913
@@ -153,6 +165,7 @@ def _write(  # noqa: PLR0913
     hardware: Hardware,
     started: float,
     representation: Representation | None = None,
+    mask: Callable[[Any], Any] | None = None,
 ) -> ReportResult:
     from generator.core.errors import InstructforgeError
     from generator.report.html import render
@@ -171,6 +184,8 @@ def _write(  # noqa: PLR0913
     t = time.perf_counter()
     data = view_data(inputs, metrics, config, hardware)
     data["representation"] = representation_view(representation) if representation is not None else None
+    if mask is not None:  # a run with private sources: no private span in the page
+        data = mask(data)
     page = render(data).encode("utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
@@ -200,7 +215,8 @@ def view_data(inputs: ReportInputs, m: DatasetMetrics, config: ReportConfig, hw:
         "sources": sources_view(inputs.sources),
         "representation": None,  # filled by `_write` when measured
         "probes": inputs.probes,
-        "privacy": (inputs.sources or {}).get("privacy"),  # a Private Evolution run's privacy.json
+        "evolution": (inputs.sources or {}).get("privacy"),  # a Private Evolution run's privacy.json
+        "privacy": inputs.privacy,  # the leakage audit of a run with private sources
     }
 
 
@@ -390,6 +406,7 @@ class Measured:
     seeds: list[str]
     config: ReportConfig
     representation: Representation | None = None
+    mask: Callable[[Any], Any] | None = None  # masks private text in what the page shows
 
     def card(self) -> dict[str, Any]:
         return card_quality(self.metrics, representation=self.representation)
@@ -403,6 +420,7 @@ class Measured:
             seeds=self.seeds,
             hardware=hardware,
             representation=self.representation,
+            mask=self.mask,
         )
 
 

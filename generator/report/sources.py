@@ -36,6 +36,7 @@ class ReportInputs:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, Any] | None = None  # a documents run's corpus coverage (generator/documents/coverage.py)
     probes: dict[str, Any] | None = None  # counterfactual probes (generator/report/probes.py), when run
+    privacy: dict[str, Any] | None = None  # the privacy audit (privacy.json) of a run with private sources
 
 
 def record_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
@@ -69,6 +70,7 @@ def read_folder(
         fingerprint=fingerprint,
         sources=_json(folder / SOURCES),
         probes=_json(folder / PROBES),
+        privacy=_json(folder / "privacy.json"),
     )
 
 

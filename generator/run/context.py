@@ -12,6 +12,7 @@ from typing import Any
 from filters.base import BatchChat, Filter, FilterContext
 from filters.decontam import Decontaminate
 from filters.embed import TextVectors, make_embedder
+from filters.privacy import PrivacyFilter, PrivateSet
 from filters.registry import build_chain
 from generator.config import Config
 from generator.llm.server import endpoint_key
@@ -25,6 +26,7 @@ from generator.run.balance import Balance, check_groups
 from generator.run.budget import Budget, check_budget
 from generator.run.complete import Completion
 from generator.run.funnel import RunFunnel
+from generator.run.privacy import lock_down, masker, open_private
 from generator.run.steer import steering_for
 from generator.run.stop import StopSignals
 from generator.run.store import FINGERPRINT, Fingerprint, Flush, ForeignRun, RunStore
@@ -37,7 +39,7 @@ DATASET = "dataset"
 STATE = "state"
 # Conversation settings, left out of a single-turn run's fingerprint whatever their values.
 SINGLE_TURN_UNUSED = ("turns", "turn_failure")
-_PARTS = {"model": True, "sampling": True, "generation": True, "filters": True}
+_PARTS = {"model": True, "sampling": True, "generation": True, "filters": True, "privacy": True}
 _NOT_PARTS = {"generation": {"num_records"}}
 
 
@@ -128,6 +130,7 @@ class Run:
     budget: Budget | None = None  # the spending limits; None: unlimited
     vectors: TextVectors = field(default_factory=TextVectors)  # the seeds' vectors, for steering and the report
     balance: Balance | None = None  # generation.balance: the target admits by it, custom draws by it
+    private: PrivateSet | None = None  # the private records, when the config marks any (generator/run/privacy.py)
 
     @property
     def run_dir(self) -> Path:
@@ -237,6 +240,10 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     balance = Balance(g.balance, g.num_records) if g.balance and g.num_records else None
     method = open_method(config, seeds, templates, steer, balance)  # Magpie's chat template is read now
     completion = Completion.for_config(config, templates, seeds)  # the preference judge's template is read now
+    # Private sources are read (and indexed) now; their filter sees every finished record last.
+    private = open_private(config.privacy, seeds, getattr(method, "chunks", ()), config.base_dir)
+    if private is not None:
+        record_filters.append(PrivacyFilter(private))
     run_dir = Path(config.run_dir)
     if config.server.endpoints:
         endpoint_key(config)  # a missing key is found now, not at the first request
@@ -247,7 +254,10 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
     gpus = check_budget(config)  # a limit that cannot work is refused before any work too
     store = _open_store(config, method, fresh=fresh, force=force)
     (run_dir / REJECTED).unlink(missing_ok=True)  # rebuilt from scratch: the chains replay every stored result
+    if private is not None:
+        lock_down(run_dir, private)
     funnel = RunFunnel()
+    funnel.mask_with(masker(private))
     for source, reason in method.skipped:  # inputs the method could not read (documents.on_bad_file: skip)
         funnel.skip_source(source, reason)
     return Run(
@@ -265,4 +275,5 @@ def open_run(config: Config, *, fresh: bool = False, force: bool = False) -> Run
         budget=Budget(config.budget, gpus, run_dir, store.costs, fresh=fresh),
         vectors=vectors,
         balance=balance,
+        private=private,
     )

@@ -11,6 +11,7 @@ of a run, candidates = kept + every drop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from filters.base import Drop, Funnel
@@ -23,6 +24,11 @@ class RunFunnel:
         self.instructions = Funnel()  # the instruction chain's
         self.records = Funnel()  # the record chain's
         self.turns = Funnel()  # the per-turn chain's (turns, not conversations)
+
+    def mask_with(self, mask: Callable[[Any], Any] | None) -> None:
+        """Mask every example and rejected row of every section (a run with private sources)."""
+        for part in (self.generation, self.instructions, self.records, self.turns):
+            part.mask = mask
 
     def reject(self, record: Record, stage: str, reason: str, **detail: Any) -> None:
         """A candidate dropped before any filter saw it (`parse`, `bootstrap`)."""

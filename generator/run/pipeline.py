@@ -38,6 +38,7 @@ from generator.run.context import FUNNEL, ROUNDS, SOURCES, Run, fingerprint, ope
 from generator.run.cost import Costs, Estimate, Pricing
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
+from generator.run.privacy import lock_down, masker, write_audit
 from generator.run.probe import probe_for_report
 from generator.run.progress import Progress
 from generator.run.rounds import PoolResult, grow_pool
@@ -310,7 +311,15 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     sources = run.method.sources(out.records)  # a documents run's corpus coverage; None for the others
     if sources is not None:
         (run.run_dir / SOURCES).write_text(json.dumps(sources, indent=2, ensure_ascii=False))
+    if run.private is not None:  # the audit of the rows kept, for privacy.json, the card and the report
+        audited = write_audit(run.run_dir, out.records, run.private)
+        run.writer.privacy = audited.to_dict()
+        run.writer.mask = masker(run.private)
+        verdict = "FAILED: " + "; ".join(audited.crossed) if audited.crossed else "no threshold crossed"
+        run.log(f"privacy audit of the kept rows ({run.run_dir / 'privacy.json'}): {verdict}")
     measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
+    if measured is not None:
+        measured.mask = run.writer.mask
     quality = measured.card() if measured else None
     engine = engine_totals(run.run_dir)  # every session's, so a resumed run's card shows the whole cost
     dataset_dir = run.writer.write(
@@ -326,6 +335,8 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     if measured is not None and run.config.report.probes:
         probe_for_report(run.config, run.run_dir, run.config.report.probes, run.log)
     report = measured.write(run.run_dir, hardware_of(run.config)).path if measured is not None else None
+    if run.private is not None:
+        lock_down(run.run_dir)
     run.stop.check()
     if run.config.dataset.push is not None:
         run.writer.push()
