@@ -60,6 +60,7 @@ RULES = [
                     "generator.prompting",
                     "generator.llm.model",
                     "generator.documents",
+                    "generator.evolution",
                 )
             )
             or m == "generator.llm"

@@ -39,7 +39,7 @@ EXPECTED_BUILTINS = {
     "custom_json",
     "response",
 }
-FILTER_PROMPTS = {"judge", "dedup_judge"}
+FILTER_PROMPTS = {"judge", "judge_faithfulness", "dedup_judge"}
 
 
 @dataclass

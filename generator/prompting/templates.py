@@ -65,6 +65,9 @@ class TemplateSampling(BaseModel):
 class TemplateMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(description="One line: what the template asks the model for.")
+    criteria: list[str] | None = Field(
+        None, description="A judge rubric's criteria, each scored 1-5 (filter `judge`); none: its defaults."
+    )
     produces: Literal[
         "instructions",
         "classification_flag",
