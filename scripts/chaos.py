@@ -11,7 +11,8 @@ first request sent again after a fault, or the run's exit).
 
 Fake-server rows (the default; about a minute): the server is tests/fake_openai.py, told over
 `POST /_chaos` to fail mid-run. Real-server rows (`--real`; minutes): a managed vLLM server (no
-`server.endpoints`), started by the run itself, so the bundled model must be prepared. vLLM on
+`server.endpoints`), started by the run itself, so the bundled model must be prepared; the resume
+starts another (the test suite resumes them on its session's server instead). vLLM on
 CPU is not deterministic at temperature 0 across batchings, so these rows compare the resumed run
 with its own replay (a rerun that must need no request and give the same dataset), not with a
 separate uninterrupted run.
@@ -75,6 +76,17 @@ REPORT = "{enabled: false}"
 FAULT_SEED = 1
 RUN_LIMIT_S = 120.0
 REAL_RUN_LIMIT_S = 900.0
+REAL_INSTRUCTIONS = 8  # the real rows' run: a managed server's start is most of its time
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A vLLM server of the bundled model already running (the test session's): where the real
+    rows resume, so that a row starts one managed server (the faulted run's), not two. Server
+    settings are not in a run's fingerprint: the resume is the same run."""
+
+    url: str
+    key_env: str  # the environment variable holding its key
 
 
 # -- the fake server ----------------------------------------------------------------------------
@@ -119,16 +131,18 @@ class FakeServer:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def write_config(path: Path, run_dir: Path, url: str | None) -> Path:
-    """A config the echo server passes (`url`), or a managed real server's (`url` None)."""
+def write_config(path: Path, run_dir: Path, url: str | None, real: Endpoint | None = None) -> Path:
+    """A config the echo server passes (`url`), or a managed real server's (`url` None), or the
+    real model's on an endpoint already running (`real`: a real row's resume)."""
     if url is None:
+        server = "{device: auto}" if real is None else f"{{endpoints: [{real.url}], api_key_env: {real.key_env}}}"
         text = (
             f"run_dir: {run_dir}\n"
             "model: {name: bundled, max_model_len: 2048}\n"
-            "server: {device: auto}\n"
-            "sampling: {temperature: 0.0, max_tokens: 128, seed: null}\n"
+            f"server: {server}\n"
+            "sampling: {temperature: 0.0, max_tokens: 96, seed: null}\n"
             "engine: {concurrency: 16, stop_grace_s: 0.5, flush_interval_s: 0.1}\n"
-            "generation: {num_instructions: 12, instances: response}\n"
+            f"generation: {{num_instructions: {REAL_INSTRUCTIONS}, instances: response}}\n"
             f"filters: {FILTERS}\n"
             f"report: {REPORT}\n"
         )
@@ -519,7 +533,13 @@ REAL_FAULTS = [
         "stops within seconds: one error naming the dead server, its log tail and the resume hint, exit 1",
         kill_managed_server,
         1,
-        error=r"(?i)server.*again",
+        # The whole message: the cause, where the finished requests are and how to resume, then
+        # the end of the server's log, named.
+        error=(
+            r"^instructforge: error: the vLLM server \(pid \d+\) exited mid-run with signal SIGKILL\. "
+            r"Every finished request is saved in .*\. Run the same command again to resume\. "
+            r"End of .*vllm\.log:\n"
+        ),
         notice="exit",
         max_notice_s=15,
         real=True,
@@ -624,13 +644,14 @@ class Missed(Exception):
     """The run ended before the moment the fault waits for."""
 
 
-def run_fault(fault: Fault, work: Path, reference: Reference, tries: int = 3) -> Row:
+def run_fault(fault: Fault, work: Path, reference: Reference, resume_on: Endpoint | None = None, tries: int = 3) -> Row:
     """Inject `fault` into a run in `work`, resume it without the fault, and check everything.
-    A run that ends before the fault's moment (a quick dataset write) is tried again, in a new
-    folder, up to `tries` times."""
+    A real row resumes on `resume_on` when given (else on a managed server of its own). A run that
+    ends before the fault's moment (a quick dataset write) is tried again, in a new folder, up to
+    `tries` times."""
     for attempt in range(1, tries + 1):
         try:
-            return _run_fault(fault, work if attempt == 1 else work / f"try-{attempt}", reference)
+            return _run_fault(fault, work if attempt == 1 else work / f"try-{attempt}", reference, resume_on)
         except Missed as why:
             missed = str(why)
     row = Row(fault)
@@ -638,7 +659,7 @@ def run_fault(fault: Fault, work: Path, reference: Reference, tries: int = 3) ->
     return row
 
 
-def _run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
+def _run_fault(fault: Fault, work: Path, reference: Reference, resume_on: Endpoint | None) -> Row:
     row = Row(fault)
     work.mkdir(parents=True, exist_ok=True)
     run_dir = work / "run"
@@ -646,8 +667,12 @@ def _run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
     limit = REAL_RUN_LIMIT_S if fault.real else RUN_LIMIT_S
     undo: Undo = _nothing
     ctx = Ctx(None, run_dir, server)
+    stored_then = 0  # successful results stored when the fault came: none of them may be lost
     try:
         cfg = write_config(work / "run.yaml", run_dir, None if server is None else server.url)
+        again = cfg
+        if resume_on is not None and server is None:
+            again = write_config(work / "resume.yaml", run_dir, None, resume_on)
         if fault.when == "start":
             run_dir.mkdir()
             try:
@@ -661,6 +686,7 @@ def _run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
             ctx.proc = start_run(cfg)
             _wait_for_injection(ctx.proc, run_dir, max(4, reference.lines // 4), fault, limit)
             injected = time.time()
+            stored_then = len(stored(run_dir)[0])
             try:
                 undo = fault.inject(ctx)
             except Skip as why:
@@ -681,7 +707,9 @@ def _run_fault(fault: Fault, work: Path, reference: Reference) -> Row:
         row.problems += ctx.problems
         row.exit_code = proc.returncode
         _check_faulted(row, err, report, injected, ended, run_dir)
-        _resume(row, cfg, run_dir, reference, limit)
+        if len(stored(run_dir)[0]) < stored_then:
+            row.problems.append(f"{stored_then - len(stored(run_dir)[0])} results stored before the fault are gone")
+        _resume(row, again, run_dir, reference, limit)
     finally:
         if ctx.proc is not None and ctx.proc.poll() is None:  # an error of this script's own
             ctx.proc.kill()

@@ -93,7 +93,7 @@ def _group(item: pytest.Item) -> str | None:
     fixtures = set(getattr(item, "fixturenames", ()))
     if "default_run" in fixtures:
         return DEFAULT_RUN
-    if item.get_closest_marker("vllm") and "vllm_server" not in fixtures:
+    if item.get_closest_marker(MANAGED) or (item.get_closest_marker("vllm") and "vllm_server" not in fixtures):
         return MANAGED  # a test that starts vLLM servers of its own: one such test at a time
     info = getattr(item, "_fixtureinfo", None)
     if info and any(d.scope in ("module", "package") for defs in info.name2fixturedefs.values() for d in defs):

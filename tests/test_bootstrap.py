@@ -130,6 +130,7 @@ def test_small_self_instruct_run_grows_a_pool_of_new_instructions(tmp_path: Path
     config = _config(tmp_path, num_instructions=12, instructions_per_prompt=4, overgenerate=1.0, max_rounds=4)
     config.filters.instructions = parse_config({}).filters.instructions  # the default chain
     config.engine.concurrency = 1  # one request a round: one answer cannot fill the pool alone
+    config.sampling.max_tokens = 128  # room for 4 short instructions (about 8 tokens/s here)
     result, _, _ = _run(config, vllm_server.base_url, vllm_server.api_key, vllm_server.model)
     assert result.rounds, result.stop_reason
     pool_sizes = []

@@ -22,6 +22,7 @@ import pytest
 
 from generator.core.errors import StorageError
 from generator.llm.requests import Result
+from generator.llm.server import ServerInfo
 from generator.run.store import Flush, RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +59,17 @@ def test_fault_against_the_fake_server(fault: chaos.Fault, reference: chaos.Refe
 
 
 @pytest.mark.vllm
+@pytest.mark.managed_vllm
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", _params(chaos.REAL_FAULTS))
-def test_fault_against_a_managed_vllm_server(fault: chaos.Fault, tmp_path: Path) -> None:
-    _check(chaos.run_fault(fault, tmp_path, chaos.REAL_REFERENCE))
+def test_fault_against_a_managed_vllm_server(
+    fault: chaos.Fault, vllm_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The faulted run starts its own server; the resume (the same run: server settings are not
+    fingerprinted) goes to the session's, which saves a second vLLM start per row."""
+    monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_CHAOS", vllm_server.api_key or "")
+    resume_on = chaos.Endpoint(vllm_server.base_url, "INSTRUCTFORGE_TEST_KEY_FOR_CHAOS")
+    _check(chaos.run_fault(fault, tmp_path, chaos.REAL_REFERENCE, resume_on))
 
 
 def test_every_fault_class_of_the_issue_has_a_row() -> None:

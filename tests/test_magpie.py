@@ -342,8 +342,11 @@ def test_real_run(vllm_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.M
             "server.endpoints": [vllm_server.base_url],
             "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
             "model.served_name": vllm_server.model,
-            "generation.num_instructions": 6,
-            "generation.max_rounds": 3,
+            "generation.num_instructions": 4,
+            "generation.max_rounds": 2,
+            # Short answers: each stage waits for its longest (about 8 tokens/s a sequence here).
+            "sampling.max_tokens": 128,
+            "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
         },
     )
     config.run_dir = tmp_path / "run"

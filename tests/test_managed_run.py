@@ -2,7 +2,8 @@
 ends the run within seconds, with its log tail, after which a rerun resumes to the same dataset.
 
 The managed process is the fake OpenAI-compatible server (tests/fake_openai.py) launched through
-`managed_server` in place of vLLM; the real server's death is the `vllm`-marked test at the end.
+`managed_server` in place of vLLM; the real server's death is the chaos matrix's
+`managed_server_killed` row (tests/test_chaos.py).
 """
 
 from __future__ import annotations
@@ -215,48 +216,6 @@ def test_a_dead_server_ends_the_run_at_once(
 def test_external_endpoints_are_not_watched() -> None:
     info = server.ServerInfo(base_urls=["http://127.0.0.1:9/v1"], model="m")
     assert info.died() is None
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_a_dead_vllm_server_ends_the_run_at_once(tmp_path: Path) -> None:
-    """The real managed server (this test's own, not the session's) SIGKILLed mid-run: the run ends
-    within seconds with its log tail; what finished is stored."""
-    run_dir = tmp_path / "run"
-    config = parse_config(
-        {
-            "run_dir": str(run_dir),
-            "server": {"device": "cpu"},
-            "engine": {"concurrency": 4},
-            "sampling": {"max_tokens": 64},
-            "generation": {"num_instructions": 200, "instances": "response"},
-            "filters": {"instructions": [{"name": "length"}], "records": []},
-        }
-    )
-    killed: list[float] = []
-    started: list[subprocess.Popen[bytes]] = []
-    supervised = server.supervised
-
-    @contextlib.contextmanager
-    def recorded(*args: object, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
-        with supervised(*args, **kwargs) as proc:  # type: ignore[arg-type]
-            started.append(proc)
-            yield proc
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(server, "supervised", recorded)
-        killer = threading.Thread(target=_kill_after, args=(run_dir / "results.jsonl", started, 2, killed))
-        killer.start()
-        with pytest.raises(ServerError, match=r"exited mid-run with signal SIGKILL(.|\n)*vllm\.log") as err:
-            generate(config, progress=False)
-        ended = time.monotonic()
-        killer.join()
-    assert killed
-    print(f"the run ended {ended - killed[0]:.2f} s after the server was killed")
-    # Noticed within WATCH_S; then what is left of vLLM (EngineCore) gets LEFTOVER_GRACE_S to stop.
-    assert ended - killed[0] < WATCH_S + server.LEFTOVER_GRACE_S + 10, f"ended {ended - killed[0]:.1f} s after"
-    assert "Run the same command again to resume" in str(err.value)
-    assert len(_ok_stored(run_dir)) >= 2
 
 
 def test_the_judge_opens_the_engine_when_it_must_send(tmp_path: Path) -> None:

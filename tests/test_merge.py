@@ -233,12 +233,13 @@ def test_two_shards_generate_merge_and_load(
                 "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
                 "model.served_name": vllm_server.model,
                 "model.name": "bundled",
-                "generation.num_instructions": 4,
-                "generation.max_rounds": 2,
-                "generation.instances_per_task": 1,
-                "sampling.max_tokens": 128,
+                "generation.num_instructions": 3,
+                "generation.max_rounds": 1,
+                "generation.instances": "response",  # one answer request each, no classify stage
+                "sampling.max_tokens": 96,
                 "engine.concurrency": 16,
                 "generation.shard": {"index": index, "count": 2},
+                "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
             },
         )
         config.run_dir = tmp_path / f"shard-{index}"
@@ -251,7 +252,10 @@ def test_two_shards_generate_merge_and_load(
 
     # A third shard that repeats the first one's records: every one of them is a cross-shard duplicate.
     shutil.copytree(runs[0], tmp_path / "shard-2")
-    merged = merge_runs([*runs, tmp_path / "shard-2"], tmp_path / "merged", dedup=[{"name": "exact_dedup"}])
+    no_report = parse_config({"report": {"enabled": False}})
+    merged = merge_runs(
+        [*runs, tmp_path / "shard-2"], tmp_path / "merged", config=no_report, dedup=[{"name": "exact_dedup"}]
+    )
     assert merged.shards[2].dropped == merged.shards[2].rows > 0
     assert merged.cross_shard_duplicates >= merged.shards[2].rows
     ds = datasets.load_dataset(str(merged.dataset_dir))

@@ -254,7 +254,10 @@ def real_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) 
             overrides={
                 "server.endpoints": [vllm_server.base_url],
                 "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_PREFS",
-                "generation.num_instructions": 6,
+                "generation.num_instructions": 4,
+                # Short answers: each stage waits for its longest (about 8 tokens/s a sequence here).
+                "generation.preferences.sampling": [{"temperature": t, "max_tokens": 160} for t in (0.2, 0.8, 1.4)],
+                "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
             },
         )
         config.run_dir = tmp_path_factory.mktemp("prefs") / "run"

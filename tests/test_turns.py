@@ -291,8 +291,11 @@ def real_run(vllm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
             overrides={
                 "server.endpoints": [vllm_server.base_url],
                 "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_TURNS",
-                "generation.num_instructions": 6,
+                "generation.num_instructions": 4,
                 "generation.turns": 2,
+                # Short turns: each stage waits for its longest (about 8 tokens/s a sequence here).
+                "sampling.max_tokens": 160,
+                "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
             },
         )
         config.run_dir = tmp_path_factory.mktemp("turns") / "run"

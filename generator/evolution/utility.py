@@ -10,13 +10,14 @@ guarantee, and belong to the run directory and its report, not to a published ca
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 K = 3  # neighbours that make a ball's radius
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) of the rows of `a` and `b`."""
+    from scipy import linalg  # here, not with the method's module: every command would load SciPy
+
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     root = linalg.sqrtm(ca @ cb)

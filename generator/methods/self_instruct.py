@@ -14,7 +14,7 @@ class SelfInstruct(Method):
         "grows a pool from your seed tasks (the seeds set the domain and style; the default): each request "
         "shows `num_demonstrations` seed tasks and pool instructions and asks for `instructions_per_prompt` new ones"
     )
-    example = "default.yaml"
+    example = "self-instruct.yaml"
     roles = {
         "instructions": Role(
             "self_instruct", "New instructions from demonstrations.", frozenset({"demonstrations", "num_instructions"})
