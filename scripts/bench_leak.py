@@ -1,19 +1,20 @@
 """How many rows carry a worked example their instance request showed.
 
-    python scripts/bench_leak.py runs/default [more run directories ...]
-    python scripts/bench_leak.py --ab INSTRUCTIONS.jsonl [--n 40] [--config default.yaml]
+    python scripts/bench_leak.py runs/self-instruct [more run directories ...]
+    python scripts/bench_leak.py --ab INSTRUCTIONS.jsonl [--n 40] [--config self-instruct.yaml]
 
-`--ab` starts the config's server (the bundled model for default.yaml) and asks the instance
+`--ab` starts the config's server (the bundled model for self-instruct.yaml) and asks the instance
 template for every instruction of the file (`{"instruction": ...}` lines; the built-in seeds' when
 the file is `seeds`) twice, at the same sampling: with the template's one built-in example (before)
 and with two examples drawn from the seeds (after). For each arm it prints the tasks that got an
 instance from the old stage (the first that is no exact copy) and how many of those carry a shown
 example (the leak the old check let through), then the tasks the new stage keeps an instance of.
 
-For each run directory (a self-instruct run with the built-in seeds, such as `make demo`'s), reads
-the rows kept for the dataset (`kept.jsonl`) and, for each, the examples its instance request
-showed: drawn from the seeds by its instruction (rows with `meta.instance_examples`), or the
-template's one built-in example (runs made before examples were drawn). Prints per run:
+For each run directory (a self-instruct run with the built-in seeds, such as the one
+`make demo CONFIG=configs/self-instruct.yaml` writes), reads the rows kept for the dataset
+(`kept.jsonl`) and, for each, the examples its instance request showed: drawn from the seeds by its
+instruction (rows with `meta.instance_examples`), or the template's one built-in example (runs made
+before examples were drawn). Prints per run:
 
 - `carrying`: rows whose input/output copies a shown example or carries its numbers, units or
   names when the task does not (the completion stage's check, generator/prompting/examples.py);
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--ab", metavar="INSTRUCTIONS", help="a JSONL file of instructions, or `seeds`")
     parser.add_argument("--n", type=int, default=40, help="with --ab: instructions used (the first n)")
-    parser.add_argument("--config", default="default.yaml", help="with --ab: the config whose server is started")
+    parser.add_argument("--config", default="self-instruct.yaml", help="with --ab: the config whose server is started")
     args = parser.parse_args()
     pool = ExamplePool(load_seeds("builtin"))
     if args.ab:
