@@ -4,9 +4,11 @@ minute, acceptance, and rows to read blind (issue 25: which method `make demo` r
 Each config runs to `--records` rows (`generation.num_records`, the run refills until it has them),
 without the HTML report, against one server for all (`--endpoint`, a vLLM server already running:
 the same batching for every method) or a managed one per run (no `--endpoint`: each run pays a
-start). Prints one table row per method (rows, wall s, rows per minute, requests, acceptance: rows
-kept of candidates made) and writes `blind.md` in `--out`: `--read` rows per method, shuffled
-together under letters, the key at the end.
+start). Prints one table row per method (rows, wall s, rows per minute, requests, tokens generated
+per row kept: the cost whatever else the machine runs, acceptance: rows kept of candidates made)
+and writes `blind.md` in `--out`: `--read` rows per method, shuffled together under letters, the
+key at the end. A run directory already in `--out` resumes (a finished one sends nothing): configs
+can be added to an earlier comparison.
 
     python scripts/compare_methods.py --endpoint http://127.0.0.1:8000/v1 --key-env KEY --out /tmp/methods
     python scripts/compare_methods.py --configs default.yaml magpie.yaml --records 10
@@ -18,7 +20,6 @@ import argparse
 import json
 import random
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +45,12 @@ def run_one(name: str, out: Path, records: int, endpoint: str | None, key_env: s
         overrides |= {"server.endpoints": [endpoint], "server.api_key_env": key_env}
     config = load_config(name, overrides=overrides)
     config.run_dir = out / Path(name).stem
-    started = time.monotonic()
     result = generate(config, progress=False)
-    wall = time.monotonic() - started
+    # Every session's seconds (spent.json): a finished run in `--out` is read again, not made again.
+    wall = float(json.loads((config.run_dir / "spent.json").read_text())["seconds"])
     funnel = json.loads((config.run_dir / "funnel.json").read_text())
-    requests = sum(1 for _ in (config.run_dir / "results.jsonl").open())
+    results = [json.loads(line) for line in (config.run_dir / "results.jsonl").open()]
+    tokens = sum(r["completion_tokens"] or 0 for r in results)
     rows = _rows(result)
     return {
         "config": name,
@@ -56,7 +58,9 @@ def run_one(name: str, out: Path, records: int, endpoint: str | None, key_env: s
         "rows": result.records,
         "wall_s": wall,
         "rows_per_min": 60 * result.records / wall if wall else 0.0,
-        "requests": requests,
+        "requests": len(results),
+        # What the rows cost the model whatever else the machine runs: tokens generated per row kept.
+        "tokens_per_row": tokens / result.records if result.records else 0.0,
         "candidates": funnel.get("candidates", 0),
         "acceptance": result.records / funnel["candidates"] if funnel.get("candidates") else 0.0,
         "sample": rows,
@@ -112,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    print("| config | method | rows | wall s | rows/min | requests | acceptance |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| config | method | rows | wall s | rows/min | requests | tokens/row | acceptance |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.configs:
         res = run_one(name, args.out, args.records, args.endpoint, args.key_env)
         results.append(res)
         print(
             f"| {res['config']} | {res['method']} | {res['rows']} | {res['wall_s']:.0f} | {res['rows_per_min']:.1f} "
-            f"| {res['requests']} | {res['acceptance']:.0%} |",
+            f"| {res['requests']} | {res['tokens_per_row']:.0f} | {res['acceptance']:.0%} |",
             flush=True,
         )
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
