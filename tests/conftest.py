@@ -62,7 +62,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 DEFAULT_RUN = "default_run"  # the xdist group of the tests that share the session's real run
-MANAGED = "managed_vllm"  # the xdist group of the `vllm` tests that start vLLM servers of their own
+# The xdist group of the `vllm` tests that start vLLM servers of their own: marked `managed_vllm` (they
+# may use the shared one too, as the chaos matrix's resumes do), or `vllm` without `vllm_server`.
+MANAGED = "managed_vllm"
 # Heaviest first: the order in which the tiers are handed to xdist's workers.
 TIERS = ("real", "subprocess", "fake_server", "unit")
 # Fixtures that put a test in a tier by themselves.
