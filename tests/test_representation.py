@@ -6,6 +6,7 @@ and on runs of a stand-in model that writes about women four times as often as a
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,21 @@ def test_names_by_gender_and_region() -> None:
     assert rep.names_available
     assert rep.names["gender"] == {"female": 1, "male": 1}  # Will and Grace are English words: not counted
     assert set(rep.names["region"]) == {"south_asia", "western_europe"}
+
+
+def test_without_the_names_extra_names_are_not_measured_and_the_rest_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gender-guesser (GPLv3) is the `names` extra, not a dependency: a plain install has no names data."""
+    from generator.report import names
+
+    monkeypatch.setitem(sys.modules, "gender_guesser", None)  # import fails as if not installed
+    names.names_table.cache_clear()
+    try:
+        rep = measure_representation(_rows(["Write an email from Priya to her grandmother."]))
+        assert names.names_table() is None
+    finally:
+        names.names_table.cache_clear()
+    assert not rep.names_available and not rep.names.get("gender")
+    assert any(g.group == "female" and g.rows == 1 for a in rep.attributes if a.attribute == "gender" for g in a.groups)
 
 
 def _metrics(n: int) -> DatasetMetrics:
