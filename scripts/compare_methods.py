@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from generator.config import load_config  # noqa: E402
+from generator.core.errors import InstructforgeError  # noqa: E402
 from generator.run.pipeline import generate  # noqa: E402
 
 CONFIGS = [
@@ -119,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     print("| config | method | rows | wall s | rows/min | requests | tokens/row | acceptance |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.configs:
-        res = run_one(name, args.out, args.records, args.endpoint, args.key_env)
+        try:
+            res = run_one(name, args.out, args.records, args.endpoint, args.key_env)
+        except InstructforgeError as e:  # Ctrl-C, a dead server: the runs so far are still compared
+            print(f"{name}: {e}", file=sys.stderr)
+            break
         results.append(res)
         print(
             f"| {res['config']} | {res['method']} | {res['rows']} | {res['wall_s']:.0f} | {res['rows_per_min']:.1f} "
