@@ -116,8 +116,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
         unit = group or item.nodeid
-        # The real run's group first of all: the longest chain of the session.
-        rank = -1 if unit == DEFAULT_RUN else TIERS.index(tier)
+        # The real run's group and the managed servers' group first of all: the session's longest
+        # chains, one on each worker from the start.
+        rank = -1 if unit in (DEFAULT_RUN, MANAGED) else TIERS.index(tier)
         heaviest[unit] = min(heaviest.get(unit, len(TIERS)), rank)
         unit_of[id(item)] = unit
     result = yield
