@@ -289,17 +289,35 @@ def _shared_server(shared: Path) -> ServerInfo:
     return ServerInfo(base_urls=[data["base_url"]], model=data["model"], api_key=data["api_key"] or None)
 
 
+DEFAULT_RUN_SENT: list[Any] = []  # every request the session's default run sent (`default_run_sent`)
+
+
 @pytest.fixture(scope="session")
 def default_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     """One real run of `configs/default.yaml` (as shipped, report included) against the session's
     vLLM server, shared by every test that needs one: its config and its `RunResult`. A test may
-    run it again (a resume) but must not change what it wrote."""
+    run it again (a resume) but must not change what it wrote. The requests it sent, as the
+    transport got them, are `default_run_sent`."""
+    from generator.llm import transport
     from generator.run.pipeline import generate
 
     with pytest.MonkeyPatch.context() as mp:
+        for api, func in list(transport.API_FUNCS.items()):
+
+            async def recorded(session: Any, base_url: str, model: str, request: Any, _func: Any = func) -> Any:
+                DEFAULT_RUN_SENT.append(request)
+                return await _func(session, base_url, model, request)
+
+            mp.setitem(transport.API_FUNCS, api, recorded)
         config = default_config(vllm_server, mp, tmp_path_factory.mktemp("default") / "run")
         result = generate(config, progress=False)
     return config, result
+
+
+@pytest.fixture(scope="session")
+def default_run_sent(default_run: tuple[Any, Any]) -> list[Any]:
+    """The requests (generator.llm.requests.Request) that the session's default run sent."""
+    return DEFAULT_RUN_SENT
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ from filters.query import QueryFormFilter
 from generator.config import load_config, parse_config
 from generator.core.errors import ConfigError
 from generator.core.records import Record
-from generator.llm import transport
 from generator.llm.model import load_tokenizer
-from generator.llm.server import ServerInfo
 from generator.prompting.magpie import pre_queries, pre_query
 from generator.prompting.seeds import load_seeds
 from generator.run.merge import merge_runs
@@ -326,37 +324,17 @@ def test_fake_server_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.vllm
-def test_real_run(vllm_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[Any] = []
-    for api, func in list(transport.API_FUNCS.items()):
-
-        async def spy(session, base_url, model, request, _func=func):
-            sent.append(request)
-            return await _func(session, base_url, model, request)
-
-        monkeypatch.setitem(transport.API_FUNCS, api, spy)
-    monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_RUN", vllm_server.api_key or "")
-    config = load_config(
-        "magpie.yaml",
-        overrides={
-            "server.endpoints": [vllm_server.base_url],
-            "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
-            "model.served_name": vllm_server.model,
-            "generation.num_instructions": 4,
-            "generation.max_rounds": 2,
-            # Short answers: each stage waits for its longest (about 8 tokens/s a sequence here).
-            "sampling.max_tokens": 128,
-            "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
-        },
-    )
-    config.run_dir = tmp_path / "run"
-    result = generate(config, progress=False)
+def test_the_default_run_is_magpie_on_the_real_model(default_run: Any, default_run_sent: list[Any]) -> None:
+    """`make demo`'s config (Magpie) as the session's one real run made it (tests/conftest.py): the
+    pre-query is the bundled model's own template on the wire, no seed task is in any request, and
+    no row carries the template."""
+    config, result = default_run
+    assert config.generation.method == "magpie"
     assert result.records > 0
-
-    asked = [r for r in sent if r.meta.get("stage") == "instructions"]
+    asked = [r for r in default_run_sent if r.meta.get("stage") == "instructions"]
     assert asked and all(r.prompt == SMOLLM_DEFAULT and r.messages is None for r in asked)
     seeds = [s.instruction for s in load_seeds("builtin")]
-    assert not [s for r in sent for s in seeds if s in (r.prompt or json.dumps(r.messages))]
+    assert not [s for r in default_run_sent for s in seeds if s in (r.prompt or json.dumps(r.messages))]
     rows = datasets.load_dataset(str(result.dataset_dir))["train"]
     for row in rows:
         assert row["instruction"] and row["instruction"] not in SMOLLM_DEFAULT

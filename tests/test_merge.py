@@ -234,7 +234,10 @@ def test_two_shards_generate_merge_and_load(
                 "model.served_name": vllm_server.model,
                 "model.name": "bundled",
                 "generation.num_instructions": 4,
-                "generation.max_rounds": 2,  # one round can leave a shard empty on this model
+                # One round of two requests of 4 (one request of 8 at 128 tokens could leave a shard empty).
+                "generation.instructions_per_prompt": 4,
+                "generation.requests_per_round": 2,
+                "generation.max_rounds": 1,
                 "generation.instances": "response",  # one answer request each, no classify stage
                 "sampling.max_tokens": 128,
                 "engine.concurrency": 16,
