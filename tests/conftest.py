@@ -107,7 +107,7 @@ def _group(item: pytest.Item) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
     # Before the other hooks (`-m` selects on the tiers; xdist reads the xdist_group markers) ...
     unit_of: dict[int, str] = {}  # id(item) -> its xdist work unit: its group, or itself
-    heaviest: dict[str, int] = {}  # unit -> its heaviest tier (an index in TIERS)
+    heaviest: dict[str, float] = {}  # unit -> its heaviest tier (an index in TIERS)
     for item in items:
         tier = _tier(item)
         item.add_marker(getattr(pytest.mark, tier))
@@ -116,9 +116,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
         unit = group or item.nodeid
-        # The real run's group and the managed servers' group first of all: the session's longest
-        # chains, one on each worker from the start.
-        rank = -1 if unit in (DEFAULT_RUN, MANAGED) else TIERS.index(tier)
+        # The real run's group first of all: the session's longest chain. The managed servers' group
+        # after the other `real` units: a vLLM that starts beside the shared server while that one
+        # is busy took 4-5 minutes instead of one (its processes' imports starved on two cores).
+        rank = -1 if unit == DEFAULT_RUN else 0.5 if unit == MANAGED else TIERS.index(tier)
         heaviest[unit] = min(heaviest.get(unit, len(TIERS)), rank)
         unit_of[id(item)] = unit
     result = yield

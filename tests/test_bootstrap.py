@@ -127,10 +127,10 @@ def test_every_method_runs_its_rounds(tmp_path: Path, fake: FakeOpenAI, method: 
 
 @pytest.mark.vllm
 def test_small_self_instruct_run_grows_a_pool_of_new_instructions(tmp_path: Path, vllm_server: ServerInfo) -> None:
-    # One request a round (`requests_per_round`; concurrency does not cap a round): one answer of 4
-    # instructions cannot fill the pool of 12 alone.
+    # One request a round (`requests_per_round`; concurrency does not cap a round), 3 rounds: one
+    # answer cannot fill a pool of 40 (the model writes more items than the 4 asked: 14 once).
     config = _config(
-        tmp_path, num_instructions=12, instructions_per_prompt=4, overgenerate=1.0, max_rounds=3, requests_per_round=1
+        tmp_path, num_instructions=40, instructions_per_prompt=4, overgenerate=1.0, max_rounds=3, requests_per_round=1
     )
     config.filters.instructions = parse_config({}).filters.instructions  # the default chain
     config.sampling.max_tokens = 128  # room for 4 short instructions (about 8 tokens/s here)
