@@ -707,8 +707,8 @@ def _run_fault(fault: Fault, work: Path, reference: Reference, resume_on: Endpoi
         row.problems += ctx.problems
         row.exit_code = proc.returncode
         _check_faulted(row, err, report, injected, ended, run_dir)
-        if len(stored(run_dir)[0]) < stored_then:
-            row.problems.append(f"{stored_then - len(stored(run_dir)[0])} results stored before the fault are gone")
+        if (gone := stored_then - len(stored(run_dir)[0])) > 0:
+            row.problems.append(f"{gone} results stored before the fault are gone")
         _resume(row, again, run_dir, reference, limit)
     finally:
         if ctx.proc is not None and ctx.proc.poll() is None:  # an error of this script's own

@@ -11,7 +11,7 @@ key at the end. A run directory already in `--out` resumes (a finished one sends
 can be added to an earlier comparison.
 
     python scripts/compare_methods.py --endpoint http://127.0.0.1:8000/v1 --key-env KEY --out /tmp/methods
-    python scripts/compare_methods.py --configs default.yaml magpie.yaml --records 10
+    python scripts/compare_methods.py --configs self-instruct.yaml magpie.yaml --records 10
 """
 
 from __future__ import annotations
@@ -27,17 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from generator.config import load_config  # noqa: E402
 from generator.core.errors import InstructforgeError  # noqa: E402
+from generator.methods.registry import METHODS  # noqa: E402
 from generator.run.pipeline import generate  # noqa: E402
 
-CONFIGS = [
-    "default.yaml",
-    "alpaca-batch.yaml",
-    "evol-instruct.yaml",
-    "custom.yaml",
-    "magpie.yaml",
-    "paraphrase.yaml",
-    "documents.yaml",
-]
+# Every method's example config, as the registry names them (`make demo`'s default.yaml is magpie.yaml
+# with a record target).
+CONFIGS = [method.example for method in METHODS.values()]
 
 
 def run_one(name: str, out: Path, records: int, endpoint: str | None, key_env: str | None) -> dict[str, object]:

@@ -166,14 +166,17 @@ def test_judge_band_and_pair_check_together_are_refused() -> None:
         parse_specs([{"name": "semantic_dedup", "judge_band": [0.76, 0.94], "pair_check": True}], where="f")
 
 
-def _eval_script():
-    """scripts/eval_dedup.py as a module: the test measures with the same code the README numbers come from."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("eval_dedup", ROOT / "scripts" / "eval_dedup.py")
+def _script(name: str):
+    """scripts/NAME.py as a module: the tests run the same code the README numbers come from."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _eval_script():
+    return _script("eval_dedup")
 
 
 @pytest.mark.timeout(300)
@@ -218,12 +221,8 @@ def test_fit_script_reproduces_the_stored_weights(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The script in this process (its MiniLM is the worker's, loaded once), as `--check` runs it."""
-    spec = importlib.util.spec_from_file_location("fit_pair_check", ROOT / "scripts" / "fit_pair_check.py")
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     monkeypatch.setattr(sys, "argv", ["fit_pair_check.py", "--check"])
-    script.main()  # a differing refit exits with the difference
+    _script("fit_pair_check").main()  # a differing refit exits with the difference
     assert "stored weights match a refit" in capsys.readouterr().out
 
 
