@@ -61,6 +61,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
+# OpenMP threads that wait for work sleep instead of spinning, in this process and every one it starts
+# (vLLM servers above all): the suite keeps both cores busy, and a vLLM server whose two threads spin
+# at each barrier while another process holds a core decoded 0.8 tokens/s for one request instead of
+# 15 (passive), and took minutes to start (scripts/bench_server_start.py --busy). On two quiet cores
+# passive costs vLLM about 30%, which is why only the tests set it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 DEFAULT_RUN = "default_run"  # the xdist group of the tests that share the session's real run
 # The xdist group of the `vllm` tests that start vLLM servers of their own: marked `managed_vllm` (they
 # may use the shared one too, as the chaos matrix's resumes do), or `vllm` without `vllm_server`.

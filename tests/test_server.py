@@ -143,7 +143,8 @@ def test_missing_model_folder_is_refused_before_starting(tmp_path: Path) -> None
             pass
 
 
-def test_cpu_command_and_environment() -> None:
+def test_cpu_command_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     config = parse_config({"server": {"cpu_threads": "0-1"}})
     cmd = build_command(config, "/m", 8123, "secret", gpu=False)
     assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
@@ -153,6 +154,8 @@ def test_cpu_command_and_environment() -> None:
     env = build_env(config, gpu=False)
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in build_env(config, gpu=True)
     gpu_cmd = build_command(parse_config({"server": {"tensor_parallel_size": 2}}), "m", 1, "k", gpu=True)
     assert "--enforce-eager" not in gpu_cmd
     assert gpu_cmd[gpu_cmd.index("--tensor-parallel-size") + 1] == "2"
