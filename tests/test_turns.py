@@ -291,7 +291,9 @@ def real_run(vllm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
             overrides={
                 "server.endpoints": [vllm_server.base_url],
                 "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_TURNS",
-                "generation.num_instructions": 4,
+                # 12 conversations: the bundled model's second user turn is often cut off by
+                # max_tokens (the conversation then ends at one turn); 4 once gave none of 2 turns.
+                "generation.num_instructions": 12,
                 "generation.turns": 2,
                 # Short turns: each stage waits for its longest (about 8 tokens/s a sequence here).
                 "sampling.max_tokens": 160,
