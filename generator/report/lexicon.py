@@ -41,7 +41,8 @@ NOT_A_PERSON_BEFORE = {
     "device", "printer", "graphics", "gpu", "usb", "disk", "network", "audio", "video", "display", "database",
     "package", "dependency", "file", "text", "code", "image", "photo", "ai", "virtual", "voice", "coding",
     "task", "window", "process", "memory", "password", "query", "log", "screen", "data", "download", "test",
-    "version", "plugin",
+    "version", "plugin", "installed", "pre-installed", "kernel", "hardware", "software", "bluetooth", "wifi",
+    "camera", "sound",
 }  # fmt: skip
 # Occupations that also name software: after one of these words, or after a determiner and before a
 # word that a program's description takes ("the assistant should"), they are not people.
