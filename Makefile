@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.instructforge-setup
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
-WORKERS ?= 2
+# Four workers on two cores: most of the real tests' time is waiting on the one vLLM server, whose
+# batches grow with the tests that feed it at once (on this 2-core machine the suite took 748 s with
+# four, 905 s with two; tests/conftest.py sizes each worker's thread pools to its share).
+WORKERS ?= 4
 XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 .PHONY: setup browser demo test test-fast test-unit test-fake-server test-subprocess test-real lint constraints model clean
@@ -37,7 +40,7 @@ model: setup
 demo: model
 	$(BIN)/instructforge generate --config $(CONFIG)
 
-# Every tier on two workers (pytest-xdist): the `vllm` tests are one group on one worker, which starts
+# Every tier on $(WORKERS) workers (pytest-xdist): the `vllm` tests are one group on one worker, which starts
 # the session's server once; tests/conftest.py hands out the heaviest work first. WORKERS=0: one process.
 test: model browser
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)

@@ -16,9 +16,9 @@ socket without its tier allowing it fails with a message naming the marker it ne
 tiers stay honest (`make test-unit` runs the `unit` tier alone, and so on; `make test` runs all).
 
 Tests marked `vllm` share one real vLLM server for the whole session (`vllm_server`) and one real
-run of `configs/default.yaml` (`default_run`). Under pytest-xdist (`make test` runs two workers
-with `--dist loadgroup`) the first worker that needs the server starts it for both
-(tests/shared_server.py), so `vllm` tests run on either worker and their requests share the
+run of `configs/default.yaml` (`default_run`). Under pytest-xdist (`make test` runs four workers
+with `--dist loadgroup`) the first worker that needs the server starts it for all
+(tests/shared_server.py), so `vllm` tests run on any worker and their requests share the
 server's batches; the tests of `default_run` are one `xdist_group` (the run is made once, and handed
 out first: it is the session's longest chain), the tests of a module with a module-scoped fixture
 are a group too (the fixture is built once), and the heaviest tiers are handed out first.
