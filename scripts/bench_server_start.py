@@ -109,15 +109,17 @@ def _spin() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("variants", nargs="*", help=f"of {', '.join(VARIANTS)}; all when none is named")
     parser.add_argument("--busy", action="store_true", help="keep one core busy while measuring")
     args = parser.parse_args()
+    if unknown := [v for v in args.variants if v not in VARIANTS]:
+        parser.error(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     spinner = multiprocessing.Process(target=_spin, daemon=True) if args.busy else None
     if spinner:
         spinner.start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for name in args.variants:
+            for name in args.variants or list(VARIANTS):
                 row = {"variant": name, "busy": args.busy} | run_variant(name, Path(tmp))
                 print(json.dumps(row), flush=True)
     finally:
