@@ -102,6 +102,23 @@ def test_a_batch_finds_what_each_text_alone_finds() -> None:
 # --- the audit and the filter ------------------------------------------------------------------------
 
 
+def test_past_the_numpy_size_the_nearest_record_is_still_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from filters import privacy
+
+    private, _, vocab, rng = _world()
+    vectors = privacy.LexicalEmbedder().encode(private)
+    queries = privacy.LexicalEmbedder().encode([_paraphrase(rng, rng.choice(private), vocab) for _ in range(300)])
+    small = privacy.Nearest(vectors)
+    monkeypatch.setattr(privacy, "EXACT_UNTIL", len(private) // 4)
+    large = privacy.Nearest(vectors)
+    assert small.index is None and large.index is not None  # numpy, then FAISS
+    (s_sims, s_ids), (l_sims, l_ids) = small.search_k(queries, 3), large.search_k(queries, 3)
+    assert np.allclose(s_sims, l_sims, atol=1e-5)
+    assert (s_ids[:, 0] == l_ids[:, 0]).mean() > 0.99  # the same nearest record (ties aside)
+
+
 def test_filter_catches_every_copy_most_paraphrases_and_no_unrelated_row() -> None:
     private, _, vocab, rng = _world()
     ps = PrivateSet(private)
