@@ -145,7 +145,9 @@ def test_small_self_instruct_run_grows_a_pool_of_new_instructions(tmp_path: Path
     assert len(result.rounds) >= 2 and pool_sizes[-1] > pool_sizes[0], "the pool did not grow across rounds"
     seeds = {dedup_key(s.instruction) for s in load_seeds("builtin")}
     assert not [r.instruction for r in result.records if dedup_key(r.instruction) in seeds]
-    assert {r.meta["round"] for r in result.records} >= {0} and all("seed_ids" in r.meta for r in result.records)
+    # Each row names the round that made it (round 0's one answer may leave nothing: the pool still grows).
+    assert {r.meta["round"] for r in result.records} <= set(range(len(result.rounds)))
+    assert all("seed_ids" in r.meta for r in result.records)
 
 
 @pytest.mark.vllm

@@ -307,6 +307,17 @@ def test_probes_find_the_model_answering_men_at_greater_length(tmp_path: Path) -
     assert saved["examples"][0]["texts"][0] != saved["examples"][0]["texts"][1]
 
 
+def test_a_probe_goes_to_the_next_group_when_the_first_has_no_word_for_the_mention() -> None:
+    from generator.report.probes import sample_probes
+
+    # "young" is the most mentioned other age group, but it has no noun for "kids": the old have.
+    rows = [{"instruction": "Plan a weekend for young couples."}] * 3 + [{"instruction": "Write a song for kids."}]
+    [probe] = [p for p in sample_probes(rows, 10) if "kids" in (p.text_a + p.text_b)]
+    assert {probe.group_a, probe.group_b} == {"child", "old"}
+    swapped = probe.text_b if "kids" in probe.text_a else probe.text_a
+    assert "kids" not in swapped and swapped.startswith("Write a song for ")
+
+
 def test_probe_of_a_run_that_names_no_group_says_so(tmp_path: Path) -> None:
     rows = _rows(["Sort these numbers."] * 3)
     info = DatasetInfo(name="t", model="m")

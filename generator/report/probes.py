@@ -162,7 +162,8 @@ def sample_probes(
     rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0, lexicon: Lexicon | None = None
 ) -> list[Probe]:
     """`n` pairs from rows whose instruction (and input) names exactly one group of an attribute,
-    spread over the attributes, each swapped to the attribute's most mentioned other group."""
+    spread over the attributes, each swapped to the attribute's most mentioned other group that
+    has a word for every mention ("kids" has no counterpart among the young, so it goes to the old)."""
     lexicon = lexicon or load_lexicon()
     counts: dict[str, Counter[str]] = {}
     candidates: list[tuple[int, str, str, list[Mention], str]] = []
@@ -184,16 +185,27 @@ def sample_probes(
         if len(probes) >= n:
             break
         ranked = [g for g, _ in counts[attribute].most_common()] + lexicon.attributes.get(attribute, [])
-        partner = next((g for g in ranked if g != group), None)
-        swapped = swap(text, mentions, attribute, partner, lexicon) if partner else None
-        if swapped is None or swapped == text:
+        found = _partner(text, mentions, attribute, [g for g in ranked if g != group], lexicon)
+        if found is None:
             continue
+        partner, swapped = found
         top = ranked[0]
         if group == top:
             probes.append(Probe(i, attribute, group, partner, text, swapped))
         else:
             probes.append(Probe(i, attribute, partner, group, swapped, text))
     return probes
+
+
+def _partner(
+    text: str, mentions: Sequence[Mention], attribute: str, others: list[str], lexicon: Lexicon
+) -> tuple[str, str] | None:
+    """The first of `others` that `text` can be swapped to, and the swapped text."""
+    for other in dict.fromkeys(others):
+        swapped = swap(text, mentions, attribute, other, lexicon)
+        if swapped is not None and swapped != text:
+            return other, swapped
+    return None
 
 
 def _spread(candidates: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
