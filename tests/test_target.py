@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import datasets
@@ -105,18 +106,29 @@ def test_same_dataset_from_two_fresh_runs(tmp_path: Path, fake: FakeOpenAI, refe
 BUDGETS = {
     "max_requests": {"max_requests": 40},
     "max_tokens": {"max_tokens": 6000},
-    "max_time_s": {"max_time_s": 0.6},
-    "max_gpu_hours": {"max_gpu_hours": 0.5, "gpus": 3600},  # 0.5 s at 3600 GPUs
+    "max_time_s": {"max_time_s": 1.0},
+    "max_gpu_hours": {"max_gpu_hours": 1.0, "gpus": 3600},  # 1 s at 3600 GPUs
     "max_cost": {"max_cost": 0.6, "price_per_million_tokens": 100.0},  # 6000 tokens
 }
+TIMED = {"max_time_s", "max_gpu_hours"}
+
+
+def _served_clock(fake: FakeOpenAI) -> SimpleNamespace:
+    """A `time` for the budget whose seconds are the fake's answers times its delay: a time budget
+    then stops after the same requests on a quiet machine and on a busy one (on the wall clock a
+    busy CI machine spent the whole budget in round 0, before any answer)."""
+    start = sum(fake.served.values())
+    return SimpleNamespace(monotonic=lambda: (sum(fake.served.values()) - start) * FAKE_OPTIONS["delay_s"])
 
 
 @pytest.mark.parametrize("key", list(BUDGETS))
 def test_budget_stops_at_its_limit_then_a_larger_one_continues_to_the_target(
-    tmp_path: Path, fake: FakeOpenAI, reference: dict[str, Any], key: str
+    tmp_path: Path, fake: FakeOpenAI, reference: dict[str, Any], key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_dir = tmp_path / "run"
     budget = BUDGETS[key]
+    if key in TIMED:
+        monkeypatch.setattr("generator.run.budget.time", _served_clock(fake))
     stopped = _run(run_dir, fake.url, budget=budget)
     rounds = stopped["rounds"]
     assert rounds["stop"] == "budget" and rounds["stopped_by_budget"] == key, rounds["stop_reason"]
