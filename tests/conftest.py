@@ -302,9 +302,10 @@ DEFAULT_RUN_SENT: list[Any] = []  # every request the session's default run sent
 
 @pytest.fixture(scope="session")
 def default_run(vllm_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    """One real run of `configs/default.yaml` (as shipped, report included) against the session's
-    vLLM server, shared by every test that needs one: its config and its `RunResult`. A test may
-    run it again (a resume) but must not change what it wrote. The requests it sent, as the
+    """One real run of `configs/default.yaml` (as shipped, at the smaller size of tests/real_run.py's
+    `TEST_SIZE`; report included) against the session's vLLM server, shared by every test that needs
+    one: its config and its `RunResult`. A test may run it again (a resume) but must not change what
+    it wrote. The requests it sent, as the
     transport got them, are `default_run_sent`."""
     from generator.llm import transport
     from generator.run.pipeline import generate

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -20,6 +22,8 @@ from generator.core.records import Record
 from generator.llm.server import ServerInfo
 from generator.publish.dataset import DatasetInfo, write_dataset
 from generator.run.merge import MERGE_STAGE, merge_runs
+
+EXE = str(Path(sys.executable).parent / "instructforge")
 
 
 def _shard(root: Path, name: str, instructions: list[str], drops: dict[str, dict[str, int]]) -> Path:
@@ -224,31 +228,39 @@ def test_two_shards_generate_merge_and_load(
     from generator.run.pipeline import generate
 
     monkeypatch.setenv("INSTRUCTFORGE_TEST_KEY_FOR_RUN", vllm_server.api_key or "")
-    runs = []
-    for index in range(2):
-        config = load_config(
-            "shards-small.yaml",
-            overrides={
-                "server.endpoints": [vllm_server.base_url],
-                "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
-                "model.served_name": vllm_server.model,
-                "model.name": "bundled",
-                "generation.num_instructions": 4,
-                # One round of two requests of 4 (one request of 8 at 128 tokens could leave a shard empty).
-                "generation.instructions_per_prompt": 4,
-                "generation.requests_per_round": 2,
-                "generation.max_rounds": 1,
-                "generation.instances": "response",  # one answer request each, no classify stage
-                "sampling.max_tokens": 128,
-                "engine.concurrency": 16,
-                "generation.shard": {"index": index, "count": 2},
-                "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
-            },
-        )
-        config.run_dir = tmp_path / f"shard-{index}"
-        result = generate(config, progress=False)
-        assert result.records > 0
-        runs.append(config.run_dir)
+    settings = {
+        "server.endpoints": [vllm_server.base_url],
+        "server.api_key_env": "INSTRUCTFORGE_TEST_KEY_FOR_RUN",
+        "model.served_name": vllm_server.model,
+        "model.name": "bundled",
+        "generation.num_instructions": 4,
+        # One round of two requests of 4 (one request of 8 at 128 tokens could leave a shard empty).
+        "generation.instructions_per_prompt": 4,
+        "generation.requests_per_round": 2,
+        "generation.max_rounds": 1,
+        "generation.instances": "response",  # one answer request each, no classify stage
+        "sampling.max_tokens": 128,
+        "engine.concurrency": 16,
+        "report.enabled": False,  # not about the report (tests/fake_run.py: NO_REPORT)
+    }
+    runs = [tmp_path / "shard-0", tmp_path / "shard-1"]
+    # The shards run at once, as a user runs them: shard 1 with the command line, shard 0 here.
+    other = subprocess.Popen(
+        [EXE, "generate", "-c", "shards-small.yaml", "--run-dir", str(runs[1])]
+        + [f"--set={k}={json.dumps(v)}" for k, v in {**settings, "generation.shard": {"index": 1, "count": 2}}.items()],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        config = load_config("shards-small.yaml", overrides={**settings, "generation.shard": {"index": 0, "count": 2}})
+        config.run_dir = runs[0]
+        assert generate(config, progress=False).records > 0
+    except BaseException:
+        other.kill()
+        raise
+    _, err = other.communicate(timeout=900)
+    assert other.returncode == 0, err[-2000:]
+    assert json.loads((runs[1] / "funnel.json").read_text())["kept"] > 0
     # the shards drew different seed tasks: their requests differ
     ids = [{json.loads(line)["request_id"] for line in (r / "results.jsonl").read_text().splitlines()} for r in runs]
     assert not ids[0] & ids[1]
