@@ -4,7 +4,7 @@ epsilon 1, on a private set of made-up support tickets (written by this script: 
     flock /tmp/heavy.lock timeout 1500 python scripts/bench_private_evolution.py
     python scripts/bench_private_evolution.py --accountant     # the calibration table alone (seconds)
     python scripts/bench_private_evolution.py --simulate       # the mechanism with a stand-in model (a minute)
-    python scripts/bench_private_evolution.py --endpoint http://127.0.0.1:8000/v1 --records 300
+    python scripts/bench_private_evolution.py --endpoint http://127.0.0.1:8000/v1 --key-env KEY --records 300
 
 One managed vLLM server (the bundled SmolLM2-135M on CPU) serves the three runs. Prints, per run,
 the distance of the population to the private records in MiniLM space at each vote (the first
@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--release", type=int, default=20, help="num_instructions of each run")
     parser.add_argument("--endpoint", help="a running server's /v1 URL (default: start the bundled model)")
+    parser.add_argument("--key-env", help="with --endpoint: the environment variable holding its key")
     parser.add_argument("--report", action="store_true", help="write each run's HTML report too")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder")
     parser.add_argument("--accountant", action="store_true", help="print the calibration table and stop")
@@ -184,7 +185,7 @@ def main() -> None:
     private.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in tickets(args.records)))
     with contextlib.ExitStack() as stack:
         if args.endpoint:
-            url, key = args.endpoint, ""
+            url, key = args.endpoint, os.environ.get(args.key_env, "") if args.key_env else ""
         else:
             info = stack.enter_context(managed_server(parse_config({"server": {"device": "cpu"}}), work / "vllm"))
             url, key = info.base_url, info.api_key or ""

@@ -115,6 +115,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Before the other hooks (`-m` selects on the tiers; xdist reads the xdist_group markers) ...
     unit_of: dict[int, str] = {}  # id(item) -> its xdist work unit: its group, or itself
     heaviest: dict[str, float] = {}  # unit -> its heaviest tier (an index in TIERS)
+    size: dict[str, int] = {}  # unit -> its tests
     for item in items:
         tier = _tier(item)
         item.add_marker(getattr(pytest.mark, tier))
@@ -128,6 +129,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # is busy took 4-5 minutes instead of one (its processes' imports starved on two cores).
         rank = -1 if unit == DEFAULT_RUN else 0.5 if unit == MANAGED else TIERS.index(tier)
         heaviest[unit] = min(heaviest.get(unit, len(TIERS)), rank)
+        size[unit] = size.get(unit, 0) + 1
         unit_of[id(item)] = unit
     result = yield
     # ... and after them, in an xdist worker:
@@ -136,8 +138,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if hasattr(config, "workerinput"):
         # The heaviest work first (`make test` runs with --no-loadscope-reorder, so xdist hands out
         # the units in this order): the long vLLM group starts at once and the quick unit tests fill
-        # in at the end. A stable sort: a unit's tests keep their order.
-        items.sort(key=lambda item: heaviest[unit_of[id(item)]])
+        # in at the end; within a tier the largest groups first, since a group runs on one worker
+        # (a module's group of 27 tests handed out last kept one worker busy 80 s after the others
+        # were done). A stable sort: a unit's tests keep their order.
+        items.sort(key=lambda item: (heaviest[unit_of[id(item)]], -size[unit_of[id(item)]]))
     return result
 
 

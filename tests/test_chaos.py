@@ -11,7 +11,9 @@ Below them, the store's side of a failed write, without a subprocess.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import fcntl
 import importlib.util
 import json
 import os
@@ -47,9 +49,20 @@ def _check(row: chaos.Row) -> None:
     assert row.passed, row.explain()  # only what the pending note explains is left: an xfail
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> chaos.Reference:
-    return chaos.reference_run(tmp_path_factory.mktemp("chaos-reference"))
+    """The fake server's uninterrupted run, made once for every xdist worker (it is deterministic):
+    the fault rows then spread over the workers instead of queueing on one as a module's group."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, every worker's parent
+    made = shared / "chaos-reference.json"
+    with (shared / "chaos-reference.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            reference = chaos.reference_run(shared / "chaos-reference")
+            made.write_text(json.dumps(dataclasses.asdict(reference)))
+    return chaos.Reference(**json.loads(made.read_text()))
 
 
 @pytest.mark.parametrize("fault", _params(chaos.FAKE_FAULTS))
