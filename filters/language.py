@@ -3,10 +3,14 @@ download at run time. The slowest of the rule-based filters; see scripts/bench_f
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from filters.base import KEEP, Filter, Verdict, drop
+from filters.base import KEEP, Filter, FilterContext, Verdict, drop
+from generator.core.files import write_json
 from generator.core.records import Record
 
 
@@ -89,15 +93,51 @@ class LanguageFilter(Filter):
         self.max_chars = max_chars
         self.high_accuracy = high_accuracy
         self._detector: Any = None
+        # What the detector said of each text judged (its hash -> [language or None, confidence]),
+        # kept in the run's state: a resumed or finished run's replay then loads no models (seconds).
+        self._seen: dict[str, list[Any]] = {}
+        self._memo: Path | None = None
+        self._new = False
 
     def _build(self) -> Any:
-        codes = tuple(c.name for c in self.candidates) if self.candidates is not None else None
+        codes = self._codes()
         return _detector(codes, self.high_accuracy)
 
+    def _codes(self) -> tuple[str, ...] | None:
+        return tuple(c.name for c in self.candidates) if self.candidates is not None else None
+
+    def setup(self, ctx: FilterContext) -> None:
+        if ctx.state_dir is None:
+            return
+        # One file per detector setting: another setting may detect otherwise.
+        setting = hashlib.sha256(json.dumps([self._codes(), self.high_accuracy]).encode()).hexdigest()[:12]
+        self._memo = Path(ctx.state_dir) / f"language-{setting}.json"
+        try:
+            self._seen = json.loads(self._memo.read_text())
+        except (OSError, ValueError):
+            self._seen = {}
+
+    def close(self) -> None:
+        if self._memo is not None and self._new:
+            self._memo.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self._memo, self._seen)
+            self._new = False
+
+    def _detect(self, text: str) -> list[Any]:
+        """[ISO 639-1 code or None, confidence] of `text`."""
+        key = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        found = self._seen.get(key)
+        if found is None:
+            if self._detector is None:
+                self._detector = self._build()
+            lang = self._detector.detect_language_of(text)
+            # How sure the detector is (0-1): about 0.2 ms more a text, a fifth of the detection.
+            confidence = self._detector.compute_language_confidence(text, lang) if lang is not None else 0.0
+            found = self._seen[key] = [lang.iso_code_639_1.name if lang is not None else None, round(confidence, 4)]
+            self._new = True
+        return found
+
     def judge(self, records: list[Record]) -> list[Verdict]:
-        if self._detector is None:
-            self._detector = self._build()
-        detect = self._detector.detect_language_of
         keep = {lang.name for lang in self.languages}
         out = []
         for r in records:
@@ -105,13 +145,11 @@ class LanguageFilter(Filter):
             if sum(c.isalpha() for c in text) < self.min_chars:
                 out.append(KEEP)
                 continue
-            lang = detect(text)
-            if lang is None:
+            code, confidence = self._detect(text)
+            if code is None:
                 out.append(KEEP)
-            elif lang.iso_code_639_1.name in keep:
-                # How sure the detector is (0-1): about 0.2 ms more a text, a fifth of the detection.
-                confidence = self._detector.compute_language_confidence(text, lang)
-                out.append(Verdict(keep=True, scores={"language_confidence": round(confidence, 4)}))
+            elif code in keep:
+                out.append(Verdict(keep=True, scores={"language_confidence": confidence}))
             else:
-                out.append(drop("wrong_language", language=lang.iso_code_639_1.name.lower()))
+                out.append(drop("wrong_language", language=code.lower()))
         return out

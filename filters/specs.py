@@ -337,7 +337,8 @@ def _iso_codes(codes: list[str] | None) -> list[str] | None:
 class LanguageSpec(FilterSpec):
     """Keeps records whose most likely language (lingua, offline) is one of `languages`; texts with
     too few letters to tell (numbers, code) are kept. A kept record's score `language_confidence`
-    (0-1) is how sure the detector is of its language."""
+    (0-1) is how sure the detector is of its language. In a run, what was detected is kept in its
+    `state/`: a resume replays it without loading the models."""
 
     name: Literal["language"] = "language"
     languages: Annotated[list[str], AfterValidator(_iso_codes)] | None = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from filters.base import Filter
+from filters.base import Filter, FilterContext
 from filters.registry import FILTERS, build_chain
 from filters.specs import LINGUA_CODES, SPECS, parse_specs
 from generator.core.errors import ConfigError
@@ -309,6 +310,36 @@ def test_language_scores_what_it_keeps() -> None:
     assert short.keep and short.scores == {}  # too few letters to tell: no score
     [fr] = build({"name": "language", "languages": ["en", "fr"]}).judge([FRENCH])
     assert fr.keep and fr.scores["language_confidence"] > 0.5
+
+
+def test_language_replays_from_its_state_without_the_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What was detected is kept in the run's state: a resumed run's replay gives the same verdicts
+    and loads no detector; a new text does, and another detector setting does not share the file."""
+    import filters.language as language
+
+    english = R("Explain the difference between a virus and a bacterium in a few sentences.", output="")
+    first = build({"name": "language"})
+    first.setup(FilterContext(state_dir=tmp_path))
+    verdicts = first.judge([english, FRENCH])
+    first.close()
+    [memo] = tmp_path.glob("language-*.json")
+
+    built: list[object] = []
+    real = language.LanguageFilter._build
+    monkeypatch.setattr(language.LanguageFilter, "_build", lambda self: built.append(self) or real(self))
+    again = build({"name": "language"})
+    again.setup(FilterContext(state_dir=tmp_path))
+    assert again.judge([english, FRENCH]) == verdicts and not built
+    assert again.judge([R("Describe how rain forms over the ocean in three sentences.", output="")])[0].keep
+    assert len(built) == 1
+    again.close()
+    assert len(json.loads(memo.read_text())) == 3
+
+    low = build({"name": "language", "high_accuracy": False})
+    low.setup(FilterContext(state_dir=tmp_path))
+    low.judge([english])
+    low.close()
+    assert len(list(tmp_path.glob("language-*.json"))) == 2
 
 
 def test_language_accuracy_modes_on_a_short_text() -> None:

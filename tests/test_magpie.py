@@ -157,6 +157,48 @@ def test_missing_tokenizer_is_one_line_before_anything_starts(tmp_path: Path) ->
         load_tokenizer(str(tmp_path / "empty"))
 
 
+def _llama3_folder(folder: Path) -> Path:
+    _tokenizer(LLAMA3, "<|begin_of_text|>", "<|eot_id|>").save_pretrained(str(folder))
+    return folder
+
+
+def test_pre_queries_are_kept_in_the_cache_by_the_template_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun reads the pre-queries from the user cache (no tokenizer loaded); a changed template
+    file, or another system prompt, derives them again; an unreadable entry is made again."""
+    import generator.llm.model as model_module
+    from generator.config import ModelConfig
+    from generator.methods.magpie import MagpieConfig, magpie_prompts
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = _llama3_folder(tmp_path / "llama3")
+    section = MagpieConfig(tokenizer=str(folder), system_prompts=["You teach chemistry."])
+    loads = []
+    real_load = model_module.load_tokenizer
+    monkeypatch.setattr(model_module, "load_tokenizer", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+
+    first = magpie_prompts(section, ModelConfig(), tmp_path)
+    again = magpie_prompts(section, ModelConfig(), tmp_path)
+    assert len(loads) == 1 and again == first
+    assert again.queries[0].text.endswith("You teach chemistry.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n")
+    assert "<|eot_id|>" in again.template_tokens and again.queries[0].stop == ("<|eot_id|>",)
+
+    other = MagpieConfig(tokenizer=str(folder), system_prompts=["You teach physics."])
+    assert "You teach physics." in magpie_prompts(other, ModelConfig(), tmp_path).queries[0].text
+    assert len(loads) == 2
+
+    template = folder / "chat_template.jinja"  # where transformers writes the template now
+    template.write_text(template.read_text().replace("<|start_header_id|>", "<|header|>"))
+    changed = magpie_prompts(section, ModelConfig(), tmp_path)
+    assert len(loads) == 3 and "<|header|>user" in changed.queries[0].text
+
+    for entry in (tmp_path / "cache" / "instructforge" / "magpie").iterdir():
+        entry.write_text("{not json")
+    assert magpie_prompts(section, ModelConfig(), tmp_path) == changed
+    assert len(loads) == 4
+
+
 # ---------------------------------------------------------------------------------------------
 # The fragment and template-leak filter
 

@@ -292,6 +292,43 @@ def test_a_dataset_larger_than_max_rows_is_measured_on_an_even_sample() -> None:
     assert small is not None and len(small.rows) == 900
 
 
+def test_measures_are_kept_for_the_same_rows_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun that keeps the same rows reads their measures back (no encoder, no map), as they
+    were; other rows, other settings, or an unreadable file measure again."""
+    import generator.report.build as build
+    from generator.config import ReportConfig
+    from generator.core.records import Record
+    from generator.report.metrics import DatasetMetrics
+
+    measured: list[int] = []
+
+    def measure_rows(rows: list, seeds: list, config: ReportConfig, vectors: object) -> DatasetMetrics:
+        measured.append(len(rows))
+        return DatasetMetrics(
+            rows=len(rows), sampled=len(rows), vendi=1.5, mean_pairwise_distance=0.4, distinct_1=0.5,
+            distinct_2=0.7, self_bleu=0.1, verbs=[("write", "poem", 2)], verb_coverage=1.0,
+            nearest_seed=[0.3, 0.2], nearest_seed_median=0.25, lengths={"instruction": [7, 7]},
+            share_with_input=0.0, task_types={"generation": 2}, clusters=[0, 1],
+            projection=[(0.5, -1.0), (2.0, 3.0)], sample_index=[0, 1], seconds={"map": 6.5},
+            root_verbs=[("write", 2)], encoder="all-MiniLM-L6-v2", projection_method="tsne",
+        )  # fmt: skip
+
+    monkeypatch.setattr(build, "measure_rows", measure_rows)
+    cache = tmp_path / "state" / "report_measures.json"
+    records = [Record(instruction=f"Write a short poem about topic {i}.", output="A poem.") for i in range(2)]
+    first = build.measure_records(records, ["a seed"], ReportConfig(), cache=cache)
+    again = build.measure_records(records, ["a seed"], ReportConfig(), cache=cache)
+    assert first is not None and again is not None
+    assert measured == [2] and again.metrics == first.metrics  # tuples come back as tuples
+    assert again.rows == first.rows and again.card() == first.card()
+
+    build.measure_records(records[:1], ["a seed"], ReportConfig(), cache=cache)  # other rows
+    build.measure_records(records[:1], ["a seed"], ReportConfig(sample=500), cache=cache)  # other settings
+    cache.write_text("{")
+    build.measure_records(records[:1], ["a seed"], ReportConfig(sample=500), cache=cache)
+    assert measured == [2, 1, 1, 1]
+
+
 SOURCES = {
     "documents": [
         {"document": "guide.md", "sha256": "a" * 64, "chunks": 4, "asked": 4, "used": 3, "rows": 6},

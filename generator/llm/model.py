@@ -105,6 +105,39 @@ def resolve_model(name: str) -> str:
     return name
 
 
+# The files a tokenizer and its chat template are read from (the ones a folder or snapshot has).
+TOKENIZER_FILES = (
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def tokenizer_files(name: str, revision: str | None = None) -> list[Path]:
+    """The local files `load_tokenizer(name, revision)` reads, without loading it (nor importing
+    transformers): a folder's, the bundled model's, or a cached Hugging Face snapshot's; empty when
+    there is no `tokenizer_config.json` to find."""
+    if name == BUNDLED:
+        folder: Path | None = prepare_bundled_model()
+    elif Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser()
+    else:
+        folder = None
+    if folder is not None:
+        found = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = [try_to_load_from_cache(name, f, revision=revision) for f in TOKENIZER_FILES]
+        except ValueError:  # not a repository id
+            return []
+        found = [Path(c) for c in cached if isinstance(c, str)]
+    return found if found and found[0].name == TOKENIZER_FILES[0] else []
+
+
 def load_tokenizer(name: str, revision: str | None = None, *, key: str = "model.name") -> Any:
     """The tokenizer of `name` (`bundled`, a local folder, or a Hugging Face id already in the local
     cache), from local files only, with its chat template; `key` names the setting in errors."""

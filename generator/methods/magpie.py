@@ -4,13 +4,17 @@ generator/prompting/magpie.py); no seeds, no instructions to it."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
+from generator.core.files import write_json
 from generator.core.records import Record
 from generator.core.section import Section
 from generator.methods.base import Ask, Inputs, Method, requests_per_round
@@ -66,19 +70,67 @@ class MagpiePrompts:
 
 def magpie_prompts(section: MagpieConfig, model: Any, base_dir: Path) -> MagpiePrompts:
     """The pre-queries of the served model's chat template (`model`: the run's ModelConfig), one per
-    configured system prompt and topic, read from local files (no server is needed)."""
-    from generator.llm.model import load_tokenizer
-    from generator.prompting.magpie import pre_queries, special_tokens
+    configured system prompt and topic, read from local files (no server is needed). Kept in the user
+    cache by the tokenizer files' contents and the section: loading a tokenizer imports transformers
+    (about 7 s here), which a finished run's rerun should not pay."""
+    from generator.llm.model import tokenizer_files
 
     key, name = ("generation.magpie.tokenizer", section.tokenizer) if section.tokenizer else ("model.name", model.name)
     if section.tokenizer:
         local = Path(section.tokenizer).expanduser()
         local = local if local.is_absolute() else base_dir / local
         name = str(local) if local.exists() else section.tokenizer
-    tokenizer = load_tokenizer(name, None if section.tokenizer else model.revision, key=key)
+    revision = None if section.tokenizer else model.revision
     where = f"{key} {name!r}"
+    files = tokenizer_files(name, revision)
+    cached = _cache_file(files, section, where) if files else None
+    if cached is not None and cached.is_file():
+        try:
+            return _from_json(json.loads(cached.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # unreadable: made again below
+    prompts = _derive(section, name, revision, key, where)
+    if cached is not None:
+        with contextlib.suppress(OSError):  # a read-only cache only costs the next run the derivation
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cached, _to_json(prompts))
+    return prompts
+
+
+def _derive(section: MagpieConfig, name: str, revision: str | None, key: str, where: str) -> MagpiePrompts:
+    from generator.llm.model import load_tokenizer
+    from generator.prompting.magpie import pre_queries, special_tokens
+
+    tokenizer = load_tokenizer(name, revision, key=key)
     queries = pre_queries(tokenizer, section.system_prompts, section.topics, section.topic_hint, where=where)
     return MagpiePrompts(where, queries, special_tokens(tokenizer))
+
+
+CACHE_VERSION = 1  # of what the cache holds and how it is derived: a change makes every entry stale
+
+
+def _cache_file(files: list[Path], section: MagpieConfig, where: str) -> Path:
+    from generator.core.paths import cache_dir
+
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, where, section.model_dump(mode="json")]).encode())
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return cache_dir() / "magpie" / f"{digest.hexdigest()}.json"
+
+
+def _to_json(prompts: MagpiePrompts) -> dict[str, Any]:
+    return {
+        "source": prompts.source,
+        "queries": [asdict(q) for q in prompts.queries],
+        "template_tokens": list(prompts.template_tokens),
+    }
+
+
+def _from_json(data: dict[str, Any]) -> MagpiePrompts:
+    from generator.prompting.magpie import PreQuery
+
+    queries = [PreQuery(q["text"], tuple(q["stop"]), q["system"], q["topic"]) for q in data["queries"]]
+    return MagpiePrompts(data["source"], queries, tuple(data["template_tokens"]))
 
 
 class Magpie(Method):

@@ -8,6 +8,8 @@ At the end of `generate`, `merge`, `dedup` and `decontaminate` the rows are meas
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence, Sized
@@ -17,7 +19,7 @@ from typing import Any
 
 from filters.embed import TextVectors
 from generator.config import ReportConfig
-from generator.core.files import write_atomic
+from generator.core.files import write_atomic, write_json
 from generator.publish.dataset import REPORT, elapsed_text
 from generator.report.metrics import DatasetMetrics, measure
 from generator.report.representation import (
@@ -429,9 +431,13 @@ def measure_records(
     seeds: Iterable[Any] = (),
     config: ReportConfig | None = None,
     vectors: TextVectors | None = None,
+    *,
+    cache: Path | None = None,
 ) -> Measured | None:
     """None when the config turns the report off. `vectors`: the run's, holding the seeds' vectors
-    when steering encoded them."""
+    when steering encoded them. `cache`: a file that keeps the measures of these rows, seeds and
+    settings, so that measuring them again (a finished run's rerun) reads them instead (the map's
+    projection and the encoder are most of a rerun's time)."""
     from generator.report.sources import record_rows
 
     config = config or ReportConfig()
@@ -443,9 +449,43 @@ def measure_records(
     if not rows:
         return None
     seed_texts = seed_instructions(seeds)
-    # `metrics.rows` is what was measured: every row, or the even sample of a larger dataset.
+    key = _measures_key(rows, seed_texts, config) if cache is not None else ""
+    metrics = _cached_metrics(cache, key) if cache is not None else None
+    if metrics is None:
+        # `metrics.rows` is what was measured: every row, or the even sample of a larger dataset.
+        metrics = measure_rows(rows, seed_texts, config, vectors)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cache, {"key": key, "metrics": metrics.to_dict()})
     representation = measure_representation(rows, config.representation_target) if config.representation else None
-    return Measured(rows, measure_rows(rows, seed_texts, config, vectors), seed_texts, config, representation)
+    return Measured(rows, metrics, seed_texts, config, representation)
+
+
+MEASURES_VERSION = 1  # of DatasetMetrics, its encoder and how it is measured: a change makes every cached one stale
+
+
+def _measures_key(rows: list[dict[str, Any]], seeds: list[str], config: ReportConfig) -> str:
+    data = [MEASURES_VERSION, rows, seeds, config.model_dump(mode="json")]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached_metrics(cache: Path, key: str) -> DatasetMetrics | None:
+    """The measures `cache` keeps under `key`; None when it keeps other ones or none."""
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("key") != key:
+            return None
+        m = data["metrics"]
+        return DatasetMetrics(
+            **{
+                **m,
+                "verbs": [tuple(v) for v in m["verbs"]],
+                "projection": [tuple(p) for p in m["projection"]],
+                "root_verbs": [tuple(v) for v in m["root_verbs"]],
+            }
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def hardware_of(config: Any) -> Hardware:

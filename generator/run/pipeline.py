@@ -317,7 +317,11 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
         run.writer.mask = masker(run.private)
         verdict = "FAILED: " + "; ".join(audited.crossed) if audited.crossed else "no threshold crossed"
         run.log(f"privacy audit of the kept rows ({run.run_dir / 'privacy.json'}): {verdict}")
-    measured = measure_records(out.records, run.seeds, run.config.report, run.vectors)  # for the card and the report
+    # For the card and the report; kept in the run's state, so that a rerun that keeps the same rows
+    # does not measure them again.
+    measured = measure_records(
+        out.records, run.seeds, run.config.report, run.vectors, cache=run.run_dir / "state" / "report_measures.json"
+    )
     if measured is not None:
         measured.mask = run.writer.mask
     quality = measured.card() if measured else None
