@@ -109,9 +109,11 @@ def ab(instructions: list[str], config_name: str) -> None:
     sampling = tpl.meta.sampling
     params = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
     start = time.monotonic()
-    if config.server.endpoints:  # a server of your own (or a fake one)
+    if config.server.endpoints:  # a server of your own (or a fake one), its key in `server.api_key_env`
+        from generator.llm.server import endpoint_key
+
         model = config.model.served_name or config.model.name
-        texts = asyncio.run(_send(config.server.endpoints[0], None, model, chats, params))
+        texts = asyncio.run(_send(config.server.endpoints[0], endpoint_key(config), model, chats, params))
     else:
         with tempfile.TemporaryDirectory() as logs, managed_server(config, Path(logs)) as server:
             texts = asyncio.run(_send(server.base_url, server.api_key, server.model, chats, params))
