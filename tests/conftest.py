@@ -139,7 +139,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # The heaviest work first (`make test` runs with --no-loadscope-reorder, so xdist hands out
         # the units in this order): the long vLLM group starts at once and the quick unit tests fill
         # in at the end; within a tier the largest groups first, since a group runs on one worker
-        # (a module's group of 27 tests handed out last kept one worker busy 80 s after the others
+        # (a module's group of 17 tests handed out last kept one worker busy 80 s after the others
         # were done). A stable sort: a unit's tests keep their order.
         items.sort(key=lambda item: (heaviest[unit_of[id(item)]], -size[unit_of[id(item)]]))
     return result
