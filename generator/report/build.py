@@ -449,12 +449,12 @@ def measure_records(
     if not rows:
         return None
     seed_texts = seed_instructions(seeds)
+    # `metrics.rows` is what was measured: every row, or the even sample of a larger dataset.
     key = _measures_key(rows, seed_texts, config) if cache is not None else ""
     metrics = _cached_metrics(cache, key) if cache is not None else None
     if metrics is None:
-        # `metrics.rows` is what was measured: every row, or the even sample of a larger dataset.
         metrics = measure_rows(rows, seed_texts, config, vectors)
-        if cache is not None:
+        if cache is not None:  # kept for a rerun of the same rows
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_json(cache, {"key": key, "metrics": metrics.to_dict()})
     representation = measure_representation(rows, config.representation_target) if config.representation else None

@@ -34,7 +34,7 @@ from generator.llm.server import ServerInfo, served_name, server_for
 from generator.publish.kept import KeptRecords
 from generator.report import hardware_of, measure_records
 from generator.run.budget import SAVE_EVERY_S, server_gpus
-from generator.run.context import FUNNEL, ROUNDS, SOURCES, Run, fingerprint, open_run
+from generator.run.context import FUNNEL, ROUNDS, SOURCES, STATE, Run, fingerprint, open_run
 from generator.run.cost import Costs, Estimate, Pricing
 from generator.run.cost import estimate as price
 from generator.run.pool import Pool
@@ -320,7 +320,7 @@ def _finish(run: Run, out: _Generated, started: float) -> RunResult:
     # For the card and the report; kept in the run's state, so that a rerun that keeps the same rows
     # does not measure them again.
     measured = measure_records(
-        out.records, run.seeds, run.config.report, run.vectors, cache=run.run_dir / "state" / "report_measures.json"
+        out.records, run.seeds, run.config.report, run.vectors, cache=run.run_dir / STATE / "report_measures.json"
     )
     if measured is not None:
         measured.mask = run.writer.mask
