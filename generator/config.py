@@ -381,7 +381,9 @@ class _Generation(Section):
         "some (self-instruct uses 2 of 8).",
     )
     overgenerate: float = Field(2.0, ge=1, description="Candidates asked for per instruction still needed.")
-    max_rounds: int = Field(20, ge=1, description="Stop after this many rounds.")
+    max_rounds: int = Field(
+        20, ge=1, description="Stop after this many rounds. Not part of the run's fingerprint: more rounds continue it."
+    )
     min_acceptance: float = Field(
         0.05, ge=0, le=1, description="A round accepting fewer than this share of its candidates counts as stalled."
     )

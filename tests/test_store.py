@@ -279,6 +279,26 @@ def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: P
     assert alpaca.settings["generation"]["seed_format"] == "alpaca"
 
 
+def test_more_rounds_or_a_larger_target_continue_a_run_that_stopped_on_them(tmp_path: Path) -> None:
+    """`max_rounds` and `num_records` are stop conditions: a run that stopped at its last round is
+    continued with more, also where its stored fingerprint (written before) holds the old value."""
+    from generator.config import parse_config
+    from generator.core.errors import ConfigError as Err
+    from generator.run.context import fingerprint
+
+    first = fingerprint(parse_config({"generation": {"max_rounds": 2, "num_records": 5}}))
+    RunStore(tmp_path / "run", first).close()
+    more = fingerprint(parse_config({"generation": {"max_rounds": 10, "num_records": 50}}))
+    RunStore(tmp_path / "run", more).close()  # not refused
+    old = {"generation": {"max_rounds": 2, "num_records": 5, "num_instructions": 7}}  # written with the keys
+    assert fingerprint_changes(old, more.settings, more.defaults, more.ignored) == [
+        "generation.num_instructions: 7 -> 30"
+    ]
+    other = fingerprint(parse_config({"generation": {"max_rounds": 10, "num_instructions": 7}}))
+    with pytest.raises(Err, match=r"another config \(generation.num_instructions: 30 -> 7\)"):
+        RunStore(tmp_path / "run", other)
+
+
 def test_changed_list_values_are_reported() -> None:
     assert fingerprint_changes({"stop": ["a"]}, {"stop": ["b"]}) == ["stop: ['a'] -> ['b']"]
     assert fingerprint_changes({"a": 1}, {"a": 1, "stop": ["b"]}) == ["stop: (unset) -> ['b']"]

@@ -40,7 +40,8 @@ STATE = "state"
 # Conversation settings, left out of a single-turn run's fingerprint whatever their values.
 SINGLE_TURN_UNUSED = ("turns", "turn_failure")
 _PARTS = {"model": True, "sampling": True, "generation": True, "filters": True, "privacy": True}
-_NOT_PARTS = {"generation": {"num_records"}}
+# Stop conditions: a larger record target or more rounds continue the run they stopped.
+_NOT_PARTS = {"generation": {"num_records", "max_rounds"}}
 
 
 def _settings(config: Config) -> dict[str, Any]:
@@ -68,8 +69,8 @@ def fingerprint_defaults() -> dict[str, Any]:
 def fingerprint(config: Config, method: Method | None = None) -> Fingerprint:
     """What decides the requests and which results are kept; a run directory holding another
     fingerprint is refused (unless --fresh or --force). Engine, server, budget and output settings
-    may change between runs, and so may the record target (`generation.num_records`): a larger
-    one, or a larger budget, continues the run.
+    may change between runs, and so may the stop conditions (`generation.num_records`,
+    `generation.max_rounds`): a larger target, more rounds or a larger budget continue the run.
 
     Keys left at their defaults are left out, and so are other methods' sections and roles: a
     setting or section added later (with a default) leaves every existing run directory resumable.
@@ -81,7 +82,8 @@ def fingerprint(config: Config, method: Method | None = None) -> Fingerprint:
     extra = method.fingerprint() if method is not None else {}
     if extra and method is not None and method.section:  # what the method read (a corpus by content)
         settings.setdefault("generation", {}).setdefault(method.section, {}).update(extra)
-    return Fingerprint(settings, defaults)
+    ignored = tuple(f"{part}.{key}" for part, keys in _NOT_PARTS.items() for key in sorted(keys))
+    return Fingerprint(settings, defaults, ignored)
 
 
 def without_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import errno
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,9 @@ class Fingerprint:
 
     settings: dict[str, Any]
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Dotted keys that may change between sessions (stop conditions): a stored fingerprint's value
+    # for one is no change, whatever it is (one written before the key was left out holds it).
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,11 @@ class Flush:
     interval_s: float = 1.0
 
 
-def fingerprint_changes(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
-    """What differs between two fingerprints, one `key: old -> new` per changed leaf.
+def fingerprint_changes(
+    old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None, ignored: Iterable[str] = ()
+) -> list[str]:
+    """What differs between two fingerprints, one `key: old -> new` per changed leaf (`ignored`
+    keys apart).
 
     A key only one side has is read as its value in `defaults`; one with no default, with the value
     null (None) on the other side, is no change too: a setting added by a later version with a null
@@ -118,7 +124,7 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any], defaults: dict
     missing = object()
     known = _flatten(defaults or {})
     changes = []
-    for key in sorted(a.keys() | b.keys()):
+    for key in sorted((a.keys() | b.keys()) - set(ignored)):
         before, after = a.get(key, known.get(key, missing)), b.get(key, known.get(key, missing))
         if before == after or (before is missing and after is None) or (after is missing and before is None):
             continue
@@ -241,7 +247,7 @@ class RunStore:
                 (self.run_dir / name).unlink(missing_ok=True)
         elif fp_path.exists():
             old = json.loads(fp_path.read_text(encoding="utf-8"))
-            changes = fingerprint_changes(old, fingerprint, fp.defaults)
+            changes = fingerprint_changes(old, fingerprint, fp.defaults, fp.ignored)
             if changes and not force:
                 self._release_lock()
                 raise ForeignRun(f"{self.run_dir} holds a run made with another config ({'; '.join(changes)})")
