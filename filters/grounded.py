@@ -9,6 +9,7 @@ Rows without a passage are kept: the filter judges only what it can check."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from typing import Any
@@ -33,16 +34,57 @@ STOP_WORDS = frozenset(
 # Most consecutive words an answer may copy, by task kind (None: no limit).
 MAX_COPY: dict[str, int | None] = {"default": 24, "extraction": 60, "backtranslation": None}
 STEM = 5  # words of more than STEM letters match by their first STEM letters (applies/applied, caches/cached)
+# Inflections left off before that, where at least 4 letters stay (lasted/lasting, most/mostly).
+SUFFIXES = ("ingly", "edly", "ing", "ed", "ly", "es", "s")
+
+
+# Numbers in words are numbers ("twelve items" holds 12); "one" is left a word (one of, no one).
+NUMBER_WORDS = {
+    w: str(n)
+    for n, w in enumerate(
+        "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+    if w != "_"
+} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90"}
 
 
 def words(text: str) -> list[str]:
-    """Lowercased words, a possessive's "'s" left off (Arrow's is Arrow)."""
+    """Lowercased words, a possessive's "'s" left off (Arrow's is Arrow), numbers in words as digits."""
     out = [m.group().lower().replace("’", "'") for m in _TOKEN.finditer(text)]
-    return [w[:-2] if w.endswith("'s") else w for w in out]
+    return [NUMBER_WORDS.get(w, w[:-2] if w.endswith("'s") else w) for w in out]
 
 
 def _stem(word: str) -> str:
-    return word[:STEM] if len(word) > STEM and word.isalpha() else word
+    if not word.isalpha():
+        return word
+    for suffix in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)]
+            break
+    return word[:STEM] if len(word) > STEM else word
+
+
+def answer_text(answer: str) -> str:
+    """The words an answer states: a JSON answer's values only (its keys name the structure that
+    was asked for, such as `documents.structure`'s, not facts of the passage)."""
+    if answer.lstrip()[:1] not in ("{", "["):
+        return answer
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return answer
+    values: list[str] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif item is not None and not isinstance(item, bool):
+            values.append(str(item))
+    return "\n".join(values)
 
 
 def content_words(tokens: list[str]) -> list[str]:
@@ -98,7 +140,7 @@ class GroundedFilter(Filter):
             run = longest_copy(record.output, passage, limit)
             if run > limit:
                 return drop("copies_source", run=run, limit=limit)
-        score, missing, numbers = support(record.output, passage)
+        score, missing, numbers = support(answer_text(record.output), passage)
         scores = {"grounded_support": round(score, 3)}
         if numbers or score < self.min_support:
             return replace(drop("unsupported", missing=missing[:10], numbers=numbers[:5]), scores=scores)

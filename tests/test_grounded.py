@@ -1,5 +1,6 @@
-"""The `grounded` filter on a hand-written labeled set (tests/data/grounded_labeled.jsonl: passage,
-answer, label supported / unsupported / copies): accuracy per class, and its reasons."""
+"""The `grounded` filter on two hand-written labeled sets (tests/data/grounded_labeled.jsonl, which
+its rules were tuned on, and grounded_heldout.jsonl, written afterwards over other passages and every
+task kind: passage, answer, label supported / unsupported / copies): accuracy per class, and its reasons."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from filters.grounded import GroundedFilter
 from generator.core.records import Record
 
-LABELED = Path(__file__).parent / "data" / "grounded_labeled.jsonl"
+DATA = Path(__file__).parent / "data"
+LABELED = DATA / "grounded_labeled.jsonl"
+HELDOUT = DATA / "grounded_heldout.jsonl"
 
 
 def _record(answer: str, passage: str | None, kind: str = "factual") -> Record:
@@ -18,8 +23,9 @@ def _record(answer: str, passage: str | None, kind: str = "factual") -> Record:
     return Record(instruction="Q?", output=answer, meta=meta)
 
 
-def test_accuracy_per_class_on_the_labeled_set() -> None:
-    rows = [json.loads(line) for line in LABELED.read_text(encoding="utf-8").splitlines()]
+@pytest.mark.parametrize("path", [LABELED, HELDOUT], ids=["tuned-on", "held-out"])
+def test_accuracy_per_class_on_the_labeled_sets(path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     verdicts = GroundedFilter().judge([_record(r["answer"], r["passage"], r["task_kind"]) for r in rows])
     right, total = Counter(), Counter()
     for row, v in zip(rows, verdicts):
@@ -27,9 +33,27 @@ def test_accuracy_per_class_on_the_labeled_set() -> None:
         total[row["label"]] += 1
         right[row["label"]] += predicted == row["label"]
     accuracy = {label: right[label] / total[label] for label in total}
-    assert total["supported"] >= 25 and total["unsupported"] >= 20
+    assert total["supported"] >= 24 and total["unsupported"] >= 20
     assert accuracy["supported"] >= 0.9 and accuracy["unsupported"] >= 0.9, accuracy
-    assert accuracy["copies"] == 1.0
+    assert accuracy.get("copies", 1.0) == 1.0
+    assert len({r["task_kind"] for r in rows}) >= (4 if path == HELDOUT else 1)
+
+
+def test_a_json_answer_is_read_by_its_values_not_the_structures_keys() -> None:
+    passage = "The canal opened in 1842 and has 19 locks."
+    good = '{"facts": [{"subject": "canal", "fact": "opened in 1842"}, {"subject": "canal", "fact": "19 locks"}]}'
+    bad = '{"facts": [{"subject": "canal", "fact": "built by navvies from Ireland"}]}'
+    assert GroundedFilter().judge_one(_record(good, passage, "extraction")).keep
+    assert GroundedFilter().judge_one(_record(bad, passage, "extraction")).reason == "unsupported"
+    assert GroundedFilter().judge_one(_record('{"facts": broken', passage, "extraction")).reason == "unsupported"
+
+
+def test_inflections_and_numbers_in_words_match() -> None:
+    passage = "Side effects lasted one to two days. Members borrow twelve items at most."
+    assert GroundedFilter().judge_one(_record("Mostly the effects were lasting two days.", passage)).keep
+    assert GroundedFilter().judge_one(_record("Members may borrow 12 items.", passage)).keep
+    v = GroundedFilter(min_support=0.0).judge_one(_record("Members may borrow three items.", passage))
+    assert not v.keep and v.detail["numbers"] == ["3"]
 
 
 def test_numbers_not_in_the_passage_are_unsupported() -> None:
