@@ -62,6 +62,8 @@ def test_the_lexicons_hits_are_right_nine_times_in_ten_on_hand_labelled_sentence
         ("It worked with the pre-installed driver from the vendor.", set()),
         ("The driver said he was late.", {("occupation", "driver"), ("gender", "male")}),
         ("Open the man page for ls.", set()),
+        ("Center a child element inside its parent; kill the child processes.", set()),
+        ("My child has a fever.", {("age", "child")}),
         ("Explain this to an Asian American student.", {("ethnicity", "asian")}),
     ],
     ids=[
@@ -75,6 +77,8 @@ def test_the_lexicons_hits_are_right_nine_times_in_ten_on_hand_labelled_sentence
         "installed-driver",
         "occupation-and-pronoun",
         "man-page",
+        "program-parts",
+        "child-person",
         "spaced-hyphen",
     ],
 )

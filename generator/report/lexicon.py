@@ -44,6 +44,14 @@ NOT_A_PERSON_BEFORE = {
     "version", "plugin", "installed", "pre-installed", "kernel", "hardware", "software", "bluetooth", "wifi",
     "camera", "sound",
 }  # fmt: skip
+# After a person noun: the noun names a part of a program or document, not a person ("man page",
+# "a child element", "child processes").
+NOT_A_PERSON_AFTER = {
+    "page", "pages", "element", "elements", "node", "nodes", "process", "processes", "thread", "threads",
+    "class", "classes", "component", "components", "widget", "widgets", "window", "windows", "directory",
+    "directories", "folder", "folders", "object", "objects", "table", "tables", "selector", "selectors",
+    "record", "records", "row", "rows", "task", "tasks", "theme", "themes", "key", "keys", "div",
+}  # fmt: skip
 # Occupations that also name software: after one of these words, or after a determiner and before a
 # word that a program's description takes ("the assistant should"), they are not people.
 SOFTWARE_OCCUPATIONS = {"driver", "editor", "writer", "assistant", "manager", "cleaner", "designer", "supervisor"}
@@ -116,7 +124,7 @@ class Lexicon:
         if e.cased and not tokens[i][:1].isupper():
             return False
         if e.kind in ("noun", "pronoun", "sentiment"):
-            return not (e.group == "male" and lower[i] == "man" and i + 1 < len(lower) and lower[i + 1] == "page")
+            return not (e.kind == "noun" and i + size < len(lower) and lower[i + size] in NOT_A_PERSON_AFTER)
         if e.kind == "occupation":
             return not (e.group in SOFTWARE_OCCUPATIONS and i > 0 and _software_before(lower, i))
         return self._describes_people(lower, i + size) or self._is_noun(tokens, lower, i, size)
