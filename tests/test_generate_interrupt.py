@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fake_openai import FakeOpenAI
 from fake_run import NO_REPORT_YAML, fake_process
-
-pytestmark = pytest.mark.subprocess
 
 pytestmark = pytest.mark.subprocess
 
@@ -63,10 +62,13 @@ def _stored(run_dir: Path) -> list[str]:
     return [json.loads(line)["request_id"] for line in lines if line.endswith("}")]
 
 
+FAKE_OPTIONS = {"variants": True}  # the fast server (tests/conftest.py: `fake`): the same answers, at once
+
+
 @pytest.fixture(scope="module")
-def reference(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def reference(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     tmp = tmp_path_factory.mktemp("reference")
-    done = _run(_config(tmp, fake_url, "ref"))
+    done = _run(_config(tmp, fake.url, "ref"))
     assert done.returncode == 0, done.stderr
     ids = _ids(tmp / "ref")
     assert len(ids) == 24
@@ -76,8 +78,10 @@ def reference(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> list[s
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"])
 @pytest.mark.parametrize("after", [3, 18], ids=["early", "late"])
 def test_interrupted_run_resumes_to_the_same_dataset(
-    tmp_path: Path, fake_url: str, reference: list[str], sig: signal.Signals, after: int
+    tmp_path: Path, fake_url: str, fake: FakeOpenAI, reference: list[str], sig: signal.Signals, after: int
 ) -> None:
+    """Interrupted while the slow server answers; resumed against the fast one (the same answers:
+    server settings are not in the fingerprint)."""
     cfg = _config(tmp_path, fake_url, "run")
     results = tmp_path / "run" / "results.jsonl"
     proc = subprocess.Popen(
@@ -100,7 +104,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(
     stored_before = len(set(_stored(tmp_path / "run")))
     assert stored_before >= after
 
-    again = _run(cfg)
+    again = _run(_config(tmp_path, fake.url, "run"))
     assert again.returncode == 0, again.stderr
     assert _ids(tmp_path / "run") == reference
     stored = _stored(tmp_path / "run")

@@ -36,8 +36,9 @@ EXE = str(Path(sys.executable).parent / "instructforge")
 TARGET = 20
 
 
-# Slow enough for a time budget to stop it mid-run (about 2 s for a whole run).
-FAKE_OPTIONS = {"variants": True, "delay_s": 0.05}
+FAKE_OPTIONS = {"variants": True}
+# Seconds each answer takes on the time budgets' clock (`_served_clock`): about 2 s for a whole run.
+SERVED_S = 0.05
 RUN = {
     "engine": {"concurrency": 4, "stop_grace_s": 0.5},
     "generation": {"num_records": TARGET, "num_instructions": 8},
@@ -114,11 +115,12 @@ TIMED = {"max_time_s", "max_gpu_hours"}
 
 
 def _served_clock(fake: FakeOpenAI) -> SimpleNamespace:
-    """A `time` for the budget whose seconds are the fake's answers times its delay: a time budget
+    """A `time` for the budget whose seconds are the fake's answers times `SERVED_S`: a time budget
     then stops after the same requests on a quiet machine and on a busy one (on the wall clock a
-    busy CI machine spent the whole budget in round 0, before any answer)."""
+    busy CI machine spent the whole budget in round 0, before any answer), and the fake answers at
+    once."""
     start = sum(fake.served.values())
-    return SimpleNamespace(monotonic=lambda: (sum(fake.served.values()) - start) * FAKE_OPTIONS["delay_s"])
+    return SimpleNamespace(monotonic=lambda: (sum(fake.served.values()) - start) * SERVED_S)
 
 
 @pytest.mark.parametrize("key", list(BUDGETS))
@@ -313,8 +315,10 @@ def slow_url() -> Iterator[str]:
 @pytest.mark.parametrize("after", [12, 60], ids=["first-refill", "second-refill"])
 @pytest.mark.subprocess
 def test_sigkill_during_a_target_run_then_resume_gives_the_same_dataset(
-    tmp_path: Path, slow_url: str, reference: dict[str, Any], after: int
+    tmp_path: Path, slow_url: str, fake: FakeOpenAI, reference: dict[str, Any], after: int
 ) -> None:
+    """Killed while the slow server answers; resumed against the fast one (the same answers: server
+    settings are not in the fingerprint), so the rest of the run takes no waiting."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps(fake_settings(tmp_path / "run", slow_url, RUN)))
     results = tmp_path / "run" / "results.jsonl"
@@ -327,6 +331,7 @@ def test_sigkill_during_a_target_run_then_resume_gives_the_same_dataset(
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
+    cfg.write_text(json.dumps(fake_settings(tmp_path / "run", fake.url, RUN)))
     again = subprocess.run([EXE, "generate", "-c", str(cfg)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     ids: list[str] = []

@@ -244,8 +244,12 @@ def _stored(run_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.subprocess
-def test_a_run_killed_mid_conversation_resumes_to_the_same_conversations(tmp_path: Path, slow_fake_url: str) -> None:
-    ref = subprocess.run([EXE, "generate", "-c", str(_config_file(tmp_path, slow_fake_url, "ref"))], timeout=300)
+def test_a_run_killed_mid_conversation_resumes_to_the_same_conversations(
+    tmp_path: Path, slow_fake_url: str, fake: FakeOpenAI
+) -> None:
+    """Killed while the slow server answers; the reference and the resume go to the fast one (the
+    same answers: server settings are not in the fingerprint)."""
+    ref = subprocess.run([EXE, "generate", "-c", str(_config_file(tmp_path, fake.url, "ref"))], timeout=300)
     assert ref.returncode == 0
     reference = _conversations(tmp_path / "ref")
     assert len(reference) == 8 and all(len(m) == 6 for m in reference)
@@ -265,6 +269,7 @@ def test_a_run_killed_mid_conversation_resumes_to_the_same_conversations(tmp_pat
     stages = [r["meta"].get("stage") for r in _stored(tmp_path / "run")]
     assert "user_turn" in stages and stages.count("turn") < 16, "not killed mid-conversation"
 
+    cfg = _config_file(tmp_path, fake.url, "run")
     again = subprocess.run([EXE, "generate", "-c", str(cfg)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert _conversations(tmp_path / "run") == reference
