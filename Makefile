@@ -40,8 +40,9 @@ model: setup
 demo: model
 	$(BIN)/instructforge generate --config $(CONFIG)
 
-# Every tier on $(WORKERS) workers (pytest-xdist): the `vllm` tests are one group on one worker, which starts
-# the session's server once; tests/conftest.py hands out the heaviest work first. WORKERS=0: one process.
+# Every tier on $(WORKERS) workers (pytest-xdist): the workers share one vLLM server, started once by the
+# first that needs it (tests/shared_server.py); tests/conftest.py hands out the heaviest work first. Five
+# workers were no faster than four on two cores (663 s against 632-695 s). WORKERS=0: one process.
 test: model browser
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
