@@ -39,14 +39,12 @@ SUFFIXES = ("ingly", "edly", "ing", "ed", "ly", "es", "s")
 
 
 # Numbers in words are numbers ("twelve items" holds 12); "one" is left a word (one of, no one).
-NUMBER_WORDS = {
-    w: str(n)
-    for n, w in enumerate(
-        "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-        "seventeen eighteen nineteen twenty".split()
-    )
-    if w != "_"
-} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90"}
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+).split()
+_TENS = {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90"}
+NUMBER_WORDS = {w: str(n) for n, w in enumerate(_UNITS) if w != "one"} | _TENS
 
 
 def words(text: str) -> list[str]:
@@ -75,16 +73,18 @@ def answer_text(answer: str) -> str:
     except ValueError:
         return answer
     values: list[str] = []
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-        elif item is not None and not isinstance(item, bool):
-            values.append(str(item))
+    _values(data, values)
     return "\n".join(values)
+
+
+def _values(item: Any, out: list[str]) -> None:
+    if isinstance(item, dict):
+        item = list(item.values())
+    if isinstance(item, list):
+        for value in item:
+            _values(value, out)
+    elif item is not None and not isinstance(item, bool):
+        out.append(str(item))
 
 
 def content_words(tokens: list[str]) -> list[str]:
