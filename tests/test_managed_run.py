@@ -139,16 +139,32 @@ def test_ctrl_c_while_the_server_starts_unwinds_at_once(tmp_path: Path) -> None:
     """The start happens mid-run now (on the first request), yet Ctrl-C during it still unwinds at
     once and stops the server's whole process group."""
     run_dir = tmp_path / "run"
-    child = [sys.executable, "-c", HANGS, str(tmp_path / "pid")]
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    pid_file = tmp_path / "pid"
+    child = [sys.executable, "-c", HANGS, str(pid_file)]
+    pressed: list[float] = []
+    # Ctrl-C once the server process is up (a fixed delay could land before the run began on a
+    # busy machine, where nothing of the run's is there to unwind).
+    presser = threading.Thread(target=_ctrl_c_when, args=(pid_file, pressed), daemon=True)
     with fake_vllm(argv=child):
-        timer.start()
-        start = time.monotonic()
+        presser.start()
         with pytest.raises(Interrupted, match="Run the same command again to resume"):
             generate(_config(run_dir), progress=False)
-    assert time.monotonic() - start < 6
-    pid = int((tmp_path / "pid").read_text())
+    presser.join()
+    assert pressed, "the server never started"
+    assert time.monotonic() - pressed[0] < 6
+    pid = int(pid_file.read_text())
     assert _gone(pid), "the server was left running"
+
+
+def _ctrl_c_when(pid_file: Path, pressed: list[float]) -> None:
+    """Send this process SIGINT half a second after `pid_file` appears."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not pid_file.exists():
+        time.sleep(0.02)
+    if pid_file.exists():
+        time.sleep(0.5)
+        pressed.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _gone(pid: int, seconds: float = 10) -> bool:
