@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from generator.config import parse_config
 from generator.core.errors import ConfigError
 from generator.llm.requests import ErrorKind, Result
+from generator.run.context import fingerprint
 from generator.run.store import RESULTS, Flush, RunStore, fingerprint_changes
 
 FP = {"model": "m", "sampling": {"temperature": 0.7, "stop": ["\n"]}, "template": "a.jinja"}
@@ -265,11 +267,7 @@ def test_a_setting_added_with_a_null_default_is_no_change(old: dict, new: dict, 
 
 
 def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: Path) -> None:
-    from generator.config import parse_config
-    from generator.core.errors import ConfigError as Err
-    from generator.run.context import fingerprint
-
-    with pytest.raises(Err, match=r"generation.seed_format.*unknown format 'nope'"):
+    with pytest.raises(ConfigError, match=r"generation.seed_format.*unknown format 'nope'"):
         parse_config({"generation": {"seed_format": "nope"}})
     new = fingerprint(parse_config({}))
     old = json.loads(json.dumps(new.defaults))  # a run directory written with every key
@@ -282,10 +280,6 @@ def test_seed_format_is_checked_and_does_not_change_old_fingerprints(tmp_path: P
 def test_more_rounds_or_a_larger_target_continue_a_run_that_stopped_on_them(tmp_path: Path) -> None:
     """`max_rounds` and `num_records` are stop conditions: a run that stopped at its last round is
     continued with more, also where its stored fingerprint (written before) holds the old value."""
-    from generator.config import parse_config
-    from generator.core.errors import ConfigError as Err
-    from generator.run.context import fingerprint
-
     first = fingerprint(parse_config({"generation": {"max_rounds": 2, "num_records": 5}}))
     RunStore(tmp_path / "run", first).close()
     more = fingerprint(parse_config({"generation": {"max_rounds": 10, "num_records": 50}}))
@@ -295,7 +289,7 @@ def test_more_rounds_or_a_larger_target_continue_a_run_that_stopped_on_them(tmp_
         "generation.num_instructions: 7 -> 30"
     ]
     other = fingerprint(parse_config({"generation": {"max_rounds": 10, "num_instructions": 7}}))
-    with pytest.raises(Err, match=r"another config \(generation.num_instructions: 30 -> 7\)"):
+    with pytest.raises(ConfigError, match=r"another config \(generation.num_instructions: 30 -> 7\)"):
         RunStore(tmp_path / "run", other)
 
 
